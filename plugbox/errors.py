@@ -1,0 +1,113 @@
+"""plugbox's exceptions, all under ``PlugboxError``.
+
+``PluginLoadError`` and ``PluginVersionError`` come from ``host.add``. Everything that
+goes wrong while a plugin serves a call is a ``PluginFailure`` carrying a
+``FailureReport`` (``exc.report``) that says what happened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .reports import FailureReport
+
+__all__ = [
+    "PlugboxError",
+    "PluginCPUExceeded",
+    "PluginCrashed",
+    "PluginFailure",
+    "PluginLoadError",
+    "PluginMemoryExceeded",
+    "PluginProtocolError",
+    "PluginQuarantined",
+    "PluginRaised",
+    "PluginTimeout",
+    "PluginVersionError",
+]
+
+
+class PlugboxError(Exception):
+    """Base of every error plugbox raises on purpose."""
+
+
+class PluginLoadError(PlugboxError):
+    """A plugin could not be loaded: ``ref`` names it, ``reason`` says why.
+
+    ``report`` is set when a worker was started and failed (crashed, timed out, ran out
+    of memory) while loading; None when the host refused before starting one.
+    """
+
+    def __init__(self, ref: str, reason: str, *, report: FailureReport | None = None) -> None:
+        super().__init__(f"cannot load plugin {ref!r}: {reason}")
+        self.ref = ref
+        self.reason = reason
+        self.report = report
+
+
+class PluginVersionError(PlugboxError):
+    """A plugin's version does not satisfy the version it was pinned to."""
+
+
+class PluginFailure(PlugboxError):
+    """A plugin failed while serving a call; ``report`` says how."""
+
+    cause: str = "failure"
+
+    def __init__(self, report: FailureReport) -> None:
+        super().__init__(report.summary())
+        self.report = report
+
+
+class PluginRaised(PluginFailure):
+    """The plugin's hook raised; the report holds its type, message and traceback.
+
+    The worker lives on.
+    """
+
+    cause = "raised"
+
+
+class PluginCrashed(PluginFailure):
+    """The worker died on its own: an exit code or a signal (the report says which)."""
+
+    cause = "crashed"
+
+
+class PluginTimeout(PluginFailure):
+    """The call passed its wall-clock deadline; the worker's process tree was killed."""
+
+    cause = "timeout"
+
+
+class PluginMemoryExceeded(PluginFailure):
+    """The worker ran out of its address space or went over its RSS cap."""
+
+    cause = "memory"
+
+
+class PluginCPUExceeded(PluginFailure):
+    """The worker used up its CPU seconds (SIGXCPU, or SIGKILL at the hard limit)."""
+
+    cause = "cpu"
+
+
+class PluginProtocolError(PluginFailure):
+    """The worker broke the wire protocol (garbage, oversize frame, unknown id, a
+    closed channel); it was killed."""
+
+    cause = "protocol"
+
+
+class PluginQuarantined(PluginFailure):
+    """The plugin failed too often and is not called until ``host.reset(name)``."""
+
+    cause = "quarantined"
+
+
+#: the exception class for each ``FailureReport.cause``.
+FAILURE_TYPES: dict[str, type[PluginFailure]] = {
+    cls.cause: cls
+    for cls in (PluginRaised, PluginCrashed, PluginTimeout, PluginMemoryExceeded,
+                PluginCPUExceeded, PluginProtocolError, PluginQuarantined)
+}

@@ -1,0 +1,123 @@
+"""How one hook call runs across the plugins that implement it (the hook's mode).
+
+``first_result``, ``chain`` and ``collect`` call plugins one after another in the order
+they were added; ``observe`` calls them all at once. A failing plugin either raises
+(fail closed) or is skipped and recorded in ``outcome.failures``, per its policy.
+Arguments a plugin changed in place are applied for the next plugin and the caller:
+a dict or list the caller passed is updated in place, so the caller's own object
+shows the change as it would in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from ..errors import PluginFailure
+from ..protocol import pack
+from ..reports import Outcome
+from ..specs import HookSpec, OnFailure
+from .supervision import SupervisedPlugin
+
+
+def check_args(spec: HookSpec, args: dict[str, Any]) -> None:
+    """TypeError, naming hook and argument, for anything the host cannot send."""
+    unknown = [name for name in args if name not in spec.args]
+    if unknown:
+        raise TypeError(f"hook {spec.name!r} has no argument {unknown[0]!r} "
+                        f"(it has: {', '.join(spec.args) or 'none'})")
+    missing = [name for name in spec.args if name not in args]
+    if missing:
+        raise TypeError(f"hook {spec.name!r} needs argument {missing[0]!r}")
+    for name, value in args.items():
+        try:
+            pack(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"hook {spec.name!r} argument {name!r}: a "
+                            f"{type(value).__name__} cannot cross the process boundary "
+                            f"(only None, bool, int, float, str, bytes, list and dict can): "
+                            f"{exc}") from None
+
+
+def apply_changes(args: dict[str, Any], changed: dict[str, Any]) -> None:
+    """Apply a plugin's in-place changes, keeping the caller's containers."""
+    for name, value in changed.items():
+        current = args.get(name)
+        if isinstance(current, dict) and isinstance(value, dict):
+            current.clear()
+            current.update(value)
+        elif isinstance(current, list) and isinstance(value, list):
+            current[:] = value
+        else:
+            args[name] = value
+
+
+def _policy(spec: HookSpec, plugin: SupervisedPlugin, default: OnFailure | None) -> OnFailure:
+    return plugin.options.on_failure or default or spec.default_on_failure
+
+
+async def call_hook(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
+                    default_policy: OnFailure | None = None) -> Outcome:
+    """Run ``spec``'s hook across ``plugins`` and combine the results per its mode."""
+    outcome = Outcome(args=args)
+    targets = [p for p in plugins if spec.name in p.hooks and not p.closed]
+    if spec.mode == "observe":
+        await _observe(spec, targets, args, outcome, default_policy)
+        return outcome
+    collected: list[Any] = []
+    first = spec.args[0] if spec.args else None
+    for plugin in targets:
+        try:
+            value = await _invoke(plugin, spec, args)
+        except PluginFailure as failure:
+            if _policy(spec, plugin, default_policy) == "raise":
+                raise
+            outcome.failures.append(failure.report)
+            continue
+        outcome.called.append(plugin.name)
+        if value is None:
+            continue
+        if spec.mode == "first_result":
+            outcome.value = value
+            return outcome
+        if spec.mode == "chain":
+            assert first is not None
+            args[first] = value
+        else:
+            collected.append(value)
+    if spec.mode == "chain":
+        outcome.value = args[first] if first is not None else None
+    elif spec.mode == "collect":
+        outcome.value = collected
+    return outcome
+
+
+async def _invoke(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any]) -> Any:
+    accepted = plugin.hooks[spec.name]
+    value, changed = await plugin.invoke(spec.name, {k: args[k] for k in accepted})
+    if changed:
+        apply_changes(args, {k: v for k, v in changed.items() if k in spec.mutable})
+    return value
+
+
+async def _observe(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
+                   outcome: Outcome, default_policy: OnFailure | None) -> None:
+    raised: list[PluginFailure] = []
+
+    async def one(plugin: SupervisedPlugin) -> None:
+        try:
+            await plugin.invoke(spec.name, {k: args[k] for k in plugin.hooks[spec.name]})
+        except PluginFailure as failure:
+            outcome.failures.append(failure.report)
+            if _policy(spec, plugin, default_policy) == "raise":
+                raised.append(failure)
+            return
+        outcome.called.append(plugin.name)
+
+    async with anyio.create_task_group() as tg:
+        for plugin in plugins:
+            tg.start_soon(one, plugin)
+    if raised:
+        raise raised[0]

@@ -1,0 +1,244 @@
+"""One registered plugin under supervision: start, restart with backoff, quarantine.
+
+``SupervisedPlugin.invoke`` calls one hook on the plugin's current worker and turns
+every way that can fail into a ``PluginFailure`` with a ``FailureReport``. A failure
+that killed the worker leaves the next call to start a fresh one, after a backoff
+that doubles with each failure in a row; ``max_failures`` killing failures within
+``failure_window`` seconds quarantine the plugin until ``reset()``. A plugin's own
+exceptions (``PluginRaised``) do not count toward quarantine: the worker lives on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ..errors import FAILURE_TYPES, PluginLoadError
+from ..limits import Limits, Sandbox
+from ..protocol import Error, Handshake, Result, Start
+from ..reports import FailureReport, signal_name
+from ..specs import HookSet, OnFailure
+from . import _linux
+from .causes import Death
+from .launchers import Launcher
+from .worker_process import TimedOut, WorkerProcess
+
+
+@dataclass
+class PluginOptions:
+    """What ``host.add`` was given for a plugin."""
+
+    ref: str
+    config: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    sandbox: Sandbox = field(default_factory=Sandbox)
+    on_failure: OnFailure | None = None
+
+
+class SupervisedPlugin:
+    """A plugin, its current worker and its failure history."""
+
+    def __init__(self, options: PluginOptions, hooks: HookSet, launcher: Launcher,
+                 tg: anyio.abc.TaskGroup, record: Callable[[FailureReport], None]) -> None:
+        self.options = options
+        self.spec = hooks
+        self.launcher = launcher
+        self.tg = tg
+        self.record = record
+        self.name = options.ref
+        self.version = ""
+        self.hooks: dict[str, list[str]] = {}
+        self.problems: list[str] = []
+        self.worker: WorkerProcess | None = None
+        self.restarts = 0
+        self.calls = 0
+        self.failures_in_row = 0
+        self.recent_failures: deque[float] = deque()
+        self.last_failure_at = 0.0
+        self.quarantine: FailureReport | None = None
+        self.closed = False
+        self._start_lock = anyio.Lock()
+        self.logger = logging.getLogger("plugbox.plugin")
+
+    # ---------------------------------------------------------------- starting
+    def _start_message(self) -> Start:
+        limits = self.options.limits.to_worker()
+        limits["log_level"] = logging.getLogger(f"plugbox.plugin.{self.name}").getEffectiveLevel()
+        return Start(ref=self.options.ref, config=self.options.config,
+                     hooks=self.spec.to_worker(), limits=limits,
+                     sandbox=self.options.sandbox.to_worker())
+
+    async def start(self) -> Handshake:
+        """Start a worker and load the plugin; PluginLoadError if it cannot be."""
+        limits = self.options.limits
+        spawned = await self.launcher.spawn(self.tg)
+        worker = WorkerProcess(spawned, label=self.name, limits=limits, logger=self.logger)
+        worker.start(self.tg, self._start_message())
+        reply = await worker.wait_handshake(limits.start_timeout)
+        if isinstance(reply, Handshake):
+            self._adopt(worker, reply)
+            return reply
+        ref = self.options.ref
+        if isinstance(reply, Error):
+            worker.kill(None)
+            await worker.wait_exit()
+            reason = reply.message if reply.exc_type == "PluginLoadError" else (
+                f"{reply.exc_type}: {reply.message}")
+            raise PluginLoadError(ref, reason + (f"\n{reply.traceback}" if reply.traceback else ""))
+        cause, detail, death = await worker.wait_verdict()
+        report = self._report(worker, "(load)", cause, f"while loading: {detail}", death)
+        raise PluginLoadError(ref, f"{cause}: {detail}", report=report)
+
+    def _adopt(self, worker: WorkerProcess, hello: Handshake) -> None:
+        self.worker = worker
+        self.name = hello.plugin
+        self.version = hello.version
+        self.hooks = hello.hooks
+        self.problems = hello.problems
+        self.logger = logging.getLogger(f"plugbox.plugin.{hello.plugin}")
+        worker.logger = self.logger
+        worker.stdout.logger = self.logger
+        worker.stderr.logger = self.logger
+
+    async def _ensure_worker(self, hook: str) -> WorkerProcess:
+        async with self._start_lock:
+            worker = self.worker
+            if worker is not None and worker.alive:
+                return worker
+            if worker is not None:
+                await self._note_death(worker, hook)
+                self.worker = None
+            self._check_quarantine(hook)
+            wait = self.backoff() - (time.monotonic() - self.last_failure_at)
+            if wait > 0:
+                await anyio.sleep(wait)
+            self.restarts += 1
+            try:
+                await self.start()
+            except PluginLoadError as exc:
+                report = exc.report or self._report(None, hook, "crashed",
+                                                    f"restart failed: {exc.reason}", None)
+                report = self._count_failure(replace(report, hook=hook))
+                raise FAILURE_TYPES[report.cause](report) from None
+            assert self.worker is not None
+            return self.worker
+
+    def backoff(self) -> float:
+        """Seconds to wait before the next start, after ``failures_in_row`` failures."""
+        limits = self.options.limits
+        if self.failures_in_row == 0:
+            return 0.0
+        return float(min(limits.backoff_initial * 2 ** (self.failures_in_row - 1),
+                         limits.backoff_max))
+
+    # ---------------------------------------------------------------- calling
+    async def invoke(self, hook: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """Call ``hook`` with ``args``: (value, changed arguments), or a PluginFailure."""
+        self._check_quarantine(hook)
+        worker = await self._ensure_worker(hook)
+        started = time.monotonic()
+        self.calls += 1
+        reply = await worker.request(hook, args, self.options.limits.call_timeout)
+        if isinstance(reply, Result):
+            self.failures_in_row = 0
+            return reply.value, reply.changed
+        duration = time.monotonic() - started
+        if isinstance(reply, Error) and worker.memory_hint is None:
+            report = self._report(worker, hook, "raised",
+                                  f"{reply.exc_type}: {reply.message}", None, duration,
+                                  exc=reply)
+            self.record(report)
+            raise FAILURE_TYPES["raised"](report)
+        if isinstance(reply, Error):  # out of memory: the worker's heap is suspect
+            worker.kill("memory", f"ran out of memory: {reply.exc_type}: {reply.message}")
+        cause, detail, death = await worker.wait_verdict()
+        if isinstance(reply, TimedOut) and cause != "timeout":
+            detail = f"{detail} (the call had timed out after {reply.timeout:g} s)"
+        report = self._report(worker, hook, cause, detail, death, duration,
+                              exc=reply if isinstance(reply, Error) else None)
+        worker.reported = True
+        raise FAILURE_TYPES[cause](self._count_failure(report))
+
+    async def _note_death(self, worker: WorkerProcess, hook: str) -> None:
+        """A worker found dead between calls: report it once, unless it was closed."""
+        if worker.reported or worker.closing:
+            return
+        cause, detail, death = await worker.wait_verdict()
+        worker.reported = True
+        self._count_failure(self._report(worker, "(idle)", cause, f"between calls: {detail}",
+                                         death))
+
+    def _count_failure(self, report: FailureReport) -> FailureReport:
+        """Record a failure that killed the worker; returns the report as recorded
+        (with the backoff the next start will wait)."""
+        now = time.monotonic()
+        self.failures_in_row += 1
+        self.last_failure_at = now
+        report = replace(report, backoff=self.backoff())
+        self.record(report)
+        window = self.options.limits.failure_window
+        self.recent_failures.append(now)
+        while self.recent_failures and now - self.recent_failures[0] > window:
+            self.recent_failures.popleft()
+        if len(self.recent_failures) >= self.options.limits.max_failures:
+            n = len(self.recent_failures)
+            self.quarantine = FailureReport(
+                plugin=self.name, version=self.version, hook=report.hook, cause="quarantined",
+                detail=(f"quarantined after {n} failures within {window:g} s "
+                        f"(last: {report.cause}: {report.detail}); host.reset({self.name!r}) "
+                        f"lets it run again"),
+                pid=report.pid, restarts=self.restarts, time=time.time())
+            self.record(self.quarantine)
+        return report
+
+    def _check_quarantine(self, hook: str) -> None:
+        if self.quarantine is not None:
+            q = self.quarantine
+            raise FAILURE_TYPES["quarantined"](FailureReport(
+                plugin=q.plugin, version=q.version, hook=hook, cause="quarantined",
+                detail=q.detail, restarts=self.restarts, time=time.time()))
+
+    def reset(self) -> None:
+        """Lift a quarantine and forget the failure history."""
+        self.quarantine = None
+        self.recent_failures.clear()
+        self.failures_in_row = 0
+
+    # ---------------------------------------------------------------- reports
+    def _report(self, worker: WorkerProcess | None, hook: str, cause: str, detail: str,
+                death: Death | None, duration: float = 0.0, exc: Error | None = None,
+                ) -> FailureReport:
+        pid = worker.pid if worker is not None else None
+        peak, cpu = 0, 0.0
+        if death is not None:
+            peak, cpu = death.peak_rss_kb, death.cpu_time
+        elif pid is not None:
+            peak, cpu = _linux.peak_rss_kb(pid), _linux.cpu_time(pid)
+        return FailureReport(
+            plugin=self.name, version=self.version, hook=hook, cause=cause, detail=detail,
+            pid=pid,
+            exit_code=death.exit_code if death is not None else None,
+            signal=signal_name(death.signal) if death is not None else None,
+            duration=duration, peak_rss_kb=peak, cpu_time=cpu,
+            stderr_tail=tuple(worker.stderr.tail) if worker is not None else (),
+            restarts=self.restarts, exc_type=exc.exc_type if exc else None,
+            exc_message=exc.message if exc else None,
+            traceback=exc.traceback if exc else None,
+            killed=bool(death is not None and death.kill_reason is not None),
+            time=time.time())
+
+    # ---------------------------------------------------------------- closing
+    async def close(self) -> None:
+        """Shut the worker down within the grace period, then kill it."""
+        self.closed = True
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            await worker.shutdown(self.options.limits.close_timeout)
+            await worker.wait_verdict()

@@ -1,0 +1,375 @@
+"""One live worker as the host sees it: its channel, calls in flight, output, death.
+
+Replies are routed by call id from one reader task; sends go straight to the socket
+when it can take them and otherwise through one writer task that batches what is
+queued, so no call waits on a lock. Death is noticed by events only: the channel's
+EOF, or the launcher reaping the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ..limits import Limits
+from ..protocol import (
+    LOAD_CALL_ID,
+    WORKER_TO_HOST,
+    Call,
+    Cancel,
+    Error,
+    FrameDecoder,
+    FrameLimits,
+    Handshake,
+    Log,
+    Message,
+    ProtocolError,
+    Result,
+    Shutdown,
+    Start,
+    encode,
+)
+from . import _linux
+from .causes import Death, classify, is_memory_error
+from .exits import ExitInfo
+from .launchers import SpawnedWorker
+from .output import OutputCapture
+
+#: how long a worker that closed its channel may take to exit before it is killed.
+CLOSED_CHANNEL_GRACE = 1.0
+#: how long the host waits for the rest of a dead worker's stderr.
+OUTPUT_DRAIN = 0.5
+
+
+class _Pending:
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.reply: Result | Error | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """The call passed its deadline (the worker has been killed)."""
+
+    timeout: float
+
+
+class WorkerProcess:
+    """The host's handle on one worker process."""
+
+    def __init__(self, spawned: SpawnedWorker, *, label: str, limits: Limits,
+                 logger: logging.Logger) -> None:
+        self.spawned = spawned
+        self.pid = spawned.pid
+        self.label = label
+        self.limits = limits
+        self.logger = logger
+        self.started = time.monotonic()
+        self.handshake: Handshake | None = None
+        self.load_error: Error | None = None
+        self.kill_reason: str | None = None
+        self.kill_detail = ""
+        self.memory_hint: str | None = None
+        self.closing = False
+        self.reported = False
+        self.calls = 0
+        self.verdict: tuple[str, str, Death] | None = None
+        self._verdict = anyio.Event()
+        self._hello = anyio.Event()
+        self._dead = anyio.Event()
+        self._drained = anyio.Event()
+        self._outputs_open = 2
+        self._pending: dict[int, _Pending] = {}
+        self._abandoned: set[int] = set()
+        self._next_id = 1
+        self._outbuf = bytearray()
+        self._want_write = anyio.Event()
+        self._broken = False
+        self._decoder = FrameDecoder(
+            peer="worker", accept=WORKER_TO_HOST,
+            limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20))
+        self._max_frame = limits.max_message_mb << 20
+        self.stdout = OutputCapture(logger, logging.INFO, tail_lines=limits.stderr_tail_lines)
+        self.stderr = OutputCapture(logger, logging.WARNING, tail_lines=limits.stderr_tail_lines)
+
+    # ---------------------------------------------------------------- life
+    def start(self, tg: anyio.abc.TaskGroup, start: Start) -> None:
+        """Start the reader, writer, output and exit tasks, then send ``start``."""
+        tg.start_soon(self._read_channel)
+        tg.start_soon(self._write_channel)
+        tg.start_soon(self._read_output, self.spawned.stdout, self.stdout)
+        tg.start_soon(self._read_output, self.spawned.stderr, self.stderr)
+        tg.start_soon(self._watch_exit)
+        tg.start_soon(self._supervise)
+        self.send(encode(start, side="host", max_frame_bytes=self._max_frame))
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker can still take calls."""
+        return not self._dead.is_set()
+
+    @property
+    def exit_info(self) -> ExitInfo | None:
+        return self.spawned.exit.info
+
+    async def wait_handshake(self, timeout: float) -> Handshake | Error | None:
+        """The Handshake, the load Error, or None if the worker died or timed out
+        (then ``kill_reason`` says which)."""
+        with anyio.move_on_after(timeout):
+            async with anyio.create_task_group() as tg:
+                async def dead() -> None:
+                    await self._dead.wait()
+                    tg.cancel_scope.cancel()
+
+                async def hello() -> None:
+                    await self._hello.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(dead)
+                tg.start_soon(hello)
+        if self.handshake is not None:
+            return self.handshake
+        if self.load_error is not None:
+            return self.load_error
+        if self.alive:
+            self.kill("timeout", f"did not finish loading within {timeout:g} s")
+        return None
+
+    def kill(self, reason: str | None, detail: str = "") -> None:
+        """SIGKILL the worker and its process group; ``reason`` becomes the cause."""
+        if self.kill_reason is None and reason is not None and self.exit_info is None:
+            self.kill_reason, self.kill_detail = reason, detail
+        if self.exit_info is not None:
+            self._mark_dead()
+            return
+        _kill_descendants(self.pid)
+        _linux.send_signal(self.pid, self.spawned.pidfd, signal.SIGKILL)
+        _linux.kill_group(self.pid)
+        self._mark_dead()
+
+    async def wait_exit(self) -> ExitInfo:
+        """Wait until the launcher has reaped the worker."""
+        return await self.spawned.exit.wait()
+
+    async def shutdown(self, grace: float) -> None:
+        """Ask the plugin to close; kill the worker if it has not exited within ``grace``."""
+        self.closing = True
+        if self.alive and not self._broken:
+            self.send(encode(Shutdown(), side="host"))
+        with anyio.move_on_after(grace):
+            await self.wait_exit()
+        if self.exit_info is None:
+            self.kill(None)
+            await self.wait_exit()
+        self._mark_dead()
+
+    async def death(self) -> Death:
+        """Everything known about the worker's end (waits for the reap and stderr)."""
+        if self.exit_info is None and self.kill_reason is None:
+            with anyio.move_on_after(CLOSED_CHANNEL_GRACE):
+                await self.wait_exit()
+            if self.exit_info is None:
+                self.kill("protocol", "the worker closed its channel")
+        info = await self.wait_exit()
+        with anyio.move_on_after(OUTPUT_DRAIN):
+            await self._drained.wait()
+        baseline = self.handshake.baseline_rss_kb if self.handshake else 0
+        return Death(kill_reason=self.kill_reason, kill_detail=self.kill_detail,
+                     exit_code=info.exit_code, signal=info.signal,
+                     peak_rss_kb=info.max_rss_kb, cpu_time=info.cpu_time,
+                     memory_mb=self.limits.memory_mb, baseline_rss_kb=baseline,
+                     cpu_seconds=self.limits.cpu_seconds, memory_hint=self.memory_hint,
+                     lost=info.lost)
+
+    async def wait_verdict(self) -> tuple[str, str, Death]:
+        """(cause, detail, death) once the worker has died and been reaped."""
+        await self._verdict.wait()
+        assert self.verdict is not None
+        return self.verdict
+
+    async def _supervise(self) -> None:
+        """When the worker dies: name the cause, then close the host's fds for it."""
+        await self._dead.wait()
+        with anyio.CancelScope(shield=True):
+            death = await self.death()
+            cause, detail = classify(death)
+            self.verdict = (cause, detail, death)
+            self._verdict.set()
+            self.spawned.close_fds()
+
+    # ---------------------------------------------------------------- calls
+    async def request(self, hook: str, args: dict[str, Any],
+                      timeout: float) -> Result | Error | TimedOut | None:
+        """Call ``hook``; the reply, TimedOut (worker killed), or None (worker died)."""
+        if not self.alive:
+            return None
+        call_id = self._next_id
+        self._next_id += 1
+        pending = _Pending()
+        self._pending[call_id] = pending
+        self.calls += 1
+        try:
+            self.send(encode(Call(id=call_id, hook=hook, args=args), side="host",
+                             max_frame_bytes=self._max_frame))
+            with anyio.move_on_after(timeout):
+                await pending.event.wait()
+            if not pending.event.is_set():
+                self.kill("timeout", f"{hook} did not answer within {timeout:g} s")
+                return TimedOut(timeout)
+            return pending.reply
+        except anyio.get_cancelled_exc_class():
+            if not pending.event.is_set() and self.alive and not self._broken:
+                self._abandoned.add(call_id)
+                self.send(encode(Cancel(id=call_id), side="host"))
+            raise
+        finally:
+            self._pending.pop(call_id, None)
+
+    def send(self, frame: bytes) -> None:
+        """Send a frame now if the socket takes it, else queue it for the writer."""
+        if self._broken:
+            return
+        if self._outbuf:
+            self._outbuf += frame
+            return
+        try:
+            sent = self.spawned.channel.send(frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._broken = True
+            return
+        if sent < len(frame):
+            self._outbuf += memoryview(frame)[sent:]
+            self._want_write.set()
+
+    # ---------------------------------------------------------------- tasks
+    async def _write_channel(self) -> None:
+        sock = self.spawned.channel
+        try:
+            while not self._broken:
+                await self._want_write.wait()
+                self._want_write = anyio.Event()
+                while self._outbuf and not self._broken:
+                    await anyio.wait_writable(sock)
+                    try:
+                        sent = sock.send(self._outbuf)
+                    except BlockingIOError:
+                        continue
+                    del self._outbuf[:sent]
+        except (OSError, anyio.ClosedResourceError):
+            self._broken = True
+
+    async def _read_channel(self) -> None:
+        sock = self.spawned.channel
+        decoder = self._decoder
+        try:
+            while True:
+                deadline = decoder.deadline()
+                if deadline is None:
+                    await anyio.wait_readable(sock)
+                else:
+                    with anyio.move_on_after(max(deadline - time.monotonic(), 0)):
+                        await anyio.wait_readable(sock)
+                    decoder.check_deadline(time.monotonic())
+                try:
+                    data = sock.recv(1 << 18)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                now = time.monotonic()
+                decoder.feed(data, now)
+                while (msg := decoder.next_message(now)) is not None:
+                    self._dispatch(msg)
+        except ProtocolError as exc:
+            self.kill("protocol", str(exc))
+        except anyio.ClosedResourceError:
+            pass
+        self._broken = True
+        self._mark_dead()
+
+    def _dispatch(self, msg: Message) -> None:
+        if isinstance(msg, (Result, Error)):
+            if isinstance(msg, Error) and msg.id == LOAD_CALL_ID and self.handshake is None:
+                self.load_error = msg
+                self._hello.set()
+                return
+            pending = self._pending.get(msg.id)
+            if pending is None:
+                if msg.id in self._abandoned:
+                    self._abandoned.discard(msg.id)
+                    return
+                raise ProtocolError(f"a reply to call id {msg.id}, which is not in flight",
+                                    side="worker")
+            if isinstance(msg, Error) and is_memory_error(msg.exc_type, msg.chain):
+                self.memory_hint = f"{msg.exc_type}: {msg.message}"[:200]
+            pending.reply = msg
+            pending.event.set()
+        elif isinstance(msg, Log):
+            self.logger.log(msg.level, "%s: %s", msg.logger, msg.message)
+        elif isinstance(msg, Handshake):
+            if self.handshake is not None:
+                raise ProtocolError("a second Handshake", side="worker")
+            self.handshake = msg
+            self._hello.set()
+
+    async def _read_output(self, fd: int, capture: OutputCapture) -> None:
+        try:
+            while True:
+                await anyio.wait_readable(fd)
+                try:
+                    data = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                capture.feed(data)
+        except anyio.ClosedResourceError:
+            pass
+        finally:
+            capture.close()
+            self._outputs_open -= 1
+            if self._outputs_open == 0:
+                self._drained.set()
+
+    async def _watch_exit(self) -> None:
+        await self.spawned.exit.wait()
+        self._mark_dead()
+
+    def _mark_dead(self) -> None:
+        if self._dead.is_set():
+            return
+        self._dead.set()
+        self._broken = True
+        self._want_write.set()
+        for pending in self._pending.values():
+            pending.event.set()
+
+
+def _kill_descendants(pid: int) -> None:
+    """SIGKILL every descendant of ``pid`` (they may have left its process group)."""
+    try:
+        import psutil
+
+        children = psutil.Process(pid).children(recursive=True)
+    except Exception:
+        return
+    for child in children:
+        try:
+            child.kill()
+        except Exception:
+            pass

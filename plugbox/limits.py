@@ -1,0 +1,94 @@
+"""What a plugin's worker may use: ``Limits`` (resources, deadlines, restarts).
+
+Plain data, importable by both sides: the host hands ``Limits.to_worker()`` to the
+worker, which applies it before the plugin is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """Resource caps, deadlines and the restart policy of one plugin.
+
+    Memory: ``memory_mb`` is what the plugin may allocate beyond the bare worker
+    interpreter: the worker's address space is capped at its size when the plugin is
+    loaded plus ``memory_mb`` (RLIMIT_AS), so a memory bomb fails inside the worker
+    instead of pressing on the host.
+
+    CPU: ``cpu_seconds`` is the CPU time a call may use. Before each call the worker
+    moves its RLIMIT_CPU soft limit to the time used so far plus ``cpu_seconds``; going
+    past it delivers SIGXCPU, which kills the worker (PluginCPUExceeded). A plugin that
+    ignores SIGXCPU is still bound by ``call_timeout``.
+
+    Restarts: after a failure that killed the worker the next call starts a fresh one,
+    waiting ``backoff_initial * 2**(n-1)`` seconds (at most ``backoff_max``) after the
+    n-th failure in a row; ``max_failures`` failures within ``failure_window`` seconds
+    quarantine the plugin until ``host.reset(name)``.
+    """
+
+    memory_mb: int | None = 256
+    cpu_seconds: float | None = 10.0
+    call_timeout: float = 10.0
+    start_timeout: float = 10.0
+    close_timeout: float = 2.0
+    open_files: int = 64
+    file_size_mb: int = 64
+    stack_kb: int = 1024
+    max_message_mb: int = 16
+    max_failures: int = 5
+    failure_window: float = 60.0
+    backoff_initial: float = 0.05
+    backoff_max: float = 5.0
+    stderr_tail_lines: int = 20
+
+    def __post_init__(self) -> None:
+        positive = {
+            "call_timeout": self.call_timeout, "start_timeout": self.start_timeout,
+            "close_timeout": self.close_timeout, "open_files": self.open_files,
+            "file_size_mb": self.file_size_mb, "stack_kb": self.stack_kb,
+            "max_message_mb": self.max_message_mb, "max_failures": self.max_failures,
+            "failure_window": self.failure_window,
+        }
+        if self.memory_mb is not None:
+            positive["memory_mb"] = self.memory_mb
+        if self.cpu_seconds is not None:
+            positive["cpu_seconds"] = self.cpu_seconds
+        for name, value in positive.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Limits.{name} must be a positive number, not {value!r}")
+        for name in ("backoff_initial", "backoff_max", "stderr_tail_lines"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"Limits.{name} must be a number >= 0, not {value!r}")
+
+    def to_worker(self) -> dict[str, Any]:
+        """The part of the limits the worker applies to itself, as msgpack-able data."""
+        return {
+            "memory_mb": self.memory_mb,
+            "cpu_seconds": self.cpu_seconds,
+            "open_files": self.open_files,
+            "file_size_mb": self.file_size_mb,
+            "stack_kb": self.stack_kb,
+            "max_message_mb": self.max_message_mb,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Sandbox:
+    """OS confinement of one plugin's worker beyond rlimits.
+
+    ``user`` is the account a worker drops to when the host runs as root (default
+    ``nobody``; None keeps root, for tests of the unconfined path only). The network,
+    filesystem, namespace, Landlock and seccomp layers are added by the sandbox work
+    and reported by ``plugbox doctor``.
+    """
+
+    user: str | None = "nobody"
+
+    def to_worker(self) -> dict[str, Any]:
+        """The sandbox settings as msgpack-able data for the worker."""
+        return {"user": self.user}

@@ -1,0 +1,223 @@
+"""Framing: a 4-byte big-endian length, then one msgpack-encoded message.
+
+``encode`` turns a message into a frame. ``FrameDecoder`` is fed bytes and yields
+messages; it checks every size before allocating for it (the frame length against
+``max_frame_bytes`` before buffering the body; msgpack's string/array/map lengths
+against what the frame can hold; nesting against ``max_depth``) and gives a partial
+frame ``frame_timeout`` seconds to complete. It does no I/O and reads no clock: the
+caller passes ``now``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._messages import FIELD_NAMES, MESSAGE_TYPES, Message
+from ._scan import scan
+
+#: frames up to this size are unpacked without a pre-scan: whatever they declare,
+#: msgpack cannot preallocate more than a few MB for them.
+SCAN_ABOVE = 1024
+
+HEADER: Final = struct.Struct(">I")
+_pack_header = HEADER.pack
+_unpack_header = HEADER.unpack_from
+HEADER_SIZE: Final = HEADER.size
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FrameLimits:
+    """Caps a decoder enforces on what its peer sends."""
+
+    max_frame_bytes: int = 16 * 1024 * 1024
+    max_depth: int = 64
+    max_container_len: int = 1_000_000
+    frame_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_frame_bytes < 16:
+            raise ValueError("max_frame_bytes must be at least 16")
+        if self.max_depth < 2:
+            raise ValueError("max_depth must be at least 2")
+        if self.max_container_len < 1:
+            raise ValueError("max_container_len must be positive")
+        if not self.frame_timeout > 0:
+            raise ValueError("frame_timeout must be positive")
+
+
+DEFAULT_LIMITS: Final = FrameLimits()
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not allowed")
+
+
+def pack(value: Any) -> bytes:
+    """msgpack-encode ``value`` the way frames do (raises TypeError for other types)."""
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+def encode(message: Message, *, side: str = "local",
+           max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes) -> bytes:
+    """Encode ``message`` as one frame.
+
+    A value msgpack cannot carry, or a frame over ``max_frame_bytes``, is a
+    ``LocalProtocolError`` naming ``side``.
+    """
+    try:
+        body: bytes = msgpack.packb(message.to_wire(), use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LocalProtocolError(
+            f"cannot encode {type(message).__name__}: {exc}", side=side) from exc
+    if len(body) > max_frame_bytes:
+        raise LocalProtocolError(
+            f"{type(message).__name__} of {len(body)} bytes exceeds the "
+            f"{max_frame_bytes}-byte frame cap", side=side)
+    return _pack_header(len(body)) + body
+
+
+def _depth_exceeds(value: Any, max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        if isinstance(item, list):
+            stack.extend((x, depth + 1) for x in item)
+        elif isinstance(item, dict):
+            stack.extend((x, depth + 1) for x in item.values())
+            stack.extend((k, depth + 1) for k in item if isinstance(k, (list, dict)))
+    return False
+
+
+def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
+                limits: FrameLimits = DEFAULT_LIMITS) -> Message:
+    """Decode one frame body (without its header) into a message from ``peer``."""
+    n = min(len(body), limits.max_container_len)
+    if len(body) > SCAN_ABOVE:
+        problem = scan(body, limits.max_depth)
+        if problem is not None:
+            raise RemoteProtocolError(problem, side=peer)
+    try:
+        wire = msgpack.unpackb(
+            body, raw=False, use_list=True, strict_map_key=False, ext_hook=_refuse_ext,
+            max_str_len=len(body), max_bin_len=len(body), max_array_len=n, max_map_len=n,
+            max_ext_len=0, timestamp=0,
+        )
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError, RecursionError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise RemoteProtocolError(f"undecodable frame: {reason}", side=peer) from None
+    if len(body) > limits.max_depth and _depth_exceeds(wire, limits.max_depth):
+        raise RemoteProtocolError(f"frame nests deeper than {limits.max_depth}", side=peer)
+    if (not isinstance(wire, list) or not wire or not isinstance(wire[0], int)
+            or isinstance(wire[0], bool)):
+        raise RemoteProtocolError("a frame must be an array starting with a message tag",
+                                  side=peer)
+    cls = MESSAGE_TYPES.get(wire[0])
+    if cls is None or cls not in accept:
+        what = cls.__name__ if cls is not None else f"unknown message tag {wire[0]}"
+        raise RemoteProtocolError(f"{what} is not a message the {peer} may send", side=peer)
+    names = FIELD_NAMES[cls]
+    values = wire[1:]
+    if len(values) > len(names):
+        raise RemoteProtocolError(f"{cls.__name__} has {len(values)} fields, "
+                                  f"at most {len(names)} allowed", side=peer)
+    try:
+        return cls(**dict(zip(names, values, strict=False)))
+    except TypeError as exc:
+        raise RemoteProtocolError(f"malformed {cls.__name__}: {exc}", side=peer) from None
+
+
+class FrameDecoder:
+    """Turns a byte stream from ``peer`` into messages.
+
+    Feed it bytes with ``feed``; take messages with ``next_message`` until it returns
+    None (more bytes needed). After any error the decoder is broken and every later
+    call raises the same error again.
+    """
+
+    __slots__ = ("_accept", "_buf", "_error", "_limits", "_need", "_partial_since", "peer")
+
+    def __init__(self, *, peer: str, accept: frozenset[type[Message]],
+                 limits: FrameLimits = DEFAULT_LIMITS) -> None:
+        self.peer = peer
+        self._accept = accept
+        self._limits = limits
+        self._buf = bytearray()
+        self._need = HEADER_SIZE
+        self._partial_since: float | None = None
+        self._error: RemoteProtocolError | None = None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes received that do not yet make a whole frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes, now: float) -> None:
+        """Add bytes received at time ``now`` (any monotonic clock, in seconds)."""
+        if self._error is not None:
+            raise self._error
+        if data:
+            if not self._buf:
+                self._partial_since = now
+            self._buf += data
+
+    def deadline(self) -> float | None:
+        """When the partial frame now buffered must be complete, or None if none is."""
+        buf = self._buf
+        if not buf or self._partial_since is None:
+            return None
+        if len(buf) >= HEADER_SIZE and len(buf) >= HEADER_SIZE + _unpack_header(buf)[0]:
+            return None  # a whole frame waits to be taken
+        return self._partial_since + self._limits.frame_timeout
+
+    def check_deadline(self, now: float) -> None:
+        """Raise if a partial frame has been incomplete for longer than the timeout."""
+        if self._error is not None:
+            raise self._error
+        deadline = self.deadline()
+        if deadline is not None and now > deadline:
+            self._fail(f"a partial frame ({len(self._buf)} bytes) was not completed "
+                       f"within {self._limits.frame_timeout:g} s")
+
+    def next_message(self, now: float | None = None) -> Message | None:
+        """The next whole message, or None when more bytes are needed."""
+        if self._error is not None:
+            raise self._error
+        buf = self._buf
+        if len(buf) < HEADER_SIZE:
+            return None
+        (size,) = _unpack_header(buf)
+        if size > self._limits.max_frame_bytes:
+            self._fail(f"frame of {size} bytes exceeds the "
+                       f"{self._limits.max_frame_bytes}-byte cap")
+        if size == 0:
+            self._fail("empty frame")
+        end = HEADER_SIZE + size
+        if len(buf) < end:
+            return None
+        body = bytes(buf[HEADER_SIZE:end])
+        del buf[:end]
+        if buf:
+            # the rest starts a new frame: its clock starts now (or stays if unknown)
+            if now is not None:
+                self._partial_since = now
+        else:
+            self._partial_since = None
+        try:
+            return decode_body(body, peer=self.peer, accept=self._accept, limits=self._limits)
+        except RemoteProtocolError as exc:
+            self._error = exc
+            raise
+
+    def _fail(self, reason: str) -> None:
+        self._error = RemoteProtocolError(reason, side=self.peer)
+        self._buf.clear()
+        raise self._error

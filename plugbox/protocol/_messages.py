@@ -1,0 +1,281 @@
+"""Message types of the plugbox wire protocol.
+
+Each message is a frozen dataclass with keyword-only fields, validated when it is
+built: a message that exists is well-formed. On the wire a message is a msgpack array
+whose first element is the message's tag and whose other elements are its fields, in
+declaration order.
+
+Worker channel (host <-> worker)::
+
+    host -> worker   Start, Call, Cancel, Shutdown
+    worker -> host   Handshake, Result, Error, Log
+
+Zygote channel (host <-> zygote)::
+
+    host -> zygote   Spawn (the worker's fds travel beside it as SCM_RIGHTS)
+    zygote -> host   Spawned, Exited
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+
+#: exit status of a worker whose own code ran out of memory (the plugin could not
+#: even be told); the host reports it as PluginMemoryExceeded.
+EXIT_MEMORY = 86
+#: exit status of a worker that failed in plugbox's own code (a bug, or a broken
+#: channel before the handshake); its stderr says more.
+EXIT_INTERNAL = 70
+
+#: id used by an ``Error`` that answers ``Start`` (the plugin failed to load).
+LOAD_CALL_ID = 0
+
+
+def _check(cond: bool, what: str) -> None:
+    if not cond:
+        raise TypeError(what)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_str_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+
+class Message:
+    """Base of every message; ``TAG`` is its first element on the wire."""
+
+    TAG: ClassVar[int]
+    __slots__ = ()
+
+    def to_wire(self) -> list[Any]:
+        """The message as the msgpack array that goes on the wire."""
+        return [self.TAG, *(getattr(self, name) for name in FIELD_NAMES[type(self)])]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Start(Message):
+    """host -> worker: what to load and how to confine it.
+
+    ``hooks`` maps each hook of the host's spec to ``{"args": [...], "mutable": [...]}``
+    so the worker can validate the plugin and report the arguments each hook takes.
+    ``limits`` and ``sandbox`` are plain maps (see ``plugbox.worker.confine``).
+    """
+
+    TAG: ClassVar[int] = 0
+    ref: str
+    config: dict[str, Any] = field(default_factory=dict)
+    hooks: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    sandbox: dict[str, Any] = field(default_factory=dict)
+    inline: bytes | None = None
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.ref, str) and self.ref != "", "Start.ref must be a non-empty str")
+        _check(_is_str_map(self.config), "Start.config must be a map with str keys")
+        _check(_is_str_map(self.hooks), "Start.hooks must be a map with str keys")
+        _check(_is_str_map(self.limits), "Start.limits must be a map with str keys")
+        _check(_is_str_map(self.sandbox), "Start.sandbox must be a map with str keys")
+        _check(self.inline is None or isinstance(self.inline, bytes), "Start.inline must be bytes")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Handshake(Message):
+    """worker -> host: the plugin is loaded and initialized.
+
+    ``hooks`` maps each hook the plugin implements to the argument names it accepts
+    (opt-in arguments); ``problems`` lists what validation found but did not refuse
+    (for example a method named like a hook the spec does not have);
+    ``baseline_rss_kb`` is the worker's RSS before the plugin was imported.
+    """
+
+    TAG: ClassVar[int] = 1
+    protocol: int
+    plugin: str
+    version: str
+    hooks: dict[str, list[str]]
+    pid: int
+    problems: list[str] = field(default_factory=list)
+    baseline_rss_kb: int = 0
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.protocol), "Handshake.protocol must be an int")
+        _check(_is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
+               "Handshake.baseline_rss_kb must be an int >= 0")
+        _check(isinstance(self.plugin, str) and self.plugin != "",
+               "Handshake.plugin must be a non-empty str")
+        _check(isinstance(self.version, str), "Handshake.version must be a str")
+        _check(_is_str_map(self.hooks) and all(_is_str_list(v) for v in self.hooks.values()),
+               "Handshake.hooks must map str to a list of str")
+        _check(_is_int(self.pid) and self.pid > 0, "Handshake.pid must be a positive int")
+        _check(_is_str_list(self.problems), "Handshake.problems must be a list of str")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Call(Message):
+    """host -> worker: call ``hook`` with ``args``; answered by Result or Error with ``id``."""
+
+    TAG: ClassVar[int] = 2
+    id: int
+    hook: str
+    args: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.id) and self.id > 0, "Call.id must be a positive int")
+        _check(isinstance(self.hook, str) and self.hook != "", "Call.hook must be a non-empty str")
+        _check(_is_str_map(self.args), "Call.args must be a map with str keys")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Result(Message):
+    """worker -> host: the hook returned ``value``; ``changed`` holds the mutable
+    arguments the plugin changed in place (only those)."""
+
+    TAG: ClassVar[int] = 3
+    id: int
+    value: Any
+    changed: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.id) and self.id > 0, "Result.id must be a positive int")
+        _check(_is_str_map(self.changed), "Result.changed must be a map with str keys")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Error(Message):
+    """worker -> host: the hook (or, with id 0, loading the plugin) raised.
+
+    ``chain`` lists the type names of the exceptions in the ``__cause__`` /
+    ``__context__`` chain, so the host can see a MemoryError the plugin caught.
+    """
+
+    TAG: ClassVar[int] = 4
+    id: int
+    exc_type: str
+    message: str
+    traceback: str = ""
+    chain: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.id) and self.id >= 0, "Error.id must be an int >= 0")
+        _check(isinstance(self.exc_type, str), "Error.exc_type must be a str")
+        _check(isinstance(self.message, str), "Error.message must be a str")
+        _check(isinstance(self.traceback, str), "Error.traceback must be a str")
+        _check(_is_str_list(self.chain), "Error.chain must be a list of str")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Log(Message):
+    """worker -> host: a record the plugin logged through stdlib logging."""
+
+    TAG: ClassVar[int] = 5
+    level: int
+    logger: str
+    message: str
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.level), "Log.level must be an int")
+        _check(isinstance(self.logger, str), "Log.logger must be a str")
+        _check(isinstance(self.message, str), "Log.message must be a str")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cancel(Message):
+    """host -> worker: the caller gave up on call ``id``; no reply is expected."""
+
+    TAG: ClassVar[int] = 6
+    id: int
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.id) and self.id > 0, "Cancel.id must be a positive int")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Shutdown(Message):
+    """host -> worker: close the plugin and exit."""
+
+    TAG: ClassVar[int] = 7
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Spawn(Message):
+    """host -> zygote: fork a worker on the fds sent beside this message."""
+
+    TAG: ClassVar[int] = 20
+    request: int
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.request) and self.request > 0,
+               "Spawn.request must be a positive int")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Spawned(Message):
+    """zygote -> host: request ``request`` became worker ``pid`` (0 with ``error`` set
+    when the fork failed)."""
+
+    TAG: ClassVar[int] = 21
+    request: int
+    pid: int
+    error: str = ""
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.request) and self.request > 0,
+               "Spawned.request must be a positive int")
+        _check(_is_int(self.pid) and self.pid >= 0, "Spawned.pid must be an int >= 0")
+        _check(isinstance(self.error, str), "Spawned.error must be a str")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Exited(Message):
+    """zygote -> host: worker ``pid`` was reaped.
+
+    ``exit_code`` is set for a normal exit, ``signal`` for death by signal; ``max_rss_kb``,
+    ``user_cpu`` and ``system_cpu`` come from wait4's rusage.
+    """
+
+    TAG: ClassVar[int] = 22
+    pid: int
+    exit_code: int | None
+    signal: int | None
+    max_rss_kb: int = 0
+    user_cpu: float = 0.0
+    system_cpu: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.pid) and self.pid > 0, "Exited.pid must be a positive int")
+        _check((self.exit_code is None) != (self.signal is None),
+               "Exited needs exactly one of exit_code and signal")
+        _check(self.exit_code is None or _is_int(self.exit_code),
+               "Exited.exit_code must be an int")
+        _check(self.signal is None or _is_int(self.signal), "Exited.signal must be an int")
+        _check(_is_int(self.max_rss_kb), "Exited.max_rss_kb must be an int")
+        _check(isinstance(self.user_cpu, (int, float)), "Exited.user_cpu must be a number")
+        _check(isinstance(self.system_cpu, (int, float)), "Exited.system_cpu must be a number")
+
+
+MESSAGE_TYPES: dict[int, type[Message]] = {
+    cls.TAG: cls
+    for cls in (Start, Handshake, Call, Result, Error, Log, Cancel, Shutdown,
+                Spawn, Spawned, Exited)
+}
+
+#: each message type's field names, in wire order.
+FIELD_NAMES: dict[type[Message], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in MESSAGE_TYPES.values()  # type: ignore[arg-type]
+}
+
+#: the messages each direction may carry; a decoder accepts only its direction's.
+HOST_TO_WORKER: frozenset[type[Message]] = frozenset({Start, Call, Cancel, Shutdown})
+WORKER_TO_HOST: frozenset[type[Message]] = frozenset({Handshake, Result, Error, Log})
+HOST_TO_ZYGOTE: frozenset[type[Message]] = frozenset({Spawn})
+ZYGOTE_TO_HOST: frozenset[type[Message]] = frozenset({Spawned, Exited})

@@ -1,0 +1,85 @@
+"""What a call returns (``Outcome``) and what a failure leaves (``FailureReport``)."""
+
+from __future__ import annotations
+
+import signal as _signal
+from dataclasses import dataclass, field
+from typing import Any
+
+#: every value ``FailureReport.cause`` takes, with what it means.
+CAUSES: dict[str, str] = {
+    "raised": "the plugin's hook raised an exception",
+    "crashed": "the worker died by a signal or exited on its own",
+    "timeout": "the call passed its deadline and the worker was killed",
+    "memory": "the worker ran out of memory",
+    "cpu": "the worker used up its CPU seconds",
+    "protocol": "the worker broke the wire protocol and was killed",
+    "quarantined": "the plugin failed too often and is not called",
+}
+
+
+def signal_name(signum: int | None) -> str | None:
+    """'SIGSEGV' for 11; None for None."""
+    if signum is None:
+        return None
+    try:
+        return _signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FailureReport:
+    """One plugin failure, as the host saw it.
+
+    ``cause`` is one of ``CAUSES``; ``detail`` says it in words. For ``raised`` the
+    plugin's exception is in ``exc_type``, ``exc_message`` and ``traceback``. ``pid``,
+    ``exit_code`` / ``signal`` (a name such as ``"SIGSEGV"``), ``peak_rss_kb`` and
+    ``cpu_time`` describe the worker when it died (zero or None when it did not).
+    ``stderr_tail`` holds the last lines the plugin wrote to stderr; ``restarts`` how
+    many times its worker had been restarted before this failure.
+    """
+
+    plugin: str
+    version: str
+    hook: str
+    cause: str
+    detail: str
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    duration: float = 0.0
+    peak_rss_kb: int = 0
+    cpu_time: float = 0.0
+    stderr_tail: tuple[str, ...] = ()
+    restarts: int = 0
+    exc_type: str | None = None
+    exc_message: str | None = None
+    traceback: str | None = None
+    killed: bool = False
+    backoff: float = 0.0
+    time: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cause not in CAUSES:
+            raise ValueError(f"unknown failure cause {self.cause!r}")
+
+    def summary(self) -> str:
+        """One line: which plugin, which hook, what happened."""
+        where = f"plugin {self.plugin!r} (version {self.version or '?'}) in {self.hook}"
+        return f"{where}: {self.cause}: {self.detail}"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of ``host.call``.
+
+    ``value`` is the combined result (per the hook's mode), ``args`` the arguments as
+    the plugins left them, ``failures`` the reports of plugins skipped during this
+    call, and ``called`` the names of the plugins that answered, in order.
+    """
+
+    value: Any = None
+    args: dict[str, Any] = field(default_factory=dict)
+    failures: list[FailureReport] = field(default_factory=list)
+    called: list[str] = field(default_factory=list)

@@ -1,0 +1,89 @@
+"""The Linux-only calls the worker makes (prctl), behind one module.
+
+On other systems every function here is a no-op that returns False, and the caller
+reports the layer as absent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+_libc = None
+
+
+def _prctl(option: int, arg: int) -> bool:
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return False
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return bool(_libc.prctl(option, arg, 0, 0, 0) == 0)
+
+
+def set_parent_death_signal(signum: int) -> bool:
+    """Ask the kernel to send ``signum`` to this process when its parent thread dies."""
+    return _prctl(PR_SET_PDEATHSIG, signum)
+
+
+def set_child_subreaper() -> bool:
+    """Make orphaned descendants of this process reparent to it rather than to init."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_no_new_privs() -> bool:
+    """Forbid gaining privileges through execve (setuid binaries, file capabilities)."""
+    return _prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def pidfd_open(pid: int) -> int | None:
+    """A pidfd for ``pid``, or None where the kernel or Python lacks pidfds."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def own_children() -> list[int]:
+    """Pids of this process's children (Linux: /proc/self/task/*/children)."""
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.extend(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    return pids
+
+
+def address_space_kb() -> int:
+    """This process's virtual memory size in KiB (0 where unknown)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
+def resident_kb() -> int:
+    """This process's resident set size in KiB (0 where unknown)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * (os.sysconf("SC_PAGE_SIZE") // 1024)

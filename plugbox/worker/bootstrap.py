@@ -1,0 +1,166 @@
+"""A worker's life: confine, load the plugin, initialize it, shake hands, serve, exit.
+
+Entered from ``python -m plugbox.worker`` (fresh interpreter) or from a zygote fork.
+Everything up to the import of the plugin's code happens with plugbox's code only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from ..protocol import (
+    EXIT_INTERNAL,
+    EXIT_MEMORY,
+    HOST_TO_WORKER,
+    LOAD_CALL_ID,
+    PROTOCOL_VERSION,
+    Error,
+    FrameDecoder,
+    FrameLimits,
+    Handshake,
+    ProtocolError,
+    Start,
+    encode,
+)
+from . import _linux, confine, loader
+from .serve import ChannelLogHandler, error_reply, serve
+
+
+def run(channel_fd: int, parent: int, stdout_fd: int | None = None,
+        stderr_fd: int | None = None) -> NoReturn:
+    """Run a worker on ``channel_fd`` and exit the process with its status."""
+    try:
+        code = _run(channel_fd, parent, stdout_fd, stderr_fd)
+    except MemoryError:
+        os._exit(EXIT_MEMORY)
+    except BaseException:
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        finally:
+            os._exit(EXIT_INTERNAL)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _receive_start(sock: socket.socket) -> Start:
+    decoder = FrameDecoder(peer="host", accept=HOST_TO_WORKER)
+    while True:
+        msg = decoder.next_message()
+        if msg is not None:
+            if not isinstance(msg, Start):
+                raise ProtocolError(f"expected Start, got {type(msg).__name__}", side="host")
+            return msg
+        data = sock.recv(1 << 16)
+        if not data:
+            raise EOFError("the host closed the channel before sending Start")
+        decoder.feed(data, time.monotonic())
+
+
+def _redirect_stdio(stdout_fd: int | None, stderr_fd: int | None) -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    for fd, target in ((stdout_fd, 1), (stderr_fd, 2)):
+        if fd is not None and fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+
+
+def _discard(frame: bytes) -> None:
+    """Where log records go once the channel is closed."""
+
+
+class _Sender:
+    """Where log records go: the socket before the loop runs, the transport after."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.send: Callable[[bytes], None] = sock.sendall
+
+    def __call__(self, frame: bytes) -> None:
+        self.send(frame)
+
+
+def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | None) -> int:
+    confine.new_session()
+    _redirect_stdio(stdout_fd, stderr_fd)
+    sock = socket.socket(fileno=channel_fd)
+    sock.setblocking(True)
+    start = _receive_start(sock)
+
+    def fail(exc: BaseException) -> int:
+        reply = error_reply(LOAD_CALL_ID, exc)
+        if isinstance(exc, loader.LoadError):
+            reply = Error(id=LOAD_CALL_ID, exc_type="PluginLoadError", message=str(exc))
+        sock.sendall(encode(reply, side="worker"))
+        return 0
+
+    try:
+        source = loader.parse_ref(start.ref)
+    except loader.LoadError as exc:
+        return fail(exc)
+
+    state = confine.Confinement()
+    confine.close_other_fds(sock.fileno())
+    confine.scrub_environment()
+    state.layers["session"] = True
+    plugin_dir = [os.path.dirname(source.path)] if source.path else []
+    import_paths = confine.ImportPaths(plugin_dir) if os.geteuid() == 0 else None
+    state.layers["privileges_dropped"] = confine.drop_privileges(start.sandbox.get("user"))
+    if import_paths is not None:
+        import_paths.after_drop()
+        source.import_dir = import_paths.fix(plugin_dir[0]) if plugin_dir else None
+    state.layers["die_with_parent"] = confine.die_with_parent(parent)
+    confine.apply_rlimits(start.limits, state)
+    baseline_rss = _linux.resident_kb()
+
+    sender = _Sender(sock)
+    handler = ChannelLogHandler(sender)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(int(start.limits.get("log_level") or logging.INFO))
+
+    limits = FrameLimits(max_frame_bytes=int(start.limits.get("max_message_mb") or 16) << 20)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        plugin = loader.load(source, start.hooks)
+        if start.config is not None:
+            init = getattr(plugin.instance, "initialize", None)
+            if callable(init):
+                result = init(dict(start.config))
+                if asyncio.iscoroutine(result):
+                    loop.run_until_complete(result)
+    except MemoryError as exc:
+        return fail(exc)
+    except Exception as exc:
+        return fail(exc)
+
+    mutable = {hook: frozenset(spec.get("mutable", ())) for hook, spec in start.hooks.items()}
+    hello = Handshake(protocol=PROTOCOL_VERSION, plugin=plugin.name, version=plugin.version,
+                      hooks=plugin.hooks, pid=os.getpid(), problems=plugin.problems,
+                      baseline_rss_kb=baseline_rss)
+    sock.sendall(encode(hello, side="worker"))
+    sock.setblocking(False)
+
+    def install_log(send: Any) -> None:
+        sender.send = send
+
+    try:
+        return loop.run_until_complete(serve(sock, plugin, mutable, state, limits, install_log))
+    finally:
+        sender.send = _discard

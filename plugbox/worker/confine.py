@@ -1,0 +1,173 @@
+"""Confinement the worker applies to itself before any plugin code is imported.
+
+Order: new session, stdio onto the capture pipes, every other fd closed but the
+channel, a scrubbed environment, privileges dropped when running as root, the
+parent-death signal, rlimits. Each step records what it did in ``Confinement`` so the
+host (and ``plugbox doctor``) can be told which layers are in force.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _linux
+
+#: variables a scrubbed environment keeps (with these values).
+CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+
+
+@dataclass
+class Confinement:
+    """What confinement did, layer by layer (name -> in force)."""
+
+    layers: dict[str, bool] = field(default_factory=dict)
+    address_space_kb: int = 0
+    cpu_seconds: float | None = None
+
+
+def new_session() -> bool:
+    """Leave the host's session and process group (a no-op if already a leader)."""
+    try:
+        os.setsid()
+    except OSError:
+        return os.getsid(0) == os.getpid()
+    return True
+
+
+def close_other_fds(keep: int) -> None:
+    """Close every fd above stderr except ``keep``."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def scrub_environment() -> None:
+    """Replace the environment with a minimal, secret-free one."""
+    os.environ.clear()
+    os.environ.update(CLEAN_ENV)
+
+
+def drop_privileges(user: str | None) -> bool:
+    """As root, become ``user`` (groups cleared); as anyone else, nothing to drop.
+
+    Returns True when the worker ends up without root's uid.
+    """
+    if os.geteuid() != 0:
+        return True
+    if user is None:
+        return False
+    import pwd
+
+    entry = pwd.getpwnam(str(user))
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    os.environ["HOME"] = "/"
+    return os.geteuid() != 0
+
+
+class ImportPaths:
+    """Keeps the import path usable after privileges are dropped.
+
+    An interpreter installed under a directory the unprivileged user cannot enter (such
+    as root's home) would leave the worker unable to import anything it has not
+    imported yet. Before the drop, an O_PATH fd is opened on each import directory;
+    after it, each directory the user cannot read is replaced, in ``sys.path`` and in
+    the ``__path__`` of loaded packages, by ``/proc/self/fd/N``, which a process may
+    always traverse. Only directories (and what is under them) are reachable this way.
+    """
+
+    def __init__(self, extra: list[str]) -> None:
+        self.fds: dict[str, int] = {}
+        self.remap: dict[str, str] = {}
+        flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY
+        for path in [*sys.path, *extra]:
+            if path and path not in self.fds and os.path.isdir(path):
+                try:
+                    self.fds[path] = os.open(path, flags)
+                except OSError:
+                    continue
+
+    def after_drop(self) -> None:
+        """Remap what the dropped user cannot read; close the other fds."""
+        for path, fd in self.fds.items():
+            if os.access(path, os.R_OK | os.X_OK) or not os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.close(fd)
+            else:
+                self.remap[path] = f"/proc/self/fd/{fd}"
+        if not self.remap:
+            return
+        sys.path[:] = [self.fix(p) for p in sys.path]
+        for module in list(sys.modules.values()):
+            search = getattr(module, "__path__", None)
+            if isinstance(search, list):
+                search[:] = [self.fix(p) for p in search]
+        sys.path_importer_cache.clear()
+
+    def fix(self, path: str) -> str:
+        """``path`` as the dropped user can reach it."""
+        for old, new in self.remap.items():
+            if path == old or path.startswith(old + os.sep):
+                return new + path[len(old):]
+        return path
+
+
+def die_with_parent(parent: int) -> bool:
+    """SIGKILL this process when its parent dies; exit now if it already has."""
+    ok = _linux.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+    return ok
+
+
+def set_limit(which: int, soft: int, hard: int | None = None) -> None:
+    """setrlimit, never raising a hard limit above what it is now."""
+    _soft, cur_hard = resource.getrlimit(which)
+    if hard is None:
+        hard = cur_hard
+    if cur_hard != resource.RLIM_INFINITY:
+        hard = min(hard, cur_hard) if hard != resource.RLIM_INFINITY else cur_hard
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard) if soft != resource.RLIM_INFINITY else hard
+    resource.setrlimit(which, (soft, hard))
+
+
+def apply_rlimits(limits: dict[str, Any], state: Confinement) -> None:
+    """Apply the host's ``Limits.to_worker()`` as rlimits."""
+    set_limit(resource.RLIMIT_CORE, 0, 0)
+    set_limit(resource.RLIMIT_NOFILE, int(limits.get("open_files") or 64),
+              int(limits.get("open_files") or 64))
+    fsize = int(limits.get("file_size_mb") or 64) * 1024 * 1024
+    set_limit(resource.RLIMIT_FSIZE, fsize, fsize)
+    stack = int(limits.get("stack_kb") or 1024) * 1024
+    set_limit(resource.RLIMIT_STACK, max(stack, 256 * 1024))
+    import _thread
+
+    _thread.stack_size(max(stack, 256 * 1024))
+    memory_mb = limits.get("memory_mb")
+    if memory_mb:
+        base = _linux.address_space_kb()
+        cap = (base + int(memory_mb) * 1024) * 1024
+        set_limit(resource.RLIMIT_AS, cap, cap)
+        state.address_space_kb = cap // 1024
+    state.layers["rlimits"] = True
+    cpu = limits.get("cpu_seconds")
+    state.cpu_seconds = float(cpu) if cpu else None
+    renew_cpu_budget(state)
+
+
+def renew_cpu_budget(state: Confinement) -> None:
+    """Move the RLIMIT_CPU soft limit to the CPU time used so far plus the per-call budget."""
+    if state.cpu_seconds is None:
+        return
+    soft = math.ceil(time.process_time() + state.cpu_seconds)
+    try:
+        set_limit(resource.RLIMIT_CPU, soft)
+    except (ValueError, OSError):
+        pass

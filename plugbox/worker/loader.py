@@ -1,0 +1,181 @@
+"""Loading a plugin by reference, and checking it against the host's hook specs.
+
+References: ``path/to/file.py``, ``path/to/file.py:ClassName``, ``package.module``,
+``package.module:ClassName``. Without a class name the module must define exactly one
+class whose name ends with ``Plugin``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class LoadError(Exception):
+    """The reference cannot be turned into a plugin; the message says why."""
+
+
+@dataclass
+class Source:
+    """A resolved reference: a module to import, or a file's text read up front."""
+
+    ref: str
+    module: str | None = None
+    path: str | None = None
+    text: bytes | None = None
+    class_name: str | None = None
+    import_dir: str | None = None
+
+
+@dataclass
+class LoadedPlugin:
+    """The plugin instance and what the worker needs to dispatch to it."""
+
+    instance: Any
+    name: str
+    version: str
+    hooks: dict[str, list[str]]
+    takes_all: dict[str, bool]
+    problems: list[str] = field(default_factory=list)
+
+
+HOOKLIKE = re.compile(r"^(before|after|on|pre|post)_[a-z0-9_]+$")
+LIFECYCLE = frozenset({"initialize", "close"})
+
+
+def parse_ref(ref: str) -> Source:
+    """Split a reference into module or file, and optional class name.
+
+    A file plugin's text is read here, before confinement drops privileges, so a
+    plugin only root can read still loads; it is compiled only after confinement.
+    """
+    target, class_name = ref, None
+    head, sep, tail = ref.rpartition(":")
+    if sep and tail.isidentifier() and head:
+        target, class_name = head, tail
+    if target.endswith(".py") or os.sep in target:
+        path = os.path.abspath(target)
+        try:
+            with open(path, "rb") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise LoadError(f"no such file: {path}") from None
+        except OSError as exc:
+            raise LoadError(f"cannot read {path}: {exc.strerror}") from None
+        return Source(ref=ref, path=path, text=text, class_name=class_name)
+    if not all(part.isidentifier() for part in target.split(".")):
+        raise LoadError(f"{target!r} is neither a .py file nor a dotted module name")
+    return Source(ref=ref, module=target, class_name=class_name)
+
+
+def import_source(source: Source) -> types.ModuleType:
+    """Import the module or execute the file (plugin code runs from here on)."""
+    if source.module is not None:
+        try:
+            return importlib.import_module(source.module)
+        except ModuleNotFoundError as exc:
+            if exc.name and source.module.startswith(exc.name):
+                raise LoadError(f"no module named {exc.name!r}") from None
+            raise
+    assert source.path is not None and source.text is not None
+    stem = os.path.splitext(os.path.basename(source.path))[0]
+    name = "plugbox_plugin_" + re.sub(r"\W", "_", stem)
+    module = types.ModuleType(name)
+    module.__file__ = source.path
+    sys.modules[name] = module
+    directory = source.import_dir or os.path.dirname(source.path)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    code = compile(source.text, source.path, "exec")
+    exec(code, module.__dict__)
+    return module
+
+
+def find_class(module: types.ModuleType, source: Source) -> type:
+    """The plugin class: the one named, or the one class whose name ends with Plugin."""
+    if source.class_name is not None:
+        cls = getattr(module, source.class_name, None)
+        if not isinstance(cls, type):
+            raise LoadError(f"no class {source.class_name!r} in {source.path or source.module}")
+        return cls
+    classes = [obj for obj in vars(module).values()
+               if isinstance(obj, type) and obj.__name__.endswith("Plugin")]
+    own = [c for c in classes if c.__module__ == module.__name__]
+    candidates = own or classes
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise LoadError("no class whose name ends with 'Plugin' "
+                        "(name one with ref:ClassName)")
+    names = ", ".join(sorted(c.__name__ for c in candidates))
+    raise LoadError(f"several candidate plugin classes ({names}): name one with ref:ClassName")
+
+
+def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugin:
+    """Match the instance's methods to the spec (pluggy-style validation).
+
+    A hook method with an argument the spec does not declare, or with positional-only
+    or ``*args`` parameters, is a LoadError naming plugin, hook and argument. A public
+    method named like a hook that the spec lacks is recorded as a problem.
+    """
+    hooks: dict[str, list[str]] = {}
+    takes_all: dict[str, bool] = {}
+    problems: list[str] = []
+    for attr in dir(instance):
+        if attr.startswith("_") or attr in LIFECYCLE:
+            continue
+        try:
+            method = getattr(instance, attr)
+        except Exception:  # a property that raises is not a hook
+            continue
+        if not callable(method):
+            continue
+        if attr not in spec:
+            if HOOKLIKE.match(attr):
+                problems.append(f"plugin {plugin!r}: method {attr!r} looks like a hook "
+                                f"but the host declares no hook of that name")
+            continue
+        declared = spec[attr]["args"]
+        try:
+            params = inspect.signature(method).parameters.values()
+        except (TypeError, ValueError) as exc:
+            raise LoadError(f"plugin {plugin!r}: hook {attr!r} has no signature: {exc}") from None
+        accepted: list[str] = []
+        all_args = False
+        for p in params:
+            if p.kind is p.VAR_KEYWORD:
+                all_args = True
+            elif p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY):
+                raise LoadError(f"plugin {plugin!r}: hook {attr!r} parameter {p.name!r} must be "
+                                f"passable by keyword (hook arguments are opt-in by name)")
+            elif p.name not in declared:
+                raise LoadError(f"plugin {plugin!r}: hook {attr!r} takes argument {p.name!r}, "
+                                f"which the spec does not have (it has: {', '.join(declared)})")
+            else:
+                accepted.append(p.name)
+        hooks[attr] = list(declared) if all_args else accepted
+        takes_all[attr] = all_args
+    return LoadedPlugin(instance=instance, name=plugin, version="", hooks=hooks,
+                        takes_all=takes_all, problems=problems)
+
+
+def load(source: Source, spec: dict[str, Any]) -> LoadedPlugin:
+    """Import the plugin, instantiate its class and validate its hooks."""
+    module = import_source(source)
+    cls = find_class(module, source)
+    try:
+        instance = cls()
+    except TypeError as exc:
+        raise LoadError(f"cannot instantiate {cls.__name__}() without arguments: {exc}") from None
+    name = getattr(instance, "name", None)
+    if not isinstance(name, str) or not name:
+        name = cls.__name__
+    loaded = check_hooks(instance, spec, name)
+    loaded.version = str(getattr(instance, "version", "") or "")
+    return loaded

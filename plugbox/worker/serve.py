@@ -1,0 +1,248 @@
+"""Serving hook calls: one asyncio event loop reading the channel and answering.
+
+Sync hooks run inline as their Call is decoded; async hooks run as tasks, so many
+calls can be in flight. Every reply is a Result or an Error with the call's id; a
+value that cannot cross the boundary is an Error naming the hook. Mutable arguments
+the plugin changed in place are sent back (only those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol import (
+    EXIT_MEMORY,
+    HOST_TO_WORKER,
+    WORKER_TO_HOST,
+    Call,
+    Cancel,
+    Error,
+    FrameDecoder,
+    FrameLimits,
+    LocalProtocolError,
+    Log,
+    Message,
+    ProtocolError,
+    Result,
+    Shutdown,
+    encode,
+    pack,
+)
+from .confine import Confinement, renew_cpu_budget
+from .loader import LoadedPlugin
+
+del WORKER_TO_HOST  # the worker only decodes what the host sends
+
+#: memory set aside at start and released when the plugin exhausts its address space,
+#: so the worker can still encode and send the error reply.
+_RESERVE_BYTES = 256 * 1024
+
+
+def exception_chain(exc: BaseException) -> list[str]:
+    """Type names along ``__cause__`` / ``__context__`` (outermost excluded)."""
+    names: list[str] = []
+    seen = {id(exc)}
+    cur = exc.__cause__ or exc.__context__
+    while cur is not None and id(cur) not in seen and len(names) < 16:
+        seen.add(id(cur))
+        names.append(type(cur).__name__)
+        cur = cur.__cause__ or cur.__context__
+    return names
+
+
+def error_reply(call_id: int, exc: BaseException) -> Error:
+    """The Error message for an exception the plugin raised."""
+    tb = "".join(traceback.format_exception(exc))
+    chain = exception_chain(exc)
+    if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM from mmap and friends
+        chain.append("MemoryError")
+    return Error(id=call_id, exc_type=type(exc).__qualname__, message=str(exc)[:4000],
+                 traceback=tb[-16000:], chain=chain)
+
+
+class ChannelLogHandler(logging.Handler):
+    """Sends the plugin's stdlib log records to the host as Log messages."""
+
+    def __init__(self, send: Callable[[bytes], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = Log(level=record.levelno, logger=record.name, message=self.format(record))
+            self._send(encode(msg, side="worker"))
+        except Exception:
+            self.handleError(record)
+
+
+class WorkerChannel(asyncio.Protocol):
+    """The worker's end of the channel: decodes calls, dispatches, replies."""
+
+    def __init__(self, plugin: LoadedPlugin, mutable: dict[str, frozenset[str]],
+                 confinement: Confinement, limits: FrameLimits, done: asyncio.Future[int]) -> None:
+        self.plugin = plugin
+        self.mutable = mutable
+        self.confinement = confinement
+        self.decoder = FrameDecoder(peer="host", accept=HOST_TO_WORKER, limits=limits)
+        self.max_frame = limits.max_frame_bytes
+        self.done = done
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.transport: asyncio.Transport | None = None
+        self.reserve: bytearray | None = bytearray(_RESERVE_BYTES)
+        self.methods = {hook: getattr(plugin.instance, hook) for hook in plugin.hooks}
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.decoder.feed(data, time.monotonic())
+            while (msg := self.decoder.next_message()) is not None:
+                self.handle(msg)
+        except ProtocolError as exc:
+            print(f"plugbox worker: {exc}", file=sys.stderr)
+            self.finish(2)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.finish(0)  # the host is gone: nothing left to serve
+
+    # -- dispatch
+    def handle(self, msg: Message) -> None:
+        if isinstance(msg, Call):
+            self.call(msg)
+        elif isinstance(msg, Cancel):
+            task = self.tasks.get(msg.id)
+            if task is not None:
+                task.cancel()
+        elif isinstance(msg, Shutdown):
+            self.finish(0)
+
+    def call(self, msg: Call) -> None:
+        method = self.methods.get(msg.hook)
+        if method is None:
+            self.send_error(msg.id, LookupError(
+                f"plugin {self.plugin.name!r} does not implement hook {msg.hook!r}"))
+            return
+        args = msg.args
+        watched = self.mutable.get(msg.hook, frozenset()).intersection(args)
+        before = {name: pack(args[name]) for name in watched} if watched else None
+        renew_cpu_budget(self.confinement)
+        try:
+            value = method(**args)
+        except SystemExit as exc:
+            self.exit_now(exc.code if isinstance(exc.code, int) else 1)
+            return
+        except MemoryError as exc:
+            self.out_of_memory(msg.id, exc)
+            return
+        except Exception as exc:
+            self.send_error(msg.id, exc)
+            return
+        if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+            task = asyncio.ensure_future(self.finish_async(msg, value, args, before))
+            self.tasks[msg.id] = task
+            return
+        self.reply(msg, value, args, before)
+
+    async def finish_async(self, msg: Call, awaitable: Any, args: dict[str, Any],
+                           before: dict[str, bytes] | None) -> None:
+        try:
+            value = await awaitable
+        except asyncio.CancelledError:
+            return  # the host gave up on this call and expects no reply
+        except SystemExit as exc:
+            self.exit_now(exc.code if isinstance(exc.code, int) else 1)
+            return
+        except MemoryError as exc:
+            self.out_of_memory(msg.id, exc)
+            return
+        except Exception as exc:
+            self.send_error(msg.id, exc)
+            return
+        finally:
+            self.tasks.pop(msg.id, None)
+        self.reply(msg, value, args, before)
+
+    def reply(self, msg: Call, value: Any, args: dict[str, Any],
+              before: dict[str, bytes] | None) -> None:
+        changed: dict[str, Any] = {}
+        try:
+            if before:
+                for name, packed in before.items():
+                    if pack(args[name]) != packed:
+                        changed[name] = args[name]
+            frame = encode(Result(id=msg.id, value=value, changed=changed), side="worker",
+                           max_frame_bytes=self.max_frame)
+        except (LocalProtocolError, TypeError, ValueError) as exc:
+            what = (f"hook {msg.hook!r} returned a value of type {type(value).__name__} "
+                    f"that cannot cross the process boundary")
+            if changed:
+                what = f"hook {msg.hook!r} left an argument that cannot cross the boundary"
+            self.send_error(msg.id, TypeError(f"{what}: {exc}"))
+            return
+        except MemoryError as exc:
+            self.out_of_memory(msg.id, exc)
+            return
+        self.write(frame)
+
+    def send_error(self, call_id: int, exc: BaseException) -> None:
+        self.write(encode(error_reply(call_id, exc), side="worker"))
+
+    def out_of_memory(self, call_id: int, exc: MemoryError) -> None:
+        self.reserve = None  # give the reply room to be built
+        try:
+            self.send_error(call_id, exc)
+        except MemoryError:
+            self.exit_now(EXIT_MEMORY)
+
+    def write(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def exit_now(self, code: int) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+    def finish(self, code: int) -> None:
+        if not self.done.done():
+            self.done.set_result(code)
+
+
+async def serve(sock: socket.socket, plugin: LoadedPlugin, mutable: dict[str, frozenset[str]],
+                confinement: Confinement, limits: FrameLimits,
+                install_log: Callable[[Callable[[bytes], None]], None]) -> int:
+    """Serve calls on ``sock`` until the host shuts the worker down or goes away."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+    transport, channel = await loop.connect_accepted_socket(
+        lambda: WorkerChannel(plugin, mutable, confinement, limits, done), sock)
+    install_log(channel.write)
+    code = await done
+    for task in list(channel.tasks.values()):
+        task.cancel()
+    await close_plugin(plugin)
+    transport.close()
+    return code
+
+
+async def close_plugin(plugin: LoadedPlugin) -> None:
+    """Call the plugin's close(), sync or async, if it has one."""
+    close = getattr(plugin.instance, "close", None)
+    if callable(close):
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
