@@ -43,7 +43,7 @@ class Limits:
     failure_window: float = 60.0
     backoff_initial: float = 0.05
     backoff_max: float = 5.0
-    stderr_tail_lines: int = 20
+    stderr_tail_lines: int = 40
 
     def __post_init__(self) -> None:
         positive = {

@@ -33,6 +33,7 @@ class Death:
     cpu_seconds: float | None = None
     memory_hint: str | None = None
     lost: bool = False
+    channel_closed_first: bool = False
 
 
 def memory_at_cap(death: Death) -> bool:
@@ -62,6 +63,8 @@ def classify(death: Death) -> tuple[str, str]:
         return "crashed", "died with its zygote; no exit status is known"
     if sig is not None:
         return "crashed", f"killed by {signal_name(sig)}"
+    if death.exit_code == 0 and death.channel_closed_first:
+        return "protocol", "the worker closed its channel and exited"
     if death.exit_code == EXIT_INTERNAL:
         return "crashed", "the worker failed in plugbox's own code (exit status 70; see stderr)"
     return "crashed", f"exited with status {death.exit_code}"

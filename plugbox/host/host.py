@@ -92,8 +92,10 @@ class PluginHost:
         try:
             await self.aclose()
         finally:
+            # The host's own tasks are done with once every worker is closed. The body's
+            # exception, if any, is left to propagate as it is (not in an ExceptionGroup).
             tg.cancel_scope.cancel()
-            await tg.__aexit__(exc_type, exc, tb)
+            await tg.__aexit__(None, None, None)
         return None
 
     # ---------------------------------------------------------------- plugins

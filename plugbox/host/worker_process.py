@@ -81,6 +81,7 @@ class WorkerProcess:
         self.memory_hint: str | None = None
         self.closing = False
         self.reported = False
+        self.eof_first = False
         self.calls = 0
         self.verdict: tuple[str, str, Death] | None = None
         self._verdict = anyio.Event()
@@ -188,7 +189,7 @@ class WorkerProcess:
                      peak_rss_kb=info.max_rss_kb, cpu_time=info.cpu_time,
                      memory_mb=self.limits.memory_mb, baseline_rss_kb=baseline,
                      cpu_seconds=self.limits.cpu_seconds, memory_hint=self.memory_hint,
-                     lost=info.lost)
+                     lost=info.lost, channel_closed_first=self.eof_first)
 
     async def wait_verdict(self) -> tuple[str, str, Death]:
         """(cause, detail, death) once the worker has died and been reaped."""
@@ -288,6 +289,7 @@ class WorkerProcess:
                 except OSError:
                     data = b""
                 if not data:
+                    self.eof_first = self.exit_info is None and not self.closing
                     break
                 now = time.monotonic()
                 decoder.feed(data, now)

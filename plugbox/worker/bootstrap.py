@@ -7,6 +7,7 @@ Everything up to the import of the plugin's code happens with plugbox's code onl
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import socket
@@ -32,6 +33,10 @@ from ..protocol import (
 )
 from . import _linux, confine, loader
 from .serve import ChannelLogHandler, error_reply, serve
+
+
+#: the fd a worker's channel is moved to, so every worker looks the same inside.
+CHANNEL_FD = 3
 
 
 def run(channel_fd: int, parent: int, stdout_fd: int | None = None,
@@ -98,7 +103,11 @@ class _Sender:
 def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | None) -> int:
     confine.new_session()
     _redirect_stdio(stdout_fd, stderr_fd)
-    sock = socket.socket(fileno=channel_fd)
+    faulthandler.enable()  # a fatal signal leaves the plugin's traceback on stderr
+    if channel_fd != CHANNEL_FD:  # the channel always sits at fd 3
+        os.dup2(channel_fd, CHANNEL_FD, inheritable=False)
+        os.close(channel_fd)
+    sock = socket.socket(fileno=CHANNEL_FD)
     sock.setblocking(True)
     start = _receive_start(sock)
 
@@ -150,6 +159,9 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     except Exception as exc:
         return fail(exc)
 
+    name = getattr(plugin.instance, "name", None)  # initialize may have set it
+    if isinstance(name, str) and name:
+        plugin.name = name
     mutable = {hook: frozenset(spec.get("mutable", ())) for hook, spec in start.hooks.items()}
     hello = Handshake(protocol=PROTOCOL_VERSION, plugin=plugin.name, version=plugin.version,
                       hooks=plugin.hooks, pid=os.getpid(), problems=plugin.problems,

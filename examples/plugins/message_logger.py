@@ -1,0 +1,85 @@
+"""The seed chapter's exercise: a plugin that intercepts every message and logs it.
+
+``MessageLoggerPlugin`` implements the three PIPELINE hooks (``plugbox.specs.PIPELINE``):
+
+- ``pre_process(input_data)``: sees each message before it is processed;
+- ``process(input_data)``: sees it in the processing chain and returns None, so it
+  only observes: the chain passes the input on unchanged to the next plugin;
+- ``post_process(input_data, output)``: sees the message with the chain's final output.
+
+Every message is logged through the standard ``logging`` module. Inside plugbox the
+plugin runs in its own worker process, which forwards log records to the host, where
+they appear under the logger ``plugbox.plugin.message-logger``. With
+``config={"path": ...}`` each message is also appended to that file as one JSON line.
+
+It is plain Python: a plugin imports nothing from plugbox, and the same class works
+in-process (``await plugin.initialize({}); plugin.process("hi")``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, TextIO
+
+log = logging.getLogger("message-logger")
+
+#: how much of a message the log line shows (the JSON file keeps it whole).
+PREVIEW_CHARS = 80
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    if len(text) > PREVIEW_CHARS:
+        text = text[: PREVIEW_CHARS - 3] + "..."
+    return text
+
+
+class MessageLoggerPlugin:
+    """Logs every message that passes through the pipeline; changes nothing."""
+
+    name = "message-logger"
+    version = "1.0.0"
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self._file: TextIO | None = None
+        self.count = 0
+
+    async def initialize(self, config: dict[str, Any]) -> None:
+        """Called once, when the plugin is loaded; ``config["path"]`` is optional."""
+        path = config.get("path")
+        if path:
+            self.path = str(path)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        log.info("ready (writing JSON lines to %s)", self.path or "nowhere: log only")
+
+    # ------------------------------------------------------------------ hooks
+    def pre_process(self, input_data: Any) -> None:
+        self._record("pre_process", input=input_data)
+
+    def process(self, input_data: Any) -> None:
+        self._record("process", input=input_data)
+        return None  # observe only: the chain passes input_data on unchanged
+
+    def post_process(self, input_data: Any, output: Any) -> None:
+        self._record("post_process", input=input_data, output=output)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def close(self) -> None:
+        """Called once when the host closes the plugin."""
+        log.info("closing after %d messages", self.count)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    # ------------------------------------------------------------------ helpers
+    def _record(self, hook: str, **fields: Any) -> None:
+        self.count += 1
+        shown = " ".join(f"{key}={_preview(value)}" for key, value in fields.items())
+        log.info("#%d %s %s", self.count, hook, shown)
+        if self._file is not None:
+            entry = {"n": self.count, "time": time.time(), "hook": hook, **fields}
+            self._file.write(json.dumps(entry, default=repr) + "\n")
+            self._file.flush()
