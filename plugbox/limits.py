@@ -21,8 +21,10 @@ class Limits:
 
     CPU: ``cpu_seconds`` is the CPU time a call may use. Before each call the worker
     moves its RLIMIT_CPU soft limit to the time used so far plus ``cpu_seconds``; going
-    past it delivers SIGXCPU, which kills the worker (PluginCPUExceeded). A plugin that
-    ignores SIGXCPU is still bound by ``call_timeout``.
+    past it delivers SIGXCPU, which kills the worker (PluginCPUExceeded). The kernel
+    counts whole seconds, so the budget is rounded up: a call gets at least
+    ``cpu_seconds`` and less than one second more. A plugin that ignores SIGXCPU is
+    still bound by ``call_timeout``.
 
     Restarts: after a failure that killed the worker the next call starts a fresh one,
     waiting ``backoff_initial * 2**(n-1)`` seconds (at most ``backoff_max``) after the

@@ -1,6 +1,8 @@
 """Naming the true cause of a worker's death (pure: no I/O, tested with plain values).
 
-The order of evidence: what the host itself killed the worker for; SIGXCPU (CPU
+The order of evidence: what the host itself killed the worker for, when its SIGKILL
+is what ended it (a worker already dying of SIGXCPU or SIGSEGV as the host's deadline
+passed is reported by its own signal); SIGXCPU (CPU
 seconds); signs of memory exhaustion (a MemoryError or ENOMEM the worker reported,
 its out-of-memory exit status, a kill by SIGKILL or a crash with its peak RSS at the
 cap); then the signal or exit code itself.
@@ -46,12 +48,13 @@ def memory_at_cap(death: Death) -> bool:
 
 def classify(death: Death) -> tuple[str, str]:
     """(cause, detail) for a dead worker; cause is a ``FailureReport.cause`` value."""
-    if death.kill_reason is not None:
-        return death.kill_reason, death.kill_detail
     sig = death.signal
+    if death.kill_reason is not None and (sig == _signal.SIGKILL or death.lost):
+        return death.kill_reason, death.kill_detail
     if sig == _signal.SIGXCPU:
-        limit = f" of {death.cpu_seconds:g} s" if death.cpu_seconds else ""
-        return "cpu", f"used up its CPU time{limit} (SIGXCPU after {death.cpu_time:.2f} s of CPU)"
+        limit = f" of {death.cpu_seconds:g} s per call" if death.cpu_seconds else ""
+        return "cpu", (f"used up its CPU budget{limit} (SIGXCPU after "
+                       f"{death.cpu_time:.2f} s of CPU in all)")
     if death.memory_hint is not None:
         return "memory", f"ran out of memory ({death.memory_hint}) and then died ({_how(death)})"
     if death.exit_code == EXIT_MEMORY:

@@ -36,6 +36,7 @@ class PluginInfo:
     calls: int
     failures: int
     problems: tuple[str, ...]
+    layers: dict[str, bool]
 
 
 class PluginHost:
@@ -222,7 +223,8 @@ class PluginHost:
         return PluginInfo(name=p.name, version=p.version, ref=p.options.ref,
                           hooks=tuple(p.hooks), pid=p.worker.pid if p.worker else None,
                           state=state, restarts=p.restarts, calls=p.calls,
-                          failures=len(p.recent_failures), problems=tuple(p.problems))
+                          failures=len(p.recent_failures), problems=tuple(p.problems),
+                          layers=dict(p.layers))
 
 
 __all__ = ["PluginHost", "PluginInfo"]

@@ -2,8 +2,9 @@
 
 Each stream goes to the stdlib logger ``plugbox.plugin.<name>`` (stdout at INFO,
 stderr at WARNING), at most ``rate`` lines a second after a burst of ``burst``; lines
-over the limit are counted and summarized, never queued, so a flood cannot starve the
-host. The last lines of each stream are kept for failure reports.
+over the limit are counted and summarized (at most once a second), never queued, so a
+flood cannot starve the host. The last lines of each stream are kept for failure
+reports.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class OutputCapture:
         self._tokens = float(burst)
         self._last = time.monotonic()
         self._partial = b""
+        self._last_summary = 0.0
         self.dropped = 0
         self.bytes = 0
 
@@ -55,13 +57,15 @@ class OutputCapture:
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
         if self._tokens >= 1:
-            self._summarize()
+            if self.dropped and now - self._last_summary >= 1.0:
+                self._summarize()
             self._tokens -= 1
             self.logger.log(self.level, "%s", line)
         else:
             self.dropped += 1
 
     def _summarize(self) -> None:
+        self._last_summary = time.monotonic()
         if self.dropped:
             self.logger.warning("(%d lines of plugin output dropped by the rate limit)",
                                 self.dropped)

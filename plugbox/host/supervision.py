@@ -56,6 +56,7 @@ class SupervisedPlugin:
         self.version = ""
         self.hooks: dict[str, list[str]] = {}
         self.problems: list[str] = []
+        self.layers: dict[str, bool] = {}
         self.worker: WorkerProcess | None = None
         self.restarts = 0
         self.calls = 0
@@ -70,7 +71,9 @@ class SupervisedPlugin:
     # ---------------------------------------------------------------- starting
     def _start_message(self) -> Start:
         limits = self.options.limits.to_worker()
-        limits["log_level"] = logging.getLogger(f"plugbox.plugin.{self.name}").getEffectiveLevel()
+        # the plugin's own logger may not exist before its name is known: the level of
+        # "plugbox.plugin" decides what workers send at all
+        limits["log_level"] = logging.getLogger("plugbox.plugin").getEffectiveLevel()
         return Start(ref=self.options.ref, config=self.options.config,
                      hooks=self.spec.to_worker(), limits=limits,
                      sandbox=self.options.sandbox.to_worker())
@@ -102,10 +105,8 @@ class SupervisedPlugin:
         self.version = hello.version
         self.hooks = hello.hooks
         self.problems = hello.problems
-        self.logger = logging.getLogger(f"plugbox.plugin.{hello.plugin}")
-        worker.logger = self.logger
-        worker.stdout.logger = self.logger
-        worker.stderr.logger = self.logger
+        self.layers = hello.layers
+        self.logger = worker.logger
 
     async def _ensure_worker(self, hook: str) -> WorkerProcess:
         async with self._start_lock:
@@ -151,13 +152,12 @@ class SupervisedPlugin:
             return reply.value, reply.changed
         duration = time.monotonic() - started
         if isinstance(reply, Error) and worker.memory_hint is None:
-            report = self._report(worker, hook, "raised",
-                                  f"{reply.exc_type}: {reply.message}", None, duration,
+            report = self._report(worker, hook, "raised", _describe(reply), None, duration,
                                   exc=reply)
             self.record(report)
             raise FAILURE_TYPES["raised"](report)
         if isinstance(reply, Error):  # out of memory: the worker's heap is suspect
-            worker.kill("memory", f"ran out of memory: {reply.exc_type}: {reply.message}")
+            worker.kill("memory", f"ran out of memory: {_describe(reply)}")
         cause, detail, death = await worker.wait_verdict()
         if isinstance(reply, TimedOut) and cause != "timeout":
             detail = f"{detail} (the call had timed out after {reply.timeout:g} s)"
@@ -242,3 +242,8 @@ class SupervisedPlugin:
         if worker is not None:
             await worker.shutdown(self.options.limits.close_timeout)
             await worker.wait_verdict()
+
+
+def _describe(error: Error) -> str:
+    """'ValueError: bad input', or just 'MemoryError' when the message is empty."""
+    return f"{error.exc_type}: {error.message}" if error.message else error.exc_type

@@ -44,6 +44,8 @@ from .output import OutputCapture
 
 #: how long a worker that closed its channel may take to exit before it is killed.
 CLOSED_CHANNEL_GRACE = 1.0
+#: log records kept from a worker before its handshake names the plugin.
+EARLY_LOG_LIMIT = 1000
 #: how long the host waits for the rest of a dead worker's stderr.
 OUTPUT_DRAIN = 0.5
 
@@ -90,6 +92,7 @@ class WorkerProcess:
         self._drained = anyio.Event()
         self._outputs_open = 2
         self._pending: dict[int, _Pending] = {}
+        self._early_logs: list[Log] = []
         self._abandoned: set[int] = set()
         self._next_id = 1
         self._outbuf = bytearray()
@@ -207,6 +210,12 @@ class WorkerProcess:
             self._verdict.set()
             self.spawned.close_fds()
 
+    def name_logger(self, plugin: str) -> None:
+        """Send the worker's logs and output to ``plugbox.plugin.<plugin>``."""
+        self.logger = logging.getLogger(f"plugbox.plugin.{plugin}")
+        self.stdout.logger = self.logger
+        self.stderr.logger = self.logger
+
     # ---------------------------------------------------------------- calls
     async def request(self, hook: str, args: dict[str, Any],
                       timeout: float) -> Result | Error | TimedOut | None:
@@ -320,11 +329,19 @@ class WorkerProcess:
             pending.reply = msg
             pending.event.set()
         elif isinstance(msg, Log):
+            if self.handshake is None:
+                if len(self._early_logs) < EARLY_LOG_LIMIT:
+                    self._early_logs.append(msg)
+                return
             self.logger.log(msg.level, "%s: %s", msg.logger, msg.message)
         elif isinstance(msg, Handshake):
             if self.handshake is not None:
                 raise ProtocolError("a second Handshake", side="worker")
             self.handshake = msg
+            self.name_logger(msg.plugin)
+            for early in self._early_logs:
+                self.logger.log(early.level, "%s: %s", early.logger, early.message)
+            self._early_logs.clear()
             self._hello.set()
 
     async def _read_output(self, fd: int, capture: OutputCapture) -> None:

@@ -95,7 +95,8 @@ class Handshake(Message):
     ``hooks`` maps each hook the plugin implements to the argument names it accepts
     (opt-in arguments); ``problems`` lists what validation found but did not refuse
     (for example a method named like a hook the spec does not have);
-    ``baseline_rss_kb`` is the worker's RSS before the plugin was imported.
+    ``baseline_rss_kb`` is the worker's RSS before the plugin was imported;
+    ``layers`` says which confinement layers are in force (name -> bool).
     """
 
     TAG: ClassVar[int] = 1
@@ -106,11 +107,14 @@ class Handshake(Message):
     pid: int
     problems: list[str] = field(default_factory=list)
     baseline_rss_kb: int = 0
+    layers: dict[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(_is_int(self.protocol), "Handshake.protocol must be an int")
         _check(_is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
                "Handshake.baseline_rss_kb must be an int >= 0")
+        _check(_is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
+               "Handshake.layers must map str to bool")
         _check(isinstance(self.plugin, str) and self.plugin != "",
                "Handshake.plugin must be a non-empty str")
         _check(isinstance(self.version, str), "Handshake.version must be a str")

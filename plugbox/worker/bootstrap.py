@@ -34,7 +34,6 @@ from ..protocol import (
 from . import _linux, confine, loader
 from .serve import ChannelLogHandler, error_reply, serve
 
-
 #: the fd a worker's channel is moved to, so every worker looks the same inside.
 CHANNEL_FD = 3
 
@@ -101,7 +100,7 @@ class _Sender:
 
 
 def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | None) -> int:
-    confine.new_session()
+    in_session = confine.new_session()
     _redirect_stdio(stdout_fd, stderr_fd)
     faulthandler.enable()  # a fatal signal leaves the plugin's traceback on stderr
     if channel_fd != CHANNEL_FD:  # the channel always sits at fd 3
@@ -124,16 +123,18 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
         return fail(exc)
 
     state = confine.Confinement()
+    state.layers["new_session"] = in_session
     confine.close_other_fds(sock.fileno())
+    state.layers["fds_closed"] = True
     confine.scrub_environment()
-    state.layers["session"] = True
+    state.layers["clean_environment"] = True
     plugin_dir = [os.path.dirname(source.path)] if source.path else []
     import_paths = confine.ImportPaths(plugin_dir) if os.geteuid() == 0 else None
-    state.layers["privileges_dropped"] = confine.drop_privileges(start.sandbox.get("user"))
+    state.layers["unprivileged"] = confine.drop_privileges(start.sandbox.get("user"))
     if import_paths is not None:
         import_paths.after_drop()
         source.import_dir = import_paths.fix(plugin_dir[0]) if plugin_dir else None
-    state.layers["die_with_parent"] = confine.die_with_parent(parent)
+    state.layers["parent_death_signal"] = confine.die_with_parent(parent)
     confine.apply_rlimits(start.limits, state)
     baseline_rss = _linux.resident_kb()
 
@@ -165,7 +166,7 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     mutable = {hook: frozenset(spec.get("mutable", ())) for hook, spec in start.hooks.items()}
     hello = Handshake(protocol=PROTOCOL_VERSION, plugin=plugin.name, version=plugin.version,
                       hooks=plugin.hooks, pid=os.getpid(), problems=plugin.problems,
-                      baseline_rss_kb=baseline_rss)
+                      baseline_rss_kb=baseline_rss, layers=state.layers)
     sock.sendall(encode(hello, side="worker"))
     sock.setblocking(False)
 

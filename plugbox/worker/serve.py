@@ -188,7 +188,9 @@ class WorkerChannel(asyncio.Protocol):
                     f"that cannot cross the process boundary")
             if changed:
                 what = f"hook {msg.hook!r} left an argument that cannot cross the boundary"
-            self.send_error(msg.id, TypeError(f"{what}: {exc}"))
+            why = exc.__cause__ or exc
+            reason = why.reason if isinstance(why, LocalProtocolError) else str(why)
+            self.send_error(msg.id, TypeError(f"{what}: {reason}"))
             return
         except MemoryError as exc:
             self.out_of_memory(msg.id, exc)
