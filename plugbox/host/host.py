@@ -18,6 +18,7 @@ from ..specs import HookSet, OnFailure
 from .calling import call_hook, check_args
 from .launchers import Launcher, SubprocessLauncher, ZygoteLauncher
 from .supervision import PluginOptions, SupervisedPlugin
+from .tasks import HostTasks
 
 log = logging.getLogger("plugbox.host")
 
@@ -75,6 +76,7 @@ class PluginHost:
         self._reports: list[FailureReport] = []
         self._max_reports = max_reports
         self._tg: anyio.abc.TaskGroup | None = None
+        self._tasks: HostTasks | None = None
         self._closed = False
 
     # ---------------------------------------------------------------- context
@@ -84,6 +86,7 @@ class PluginHost:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
+        self._tasks = HostTasks(tg)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -95,6 +98,8 @@ class PluginHost:
         finally:
             # The host's own tasks are done with once every worker is closed. The body's
             # exception, if any, is left to propagate as it is (not in an ExceptionGroup).
+            assert self._tasks is not None
+            self._tasks.cancel_all()
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
         return None
@@ -190,12 +195,12 @@ class PluginHost:
             await self._launcher.aclose()
 
     # ---------------------------------------------------------------- helpers
-    def _require_open(self) -> anyio.abc.TaskGroup:
-        if self._tg is None:
+    def _require_open(self) -> HostTasks:
+        if self._tasks is None:
             raise RuntimeError("use PluginHost as 'async with PluginHost(...) as host'")
         if self._closed:
             raise RuntimeError("this PluginHost is closed")
-        return self._tg
+        return self._tasks
 
     def _record(self, report: FailureReport) -> None:
         self._reports.append(report)

@@ -36,6 +36,7 @@ from ..protocol import (
 )
 from . import _linux
 from .exits import ExitInfo, ExitWatch
+from .tasks import HostTasks
 
 _PLUGBOX_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -110,7 +111,7 @@ class Launcher:
 
     name = "?"
 
-    async def spawn(self, tg: anyio.abc.TaskGroup) -> SpawnedWorker:
+    async def spawn(self, tg: HostTasks) -> SpawnedWorker:
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -126,7 +127,7 @@ class SubprocessLauncher(Launcher):
         self.python = python
         self.command_prefix = list(command_prefix)
 
-    async def spawn(self, tg: anyio.abc.TaskGroup) -> SpawnedWorker:
+    async def spawn(self, tg: HostTasks) -> SpawnedWorker:
         host_end, worker_end, out, err = _make_worker_fds()
         fd = worker_end.fileno()
         cmd = self.command_prefix + _interpreter_command("plugbox.worker.__main__", fd, self.python)
@@ -187,7 +188,7 @@ class ZygoteLauncher(Launcher):
         """The zygote's pid while it runs."""
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
-    async def _ensure(self, tg: anyio.abc.TaskGroup) -> socket.socket:
+    async def _ensure(self, tg: HostTasks) -> socket.socket:
         async with self._lock:
             if self._ctl is not None and not self._dead.is_set():
                 return self._ctl
@@ -210,7 +211,7 @@ class ZygoteLauncher(Launcher):
             tg.start_soon(self._read, host_end, self._dead)
             return host_end
 
-    async def spawn(self, tg: anyio.abc.TaskGroup) -> SpawnedWorker:
+    async def spawn(self, tg: HostTasks) -> SpawnedWorker:
         ctl = await self._ensure(tg)
         host_end, worker_end, out, err = _make_worker_fds()
         request = next(self._requests)
@@ -313,8 +314,7 @@ class ZygoteLauncher(Launcher):
             done.set()
         for watch in self._watches.values():
             watch.set(ExitInfo(lost=True))
-        self._watches.clear()
-        self._ctl = None
+        self._watches.clear()  # its socket and process are cleaned up by the next _ensure
 
     async def _stop(self) -> None:
         proc, ctl = self._proc, self._ctl

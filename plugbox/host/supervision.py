@@ -28,6 +28,7 @@ from ..specs import HookSet, OnFailure
 from . import _linux
 from .causes import Death
 from .launchers import Launcher
+from .tasks import HostTasks
 from .worker_process import TimedOut, WorkerProcess
 
 
@@ -46,7 +47,7 @@ class SupervisedPlugin:
     """A plugin, its current worker and its failure history."""
 
     def __init__(self, options: PluginOptions, hooks: HookSet, launcher: Launcher,
-                 tg: anyio.abc.TaskGroup, record: Callable[[FailureReport], None]) -> None:
+                 tg: HostTasks, record: Callable[[FailureReport], None]) -> None:
         self.options = options
         self.spec = hooks
         self.launcher = launcher

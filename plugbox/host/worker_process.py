@@ -41,6 +41,7 @@ from .causes import Death, classify, is_memory_error
 from .exits import ExitInfo
 from .launchers import SpawnedWorker
 from .output import OutputCapture
+from .tasks import HostTasks
 
 #: how long a worker that closed its channel may take to exit before it is killed.
 CLOSED_CHANNEL_GRACE = 1.0
@@ -106,7 +107,7 @@ class WorkerProcess:
         self.stderr = OutputCapture(logger, logging.WARNING, tail_lines=limits.stderr_tail_lines)
 
     # ---------------------------------------------------------------- life
-    def start(self, tg: anyio.abc.TaskGroup, start: Start) -> None:
+    def start(self, tg: HostTasks, start: Start) -> None:
         """Start the reader, writer, output and exit tasks, then send ``start``."""
         tg.start_soon(self._read_channel)
         tg.start_soon(self._write_channel)

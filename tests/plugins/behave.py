@@ -117,7 +117,7 @@ class BehavePlugin:
             return {
                 "uid": os.getuid(), "euid": os.geteuid(), "pid": os.getpid(),
                 "sid": os.getsid(0), "env": dict(os.environ),
-                "fds": sorted(int(n) for n in os.listdir("/proc/self/fd")),
+                "fds": _fds(),
                 "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
                 "core": list(resource.getrlimit(resource.RLIMIT_CORE)),
                 "fsize": list(resource.getrlimit(resource.RLIMIT_FSIZE)),
@@ -135,6 +135,10 @@ class BehavePlugin:
             for t in threads:
                 t.join()
             return len(threads)
+        if do == "cwd":
+            return os.getcwd()
+        if do == "await_cancel":
+            raise LookupError("await_cancel is an async action: use AsyncBehave")
         if do == "fork_child_sleep":
             pid = os.fork()
             if pid == 0:
@@ -155,6 +159,16 @@ class BehavePlugin:
         raise LookupError(f"unknown action {do!r}")
 
 
+def _fds():
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[name] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass
+    return out
+
+
 def _pdeathsig():
     libc = ctypes.CDLL(None, use_errno=True)
     sig = ctypes.c_int(0)
@@ -168,7 +182,17 @@ class AsyncBehave:
     name = "async-behave"
     version = "1.0"
 
+    cancelled = 0
+
     async def process(self, input_data):
+        if input_data.get("do") == "cancelled_count":
+            return AsyncBehave.cancelled
+        if input_data.get("do") == "wait_forever":
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                AsyncBehave.cancelled += 1
+                raise
         await asyncio.sleep(input_data.get("delay", 0))
         if input_data.get("do") == "raise":
             raise KeyError(input_data.get("arg"))

@@ -1,0 +1,104 @@
+"""What a worker looks like from the inside: the confinement applied before the plugin
+is imported (new session, fds, environment, user, parent-death signal, rlimits)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+from typing import Any
+
+import pytest
+
+from plugbox import Limits, PluginHost, Sandbox, specs
+
+pytestmark = pytest.mark.anyio
+
+
+async def worker_info(behave: str, launcher: str = "zygote", **kw: Any) -> tuple[Any, Any]:
+    async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
+        info = await host.add(behave, **kw)
+        out = await host.call("process", input_data={"do": "info"})
+        return info, out.value
+
+
+@pytest.mark.parametrize("launcher", ["zygote", "subprocess"])
+async def test_worker_is_confined_before_the_plugin_runs(behave: str, launcher: str,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Any) -> None:
+    monkeypatch.setenv("PLUGBOX_TEST_SECRET", "hunter2")
+    secret = open(tmp_path / "secret.txt", "w")  # an inheritable fd the host holds
+    os.set_inheritable(secret.fileno(), True)
+    try:
+        limits = Limits(memory_mb=100, open_files=32, file_size_mb=8, cpu_seconds=3)
+        info, seen = await worker_info(behave, launcher, limits=limits)
+    finally:
+        secret.close()
+    # a new session, led by the worker
+    assert seen["sid"] == seen["pid"] == info.pid
+    # the environment is scrubbed: nothing of the host's, the secret least of all
+    assert "PLUGBOX_TEST_SECRET" not in seen["env"]
+    assert set(seen["env"]) <= {"PATH", "LANG", "PYTHONIOENCODING", "HOME"}
+    # fds: stdio pipes, the channel on 3, and nothing inherited from the host
+    fds = seen["fds"]
+    assert fds["0"] == "/dev/null" and fds["1"].startswith("pipe:") and fds["2"].startswith("pipe:")
+    assert fds["3"].startswith("socket:")
+    assert not any("secret.txt" in target for target in fds.values())
+    for fd, target in fds.items():
+        if int(fd) > 3:  # the event loop's own, and import-path directories
+            assert target.startswith(("anon_inode:", "socket:", "pipe:", "/")), target
+            assert not target.startswith(str(tmp_path)), target
+    # rlimits
+    assert seen["core"] == [0, 0]
+    assert seen["nofile"] == [32, 32]
+    assert seen["fsize"] == [8 << 20, 8 << 20]
+    assert seen["as"][0] != resource.RLIM_INFINITY
+    assert seen["cpu"][0] != resource.RLIM_INFINITY
+    # it dies with its parent
+    assert seen["pdeathsig"] == signal.SIGKILL
+    assert info.layers["rlimits"] and info.layers["parent_death_signal"]
+    assert info.layers["new_session"] and info.layers["fds_closed"]
+    assert info.layers["clean_environment"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a root host to show the drop to nobody")
+async def test_a_root_host_runs_workers_as_nobody(behave: str) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    info, seen = await worker_info(behave)
+    assert seen["uid"] == seen["euid"] == nobody
+    assert info.layers["unprivileged"] is True
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a root host to keep root")
+async def test_user_none_keeps_root_and_says_so(behave: str) -> None:
+    info, seen = await worker_info(behave, sandbox=Sandbox(user=None))
+    assert seen["uid"] == 0
+    assert info.layers["unprivileged"] is False
+
+
+async def test_threads_start_under_the_address_space_cap(behave: str) -> None:
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(behave, limits=Limits(memory_mb=32))
+        out = await host.call("process", input_data={"do": "threads", "arg": 50})
+        assert out.value == 50
+
+
+async def test_a_plugin_under_a_directory_only_root_can_enter_loads(tmp_path: Any) -> None:
+    # tmp_path lives under a 0700 directory (as an interpreter under /root does): the
+    # worker, as nobody, reads the plugin file before dropping privileges and reaches
+    # the plugin's directory, and so its sibling modules, through an fd
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    plugin_dir.chmod(0o755)
+    (plugin_dir / "helper_mod.py").write_text("GREETING = 'hi from a sibling module'\n")
+    (plugin_dir / "sibling.py").write_text(
+        "import json\nimport helper_mod\n\n"
+        "class SiblingPlugin:\n"
+        "    def process(self, input_data):\n"
+        "        return json.dumps([helper_mod.GREETING, input_data])\n")
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(str(plugin_dir / "sibling.py"))
+        out = await host.call("process", input_data="x")
+        assert out.value == '["hi from a sibling module", "x"]'
