@@ -17,7 +17,11 @@ class Limits:
     Memory: ``memory_mb`` is what the plugin may allocate beyond the bare worker
     interpreter: the worker's address space is capped at its size when the plugin is
     loaded plus ``memory_mb`` (RLIMIT_AS), so a memory bomb fails inside the worker
-    instead of pressing on the host.
+    instead of pressing on the host. The host also samples the worker's RSS every
+    ``rss_check_interval`` seconds and kills it when the RSS it has added since start-up
+    passes ``memory_mb``: the only memory cap where RLIMIT_AS is not enforced (macOS),
+    or where ``address_space_cap=False`` is chosen for plugins that reserve much more
+    virtual memory than they use.
 
     CPU: ``cpu_seconds`` is the CPU time a call may use. Before each call the worker
     moves its RLIMIT_CPU soft limit to the time used so far plus ``cpu_seconds``; going
@@ -33,6 +37,8 @@ class Limits:
     """
 
     memory_mb: int | None = 256
+    address_space_cap: bool = True
+    rss_check_interval: float | None = 0.25
     cpu_seconds: float | None = 10.0
     call_timeout: float = 10.0
     start_timeout: float = 10.0
@@ -59,6 +65,8 @@ class Limits:
             positive["memory_mb"] = self.memory_mb
         if self.cpu_seconds is not None:
             positive["cpu_seconds"] = self.cpu_seconds
+        if self.rss_check_interval is not None:
+            positive["rss_check_interval"] = self.rss_check_interval
         for name, value in positive.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive number, not {value!r}")
@@ -70,7 +78,7 @@ class Limits:
     def to_worker(self) -> dict[str, Any]:
         """The part of the limits the worker applies to itself, as msgpack-able data."""
         return {
-            "memory_mb": self.memory_mb,
+            "memory_mb": self.memory_mb if self.address_space_cap else None,
             "cpu_seconds": self.cpu_seconds,
             "open_files": self.open_files,
             "file_size_mb": self.file_size_mb,

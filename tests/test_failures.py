@@ -292,3 +292,17 @@ async def test_idle_death_is_reported_once_at_the_next_call(behave: str) -> None
         (report,) = host.reports
         assert report.hook == "(idle)" and report.signal == "SIGKILL"
         assert report.cause == "crashed"
+
+
+async def test_rss_over_the_cap_is_memory_exceeded_without_an_address_space_cap(
+        behave: str) -> None:
+    limits = Limits(memory_mb=48, address_space_cap=False, rss_check_interval=0.05,
+                    call_timeout=60)
+    async with PluginHost(specs.PIPELINE) as host:
+        info = await host.add(behave, limits=limits)
+        assert info.layers["rlimits"]
+        exc = await fail(host, "grow_rss", 200)  # 200 MB, then it sleeps
+        assert isinstance(exc, PluginMemoryExceeded)
+        assert "went over its cap of 48 MB" in exc.report.detail
+        assert exc.report.killed and exc.report.signal == "SIGKILL"
+        assert exc.report.peak_rss_kb > 48 * 1024

@@ -53,6 +53,20 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def rss_kb(pid: int) -> int | None:
+    """A live process's RSS in KiB; None once it is gone or where /proc is missing."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        try:
+            import psutil
+
+            return int(psutil.Process(pid).memory_info().rss // 1024)
+        except Exception:
+            return None
+
+
 def cpu_time(pid: int) -> float:
     """A live process's user+system CPU seconds; 0.0 if unknown."""
     try:

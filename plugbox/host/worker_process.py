@@ -115,6 +115,8 @@ class WorkerProcess:
         tg.start_soon(self._read_output, self.spawned.stderr, self.stderr)
         tg.start_soon(self._watch_exit)
         tg.start_soon(self._supervise)
+        if self.limits.memory_mb and self.limits.rss_check_interval:
+            tg.start_soon(self._watch_rss, self.limits.memory_mb, self.limits.rss_check_interval)
         self.send(encode(start, side="host", max_frame_bytes=self._max_frame))
 
     @property
@@ -365,6 +367,27 @@ class WorkerProcess:
             self._outputs_open -= 1
             if self._outputs_open == 0:
                 self._drained.set()
+
+    async def _watch_rss(self, memory_mb: int, interval: float) -> None:
+        """Kill the worker when the RSS it added since loading passes ``memory_mb``.
+
+        Memory use has no event to wait for, so this one watch samples; deaths are
+        still noticed by events only.
+        """
+        await self._hello.wait()
+        baseline = self.handshake.baseline_rss_kb if self.handshake else 0
+        cap_kb = memory_mb * 1024
+        while self.alive:
+            rss = _linux.rss_kb(self.pid)
+            if rss is None:
+                return
+            if rss - baseline > cap_kb:
+                self.kill("memory", f"its RSS of {rss // 1024} MB went over its cap of "
+                                    f"{memory_mb} MB above the {baseline // 1024} MB it "
+                                    f"started with")
+                return
+            with anyio.move_on_after(interval):
+                await self._dead.wait()
 
     async def _watch_exit(self) -> None:
         await self.spawned.exit.wait()

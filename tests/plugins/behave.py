@@ -66,6 +66,11 @@ class BehavePlugin:
             except MemoryError:
                 hoard = None
                 raise RuntimeError("could not build the cache") from None
+        if do == "grow_rss":
+            hoard = []
+            for _ in range(int(arg)):
+                hoard.append(b"x" * (1 << 20))
+            time.sleep(3600)
         if do == "huge_alloc":
             return len(bytearray(1 << 40))
         if do == "spin":
