@@ -27,13 +27,10 @@ async def test_worker_is_confined_before_the_plugin_runs(behave: str, launcher: 
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          tmp_path: Any) -> None:
     monkeypatch.setenv("PLUGBOX_TEST_SECRET", "hunter2")
-    secret = open(tmp_path / "secret.txt", "w")  # an inheritable fd the host holds
-    os.set_inheritable(secret.fileno(), True)
-    try:
+    with open(tmp_path / "secret.txt", "w") as secret:  # an inheritable fd the host holds
+        os.set_inheritable(secret.fileno(), True)
         limits = Limits(memory_mb=100, open_files=32, file_size_mb=8, cpu_seconds=3)
         info, seen = await worker_info(behave, launcher, limits=limits)
-    finally:
-        secret.close()
     # a new session, led by the worker
     assert seen["sid"] == seen["pid"] == info.pid
     # the environment is scrubbed: nothing of the host's, the secret least of all
