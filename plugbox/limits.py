@@ -23,7 +23,8 @@ class Limits:
     or where ``address_space_cap=False`` is chosen for plugins that reserve much more
     virtual memory than they use.
 
-    CPU: ``cpu_seconds`` is the CPU time a call may use. Before each call the worker
+    CPU: ``cpu_seconds`` is the CPU time a call may use (the usage watch below also
+    kills a plugin that ignores SIGXCPU, one second past the budget). Before each call the worker
     moves its RLIMIT_CPU soft limit to the time used so far plus ``cpu_seconds``; going
     past it delivers SIGXCPU, which kills the worker (PluginCPUExceeded). The kernel
     counts whole seconds, so the budget is rounded up: a call gets at least

@@ -306,3 +306,39 @@ async def test_rss_over_the_cap_is_memory_exceeded_without_an_address_space_cap(
         assert "went over its cap of 48 MB" in exc.report.detail
         assert exc.report.killed and exc.report.signal == "SIGKILL"
         assert exc.report.peak_rss_kb > 48 * 1024
+
+
+async def test_one_death_with_many_calls_in_flight_counts_once(behave: str) -> None:
+    limits = Limits(max_failures=3, backoff_initial=0)
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(f"{behave}:AsyncBehave", limits=limits)
+        plugin = host._plugins[0]
+        failures: list[PluginFailure] = []
+
+        async def waiting_call() -> None:
+            try:
+                await plugin.invoke("process", {"input_data": {"do": "wait_forever"}})
+            except PluginFailure as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(waiting_call)
+            await anyio.wait_all_tasks_blocked()
+            worker = plugin.worker
+            assert worker is not None
+            os.kill(worker.pid, signal.SIGKILL)
+        assert len(failures) == 5
+        assert {f.report.signal for f in failures} == {"SIGKILL"}
+        assert len(host.reports) == 5 and plugin.failures_in_row == 1
+        assert host.plugins[0].state != "quarantined"
+
+
+async def test_a_spin_that_ignores_sigxcpu_is_still_cpu_exceeded(behave: str) -> None:
+    limits = Limits(cpu_seconds=1, call_timeout=60, rss_check_interval=0.1)
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(behave, limits=limits)
+        exc = await fail(host, "spin_ignoring_sigxcpu")
+        assert isinstance(exc, PluginCPUExceeded)
+        assert "ignored SIGXCPU" in exc.report.detail and exc.report.killed
+        assert exc.report.cpu_time > 2.0

@@ -53,16 +53,26 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
-def rss_kb(pid: int) -> int | None:
-    """A live process's RSS in KiB; None once it is gone or where /proc is missing."""
+def usage(pid: int) -> tuple[int, float] | None:
+    """A live process's (RSS in KiB, user+system CPU seconds); None once it is gone.
+
+    One read of /proc/<pid>/stat on Linux; psutil elsewhere.
+    """
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+        return int(fields[21]) * page_kb, (int(fields[11]) + int(fields[12])) / ticks
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError, IndexError):
         try:
             import psutil
 
-            return int(psutil.Process(pid).memory_info().rss // 1024)
+            proc = psutil.Process(pid)
+            times = proc.cpu_times()
+            return int(proc.memory_info().rss // 1024), times.user + times.system
         except Exception:
             return None
 

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from ..errors import PluginFailure
-from ..protocol import pack
+from ..protocol import check_crossable
 from ..reports import Outcome
 from ..specs import HookSpec, OnFailure
 from .supervision import SupervisedPlugin
@@ -33,8 +33,8 @@ def check_args(spec: HookSpec, args: dict[str, Any]) -> None:
         raise TypeError(f"hook {spec.name!r} needs argument {missing[0]!r}")
     for name, value in args.items():
         try:
-            pack(value)
-        except (TypeError, ValueError, OverflowError) as exc:
+            check_crossable(value)
+        except TypeError as exc:
             raise TypeError(f"hook {spec.name!r} argument {name!r}: a "
                             f"{type(value).__name__} cannot cross the process boundary "
                             f"(only None, bool, int, float, str, bytes, list and dict can): "

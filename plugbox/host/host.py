@@ -13,6 +13,7 @@ import anyio.abc
 
 from ..errors import PluginLoadError
 from ..limits import Limits, Sandbox
+from ..protocol import check_crossable
 from ..reports import FailureReport, Outcome
 from ..specs import HookSet, OnFailure
 from .calling import call_hook, check_args
@@ -123,10 +124,8 @@ class PluginHost:
             raise ValueError("on_failure must be 'raise' or 'skip'")
         cfg = dict(config or {})
         try:
-            from ..protocol import pack
-
-            pack(cfg)
-        except (TypeError, ValueError) as exc:
+            check_crossable(cfg)
+        except TypeError as exc:
             raise PluginLoadError(ref, f"config cannot cross the process boundary: {exc}") from None
         options = PluginOptions(ref=ref, config=cfg, limits=limits or Limits(),
                                 sandbox=sandbox or Sandbox(), on_failure=on_failure)

@@ -164,8 +164,13 @@ class SupervisedPlugin:
             detail = f"{detail} (the call had timed out after {reply.timeout:g} s)"
         report = self._report(worker, hook, cause, detail, death, duration,
                               exc=reply if isinstance(reply, Error) else None)
-        worker.reported = True
-        raise FAILURE_TYPES[cause](self._count_failure(report))
+        if worker.reported:  # one death fails every call in flight; it counts once
+            report = replace(report, backoff=self.backoff())
+            self.record(report)
+        else:
+            worker.reported = True
+            report = self._count_failure(report)
+        raise FAILURE_TYPES[cause](report)
 
     async def _note_death(self, worker: WorkerProcess, hook: str) -> None:
         """A worker found dead between calls: report it once, unless it was closed."""

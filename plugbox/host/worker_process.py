@@ -84,6 +84,7 @@ class WorkerProcess:
         self.memory_hint: str | None = None
         self.closing = False
         self.reported = False
+        self.answered = 0
         self.eof_first = False
         self.calls = 0
         self.verdict: tuple[str, str, Death] | None = None
@@ -115,8 +116,8 @@ class WorkerProcess:
         tg.start_soon(self._read_output, self.spawned.stderr, self.stderr)
         tg.start_soon(self._watch_exit)
         tg.start_soon(self._supervise)
-        if self.limits.memory_mb and self.limits.rss_check_interval:
-            tg.start_soon(self._watch_rss, self.limits.memory_mb, self.limits.rss_check_interval)
+        if self.limits.rss_check_interval and (self.limits.memory_mb or self.limits.cpu_seconds):
+            tg.start_soon(self._watch_usage, self.limits.rss_check_interval)
         self.send(encode(start, side="host", max_frame_bytes=self._max_frame))
 
     @property
@@ -175,7 +176,7 @@ class WorkerProcess:
         with anyio.move_on_after(grace):
             await self.wait_exit()
         if self.exit_info is None:
-            self.kill(None)
+            self.kill("crashed", f"killed when the host closed it, after a {grace:g} s grace")
             await self.wait_exit()
         self._mark_dead()
 
@@ -331,6 +332,7 @@ class WorkerProcess:
                 self.memory_hint = f"{msg.exc_type}: {msg.message}"[:200]
             pending.reply = msg
             pending.event.set()
+            self.answered += 1
         elif isinstance(msg, Log):
             if self.handshake is None:
                 if len(self._early_logs) < EARLY_LOG_LIMIT:
@@ -368,23 +370,37 @@ class WorkerProcess:
             if self._outputs_open == 0:
                 self._drained.set()
 
-    async def _watch_rss(self, memory_mb: int, interval: float) -> None:
-        """Kill the worker when the RSS it added since loading passes ``memory_mb``.
+    async def _watch_usage(self, interval: float) -> None:
+        """Sample the worker's RSS and CPU time; kill it past its caps.
 
-        Memory use has no event to wait for, so this one watch samples; deaths are
-        still noticed by events only.
+        Memory use has no event to wait for, so this one watch samples (deaths are still
+        noticed by events only). RSS: the RSS added since loading must stay within
+        ``memory_mb``. CPU: a backstop for a plugin that ignores SIGXCPU; CPU burned
+        with calls in flight and none answered must stay within ``cpu_seconds`` plus
+        one second (the kernel's SIGXCPU comes first for any plugin that lets it).
         """
         await self._hello.wait()
         baseline = self.handshake.baseline_rss_kb if self.handshake else 0
-        cap_kb = memory_mb * 1024
+        memory_mb, cpu_seconds = self.limits.memory_mb, self.limits.cpu_seconds
+        cpu_mark: float | None = None
+        answered = self.answered
         while self.alive:
-            rss = _linux.rss_kb(self.pid)
-            if rss is None:
+            sample = _linux.usage(self.pid)
+            if sample is None:
                 return
-            if rss - baseline > cap_kb:
+            rss, cpu = sample
+            if memory_mb and rss - baseline > memory_mb * 1024:
                 self.kill("memory", f"its RSS of {rss // 1024} MB went over its cap of "
                                     f"{memory_mb} MB above the {baseline // 1024} MB it "
                                     f"started with")
+                return
+            if not self._pending or self.answered != answered:
+                cpu_mark, answered = (cpu if self._pending else None), self.answered
+            elif cpu_mark is None:
+                cpu_mark = cpu
+            elif cpu_seconds and cpu - cpu_mark > cpu_seconds + 1.0:
+                self.kill("cpu", f"ignored SIGXCPU and used {cpu - cpu_mark:.1f} s of CPU "
+                                 f"in a call, over its {cpu_seconds:g} s budget")
                 return
             with anyio.move_on_after(interval):
                 await self._dead.wait()

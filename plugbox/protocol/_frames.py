@@ -63,18 +63,48 @@ def pack(value: Any) -> bytes:
     return packed
 
 
+def _unpack_as_peer(body: bytes) -> Any:
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=False, ext_hook=_refuse_ext,
+                               timestamp=0)
+    except TypeError as exc:
+        if "unhashable" in str(exc):
+            raise TypeError("a dict key must be None, bool, int, float, str or bytes "
+                            "(a tuple key cannot cross the process boundary)") from None
+        raise
+
+
+def check_crossable(value: Any) -> bytes:
+    """Pack ``value`` and check the other side can decode it; TypeError if not.
+
+    msgpack packs some things no peer can decode (a tuple used as a dict key becomes an
+    unhashable list; extension types are refused), so packing alone is not the test.
+    """
+    try:
+        packed = pack(value)
+        _unpack_as_peer(packed)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(str(exc) or type(exc).__name__) from None
+    return packed
+
+
 def encode(message: Message, *, side: str = "local",
-           max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes) -> bytes:
+           max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes, verify: bool = False) -> bytes:
     """Encode ``message`` as one frame.
 
     A value msgpack cannot carry, or a frame over ``max_frame_bytes``, is a
-    ``LocalProtocolError`` naming ``side``.
+    ``LocalProtocolError`` naming ``side``. With ``verify`` the body is also decoded
+    as the peer will decode it, so a value the peer would refuse (a tuple as a dict
+    key, an extension type) fails here, at the side that produced it.
     """
     try:
         body: bytes = msgpack.packb(message.to_wire(), use_bin_type=True)
+        if verify:
+            _unpack_as_peer(body)
     except (TypeError, ValueError, OverflowError) as exc:
+        reason = str(exc) or type(exc).__name__
         raise LocalProtocolError(
-            f"cannot encode {type(message).__name__}: {exc}", side=side) from exc
+            f"cannot encode {type(message).__name__}: {reason}", side=side) from exc
     if len(body) > max_frame_bytes:
         raise LocalProtocolError(
             f"{type(message).__name__} of {len(body)} bytes exceeds the "

@@ -182,7 +182,7 @@ class WorkerChannel(asyncio.Protocol):
                     if pack(args[name]) != packed:
                         changed[name] = args[name]
             frame = encode(Result(id=msg.id, value=value, changed=changed), side="worker",
-                           max_frame_bytes=self.max_frame)
+                           max_frame_bytes=self.max_frame, verify=True)
         except (LocalProtocolError, TypeError, ValueError) as exc:
             what = (f"hook {msg.hook!r} returned a value of type {type(value).__name__} "
                     f"that cannot cross the process boundary")

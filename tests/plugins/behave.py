@@ -76,6 +76,10 @@ class BehavePlugin:
         if do == "spin":
             while True:
                 pass
+        if do == "spin_ignoring_sigxcpu":
+            signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+            while True:
+                pass
         if do == "sleep":
             time.sleep(3600)
         if do == "segfault":
