@@ -269,12 +269,9 @@ async def test_plugins_receive_only_the_arguments_they_name() -> None:
                          "all-args": {"transform", "edit", "history"}}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "protocol/_frames.py:60 pack() (msgpack.packb) encodes a tuple dict key as an "
-    "array, so the worker's reply() (worker/serve.py:184) sends the Result; the host's "
-    "decoder fails on the unhashable list key and kills the worker as a protocol error "
-    "instead of the worker answering with a TypeError"))
 async def test_a_return_value_with_a_tuple_key_is_the_plugins_error() -> None:
+    # msgpack packs a tuple key (as an array) that the host cannot decode: the worker
+    # must refuse it as the plugin's TypeError, not send a frame that gets it killed
     async with PluginHost(HOOKS) as host:
         await add(host, "BadReturnPlugin", "bad-return")
         pid = host.plugins[0].pid

@@ -92,6 +92,7 @@ class WorkerProcess:
         self._hello = anyio.Event()
         self._dead = anyio.Event()
         self._drained = anyio.Event()
+        self._channel_done = anyio.Event()
         self._outputs_open = 2
         self._pending: dict[int, _Pending] = {}
         self._early_logs: list[Log] = []
@@ -176,6 +177,8 @@ class WorkerProcess:
         with anyio.move_on_after(grace):
             await self.wait_exit()
         if self.exit_info is None:
+            self.logger.warning("plugin did not close within %g s; its worker (pid %d) "
+                                "was killed", grace, self.pid)
             self.kill("crashed", f"killed when the host closed it, after a {grace:g} s grace")
             await self.wait_exit()
         self._mark_dead()
@@ -190,6 +193,7 @@ class WorkerProcess:
         info = await self.wait_exit()
         with anyio.move_on_after(OUTPUT_DRAIN):
             await self._drained.wait()
+            await self._channel_done.wait()  # log records sent before the end
         baseline = self.handshake.baseline_rss_kb if self.handshake else 0
         return Death(kill_reason=self.kill_reason, kill_detail=self.kill_detail,
                      exit_code=info.exit_code, signal=info.signal,
@@ -313,6 +317,7 @@ class WorkerProcess:
         except anyio.ClosedResourceError:
             pass
         self._broken = True
+        self._channel_done.set()
         self._mark_dead()
 
     def _dispatch(self, msg: Message) -> None:

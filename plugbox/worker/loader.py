@@ -2,7 +2,8 @@
 
 References: ``path/to/file.py``, ``path/to/file.py:ClassName``, ``package.module``,
 ``package.module:ClassName``. Without a class name the module must define exactly one
-class whose name ends with ``Plugin``.
+class whose name ends with ``Plugin`` (a ``typing.Protocol`` or an abstract base class
+describing plugins, such as the seed chapter's ``AgentPlugin``, is not a candidate).
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def find_class(module: types.ModuleType, source: Source) -> type:
             raise LoadError(f"no class {source.class_name!r} in {source.path or source.module}")
         return cls
     classes = [obj for obj in vars(module).values()
-               if isinstance(obj, type) and obj.__name__.endswith("Plugin")]
+               if isinstance(obj, type) and obj.__name__.endswith("Plugin")
+               and not getattr(obj, "_is_protocol", False) and not inspect.isabstract(obj)]
     own = [c for c in classes if c.__module__ == module.__name__]
     candidates = own or classes
     if len(candidates) == 1:
