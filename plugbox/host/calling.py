@@ -16,14 +16,15 @@ from typing import Any
 import anyio
 
 from ..errors import PluginFailure
-from ..protocol import check_crossable
+from ..protocol import check_crossable, pack
 from ..reports import Outcome
 from ..specs import HookSpec, OnFailure
 from .supervision import SupervisedPlugin
 
 
-def check_args(spec: HookSpec, args: dict[str, Any]) -> None:
-    """TypeError, naming hook and argument, for anything the host cannot send."""
+def check_args(spec: HookSpec, args: dict[str, Any]) -> dict[str, bytes]:
+    """Each argument msgpack-encoded, once for all plugins; TypeError, naming hook and
+    argument, for anything the host cannot send."""
     unknown = [name for name in args if name not in spec.args]
     if unknown:
         raise TypeError(f"hook {spec.name!r} has no argument {unknown[0]!r} "
@@ -31,14 +32,16 @@ def check_args(spec: HookSpec, args: dict[str, Any]) -> None:
     missing = [name for name in spec.args if name not in args]
     if missing:
         raise TypeError(f"hook {spec.name!r} needs argument {missing[0]!r}")
+    packed: dict[str, bytes] = {}
     for name, value in args.items():
         try:
-            check_crossable(value)
+            packed[name] = check_crossable(value)
         except TypeError as exc:
             raise TypeError(f"hook {spec.name!r} argument {name!r}: a "
                             f"{type(value).__name__} cannot cross the process boundary "
                             f"(only None, bool, int, float, str, bytes, list and dict can): "
                             f"{exc}") from None
+    return packed
 
 
 def apply_changes(args: dict[str, Any], changed: dict[str, Any]) -> None:
@@ -59,18 +62,25 @@ def _policy(spec: HookSpec, plugin: SupervisedPlugin, default: OnFailure | None)
 
 
 async def call_hook(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
-                    default_policy: OnFailure | None = None) -> Outcome:
-    """Run ``spec``'s hook across ``plugins`` and combine the results per its mode."""
+                    default_policy: OnFailure | None = None,
+                    packed: dict[str, bytes] | None = None) -> Outcome:
+    """Run ``spec``'s hook across ``plugins`` and combine the results per its mode.
+
+    ``packed`` is ``check_args``'s encoding of ``args``; it is kept in step with every
+    change a plugin makes, so each argument is encoded once per value, not per plugin.
+    """
+    if packed is None:
+        packed = check_args(spec, args)
     outcome = Outcome(args=args)
     targets = [p for p in plugins if spec.name in p.hooks and not p.closed]
     if spec.mode == "observe":
-        await _observe(spec, targets, args, outcome, default_policy)
+        await _observe(spec, targets, args, packed, outcome, default_policy)
         return outcome
     collected: list[Any] = []
     first = spec.args[0] if spec.args else None
     for plugin in targets:
         try:
-            value = await _invoke(plugin, spec, args)
+            value = await _invoke(plugin, spec, args, packed)
         except PluginFailure as failure:
             if _policy(spec, plugin, default_policy) == "raise":
                 raise
@@ -85,6 +95,7 @@ async def call_hook(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: d
         if spec.mode == "chain":
             assert first is not None
             args[first] = value
+            packed[first] = pack(value)
         else:
             collected.append(value)
     if spec.mode == "chain":
@@ -94,21 +105,29 @@ async def call_hook(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: d
     return outcome
 
 
-async def _invoke(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any]) -> Any:
+async def _invoke(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any],
+                  packed: dict[str, bytes]) -> Any:
     accepted = plugin.hooks[spec.name]
-    value, changed = await plugin.invoke(spec.name, {k: args[k] for k in accepted})
+    value, changed = await plugin.invoke(spec.name, {k: args[k] for k in accepted},
+                                         {k: packed[k] for k in accepted})
     if changed:
-        apply_changes(args, {k: v for k, v in changed.items() if k in spec.mutable})
+        kept = {k: v for k, v in changed.items() if k in spec.mutable}
+        apply_changes(args, kept)
+        for name in kept:
+            packed[name] = pack(args[name])
     return value
 
 
 async def _observe(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
-                   outcome: Outcome, default_policy: OnFailure | None) -> None:
+                   packed: dict[str, bytes], outcome: Outcome,
+                   default_policy: OnFailure | None) -> None:
     raised: list[PluginFailure] = []
 
     async def one(plugin: SupervisedPlugin) -> None:
+        accepted = plugin.hooks[spec.name]
         try:
-            await plugin.invoke(spec.name, {k: args[k] for k in plugin.hooks[spec.name]})
+            await plugin.invoke(spec.name, {k: args[k] for k in accepted},
+                                {k: packed[k] for k in accepted})
         except PluginFailure as failure:
             outcome.failures.append(failure.report)
             if _policy(spec, plugin, default_policy) == "raise":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal as _signal
 from dataclasses import dataclass
 
-from ..protocol import EXIT_INTERNAL, EXIT_MEMORY
+from ..protocol import EXIT_CHANNEL_LOST, EXIT_INTERNAL, EXIT_MEMORY
 from ..reports import signal_name
 
 #: share of the memory budget above the worker's baseline RSS that counts as "at the cap".
@@ -66,7 +66,8 @@ def classify(death: Death) -> tuple[str, str]:
         return "crashed", "died with its zygote; no exit status is known"
     if sig is not None:
         return "crashed", f"killed by {signal_name(sig)}"
-    if death.exit_code == 0 and death.channel_closed_first:
+    if death.exit_code == EXIT_CHANNEL_LOST or (death.exit_code == 0
+                                               and death.channel_closed_first):
         return "protocol", "the worker closed its channel and exited"
     if death.exit_code == EXIT_INTERNAL:
         return "crashed", "the worker failed in plugbox's own code (exit status 70; see stderr)"

@@ -172,8 +172,8 @@ class PluginHost:
         spec = self.hooks.get(hook)
         if spec is None:
             raise TypeError(f"unknown hook {hook!r} (this host's hooks: {', '.join(self.hooks)})")
-        check_args(spec, args)
-        return await call_hook(spec, list(self._plugins), args, self.on_failure)
+        packed = check_args(spec, args)
+        return await call_hook(spec, list(self._plugins), args, self.on_failure, packed)
 
     # ---------------------------------------------------------------- closing
     async def aclose(self) -> None:

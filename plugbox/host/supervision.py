@@ -110,6 +110,9 @@ class SupervisedPlugin:
         self.logger = worker.logger
 
     async def _ensure_worker(self, hook: str) -> WorkerProcess:
+        worker = self.worker
+        if worker is not None and worker.alive:  # the common case takes no lock
+            return worker
         async with self._start_lock:
             worker = self.worker
             if worker is not None and worker.alive:
@@ -141,13 +144,17 @@ class SupervisedPlugin:
                          limits.backoff_max))
 
     # ---------------------------------------------------------------- calling
-    async def invoke(self, hook: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """Call ``hook`` with ``args``: (value, changed arguments), or a PluginFailure."""
+    async def invoke(self, hook: str, args: dict[str, Any],
+                     packed: dict[str, bytes] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Call ``hook`` with ``args``: (value, changed arguments), or a PluginFailure.
+
+        ``packed`` may hold the arguments already msgpack-encoded.
+        """
         self._check_quarantine(hook)
         worker = await self._ensure_worker(hook)
         started = time.monotonic()
         self.calls += 1
-        reply = await worker.request(hook, args, self.options.limits.call_timeout)
+        reply = await worker.request(hook, args, self.options.limits.call_timeout, packed)
         if isinstance(reply, Result):
             self.failures_in_row = 0
             return reply.value, reply.changed

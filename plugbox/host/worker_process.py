@@ -8,10 +8,12 @@ EOF, or the launcher reaping the process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,6 @@ from ..limits import Limits
 from ..protocol import (
     LOAD_CALL_ID,
     WORKER_TO_HOST,
-    Call,
     Cancel,
     Error,
     FrameDecoder,
@@ -35,9 +36,12 @@ from ..protocol import (
     Shutdown,
     Start,
     encode,
+    encode_call,
+    pack,
 )
 from . import _linux
 from .causes import Death, classify, is_memory_error
+from .channel import on_asyncio, open_channel
 from .exits import ExitInfo
 from .launchers import SpawnedWorker
 from .output import OutputCapture
@@ -51,12 +55,58 @@ EARLY_LOG_LIMIT = 1000
 OUTPUT_DRAIN = 0.5
 
 
+_EXPIRED: Any = object()
+
+
 class _Pending:
-    __slots__ = ("event", "reply")
+    """One call waiting for its reply (anyio flavour: trio and any backend)."""
+
+    __slots__ = ("_event", "reply")
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self._event = anyio.Event()
         self.reply: Result | Error | None = None
+
+    def resolve(self, reply: Result | Error | None) -> None:
+        if not self._event.is_set():
+            self.reply = reply
+            self._event.set()
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self, timeout: float) -> Result | Error | None:
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+        return self.reply if self._event.is_set() else _EXPIRED
+
+
+class _AsyncioPending:
+    """One call waiting for its reply (asyncio flavour: a future and a loop timer,
+    no cancel scope per call)."""
+
+    __slots__ = ("_future", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[Result | Error | None] = loop.create_future()
+
+    def resolve(self, reply: Result | Error | None) -> None:
+        if not self._future.done():
+            self._future.set_result(reply)
+
+    @property
+    def done(self) -> bool:
+        """Whether a reply (or the death of the worker) came; a cancelled wait is not."""
+        return self._future.done() and not self._future.cancelled()
+
+    async def wait(self, timeout: float) -> Result | Error | None:
+        timer = self._loop.call_later(timeout, self.resolve, _EXPIRED)
+        try:
+            return await self._future
+        finally:
+            timer.cancel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +134,8 @@ class WorkerProcess:
         self.memory_hint: str | None = None
         self.closing = False
         self.reported = False
+        self.protocol_error: ProtocolError | None = None
+        self.channel_closed_by_host = False
         self.answered = 0
         self.eof_first = False
         self.calls = 0
@@ -94,13 +146,12 @@ class WorkerProcess:
         self._drained = anyio.Event()
         self._channel_done = anyio.Event()
         self._outputs_open = 2
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _Pending | _AsyncioPending] = {}
         self._early_logs: list[Log] = []
         self._abandoned: set[int] = set()
         self._next_id = 1
-        self._outbuf = bytearray()
-        self._want_write = anyio.Event()
-        self._broken = False
+        self.channel = open_channel(spawned.channel)
+        self._loop = asyncio.get_running_loop() if on_asyncio() else None
         self._decoder = FrameDecoder(
             peer="worker", accept=WORKER_TO_HOST,
             limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20))
@@ -112,7 +163,6 @@ class WorkerProcess:
     def start(self, tg: HostTasks, start: Start) -> None:
         """Start the reader, writer, output and exit tasks, then send ``start``."""
         tg.start_soon(self._read_channel)
-        tg.start_soon(self._write_channel)
         tg.start_soon(self._read_output, self.spawned.stdout, self.stdout)
         tg.start_soon(self._read_output, self.spawned.stderr, self.stderr)
         tg.start_soon(self._watch_exit)
@@ -172,7 +222,7 @@ class WorkerProcess:
     async def shutdown(self, grace: float) -> None:
         """Ask the plugin to close; kill the worker if it has not exited within ``grace``."""
         self.closing = True
-        if self.alive and not self._broken:
+        if self.alive and not self.channel.broken:
             self.send(encode(Shutdown(), side="host"))
         with anyio.move_on_after(grace):
             await self.wait_exit()
@@ -225,27 +275,33 @@ class WorkerProcess:
         self.stderr.logger = self.logger
 
     # ---------------------------------------------------------------- calls
-    async def request(self, hook: str, args: dict[str, Any],
-                      timeout: float) -> Result | Error | TimedOut | None:
-        """Call ``hook``; the reply, TimedOut (worker killed), or None (worker died)."""
+    async def request(self, hook: str, args: dict[str, Any], timeout: float,
+                      packed: Mapping[str, bytes] | None = None,
+                      ) -> Result | Error | TimedOut | None:
+        """Call ``hook``; the reply, TimedOut (worker killed), or None (worker died).
+
+        ``packed`` holds the arguments already msgpack-encoded (the host encodes each
+        argument once per call, however many plugins receive it).
+        """
         if not self.alive:
             return None
         call_id = self._next_id
         self._next_id += 1
-        pending = _Pending()
+        pending = _AsyncioPending(self._loop) if self._loop is not None else _Pending()
         self._pending[call_id] = pending
         self.calls += 1
         try:
-            self.send(encode(Call(id=call_id, hook=hook, args=args), side="host",
-                             max_frame_bytes=self._max_frame))
-            with anyio.move_on_after(timeout):
-                await pending.event.wait()
-            if not pending.event.is_set():
+            if packed is None:
+                packed = {name: pack(value) for name, value in args.items()}
+            self.channel.write(encode_call(call_id, hook, packed, side="host",
+                                           max_frame_bytes=self._max_frame))
+            reply = await pending.wait(timeout)
+            if reply is _EXPIRED:
                 self.kill("timeout", f"{hook} did not answer within {timeout:g} s")
                 return TimedOut(timeout)
-            return pending.reply
+            return reply
         except anyio.get_cancelled_exc_class():
-            if not pending.event.is_set() and self.alive and not self._broken:
+            if not pending.done and self.alive and not self.channel.broken:
                 self._abandoned.add(call_id)
                 self.send(encode(Cancel(id=call_id), side="host"))
             raise
@@ -253,72 +309,43 @@ class WorkerProcess:
             self._pending.pop(call_id, None)
 
     def send(self, frame: bytes) -> None:
-        """Send a frame now if the socket takes it, else queue it for the writer."""
-        if self._broken:
-            return
-        if self._outbuf:
-            self._outbuf += frame
-            return
-        try:
-            sent = self.spawned.channel.send(frame)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._broken = True
-            return
-        if sent < len(frame):
-            self._outbuf += memoryview(frame)[sent:]
-            self._want_write.set()
+        """Send a frame; it never waits (what the socket cannot take now is queued)."""
+        self.channel.write(frame)
 
     # ---------------------------------------------------------------- tasks
-    async def _write_channel(self) -> None:
-        sock = self.spawned.channel
-        try:
-            while not self._broken:
-                await self._want_write.wait()
-                self._want_write = anyio.Event()
-                while self._outbuf and not self._broken:
-                    await anyio.wait_writable(sock)
-                    try:
-                        sent = sock.send(self._outbuf)
-                    except BlockingIOError:
-                        continue
-                    del self._outbuf[:sent]
-        except (OSError, anyio.ClosedResourceError):
-            self._broken = True
-
     async def _read_channel(self) -> None:
-        sock = self.spawned.channel
         decoder = self._decoder
+
+        def on_data(data: bytes) -> None:
+            now = time.monotonic()
+            decoder.feed(data, now)
+            while (msg := decoder.next_message(now)) is not None:
+                self._dispatch(msg)
+
+        def on_late() -> None:
+            decoder.check_deadline(time.monotonic())
+
         try:
-            while True:
-                deadline = decoder.deadline()
-                if deadline is None:
-                    await anyio.wait_readable(sock)
-                else:
-                    with anyio.move_on_after(max(deadline - time.monotonic(), 0)):
-                        await anyio.wait_readable(sock)
-                    decoder.check_deadline(time.monotonic())
-                try:
-                    data = sock.recv(1 << 18)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                if not data:
-                    self.eof_first = self.exit_info is None and not self.closing
-                    break
-                now = time.monotonic()
-                decoder.feed(data, now)
-                while (msg := decoder.next_message(now)) is not None:
-                    self._dispatch(msg)
-        except ProtocolError as exc:
-            self.kill("protocol", str(exc))
+            await self.channel.run(self._guard(on_data), decoder.deadline, self._guard(on_late))
         except anyio.ClosedResourceError:
             pass
-        self._broken = True
+        if self.protocol_error is None and not self.channel_closed_by_host:
+            self.eof_first = self.exit_info is None and not self.closing
         self._channel_done.set()
         self._mark_dead()
+
+    def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """Run ``fn``; a protocol error kills the worker and ends the channel."""
+        def guarded(*args: Any) -> None:
+            if self.protocol_error is not None:
+                return
+            try:
+                fn(*args)
+            except ProtocolError as exc:
+                self.protocol_error = exc
+                self.kill("protocol", str(exc))
+                self.channel.close()
+        return guarded
 
     def _dispatch(self, msg: Message) -> None:
         if isinstance(msg, (Result, Error)):
@@ -335,8 +362,7 @@ class WorkerProcess:
                                     side="worker")
             if isinstance(msg, Error) and is_memory_error(msg.exc_type, msg.chain):
                 self.memory_hint = f"{msg.exc_type}: {msg.message}"[:200]
-            pending.reply = msg
-            pending.event.set()
+            pending.resolve(msg)
             self.answered += 1
         elif isinstance(msg, Log):
             if self.handshake is None:
@@ -418,10 +444,11 @@ class WorkerProcess:
         if self._dead.is_set():
             return
         self._dead.set()
-        self._broken = True
-        self._want_write.set()
-        for pending in self._pending.values():
-            pending.event.set()
+        if not self.channel.broken:
+            self.channel_closed_by_host = True
+        self.channel.close()
+        for pending in list(self._pending.values()):
+            pending.resolve(None)
 
 
 def _kill_descendants(pid: int) -> None:

@@ -9,9 +9,11 @@ from ._frames import (
     check_crossable,
     decode_body,
     encode,
+    encode_call,
     pack,
 )
 from ._messages import (
+    EXIT_CHANNEL_LOST,
     EXIT_INTERNAL,
     EXIT_MEMORY,
     HOST_TO_WORKER,
@@ -36,6 +38,7 @@ from ._messages import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "EXIT_CHANNEL_LOST",
     "EXIT_INTERNAL",
     "EXIT_MEMORY",
     "HEADER_SIZE",
@@ -65,5 +68,6 @@ __all__ = [
     "check_crossable",
     "decode_body",
     "encode",
+    "encode_call",
     "pack",
 ]

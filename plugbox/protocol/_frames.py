@@ -11,6 +11,7 @@ caller passes ``now``.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -109,6 +110,34 @@ def encode(message: Message, *, side: str = "local",
         raise LocalProtocolError(
             f"{type(message).__name__} of {len(body)} bytes exceeds the "
             f"{max_frame_bytes}-byte frame cap", side=side)
+    return _pack_header(len(body)) + body
+
+
+_CALL_HEAD = b"\x94" + bytes([2])  # [Call.TAG, ...] as a 4-element msgpack array
+
+
+def _map_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x80 | n])
+    if n < 0x10000:
+        return b"\xde" + n.to_bytes(2, "big")
+    return b"\xdf" + n.to_bytes(4, "big")
+
+
+def encode_call(call_id: int, hook: str, packed_args: Mapping[str, bytes], *,
+                side: str = "host", max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
+                ) -> bytes:
+    """A Call frame from arguments already msgpack-encoded (``pack``), so a value sent
+    to many plugins is encoded once. The caller vouches for the packed values (see
+    ``check_crossable``); the frame decodes to ``Call(id, hook, args)``."""
+    parts = [_CALL_HEAD, pack(call_id), pack(hook), _map_header(len(packed_args))]
+    for name, value in packed_args.items():
+        parts.append(pack(name))
+        parts.append(value)
+    body = b"".join(parts)
+    if len(body) > max_frame_bytes:
+        raise LocalProtocolError(f"Call of {len(body)} bytes exceeds the {max_frame_bytes}-byte "
+                                 f"frame cap", side=side)
     return _pack_header(len(body)) + body
 
 

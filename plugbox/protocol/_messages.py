@@ -29,6 +29,8 @@ EXIT_MEMORY = 86
 #: exit status of a worker that failed in plugbox's own code (a bug, or a broken
 #: channel before the handshake); its stderr says more.
 EXIT_INTERNAL = 70
+#: exit status of a worker whose channel closed or broke under it without a Shutdown.
+EXIT_CHANNEL_LOST = 71
 
 #: id used by an ``Error`` that answers ``Start`` (the plugin failed to load).
 LOAD_CALL_ID = 0

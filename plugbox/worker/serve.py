@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol import (
+    EXIT_CHANNEL_LOST,
     EXIT_MEMORY,
     HOST_TO_WORKER,
     WORKER_TO_HOST,
@@ -114,7 +115,7 @@ class WorkerChannel(asyncio.Protocol):
             self.finish(2)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.finish(0)  # the host is gone: nothing left to serve
+        self.finish(EXIT_CHANNEL_LOST)  # no Shutdown came: nothing left to serve
 
     # -- dispatch
     def handle(self, msg: Message) -> None:
