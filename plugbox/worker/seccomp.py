@@ -1,0 +1,425 @@
+"""A seccomp filter for plugbox workers: a small classic-BPF builder and its installer.
+
+The filter is a *denylist* on top of the other layers (namespaces, Landlock, an
+unprivileged uid, rlimits): every syscall not named here is allowed. It is built for
+the native architecture only (x86_64 or aarch64, little-endian); anywhere else
+``build_policy`` raises ``UnsupportedArchitecture`` and ``supported()`` is False.
+
+Program shape (``build_policy``)::
+
+    ld  seccomp_data.arch ; jeq AUDIT_ARCH_<native> ? next : KILL_PROCESS
+    ld  seccomp_data.nr   ; (x86_64) jge 0x40000000 ? ERRNO(EPERM)      -- the x32 ABI
+    jeq <nr> ? <rule block> : <next rule>  ...  ; ret ALLOW
+
+A foreign-architecture syscall (an i386 ``int 0x80`` on x86_64, say) is the only thing
+that kills: its numbers mean other syscalls, so no rule below applies to it. Every other
+denial returns ``EPERM``, so Python code sees ``PermissionError``; ``clone3`` returns
+``ENOSYS`` so that libc falls back to ``clone``, whose flags the filter can inspect
+(``clone3`` passes them in memory, out of a filter's reach).
+
+Arguments compared as 32-bit
+----------------------------
+BPF loads 32-bit words, and ``seccomp_data.args[i]`` is 64 bits wide. Every argument
+this filter compares is a 32-bit one in the kernel (``int``/``pid_t`` pids and socket
+families, ``unsigned int`` fcntl and ioctl commands, the ``personality`` value, and
+``clone``'s flags, which the legacy clone syscall truncates with ``lower_32_bits``).
+The kernel discards the upper half of such an argument, so the filter must too: it
+loads only the low word (offset ``16 + 8*i``; both supported architectures are
+little-endian) and never looks at the high word. A filter that compared all 64 bits
+would be bypassed by setting a high bit: ``fcntl(fd, F_SETOWN | (1 << 32), pid)``
+misses a 64-bit ``== F_SETOWN`` test, yet the kernel runs ``F_SETOWN`` (the same class
+of bug let sandboxes be escaped through ``ioctl(TIOCSTI | 1 << 32)``). ``fcntl64``
+exists only on 32-bit ABIs, which the architecture check already kills.
+
+Pids: ``own_pid`` is fixed when the filter is built, so build it in the process that
+installs it (after any pid-namespace fork). Signals and other calls that act on a
+process by pid (``kill``, ``tgkill``, ``rt_*sigqueueinfo``, ``prlimit64``, ``sched_set*``,
+``setpriority``, ``ioprio_set``, ``migrate_pages``, ``move_pages``) are allowed only on
+that pid (or 0, "myself"); with ``self_only=False`` they are left to Landlock's signal
+scope, which also covers the worker's own children when processes are allowed.
+
+Install after the rest of the sandbox is set up (it denies ``unshare``, ``mount`` ...):
+``install(build_policy(os.getpid()))``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+import platform
+import socket
+import struct
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+# --- classic BPF (linux/filter.h, linux/bpf_common.h) -------------------------------
+BPF_LD, BPF_JMP, BPF_RET = 0x00, 0x05, 0x06
+BPF_W, BPF_ABS, BPF_K = 0x00, 0x20, 0x00
+BPF_JEQ, BPF_JGE, BPF_JSET = 0x10, 0x30, 0x40
+LD_ABS = BPF_LD | BPF_W | BPF_ABS
+JEQ, JGE, JSET = (BPF_JMP | op | BPF_K for op in (BPF_JEQ, BPF_JGE, BPF_JSET))
+RET = BPF_RET | BPF_K
+
+# --- seccomp (linux/seccomp.h) -------------------------------------------------------
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_MODE_FILTER = 2
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+
+#: offsets in struct seccomp_data {int nr; u32 arch; u64 ip; u64 args[6];}
+OFF_NR, OFF_ARCH = 0, 4
+X32_SYSCALL_BIT = 0x40000000
+
+F_SETOWN, F_SETSIG, F_SETOWN_EX = 8, 10, 15
+FIOSETOWN, SIOCSPGRP, TIOCSTI, TIOCLINUX = 0x8901, 0x8902, 0x5412, 0x541C
+CLONE_THREAD = 0x00010000
+#: CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+CLONE_NEW_NAMESPACES = 0x7E020000
+PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
+PER_LINUX, PER_QUERY = 0, 0xFFFFFFFF
+
+
+def arg_low(i: int) -> int:
+    """Offset in seccomp_data of the low 32 bits of syscall argument ``i`` (LE)."""
+    return 16 + 8 * i
+
+
+def errno_action(err: int) -> int:
+    """The filter return value that fails a syscall with ``err``."""
+    return SECCOMP_RET_ERRNO | (err & 0xFFFF)
+
+
+EPERM = errno_action(errno.EPERM)
+ENOSYS = errno_action(errno.ENOSYS)
+
+
+class Insn(NamedTuple):
+    """One ``struct sock_filter``: opcode, jump-if-true, jump-if-false, constant."""
+
+    code: int
+    jt: int
+    jf: int
+    k: int
+
+    def encode(self) -> bytes:
+        """The 8 bytes the kernel reads (native byte order)."""
+        return struct.pack("=HBBI", self.code, self.jt, self.jf, self.k & 0xFFFFFFFF)
+
+
+def load(offset: int) -> Insn:
+    """A <- the 32-bit word at ``offset`` in seccomp_data."""
+    return Insn(LD_ABS, 0, 0, offset)
+
+
+def jump(code: int, k: int, jt: int, jf: int) -> Insn:
+    """A conditional jump; ``jt``/``jf`` count instructions to skip (0..255)."""
+    if not (0 <= jt <= 255 and 0 <= jf <= 255):
+        raise ValueError(f"jump offset out of range: {jt}, {jf}")
+    return Insn(code, jt, jf, k)
+
+
+def ret(action: int) -> Insn:
+    """Return ``action`` (SECCOMP_RET_*)."""
+    return Insn(RET, 0, 0, action)
+
+
+def assemble(program: Iterable[Insn]) -> bytes:
+    """Encode instructions as the byte string ``sock_fprog.filter`` points to."""
+    return b"".join(insn.encode() for insn in program)
+
+
+def disassemble(code: bytes) -> list[Insn]:
+    """Decode ``assemble``'s output (for tests and debugging)."""
+    return [Insn(*fields) for fields in struct.iter_unpack("=HBBI", code)]
+
+
+# --- rule blocks: each ends in ``ret`` on every path -------------------------------
+def when_args(conds: Sequence[tuple[int, Sequence[int]]], then: int, otherwise: int) -> list[Insn]:
+    """Return ``then`` if, for every ``(i, values)``, the low 32 bits of argument i are
+    one of ``values``; else ``otherwise``."""
+    total = sum(1 + len(values) for _, values in conds)  # ret then at total, otherwise at +1
+    out: list[Insn] = []
+    for i, values in conds:
+        out.append(load(arg_low(i)))
+        after = len(out) + len(values)  # the next condition's load
+        for j, value in enumerate(values):
+            here = len(out) + 1
+            miss = total + 1 - here if j == len(values) - 1 else 0
+            out.append(jump(JEQ, value, after - here, miss))
+    return [*out, ret(then), ret(otherwise)]
+
+
+def clone_block(allow_processes: bool) -> list[Insn]:
+    """clone: no namespace flags ever; without ``allow_processes``, threads only."""
+    if allow_processes:
+        return [load(arg_low(0)), jump(JSET, CLONE_NEW_NAMESPACES, 0, 1), ret(EPERM),
+                ret(SECCOMP_RET_ALLOW)]
+    return [load(arg_low(0)), jump(JSET, CLONE_NEW_NAMESPACES, 1, 0),
+            jump(JSET, CLONE_THREAD, 1, 0), ret(EPERM), ret(SECCOMP_RET_ALLOW)]
+
+
+# --- architectures --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Arch:
+    """What the filter needs to know about an architecture."""
+
+    name: str
+    audit_arch: int
+    x32: bool
+    syscalls: dict[str, int]
+
+
+_COMMON = {"pidfd_send_signal": 424, "pidfd_open": 434, "pidfd_getfd": 438, "clone3": 435,
+           "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+           "fsmount": 432, "fspick": 433, "mount_setattr": 442, "io_uring_setup": 425,
+           "io_uring_enter": 426, "io_uring_register": 427, "process_madvise": 440,
+           "process_mrelease": 448}
+# Numbers from asm/unistd_64.h (x86_64) and asm-generic/unistd.h (aarch64).
+_X86_64 = {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312,
+           "add_key": 248, "request_key": 249, "keyctl": 250, "bpf": 321,
+           "perf_event_open": 298, "userfaultfd": 323, "unshare": 272, "setns": 308,
+           "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
+           "personality": 135, "kill": 62, "tkill": 200, "tgkill": 234,
+           "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "fcntl": 72, "ioctl": 16,
+           "fork": 57, "vfork": 58, "clone": 56, "execve": 59, "execveat": 322,
+           "socket": 41, "socketpair": 53, "open_by_handle_at": 304, "prlimit64": 302,
+           "setpriority": 141, "ioprio_set": 251, "sched_setaffinity": 203,
+           "sched_setparam": 142, "sched_setscheduler": 144, "sched_setattr": 314,
+           "migrate_pages": 256, "move_pages": 279, "kexec_load": 246,
+           "kexec_file_load": 320, "init_module": 175, "finit_module": 313,
+           "delete_module": 176, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
+           "syslog": 103, "modify_ldt": 154, "iopl": 172, "ioperm": 173, "seccomp": 317}
+_AARCH64 = {"ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
+            "add_key": 217, "request_key": 218, "keyctl": 219, "bpf": 280,
+            "perf_event_open": 241, "userfaultfd": 282, "unshare": 97, "setns": 268,
+            "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51, "personality": 92,
+            "kill": 129, "tkill": 130, "tgkill": 131, "rt_sigqueueinfo": 138,
+            "rt_tgsigqueueinfo": 240, "fcntl": 25, "ioctl": 29, "clone": 220,
+            "execve": 221, "execveat": 281, "socket": 198, "socketpair": 199,
+            "open_by_handle_at": 265, "prlimit64": 261, "setpriority": 140,
+            "ioprio_set": 30, "sched_setaffinity": 122, "sched_setparam": 118,
+            "sched_setscheduler": 119, "sched_setattr": 274, "migrate_pages": 238,
+            "move_pages": 239, "kexec_load": 104, "kexec_file_load": 294,
+            "init_module": 105, "finit_module": 273, "delete_module": 106, "reboot": 142,
+            "swapon": 224, "swapoff": 225, "acct": 89, "syslog": 116, "seccomp": 277}
+
+ARCHES = {
+    "x86_64": Arch("x86_64", 0xC000003E, True, {**_X86_64, **_COMMON}),
+    "aarch64": Arch("aarch64", 0xC00000B7, False, {**_AARCH64, **_COMMON}),
+}
+
+
+class UnsupportedArchitecture(RuntimeError):
+    """The filter is built only for x86_64 and aarch64 (little-endian) Linux."""
+
+
+def native_arch() -> Arch:
+    """The running architecture, or UnsupportedArchitecture."""
+    machine = platform.machine()
+    if not sys.platform.startswith("linux") or machine not in ARCHES:
+        raise UnsupportedArchitecture(
+            f"seccomp filters are built for Linux x86_64 and aarch64 only, "
+            f"not {sys.platform} {machine or 'unknown'}")
+    return ARCHES[machine]
+
+
+#: Always denied with EPERM, and why each is an escape (or exploit) vector.
+DENIED = {
+    "ptrace": "read/write another process's memory and registers",
+    "process_vm_readv": "read another process's memory",
+    "process_vm_writev": "write another process's memory",
+    "kcmp": "probe other processes' kernel objects (ptrace-mode access)",
+    "pidfd_getfd": "steal an fd from another process",
+    "pidfd_open": "handles on other processes (signals, getfd, madvise)",
+    "pidfd_send_signal": "signals through a pidfd bypass the kill() pid check",
+    "process_madvise": "act on another process's memory through a pidfd",
+    "process_mrelease": "reap another process's memory through a pidfd",
+    "tkill": "signals a thread id with no process check; libc uses tgkill",
+    "add_key": "keyrings are shared by every process of the uid",
+    "request_key": "keyrings are shared by every process of the uid",
+    "keyctl": "keyrings are shared by every process of the uid",
+    "bpf": "large kernel attack surface",
+    "perf_event_open": "kernel attack surface and side channels on other processes",
+    "userfaultfd": "classic kernel-exploit primitive (stalls copy_from_user)",
+    "io_uring_setup": "io_uring runs socket/open/connect ops that seccomp never sees",
+    "io_uring_enter": "io_uring runs socket/open/connect ops that seccomp never sees",
+    "io_uring_register": "io_uring runs socket/open/connect ops that seccomp never sees",
+    "unshare": "new namespaces once the sandbox is built (user ns gives capabilities)",
+    "setns": "join another namespace",
+    "mount": "rearrange the filesystem view",
+    "umount2": "uncover what a mount hides",
+    "pivot_root": "change the filesystem root",
+    "chroot": "chroot tricks against path-based rules",
+    "open_tree": "new mount API", "move_mount": "new mount API", "fsopen": "new mount API",
+    "fsconfig": "new mount API", "fsmount": "new mount API", "fspick": "new mount API",
+    "mount_setattr": "new mount API",
+    "open_by_handle_at": "open files by handle around path checks (the 'shocker' escape)",
+    "kexec_load": "privileged kernel administration", "kexec_file_load": "ditto",
+    "init_module": "load kernel code", "finit_module": "load kernel code",
+    "delete_module": "unload kernel code", "reboot": "privileged", "swapon": "privileged",
+    "swapoff": "privileged", "acct": "privileged", "syslog": "kernel log: pointers, secrets",
+    "modify_ldt": "x86 LDT: kernel attack surface", "iopl": "raw port I/O",
+    "ioperm": "raw port I/O",
+}
+
+#: Calls that act on a process given by pid: allowed only on this process.
+_SELF_PID_ARG0 = ("prlimit64", "sched_setaffinity", "sched_setparam", "sched_setscheduler",
+                  "sched_setattr", "migrate_pages", "move_pages")
+
+
+def build_policy(own_pid: int, *, allow_processes: bool = False,
+                 socket_families: Iterable[int] = (socket.AF_UNIX,),
+                 self_only: bool = True, arch: Arch | None = None) -> bytes:
+    """Build plugbox's filter and return it encoded (``assemble``'s bytes).
+
+    ``own_pid``: the installing process's pid, the only target of signals and other
+    by-pid calls (with ``self_only``). ``allow_processes``: allow fork/vfork/clone and
+    execve/execveat (clone with namespace flags stays denied; clone3 always ENOSYS).
+    ``socket_families``: the address families socket()/socketpair() may use (default
+    AF_UNIX; add AF_INET/AF_INET6 when the network is allowed). ``arch``: build for this
+    architecture instead of the native one (tests).
+    """
+    arch = arch or native_arch()
+    me = own_pid & 0xFFFFFFFF
+    families = sorted({int(f) for f in socket_families})
+    rules: dict[str, list[Insn]] = {name: [ret(EPERM)] for name in DENIED}
+    rules["personality"] = when_args([(0, [PER_LINUX, PER_QUERY])], SECCOMP_RET_ALLOW, EPERM)
+    rules["fcntl"] = when_args([(1, [F_SETOWN, F_SETSIG, F_SETOWN_EX])], EPERM,
+                               SECCOMP_RET_ALLOW)
+    rules["ioctl"] = when_args([(1, [FIOSETOWN, SIOCSPGRP, TIOCSTI, TIOCLINUX])], EPERM,
+                               SECCOMP_RET_ALLOW)
+    for name in ("socket", "socketpair"):
+        rules[name] = when_args([(0, families)], SECCOMP_RET_ALLOW, EPERM)
+    rules["clone"] = clone_block(allow_processes)
+    rules["clone3"] = [ret(ENOSYS)]
+    if not allow_processes:
+        for name in ("fork", "vfork", "execve", "execveat"):
+            rules[name] = [ret(EPERM)]
+    if self_only:
+        def only_me(conds: Sequence[tuple[int, Sequence[int]]]) -> list[Insn]:
+            return when_args(conds, SECCOMP_RET_ALLOW, EPERM)
+
+        rules["kill"] = only_me([(0, [me, 0])])
+        for name in ("tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+            rules[name] = only_me([(0, [me])])
+        for name in _SELF_PID_ARG0:
+            rules[name] = only_me([(0, [me, 0])])
+        rules["setpriority"] = only_me([(0, [PRIO_PROCESS]), (1, [me, 0])])
+        rules["ioprio_set"] = only_me([(0, [IOPRIO_WHO_PROCESS]), (1, [me, 0])])
+    else:
+        del rules["tkill"]
+    return assemble(program(arch, rules))
+
+
+def program(arch: Arch, rules: dict[str, list[Insn]]) -> list[Insn]:
+    """Arch check, x32 check, then each rule (by syscall name) in turn; ALLOW at the end.
+
+    Names the architecture lacks (fork and vfork on aarch64) are skipped.
+    """
+    out = [load(OFF_ARCH), jump(JEQ, arch.audit_arch, 1, 0), ret(SECCOMP_RET_KILL_PROCESS),
+           load(OFF_NR)]
+    if arch.x32:
+        out += [jump(JGE, X32_SYSCALL_BIT, 0, 1), ret(EPERM)]
+    for name, block in rules.items():
+        nr = arch.syscalls.get(name)
+        if nr is not None:
+            out += [jump(JEQ, nr, 0, len(block)), *block]
+    out.append(ret(SECCOMP_RET_ALLOW))
+    if len(out) > 4096:
+        raise ValueError(f"filter too long: {len(out)} instructions")
+    return out
+
+
+# --- installing -------------------------------------------------------------------------
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+def _raise_errno(what: str) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def set_no_new_privs() -> None:
+    """prctl(PR_SET_NO_NEW_PRIVS, 1): no privilege gained through execve from now on
+    (setuid bits, file capabilities). Needed to install a filter (or Landlock) without
+    CAP_SYS_ADMIN; inherited by children and irreversible. Raises OSError."""
+    if _libc().prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0),
+                     ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        _raise_errno("prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def install(code: bytes) -> bool:
+    """Install an encoded filter on this process; irreversible.
+
+    Sets no_new_privs, then calls seccomp(SECCOMP_SET_MODE_FILTER,
+    SECCOMP_FILTER_FLAG_TSYNC) so every thread of the process gets the filter. Where the
+    seccomp syscall or TSYNC is missing it falls back to prctl(PR_SET_SECCOMP), which
+    filters only the calling thread (and threads it starts later). Returns True when all
+    threads are filtered, False after the fallback; raises OSError if neither worked.
+    """
+    arch = native_arch()
+    if not code or len(code) % 8:
+        raise ValueError("not an encoded BPF program")
+    set_no_new_privs()
+    buf = ctypes.create_string_buffer(code, len(code))
+    prog = _SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc = _libc()
+    rc = libc.syscall(ctypes.c_long(arch.syscalls["seccomp"]),
+                      ctypes.c_ulong(SECCOMP_SET_MODE_FILTER),
+                      ctypes.c_ulong(SECCOMP_FILTER_FLAG_TSYNC), ctypes.byref(prog))
+    if rc == 0:
+        return True
+    if rc > 0:
+        raise OSError(errno.EBUSY, f"seccomp TSYNC: thread {rc} could not be synchronized")
+    if ctypes.get_errno() not in (errno.ENOSYS, errno.EINVAL):
+        _raise_errno("seccomp(SECCOMP_SET_MODE_FILTER)")
+    if libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog),
+                  ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        _raise_errno("prctl(PR_SET_SECCOMP)")
+    return False
+
+
+
+@functools.cache
+def supported() -> bool:
+    """Whether this kernel accepts a seccomp filter from this process.
+
+    A probe, not a guess: a forked child installs a trivial filter (arch check, then
+    allow) and reports; the caller itself is left unfiltered. False on other systems
+    and architectures.
+    """
+    try:
+        arch = native_arch()
+    except UnsupportedArchitecture:
+        return False
+    code = assemble(program(arch, {}))
+    _libc()  # load libc before forking, not in the child
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            install(code)
+            status = 0
+        finally:
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status) == 0
