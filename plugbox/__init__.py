@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import errors, specs
-    from .host import PluginHost, PluginInfo
+    from .host import PluginHost, PluginInfo, SyncPluginHost
     from .limits import Limits, Sandbox
     from .reports import FailureReport, Outcome
     from .specs import HookSet, HookSpec
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "PluginHost": ".host",
     "PluginInfo": ".host",
+    "SyncPluginHost": ".host",
     "Limits": ".limits",
     "Sandbox": ".limits",
     "FailureReport": ".reports",
@@ -32,7 +33,7 @@ _LAZY = {
 }
 
 __all__ = ["FailureReport", "HookSet", "HookSpec", "Limits", "Outcome", "PluginHost",
-           "PluginInfo", "Sandbox", "errors", "specs"]
+           "PluginInfo", "Sandbox", "SyncPluginHost", "errors", "specs"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,12 @@ Modes:
 - ``collect``: plugins run in order; the result is the list of non-None returns.
 - ``observe``: plugins run concurrently; returns are ignored, failures are recorded.
 
-Ready sets: ``PIPELINE`` (the seed chapter's pre_process / process / post_process).
+``kind`` says whether implementations must be plain functions (``"sync"``), coroutine
+functions (``"async"``) or may be either (``"either"``, the default); the worker refuses
+a plugin whose hook breaks it, naming plugin, hook and kind.
+
+Ready sets: ``AGENT`` (the agent lifecycle of trpc-agent-go and Google ADK) and
+``PIPELINE`` (the seed chapter's pre_process / process / post_process).
 """
 
 from __future__ import annotations
@@ -24,20 +29,30 @@ from typing import Any, Literal
 
 Mode = Literal["first_result", "chain", "collect", "observe"]
 OnFailure = Literal["raise", "skip"]
+Kind = Literal["sync", "async", "either"]
 MODES: tuple[str, ...] = ("first_result", "chain", "collect", "observe")
+KINDS: tuple[str, ...] = ("sync", "async", "either")
 
-__all__ = ["MODES", "PIPELINE", "HookSet", "HookSpec", "Mode", "OnFailure"]
+__all__ = ["AGENT", "KINDS", "MODES", "PIPELINE", "HookSet", "HookSpec", "Kind", "Mode",
+           "OnFailure"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class HookSpec:
-    """One hook: its name, arguments, mutable arguments, mode and failure default."""
+    """One hook: its name, arguments, mutable arguments, mode and failure default.
+
+    ``mutable`` names the arguments a plugin may change in place (the next plugin and
+    the caller see the change); ``on_failure`` is the default policy when a plugin
+    fails (None: observe hooks skip, the others raise); ``kind`` whether
+    implementations must be ``"sync"``, ``"async"`` or may be ``"either"``.
+    """
 
     name: str
     args: tuple[str, ...]
     mode: Mode = "collect"
     mutable: frozenset[str] = field(default_factory=frozenset)
     on_failure: OnFailure | None = None
+    kind: Kind = "either"
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -55,8 +70,14 @@ class HookSpec:
             raise ValueError(f"hook {self.name}: mutable {sorted(unknown)} not among its args")
         if self.mode == "chain" and not self.args:
             raise ValueError(f"hook {self.name}: a chain hook needs a first argument")
+        if self.mode == "observe" and self.mutable:
+            raise ValueError(f"hook {self.name}: an observe hook's plugins run concurrently, "
+                             f"so its arguments cannot be mutable")
         if self.on_failure not in (None, "raise", "skip"):
             raise ValueError(f"hook {self.name}: on_failure must be 'raise' or 'skip'")
+        if self.kind not in KINDS:
+            raise ValueError(f"hook {self.name}: kind {self.kind!r} is not one of {KINDS}")
+        object.__setattr__(self, "args", tuple(self.args))
         object.__setattr__(self, "mutable", frozenset(self.mutable))
 
     @property
@@ -68,7 +89,7 @@ class HookSpec:
 
     def to_worker(self) -> dict[str, Any]:
         """What the worker needs to validate and dispatch this hook."""
-        return {"args": list(self.args), "mutable": sorted(self.mutable)}
+        return {"args": list(self.args), "mutable": sorted(self.mutable), "kind": self.kind}
 
 
 class HookSet(Mapping[str, HookSpec]):
@@ -108,4 +129,68 @@ PIPELINE = HookSet("pipeline", [
              doc="Each plugin's non-None output is the next one's input; the last is the result."),
     HookSpec(name="post_process", args=("input_data", "output"), mode="observe",
              doc="Sees the input and the final output; return ignored."),
+])
+
+
+#: The shapes the AGENT hooks' arguments take by convention (plain msgpack data; the
+#: host framework builds them, plugbox only checks that they can cross the boundary):
+#:
+#: - ``context``: ``{"invocation_id": str, "agent_name": str, "state": {...}}`` and, in
+#:   tool hooks, ``"tool_call_id"``; ``state`` is where plugins keep per-run data.
+#: - ``message``: ``{"role": "user", "content": str}``; ``output``: a message
+#:   ``{"role": "assistant", "content": str}``.
+#: - ``agent``: ``{"name": str, ...}``; ``tool``: ``{"name": str, "description": str, ...}``;
+#:   ``args``: the tool's arguments, a dict.
+#: - ``request``: ``{"model": str, "messages": [message, ...], "tools": [...]}`` with
+#:   ``"system"`` / ``"user"`` / ``"assistant"`` / ``"tool"`` roles; ``response``:
+#:   ``{"content": str, "tool_calls": [{"id", "name", "args"}], ...}``.
+#: - ``error``: ``{"type": str, "message": str}``; ``event``: ``{"id", "author",
+#:   "type", "content", "tags": [str, ...], ...}``.
+AGENT = HookSet("agent", [
+    HookSpec(name="on_user_message", args=("message", "context"), mode="first_result",
+             mutable=frozenset({"message", "context"}),
+             doc="The user's message as the run receives it. A non-None return replaces "
+                 "it (later plugins are not called); changes in place are kept."),
+    HookSpec(name="before_run", args=("message", "context"), mode="first_result",
+             mutable=frozenset({"message", "context"}),
+             doc="Before the run starts. A non-None return ends the run early with that "
+                 "output: the agent does not run, later plugins are not called."),
+    HookSpec(name="before_agent", args=("agent", "message", "context"), mode="first_result",
+             mutable=frozenset({"message", "context"}),
+             doc="Before an agent runs. A non-None return is the agent's output: the agent "
+                 "is skipped (trpc CustomResponse, ADK non-None)."),
+    HookSpec(name="after_agent", args=("agent", "message", "output", "context"),
+             mode="first_result", mutable=frozenset({"output", "context"}),
+             doc="After an agent finished. A non-None return replaces its output."),
+    HookSpec(name="before_model", args=("request", "context"), mode="first_result",
+             mutable=frozenset({"request", "context"}),
+             doc="Before a model request is sent; the request may be changed in place. A "
+                 "non-None return is the response: the model is not called."),
+    HookSpec(name="after_model", args=("request", "response", "context"),
+             mode="first_result", mutable=frozenset({"response", "context"}),
+             doc="After the model answered. A non-None return replaces the response."),
+    HookSpec(name="on_model_error", args=("request", "error", "context"),
+             mode="first_result", mutable=frozenset({"context"}),
+             doc="The model call failed. A non-None return replaces the error (a response "
+                 "to use instead); None lets the error stand."),
+    HookSpec(name="before_tool", args=("tool", "args", "context"), mode="first_result",
+             mutable=frozenset({"args", "context"}),
+             doc="Before a tool is called; its arguments may be rewritten in place (trpc "
+                 "ModifiedArguments). A non-None return is the result: the tool is not "
+                 "called."),
+    HookSpec(name="after_tool", args=("tool", "args", "result", "context"),
+             mode="first_result", mutable=frozenset({"result", "context"}),
+             doc="After a tool returned. A non-None return replaces the result."),
+    HookSpec(name="on_tool_error", args=("tool", "args", "error", "context"),
+             mode="first_result", mutable=frozenset({"context"}),
+             doc="The tool failed. A non-None return replaces the error (a result to use "
+                 "instead); None lets the error stand."),
+    HookSpec(name="on_event", args=("event", "context"), mode="chain",
+             mutable=frozenset({"event", "context"}), on_failure="skip",
+             doc="Every event the run emits. A plugin may change it in place or return a "
+                 "replacement, which the next plugin sees; the last is the result. A "
+                 "failing plugin is logged and skipped: the event goes on as it was."),
+    HookSpec(name="after_run", args=("message", "output", "context"), mode="observe",
+             doc="After the run. Plugins run concurrently; returns are ignored; failures "
+                 "are collected (outcome.failures) and logged."),
 ])

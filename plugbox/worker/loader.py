@@ -8,6 +8,7 @@ describing plugins, such as the seed chapter's ``AgentPlugin``, is not a candida
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import os
@@ -46,8 +47,9 @@ class LoadedPlugin:
     problems: list[str] = field(default_factory=list)
 
 
-HOOKLIKE = re.compile(r"^(before|after|on|pre|post)_[a-z0-9_]+$")
+HOOKLIKE = re.compile(r"^(before|after|on|pre|post)_[a-z0-9_]+$", re.IGNORECASE)
 LIFECYCLE = frozenset({"initialize", "close"})
+KIND_WORDS = {"sync": "a plain function (def)", "async": "a coroutine function (async def)"}
 
 
 def parse_ref(ref: str) -> Source:
@@ -119,16 +121,39 @@ def find_class(module: types.ModuleType, source: Source) -> type:
     raise LoadError(f"several candidate plugin classes ({names}): name one with ref:ClassName")
 
 
+def is_async(method: Any) -> bool:
+    """Whether calling ``method`` gives a coroutine (``async def``, also behind a
+    ``functools.partial`` or an object with an ``async def __call__``)."""
+    return (inspect.iscoroutinefunction(method)
+            or inspect.iscoroutinefunction(inspect.getattr_static(type(method), "__call__",
+                                                                  None)))
+
+
+def near_hook(attr: str, declared: list[str]) -> str | None:
+    """The declared hook ``attr`` is probably meant to be (``BeforeModel``,
+    ``before_modle``), or None."""
+    squashed = attr.replace("_", "").lower()
+    for hook in declared:
+        if hook.replace("_", "").lower() == squashed:
+            return hook
+    close = difflib.get_close_matches(attr.lower(), declared, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
 def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugin:
     """Match the instance's methods to the spec (pluggy-style validation).
 
-    A hook method with an argument the spec does not declare, or with positional-only
-    or ``*args`` parameters, is a LoadError naming plugin, hook and argument. A public
-    method named like a hook that the spec lacks is recorded as a problem.
+    A hook method with an argument the spec does not declare, with positional-only or
+    ``*args`` parameters, or that is sync where the spec's ``kind`` says async (or the
+    reverse), is a LoadError naming plugin, hook and argument or kind. A public method
+    named like a hook that the spec lacks (``before_x``, ``on_x``..., or a near miss of
+    a declared hook such as ``BeforeModel`` or ``before_modle``) is recorded as a
+    problem, and so is a plugin that implements none of the spec's hooks.
     """
     hooks: dict[str, list[str]] = {}
     takes_all: dict[str, bool] = {}
     problems: list[str] = []
+    names = list(spec)
     for attr in dir(instance):
         if attr.startswith("_") or attr in LIFECYCLE:
             continue
@@ -139,10 +164,17 @@ def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugi
         if not callable(method):
             continue
         if attr not in spec:
-            if HOOKLIKE.match(attr):
+            meant = near_hook(attr, names)
+            if meant is not None or HOOKLIKE.match(attr):
+                hint = f" (did you mean {meant!r}?)" if meant is not None else ""
                 problems.append(f"plugin {plugin!r}: method {attr!r} looks like a hook "
-                                f"but the host declares no hook of that name")
+                                f"but the host declares no hook of that name{hint}")
             continue
+        kind = spec[attr].get("kind", "either")
+        if kind in KIND_WORDS and is_async(method) != (kind == "async"):
+            found = "async def" if is_async(method) else "def"
+            raise LoadError(f"plugin {plugin!r}: hook {attr!r} is defined with {found!r}, "
+                            f"but the spec requires {KIND_WORDS[kind]}")
         declared = spec[attr]["args"]
         try:
             params = inspect.signature(method).parameters.values()
@@ -163,6 +195,9 @@ def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugi
                 accepted.append(p.name)
         hooks[attr] = list(declared) if all_args else accepted
         takes_all[attr] = all_args
+    if not hooks and names:
+        problems.append(f"plugin {plugin!r} implements none of the host's hooks "
+                        f"({', '.join(names)}): it will never be called")
     return LoadedPlugin(instance=instance, name=plugin, version="", hooks=hooks,
                         takes_all=takes_all, problems=problems)
 
