@@ -37,7 +37,7 @@ from typing import Any
 
 import anyio
 
-from plugbox import FailureReport, Limits, Outcome, PluginHost, specs
+from plugbox import FailureReport, Limits, Outcome, PluginHost, Sandbox, specs
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 
@@ -112,8 +112,9 @@ async def main() -> int:
         logging.getLogger(f"plugbox.plugin.{name}").setLevel(logging.ERROR)
 
     started = time.monotonic()
-    # When the demo runs as root, workers drop to the user "nobody": the message
-    # logger's directory must be writable by it.
+    # The message logger may write only in its scratch directory (Landlock), so the
+    # log's directory is given as its scratch; when the demo runs as root, workers
+    # drop to the user "nobody", so that directory must be writable by it.
     log_dir = tempfile.mkdtemp(prefix="plugbox-demo-")
     os.chmod(log_dir, 0o777)
     log_path = os.path.join(log_dir, "messages.jsonl")
@@ -124,7 +125,7 @@ async def main() -> int:
                   f"{LIMITS.cpu_seconds:g} s CPU per call, a {LIMITS.call_timeout:g} s deadline")
             t0 = time.monotonic()
             await host.add(str(PLUGINS / "message_logger.py"), config={"path": log_path},
-                           limits=LIMITS, on_failure="skip")
+                           limits=LIMITS, on_failure="skip", sandbox=Sandbox(scratch=log_dir))
             await host.add(str(PLUGINS / "upper.py"), limits=LIMITS, on_failure="skip")
             for file, _name, _expected in MISBEHAVING:
                 await host.add(str(PLUGINS / "misbehaving" / file), limits=LIMITS,

@@ -90,16 +90,62 @@ class Limits:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Sandbox:
-    """OS confinement of one plugin's worker beyond rlimits.
+    """OS confinement of one plugin's worker beyond rlimits (Linux).
 
-    ``user`` is the account a worker drops to when the host runs as root (default
-    ``nobody``; None keeps root, for tests of the unconfined path only). The network,
-    filesystem, namespace, Landlock and seccomp layers are added by the sandbox work
-    and reported by ``plugbox doctor``.
+    - ``user``: the account a worker drops to when the host runs as root (default
+      ``nobody``; None keeps root, for tests of the unconfined path only).
+    - ``network``: whether the plugin may use the network (default no: a network
+      namespace with no interfaces, Landlock TCP bind/connect denied, and seccomp
+      allowing only AF_UNIX sockets).
+    - ``read_only``: paths the plugin may read beyond the interpreter, its import path
+      and its own files (Landlock).
+    - ``scratch``: a directory the plugin may write; None (default) makes a fresh
+      temporary one per worker, removed when the worker ends. It is the worker's cwd,
+      ``HOME`` and ``TMPDIR``.
+    - ``processes``: whether the plugin may start processes (default no: seccomp
+      denies fork, vfork, clone without CLONE_THREAD and exec).
+    - ``env``: names of host environment variables passed through (default none).
+    - ``namespaces`` / ``landlock`` / ``seccomp``: ask for each layer (default yes);
+      a layer the kernel lacks is reported, not faked.
+    - ``strict``: refuse to start the plugin if any requested layer is not in force
+      (``PluginLoadError`` naming the layer).
     """
 
     user: str | None = "nobody"
+    network: bool = False
+    read_only: tuple[str, ...] = ()
+    scratch: str | None = None
+    processes: bool = False
+    env: tuple[str, ...] = ()
+    namespaces: bool = True
+    landlock: bool = True
+    seccomp: bool = True
+    strict: bool = False
 
-    def to_worker(self) -> dict[str, Any]:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "read_only", tuple(str(p) for p in self.read_only))
+        object.__setattr__(self, "env", tuple(self.env))
+
+    def requested_layers(self, *, root: bool) -> list[str]:
+        """The layer names (as workers report them) this policy asks for."""
+        layers = ["no_new_privs"]
+        if root and self.user is not None:
+            layers.append("unprivileged")
+        if self.namespaces:
+            layers += ["user_namespace", "ipc_namespace"]
+            if not self.network:
+                layers.append("network_namespace")
+        if self.landlock:
+            layers += ["landlock_filesystem", "landlock_signals", "landlock_abstract_unix"]
+            if not self.network:
+                layers.append("landlock_tcp")
+        if self.seccomp:
+            layers.append("seccomp")
+        return layers
+
+    def to_worker(self, scratch: str, env: dict[str, str]) -> dict[str, Any]:
         """The sandbox settings as msgpack-able data for the worker."""
-        return {"user": self.user}
+        return {"user": self.user, "network": self.network, "read_only": list(self.read_only),
+                "scratch": scratch, "processes": self.processes, "env": env,
+                "namespaces": self.namespaces, "landlock": self.landlock,
+                "seccomp": self.seccomp}

@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import pytest
 
-from plugbox import HookSet, HookSpec, Limits, Outcome, PluginHost, specs
+from plugbox import HookSet, HookSpec, Limits, Outcome, PluginHost, Sandbox, specs
 from plugbox.errors import PluginCrashed, PluginLoadError, PluginRaised
 
 pytestmark = pytest.mark.anyio
@@ -617,7 +617,9 @@ async def test_the_message_logger_logs_every_agent_message(
 async def log_some_messages(path: Path) -> None:
     ctx = {"invocation_id": "inv-9"}
     async with PluginHost(specs.AGENT) as host:
-        await host.add("plugbox.plugins.message_logger", config={"path": str(path)})
+        # the plugin may write only in its scratch directory: make that the log's
+        await host.add("plugbox.plugins.message_logger", config={"path": str(path)},
+                       sandbox=Sandbox(scratch=str(path.parent)))
         await host.call("on_user_message", message={"role": "user", "content": "2+2?"},
                         context=ctx)
         await host.call("after_model", request={}, context=ctx, response={

@@ -35,7 +35,8 @@ async def test_worker_is_confined_before_the_plugin_runs(behave: str, launcher: 
     assert seen["sid"] == seen["pid"] == info.pid
     # the environment is scrubbed: nothing of the host's, the secret least of all
     assert "PLUGBOX_TEST_SECRET" not in seen["env"]
-    assert set(seen["env"]) <= {"PATH", "LANG", "PYTHONIOENCODING", "HOME"}
+    assert set(seen["env"]) <= {"PATH", "LANG", "PYTHONIOENCODING", "HOME", "TMPDIR"}
+    assert seen["env"]["HOME"] == seen["env"]["TMPDIR"] == seen["cwd"]  # the scratch dir
     # fds: stdio pipes, the channel on 3, and nothing inherited from the host
     fds = seen["fds"]
     assert fds["0"] == "/dev/null" and fds["1"].startswith("pipe:") and fds["2"].startswith("pipe:")

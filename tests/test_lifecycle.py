@@ -18,7 +18,7 @@ import msgpack
 import pytest
 
 import plugbox
-from plugbox import Limits, PluginHost, specs
+from plugbox import Limits, PluginHost, Sandbox, specs
 from plugbox.errors import PluginCrashed, PluginFailure, PluginTimeout
 
 pytestmark = pytest.mark.anyio
@@ -178,7 +178,8 @@ async def test_subprocess_launcher_reports_the_same_causes(behave: str, do: str,
 @pytest.mark.parametrize("launcher", ["zygote", "subprocess"])
 async def test_descendants_of_a_killed_worker_are_killed(behave: str, launcher: str) -> None:
     async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
-        await host.add(behave, limits=Limits(call_timeout=0.5))
+        await host.add(behave, limits=Limits(call_timeout=0.5),
+                       sandbox=Sandbox(processes=True))
         child = (await host.call("process", input_data={"do": "fork_child_sleep"})).value
         with pytest.raises(PluginTimeout):
             await host.call("process", input_data={"do": "sleep"})

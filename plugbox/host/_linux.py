@@ -6,8 +6,10 @@ a waiting thread), zero for figures /proc would have given.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 
 
 def pidfd_open(pid: int) -> int | None:
@@ -39,6 +41,35 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError, OSError):
         pass
+
+
+def get_dumpable() -> bool | None:
+    """This process's dumpable flag (None where prctl is missing)."""
+    libc = _libc()
+    if libc is None:
+        return None
+    return bool(libc.prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+
+
+def set_dumpable(on: bool) -> bool:
+    """Set this process's dumpable flag: off closes /proc/<host>/mem, environ and
+    ptrace to processes of the same uid (plugins run as that uid when the host is not
+    root)."""
+    libc = _libc()
+    return libc is not None and libc.prctl(4, 1 if on else 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE
+
+
+_LIBC: list[object] = []
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    lib = _LIBC[0]
+    assert isinstance(lib, ctypes.CDLL)
+    return lib
 
 
 def peak_rss_kb(pid: int) -> int:

@@ -92,8 +92,7 @@ class AsyncioChannel(Channel):
         self._on_data, self._deadline, self._on_late = on_data, deadline, on_late
         self._done = loop.create_future()
         transport, _ = await loop.connect_accepted_socket(lambda: _Protocol(self), self.sock)
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # uvloop's transport is not an asyncio.Transport subclass
         for frame in self._queued:
             transport.write(frame)
         self._queued.clear()

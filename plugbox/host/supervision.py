@@ -11,6 +11,9 @@ exceptions (``PluginRaised``) do not count toward quarantine: the worker lives o
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -70,23 +73,52 @@ class SupervisedPlugin:
         self.logger = logging.getLogger("plugbox.plugin")
 
     # ---------------------------------------------------------------- starting
-    def _start_message(self) -> Start:
+    def _start_message(self, scratch: str) -> Start:
         limits = self.options.limits.to_worker()
         # the plugin's own logger may not exist before its name is known: the level of
         # "plugbox.plugin" decides what workers send at all
         limits["log_level"] = logging.getLogger("plugbox.plugin").getEffectiveLevel()
+        sandbox = self.options.sandbox
+        env = {name: os.environ[name] for name in sandbox.env if name in os.environ}
         return Start(ref=self.options.ref, config=self.options.config,
                      hooks=self.spec.to_worker(), limits=limits,
-                     sandbox=self.options.sandbox.to_worker())
+                     sandbox=sandbox.to_worker(scratch, env))
+
+    def _make_scratch(self) -> tuple[str, bool]:
+        """The worker's scratch directory, and whether it is ours to remove after."""
+        sandbox = self.options.sandbox
+        if sandbox.scratch is not None:
+            return sandbox.scratch, False
+        path = tempfile.mkdtemp(prefix="plugbox-scratch-")
+        if os.geteuid() == 0 and sandbox.user is not None:
+            import pwd
+
+            entry = pwd.getpwnam(sandbox.user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return path, True
 
     async def start(self) -> Handshake:
         """Start a worker and load the plugin; PluginLoadError if it cannot be."""
         limits = self.options.limits
-        spawned = await self.launcher.spawn(self.tg)
+        scratch, owned = self._make_scratch()
+        try:
+            spawned = await self.launcher.spawn(self.tg)
+        except BaseException:
+            if owned:
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise
         worker = WorkerProcess(spawned, label=self.name, limits=limits, logger=self.logger)
-        worker.start(self.tg, self._start_message())
+        worker.scratch_to_remove = scratch if owned else None
+        worker.start(self.tg, self._start_message(scratch))
         reply = await worker.wait_handshake(limits.start_timeout)
         if isinstance(reply, Handshake):
+            missing = [layer for layer in self.options.sandbox.requested_layers(
+                root=os.geteuid() == 0) if not reply.layers.get(layer)]
+            if missing and self.options.sandbox.strict:
+                await worker.shutdown(0)
+                raise PluginLoadError(self.options.ref, (
+                    f"strict sandbox: layer {missing[0]!r} is not in force on this system "
+                    f"(missing: {', '.join(missing)})"))
             self._adopt(worker, reply)
             return reply
         ref = self.options.ref

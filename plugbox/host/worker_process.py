@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -134,6 +135,7 @@ class WorkerProcess:
         self.memory_hint: str | None = None
         self.closing = False
         self.reported = False
+        self.scratch_to_remove: str | None = None
         self.protocol_error: ProtocolError | None = None
         self.channel_closed_by_host = False
         self.answered = 0
@@ -267,6 +269,8 @@ class WorkerProcess:
             self.verdict = (cause, detail, death)
             self._verdict.set()
             self.spawned.close_fds()
+            if self.scratch_to_remove is not None:
+                shutil.rmtree(self.scratch_to_remove, ignore_errors=True)
 
     def name_logger(self, plugin: str) -> None:
         """Send the worker's logs and output to ``plugbox.plugin.<plugin>``."""

@@ -37,6 +37,11 @@ def set_child_subreaper() -> bool:
     return _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
+def set_dumpable(on: bool) -> bool:
+    """Whether same-uid processes may ptrace this one and read its /proc files."""
+    return _prctl(4, 1 if on else 0)  # PR_SET_DUMPABLE
+
+
 def set_no_new_privs() -> bool:
     """Forbid gaining privileges through execve (setuid binaries, file capabilities)."""
     return _prctl(PR_SET_NO_NEW_PRIVS, 1)

@@ -31,7 +31,7 @@ from ..protocol import (
     Start,
     encode,
 )
-from . import _linux, confine, loader
+from . import _linux, confine, loader, sandbox
 from .serve import ChannelLogHandler, error_reply, serve
 
 #: the fd a worker's channel is moved to, so every worker looks the same inside.
@@ -127,14 +127,22 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     confine.close_other_fds(sock.fileno())
     state.layers["fds_closed"] = True
     confine.scrub_environment()
+    os.environ.update({str(k): str(v) for k, v in (start.sandbox.get("env") or {}).items()})
     state.layers["clean_environment"] = True
     plugin_dir = [os.path.dirname(source.path)] if source.path else []
     import_paths = confine.ImportPaths(plugin_dir) if os.geteuid() == 0 else None
+    state.layers["oom_score_adj"] = sandbox.raise_oom_score()
     state.layers["unprivileged"] = confine.drop_privileges(start.sandbox.get("user"))
     if import_paths is not None:
         import_paths.after_drop()
         source.import_dir = import_paths.fix(plugin_dir[0]) if plugin_dir else None
     state.layers["parent_death_signal"] = confine.die_with_parent(parent)
+    loop = asyncio.new_event_loop()  # its fds (epoll, self-pipe) exist before seccomp
+    asyncio.set_event_loop(loop)
+    import_dirs = [p for p in sys.path if p]
+    if source.path:
+        import_dirs.append(source.import_dir or os.path.dirname(source.path))
+    state.layers.update(sandbox.apply(start.sandbox, import_dirs))
     confine.apply_rlimits(start.limits, state)
     baseline_rss = _linux.resident_kb()
 
@@ -145,8 +153,6 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     root.setLevel(int(start.limits.get("log_level") or logging.INFO))
 
     limits = FrameLimits(max_frame_bytes=int(start.limits.get("max_message_mb") or 16) << 20)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
     try:
         plugin = loader.load(source, start.hooks)
         if start.config is not None:

@@ -192,6 +192,7 @@ def main() -> None:
     if os.getppid() != parent:
         os._exit(1)
     _linux.set_child_subreaper()
+    _linux.set_dumpable(False)  # workers of the same uid cannot read or trace it
     ctl = socket.socket(fileno=fd)
     ctl.setblocking(False)
     zygote = Zygote(ctl)

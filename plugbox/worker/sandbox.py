@@ -1,0 +1,119 @@
+"""The sandbox layers beyond rlimits, applied by the worker before the plugin is
+imported, each only where the kernel offers it and each reported in the handshake.
+
+Order (the OOM score is raised earlier, before privileges are dropped):
+namespaces (user, then network and IPC inside it); the scratch
+directory as cwd, HOME and TMPDIR; Landlock (read-only filesystem but the scratch
+directory, TCP denied, signals and abstract sockets scoped); seccomp last, since it
+forbids the calls the earlier layers need (unshare).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import sys
+from typing import Any
+
+from . import landlock, seccomp
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+PR_SET_DUMPABLE = 4
+
+#: what every worker may read: system libraries, configuration, /proc (Landlock's own
+#: ptrace rule keeps other processes' /proc entries closed) and a few devices.
+BASE_READ_ONLY = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/dev/null",
+                  "/dev/zero", "/dev/urandom", "/dev/random")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def raise_oom_score() -> bool:
+    """Make the kernel's OOM killer pick this worker before its host."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        return False
+    return True
+
+
+def enter_namespaces(network: bool) -> dict[str, bool]:
+    """unshare a user namespace (mapping our own uid and gid), then IPC and, without
+    network, network namespaces inside it. Returns what took effect."""
+    done = {"user_namespace": False, "ipc_namespace": False, "network_namespace": False}
+    if not sys.platform.startswith("linux"):
+        return done
+    libc = _libc()
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(CLONE_NEWUSER) != 0:
+        return done
+    # after a uid change the process is not dumpable and its /proc files belong to
+    # root; the maps can only be written while it is dumpable again, briefly
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
+                           ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    except OSError:
+        return done
+    finally:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    done["user_namespace"] = True
+    if libc.unshare(CLONE_NEWIPC) == 0:
+        done["ipc_namespace"] = True
+    if not network and libc.unshare(CLONE_NEWNET) == 0:
+        done["network_namespace"] = True
+    return done
+
+
+def enter_scratch(path: str) -> None:
+    """Work in the scratch directory: cwd, HOME and TMPDIR."""
+    os.chdir(path)
+    os.environ["HOME"] = path
+    os.environ["TMPDIR"] = path
+
+
+def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
+    """Apply the layers ``policy`` (``Sandbox.to_worker``) asks for; report each."""
+    layers: dict[str, bool] = {}
+    network = bool(policy.get("network"))
+    if policy.get("namespaces", True):
+        layers.update(enter_namespaces(network))
+    scratch = policy.get("scratch")
+    if scratch:
+        enter_scratch(str(scratch))
+    try:
+        seccomp.set_no_new_privs()
+        layers["no_new_privs"] = True
+    except OSError:
+        layers["no_new_privs"] = False
+    if policy.get("landlock", True):
+        paths = [*BASE_READ_ONLY, *read_only, *(policy.get("read_only") or [])]
+        try:
+            done = landlock.restrict(paths, [str(scratch)] if scratch else [],
+                                     deny_tcp=not network)
+        except OSError:
+            done = None
+        layers["landlock_filesystem"] = bool(done and done["filesystem"])
+        layers["landlock_tcp"] = bool(done and done["tcp"])
+        layers["landlock_signals"] = bool(done and done["signals"])
+        layers["landlock_abstract_unix"] = bool(done and done["abstract_unix"])
+    if policy.get("seccomp", True):
+        families = [socket.AF_UNIX] + ([socket.AF_INET, socket.AF_INET6] if network else [])
+        try:
+            code = seccomp.build_policy(os.getpid(), socket_families=families,
+                                        allow_processes=bool(policy.get("processes")))
+            seccomp.install(code)
+            layers["seccomp"] = True
+        except (OSError, seccomp.UnsupportedArchitecture):
+            layers["seccomp"] = False
+
+    return layers
