@@ -16,12 +16,33 @@ from ..limits import Limits, Sandbox
 from ..protocol import check_crossable
 from ..reports import FailureReport, Outcome
 from ..specs import HookSet, OnFailure
+from . import _linux
 from .calling import call_hook, check_args
 from .launchers import Launcher, SubprocessLauncher, ZygoteLauncher
 from .supervision import PluginOptions, SupervisedPlugin
 from .tasks import HostTasks
 
 log = logging.getLogger("plugbox.host")
+
+
+class _DumpableGuard:
+    """Keeps the process non-dumpable while any PluginHost is open."""
+
+    open_hosts = 0
+    before: bool | None = None
+
+    @classmethod
+    def enter(cls) -> None:
+        if cls.open_hosts == 0:
+            cls.before = _linux.get_dumpable()
+            _linux.set_dumpable(False)
+        cls.open_hosts += 1
+
+    @classmethod
+    def leave(cls) -> None:
+        cls.open_hosts -= 1
+        if cls.open_hosts == 0 and cls.before:
+            _linux.set_dumpable(True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +75,16 @@ class PluginHost:
     or ``"subprocess"`` (a fresh interpreter per worker), or a ``Launcher`` instance.
     ``on_failure`` overrides the specs' failure policy for every plugin that does not
     set its own.
+
+    While a host is open its process is not dumpable (Linux), so processes of the same
+    uid, plugins included when the host is not root, cannot ptrace it or read its
+    ``/proc/<pid>/mem`` and ``environ``; ``dumpable=True`` opts out (for debuggers and
+    profilers that attach to the host). The flag is restored when the last host closes.
     """
 
     def __init__(self, hooks: HookSet, *, launcher: str | Launcher = "zygote",
-                 on_failure: OnFailure | None = None, max_reports: int = 10_000) -> None:
+                 on_failure: OnFailure | None = None, max_reports: int = 10_000,
+                 dumpable: bool = False) -> None:
         if not isinstance(hooks, HookSet):
             raise TypeError(f"PluginHost needs a HookSet (e.g. plugbox.specs.PIPELINE), "
                             f"not {type(hooks).__name__}")
@@ -79,6 +106,8 @@ class PluginHost:
         self._tg: anyio.abc.TaskGroup | None = None
         self._tasks: HostTasks | None = None
         self._closed = False
+        self._dumpable = dumpable
+        self._guarding = False
 
     # ---------------------------------------------------------------- context
     async def __aenter__(self) -> PluginHost:
@@ -88,6 +117,9 @@ class PluginHost:
         await tg.__aenter__()
         self._tg = tg
         self._tasks = HostTasks(tg)
+        self._guarding = not self._dumpable
+        if self._guarding:
+            _DumpableGuard.enter()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -103,6 +135,8 @@ class PluginHost:
             self._tasks.cancel_all()
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
+            if self._guarding:
+                _DumpableGuard.leave()
         return None
 
     # ---------------------------------------------------------------- plugins
