@@ -135,8 +135,11 @@ async def _observe(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: di
             return
         outcome.called.append(plugin.name)
 
-    async with anyio.create_task_group() as tg:
-        for plugin in plugins:
-            tg.start_soon(one, plugin)
+    if len(plugins) == 1:  # nothing to run beside it: no task group
+        await one(plugins[0])
+    else:
+        async with anyio.create_task_group() as tg:
+            for plugin in plugins:
+                tg.start_soon(one, plugin)
     if raised:
         raise raised[0]

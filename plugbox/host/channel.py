@@ -28,6 +28,11 @@ class Channel:
     def write(self, frame: bytes) -> None:
         raise NotImplementedError
 
+    def write_soon(self, frame: bytes) -> None:
+        """Like ``write``, but frames written in the same turn of the event loop may go
+        out together in one send (used when other calls are in flight)."""
+        self.write(frame)
+
     def close(self) -> None:
         """Stop reading and writing; ``run`` returns."""
         raise NotImplementedError
@@ -78,6 +83,7 @@ class AsyncioChannel(Channel):
         self._on_late: Callable[[], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._done: asyncio.Future[None] | None = None
+        self._batch: list[bytes] | None = None
 
     def write(self, frame: bytes) -> None:
         if self.broken:
@@ -86,6 +92,18 @@ class AsyncioChannel(Channel):
             self._queued.append(frame)
         elif not self.transport.is_closing():
             self.transport.write(frame)
+
+    def write_soon(self, frame: bytes) -> None:
+        if self._batch is not None:
+            self._batch.append(frame)
+            return
+        self._batch = [frame]
+        asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch:
+            self.write(b"".join(batch) if len(batch) > 1 else batch[0])
 
     async def run(self, on_data: OnData, deadline: Deadline, on_late: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()

@@ -297,8 +297,12 @@ class WorkerProcess:
         try:
             if packed is None:
                 packed = {name: pack(value) for name, value in args.items()}
-            self.channel.write(encode_call(call_id, hook, packed, side="host",
-                                           max_frame_bytes=self._max_frame))
+            frame = encode_call(call_id, hook, packed, side="host",
+                                max_frame_bytes=self._max_frame)
+            if len(self._pending) > 1:  # others in flight: coalesce this turn's sends
+                self.channel.write_soon(frame)
+            else:
+                self.channel.write(frame)
             reply = await pending.wait(timeout)
             if reply is _EXPIRED:
                 self.kill("timeout", f"{hook} did not answer within {timeout:g} s")

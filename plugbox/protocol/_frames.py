@@ -141,6 +141,13 @@ def encode_call(call_id: int, hook: str, packed_args: Mapping[str, bytes], *,
     return _pack_header(len(body)) + body
 
 
+#: every byte value that is not a msgpack array or map header. A frame cannot nest
+#: deeper than the number of header-like bytes it holds, so most frames are cleared by
+#: one ``bytes.translate`` without walking the decoded value.
+_NOT_CONTAINER_HEADER = bytes(b for b in range(256)
+                              if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
+
+
 def _depth_exceeds(value: Any, max_depth: int) -> bool:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -173,7 +180,9 @@ def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
             msgpack.StackError, RecursionError) as exc:
         reason = str(exc) or type(exc).__name__
         raise RemoteProtocolError(f"undecodable frame: {reason}", side=peer) from None
-    if len(body) > limits.max_depth and _depth_exceeds(wire, limits.max_depth):
+    if (limits.max_depth < len(body) <= SCAN_ABOVE  # larger frames were scanned above
+            and len(body.translate(None, _NOT_CONTAINER_HEADER)) > limits.max_depth
+            and _depth_exceeds(wire, limits.max_depth)):
         raise RemoteProtocolError(f"frame nests deeper than {limits.max_depth}", side=peer)
     if (not isinstance(wire, list) or not wire or not isinstance(wire[0], int)
             or isinstance(wire[0], bool)):

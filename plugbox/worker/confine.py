@@ -30,6 +30,7 @@ class Confinement:
     layers: dict[str, bool] = field(default_factory=dict)
     address_space_kb: int = 0
     cpu_seconds: float | None = None
+    cpu_soft: int = 0
 
 
 def new_session() -> bool:
@@ -167,7 +168,14 @@ def renew_cpu_budget(state: Confinement) -> None:
     if state.cpu_seconds is None:
         return
     soft = math.ceil(time.process_time() + state.cpu_seconds)
+    if soft == state.cpu_soft:  # within the same whole second: nothing to move
+        return
     try:
-        set_limit(resource.RLIMIT_CPU, soft)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
+        state.cpu_soft = soft
     except (ValueError, OSError):
-        pass
+        try:
+            set_limit(resource.RLIMIT_CPU, soft)
+            state.cpu_soft = soft
+        except (ValueError, OSError):
+            pass

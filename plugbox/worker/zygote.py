@@ -196,6 +196,11 @@ def main() -> None:
     ctl = socket.socket(fileno=fd)
     ctl.setblocking(False)
     zygote = Zygote(ctl)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what the zygote holds stays out of its workers' collections: fewer
+    #              copy-on-write faults after each fork
     try:
         zygote.loop()
     finally:
