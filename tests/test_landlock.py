@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import ctypes
-import errno
-import json
 import os
-import select
 import signal
 import socket
-import time
 import uuid
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from forking import attempt, in_child
 
 from plugbox.worker import landlock
 
@@ -27,60 +23,6 @@ def needs_abi(version: int, what: str) -> pytest.MarkDecorator:
     have = f"this kernel has Landlock ABI {ABI}" if ABI else "this kernel has no Landlock"
     return pytest.mark.skipif(version > ABI,
                               reason=f"{what} needs Landlock ABI {version}+; {have}")
-
-
-def in_child(fn: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Run ``fn`` in a forked child and return its JSON-able result; always reaps it."""
-    r, w = os.pipe()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-            pid = os.fork()
-    except BaseException:
-        os.close(r)
-        os.close(w)
-        raise
-    if pid == 0:
-        try:
-            os.close(r)
-            try:
-                payload = {"value": fn()}
-            except BaseException as exc:
-                payload = {"raised": f"{type(exc).__name__}: {exc}"}
-            os.write(w, json.dumps(payload).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks, finished = [], False
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                raise AssertionError(f"child {pid} did not finish in {timeout}s")
-            chunk = os.read(r, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        finished = True
-    finally:
-        os.close(r)
-        if not finished:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    assert chunks, f"child died without a result: wait status {status:#x}"
-    payload = json.loads(b"".join(chunks))
-    assert "raised" not in payload, payload["raised"]
-    return payload["value"]
-
-
-def attempt(action: Callable[[], object]) -> str:
-    """'ok', or the errno name the action failed with."""
-    try:
-        action()
-    except OSError as exc:
-        return errno.errorcode.get(exc.errno or 0, str(exc))
-    return "ok"
 
 
 @pytest.fixture

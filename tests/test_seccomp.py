@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import errno
-import json
 import os
-import select
 import signal
 import socket
 import struct
@@ -16,11 +13,12 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from forking import attempt, in_child
 
 from plugbox.worker import seccomp
 from plugbox.worker.seccomp import (
@@ -193,60 +191,6 @@ def test_fork_and_vfork_only_on_x86_64() -> None:
 
 
 # --- behaviour: forked children install the real thing ----------------------------------------
-def in_child(fn: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Run ``fn`` in a forked child and return its JSON-able result; always reaps it."""
-    r, w = os.pipe()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-            pid = os.fork()
-    except BaseException:
-        os.close(r)
-        os.close(w)
-        raise
-    if pid == 0:
-        try:
-            os.close(r)
-            try:
-                payload = {"value": fn()}
-            except BaseException as exc:
-                payload = {"raised": f"{type(exc).__name__}: {exc}"}
-            os.write(w, json.dumps(payload).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks, finished = [], False
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                raise AssertionError(f"child {pid} did not finish in {timeout}s")
-            chunk = os.read(r, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        finished = True
-    finally:
-        os.close(r)
-        if not finished:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    assert chunks, f"child died without a result: wait status {status:#x}"
-    payload = json.loads(b"".join(chunks))
-    assert "raised" not in payload, payload["raised"]
-    return payload["value"]
-
-
-def attempt(action: Callable[[], object]) -> str:
-    """'ok', or the errno name the action failed with."""
-    try:
-        action()
-    except OSError as exc:
-        return errno.errorcode.get(exc.errno or 0, str(exc))
-    return "ok"
-
-
 def raw(name: str, *args: int) -> None:
     """A raw syscall by name, 64-bit arguments untouched by libc."""
     nr = seccomp.native_arch().syscalls[name]

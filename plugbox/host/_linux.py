@@ -11,16 +11,7 @@ import os
 import signal
 import sys
 
-
-def pidfd_open(pid: int) -> int | None:
-    """A pidfd for ``pid``, or None where pidfds are missing."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return int(opener(pid))
-    except OSError:
-        return None
+from ..worker._linux import pidfd_open as pidfd_open  # one implementation, both sides
 
 
 def send_signal(pid: int, pidfd: int | None, signum: int = signal.SIGKILL) -> bool:

@@ -140,14 +140,8 @@ class WorkerChannel(asyncio.Protocol):
         renew_cpu_budget(self.confinement)
         try:
             value = method(**args)
-        except SystemExit as exc:
-            self.exit_now(exc.code if isinstance(exc.code, int) else 1)
-            return
-        except MemoryError as exc:
-            self.out_of_memory(msg.id, exc)
-            return
-        except Exception as exc:
-            self.send_error(msg.id, exc)
+        except (SystemExit, Exception) as exc:
+            self.failed(msg.id, exc)
             return
         if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
             task = asyncio.ensure_future(self.finish_async(msg, value, args, before))
@@ -161,14 +155,8 @@ class WorkerChannel(asyncio.Protocol):
             value = await awaitable
         except asyncio.CancelledError:
             return  # the host gave up on this call and expects no reply
-        except SystemExit as exc:
-            self.exit_now(exc.code if isinstance(exc.code, int) else 1)
-            return
-        except MemoryError as exc:
-            self.out_of_memory(msg.id, exc)
-            return
-        except Exception as exc:
-            self.send_error(msg.id, exc)
+        except (SystemExit, Exception) as exc:
+            self.failed(msg.id, exc)
             return
         finally:
             self.tasks.pop(msg.id, None)
@@ -197,6 +185,15 @@ class WorkerChannel(asyncio.Protocol):
             self.out_of_memory(msg.id, exc)
             return
         self.write(frame)
+
+    def failed(self, call_id: int, exc: BaseException) -> None:
+        """The hook raised: exit for SystemExit, else an Error reply."""
+        if isinstance(exc, SystemExit):
+            self.exit_now(exc.code if isinstance(exc.code, int) else 1)
+        elif isinstance(exc, MemoryError):
+            self.out_of_memory(call_id, exc)
+        else:
+            self.send_error(call_id, exc)
 
     def send_error(self, call_id: int, exc: BaseException) -> None:
         self.write(encode(error_reply(call_id, exc), side="worker"))
