@@ -77,4 +77,17 @@ def no_leaks() -> Iterator[None]:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"plugbox: python {sys.version.split()[0]}, euid {os.geteuid()}, "
              f"kernel {os.uname().release}"]
+    # what the sandbox tests really ran against: the layers a worker reports in force
+    # (one worker start; `plugbox doctor` says more)
+    try:
+        from plugbox.doctor import worker_layers
+
+        layers = worker_layers(timeout=10.0)
+    except Exception as exc:
+        lines.append(f"plugbox sandbox: no probe worker ({type(exc).__name__}: {exc})")
+        return lines
+    on = [name for name, value in layers.items() if value]
+    off = [name for name, value in layers.items() if not value]
+    lines.append(f"plugbox sandbox layers in force: {' '.join(on) or 'none'}")
+    lines.append(f"plugbox sandbox layers missing: {' '.join(off) or 'none'}")
     return lines

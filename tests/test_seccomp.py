@@ -167,6 +167,28 @@ def test_policy_decisions(arch: seccomp.Arch) -> None:
     net = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)
     assert decide(arch, "socket", socket.AF_INET6, 1, 0, socket_families=net) == allow
     assert decide(arch, "socket", socket.AF_PACKET, 3, 0, socket_families=net) == EPERM
+    # other processes' unix sockets: no connect(), and AF_UNIX stream/seqpacket only
+    # (a datagram's destination address is behind a pointer), flags and all
+    nonblock_cloexec = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+    assert decide(arch, "connect", 3, 0, 16) == EPERM
+    for name in ("socket", "socketpair"):
+        for kind in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET):
+            for flags in (0, socket.SOCK_NONBLOCK, socket.SOCK_CLOEXEC, nonblock_cloexec):
+                assert decide(arch, name, socket.AF_UNIX, kind | flags, 0) == allow
+        assert decide(arch, name, socket.AF_UNIX, socket.SOCK_DGRAM, 0) == EPERM
+        assert decide(arch, name, socket.AF_UNIX, socket.SOCK_RAW, 0) == EPERM  # = DGRAM
+        assert decide(arch, name, socket.AF_UNIX, socket.SOCK_STREAM | high, 0) == allow
+        assert decide(arch, name, socket.AF_UNIX, socket.SOCK_DGRAM | high, 0) == EPERM
+        assert decide(arch, name, socket.AF_UNIX, socket.SOCK_DGRAM, 0,
+                      connect=True) == allow
+    # a networked policy: connect() and every type of the allowed families
+    assert decide(arch, "connect", 3, 0, 16, connect=True, socket_families=net) == allow
+    assert decide(arch, "socket", socket.AF_INET, socket.SOCK_DGRAM, 0, connect=True,
+                  socket_families=net) == allow
+    assert decide(arch, "socket", socket.AF_INET, socket.SOCK_DGRAM, 0,
+                  socket_families=net) == allow  # the family list decides, not the type
+    assert decide(arch, "socket", socket.AF_NETLINK, 3, 0, connect=True,
+                  socket_families=net) == EPERM
     # personality: only PER_LINUX and the query
     assert decide(arch, "personality", 0xFFFFFFFF) == allow
     assert decide(arch, "personality", 0x0040000) == EPERM  # ADDR_NO_RANDOMIZE
@@ -398,6 +420,47 @@ def test_sockets_only_of_the_allowed_families() -> None:
 
     assert in_child(probe) == ["EPERM"] * 4 + ["ok", "ok"]
     assert in_child(networked) == ["ok", "EPERM"]
+
+
+@needs_seccomp
+def test_no_way_to_another_process_unix_socket(tmp_path: Any) -> None:
+    """A pathname socket anyone may write (like the D-Bus system bus) and an abstract
+    one: Landlock has no rule for the first, so the filter is what keeps them closed."""
+    path = str(tmp_path / "listener.sock")
+    abstract = f"\0plugbox-seccomp-{os.getpid()}".encode()
+    with socket.socket(socket.AF_UNIX) as listener, \
+            socket.socket(socket.AF_UNIX) as abstract_listener:
+        listener.bind(path)
+        listener.listen()
+        abstract_listener.bind(abstract)
+        abstract_listener.listen()
+
+        def connect(address: str | bytes) -> None:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(address)
+
+        def probe() -> list[str]:
+            confined()
+            return [attempt(lambda: connect(path)), attempt(lambda: connect(abstract)),
+                    attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).close()),
+                    attempt(lambda: [s.close() for s in socket.socketpair(
+                        socket.AF_UNIX, socket.SOCK_DGRAM)]),
+                    attempt(lambda: socket.socket(
+                        socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK).close()),
+                    attempt(lambda: [s.close() for s in socket.socketpair()])]
+
+        def networked() -> list[str]:
+            confined(connect=True, socket_families=(socket.AF_UNIX, socket.AF_INET))
+            return [attempt(lambda: connect(path)),
+                    attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).close())]
+
+        assert in_child(probe) == ["EPERM"] * 4 + ["ok", "ok"]
+        assert in_child(networked) == ["ok", "ok"]
+        listener.setblocking(False)
+        conn, _ = listener.accept()  # the networked child's connection, and only it
+        conn.close()
+        with pytest.raises(BlockingIOError):
+            listener.accept()
 
 
 @needs_seccomp

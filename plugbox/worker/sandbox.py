@@ -110,6 +110,7 @@ def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
         families = [socket.AF_UNIX] + ([socket.AF_INET, socket.AF_INET6] if network else [])
         try:
             code = seccomp.build_policy(os.getpid(), socket_families=families,
+                                        connect=network,
                                         allow_processes=bool(policy.get("processes")))
             seccomp.install(code)
             layers["seccomp"] = True

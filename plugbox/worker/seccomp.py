@@ -158,6 +158,29 @@ def when_args(conds: Sequence[tuple[int, Sequence[int]]], then: int, otherwise: 
     return [*out, ret(then), ret(otherwise)]
 
 
+def socket_block(families: Sequence[int], unix_types: Sequence[int] | None) -> list[Insn]:
+    """socket/socketpair: only the address ``families``; AF_UNIX, if ``unix_types`` is
+    given, only of those types (each with its SOCK_NONBLOCK/SOCK_CLOEXEC flags)."""
+    if unix_types is None or socket.AF_UNIX not in families:
+        return when_args([(0, families)], SECCOMP_RET_ALLOW, EPERM)
+    others = [f for f in families if f != socket.AF_UNIX]
+    unix = when_args([(1, unix_types)], SECCOMP_RET_ALLOW, EPERM)
+    total = 2 + len(others) + len(unix)
+    allow, deny = total - 2, total - 1  # the unix block ends: ret ALLOW, ret EPERM
+    out = [load(arg_low(0))]
+    for f in others:
+        out.append(jump(JEQ, f, allow - (len(out) + 1), 0))
+    out.append(jump(JEQ, socket.AF_UNIX, 0, deny - (len(out) + 1)))
+    return [*out, *unix]
+
+
+#: AF_UNIX socket types that cannot address another process's socket by name:
+#: connection-oriented (a send ignores or refuses a destination address), with every
+#: combination of the SOCK_NONBLOCK (0x800) and SOCK_CLOEXEC (0x80000) flags.
+UNIX_CONNECTED_TYPES = tuple(t | flags for t in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+                             for flags in (0, 0x800, 0x80000, 0x80800))
+
+
 def clone_block(allow_processes: bool) -> list[Insn]:
     """clone: no namespace flags ever; without ``allow_processes``, threads only."""
     if allow_processes:
@@ -191,7 +214,8 @@ _X86_64 = {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kc
            "personality": 135, "kill": 62, "tkill": 200, "tgkill": 234,
            "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "fcntl": 72, "ioctl": 16,
            "fork": 57, "vfork": 58, "clone": 56, "execve": 59, "execveat": 322,
-           "socket": 41, "socketpair": 53, "open_by_handle_at": 304, "prlimit64": 302,
+           "socket": 41, "socketpair": 53, "connect": 42, "open_by_handle_at": 304,
+           "prlimit64": 302,
            "setpriority": 141, "ioprio_set": 251, "sched_setaffinity": 203,
            "sched_setparam": 142, "sched_setscheduler": 144, "sched_setattr": 314,
            "migrate_pages": 256, "move_pages": 279, "kexec_load": 246,
@@ -205,6 +229,7 @@ _AARCH64 = {"ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "k
             "kill": 129, "tkill": 130, "tgkill": 131, "rt_sigqueueinfo": 138,
             "rt_tgsigqueueinfo": 240, "fcntl": 25, "ioctl": 29, "clone": 220,
             "execve": 221, "execveat": 281, "socket": 198, "socketpair": 199,
+            "connect": 203,
             "open_by_handle_at": 265, "prlimit64": 261, "setpriority": 140,
             "ioprio_set": 30, "sched_setaffinity": 122, "sched_setparam": 118,
             "sched_setscheduler": 119, "sched_setattr": 274, "migrate_pages": 238,
@@ -278,15 +303,23 @@ _SELF_PID_ARG0 = ("prlimit64", "sched_setaffinity", "sched_setparam", "sched_set
 
 def build_policy(own_pid: int, *, allow_processes: bool = False,
                  socket_families: Iterable[int] = (socket.AF_UNIX,),
-                 self_only: bool = True, arch: Arch | None = None) -> bytes:
+                 connect: bool = False, self_only: bool = True,
+                 arch: Arch | None = None) -> bytes:
     """Build plugbox's filter and return it encoded (``assemble``'s bytes).
 
     ``own_pid``: the installing process's pid, the only target of signals and other
     by-pid calls (with ``self_only``). ``allow_processes``: allow fork/vfork/clone and
     execve/execveat (clone with namespace flags stays denied; clone3 always ENOSYS).
     ``socket_families``: the address families socket()/socketpair() may use (default
-    AF_UNIX; add AF_INET/AF_INET6 when the network is allowed). ``arch``: build for this
-    architecture instead of the native one (tests).
+    AF_UNIX; add AF_INET/AF_INET6 when the network is allowed). ``connect``: allow
+    connect() and unix datagram sockets (a networked policy needs them). Without it a
+    process cannot reach another's unix socket by its name: connect() is EPERM for every
+    socket, and AF_UNIX sockets are only SOCK_STREAM or SOCK_SEQPACKET, whose sends
+    take no destination (a datagram socket's sendto/sendmsg would, and a filter cannot
+    read the address behind the pointer). Landlock (up to ABI 7) and the network
+    namespace do not cover pathname sockets: a world-writable one such as the D-Bus
+    system bus is otherwise open. ``arch``: build for this architecture instead of the
+    native one (tests).
     """
     arch = arch or native_arch()
     me = own_pid & 0xFFFFFFFF
@@ -298,7 +331,9 @@ def build_policy(own_pid: int, *, allow_processes: bool = False,
     rules["ioctl"] = when_args([(1, [FIOSETOWN, SIOCSPGRP, TIOCSTI, TIOCLINUX])], EPERM,
                                SECCOMP_RET_ALLOW)
     for name in ("socket", "socketpair"):
-        rules[name] = when_args([(0, families)], SECCOMP_RET_ALLOW, EPERM)
+        rules[name] = socket_block(families, None if connect else UNIX_CONNECTED_TYPES)
+    if not connect:
+        rules["connect"] = [ret(EPERM)]
     rules["clone"] = clone_block(allow_processes)
     rules["clone3"] = [ret(ENOSYS)]
     if not allow_processes:

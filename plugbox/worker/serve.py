@@ -113,6 +113,8 @@ class WorkerChannel(asyncio.Protocol):
         except ProtocolError as exc:
             print(f"plugbox worker: {exc}", file=sys.stderr)
             self.finish(2)
+        except MemoryError:
+            self.exit_now(EXIT_MEMORY)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.finish(EXIT_CHANNEL_LOST)  # no Shutdown came: nothing left to serve
@@ -196,7 +198,18 @@ class WorkerChannel(asyncio.Protocol):
             self.send_error(call_id, exc)
 
     def send_error(self, call_id: int, exc: BaseException) -> None:
-        self.write(encode(error_reply(call_id, exc), side="worker"))
+        try:
+            self.write(encode(error_reply(call_id, exc), side="worker"))
+        except MemoryError:
+            # no room left for the traceback (threads filled the address space, say):
+            # release the reserve and send the bare facts, marked as out of memory
+            self.reserve = None
+            try:
+                self.write(encode(Error(id=call_id, exc_type=type(exc).__qualname__,
+                                        message=str(exc)[:200], chain=["MemoryError"]),
+                                  side="worker"))
+            except MemoryError:
+                self.exit_now(EXIT_MEMORY)
 
     def out_of_memory(self, call_id: int, exc: MemoryError) -> None:
         self.reserve = None  # give the reply room to be built

@@ -54,10 +54,13 @@ class Zygote:
         signal.set_wakeup_fd(self.wake_w)
 
     def send(self, frame: bytes, fds: list[int] | None = None) -> None:
-        if fds:
-            socket.send_fds(self.ctl, [frame], fds)
-        else:
-            self.ctl.send(frame)
+        try:
+            if fds:
+                socket.send_fds(self.ctl, [frame], fds)
+            else:
+                self.ctl.send(frame)
+        except OSError:
+            pass  # the host has gone; the loop sees the closed socket and shuts down
 
     def loop(self) -> None:
         while True:
