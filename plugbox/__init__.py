@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import errors, specs
+    from .discovery import DiscoveredPlugin, discover
     from .host import PluginHost, PluginInfo, SyncPluginHost
     from .limits import Limits, Sandbox
+    from .lockfile import Lock, read_lock, verify_lock, write_lock
     from .reports import FailureReport, Outcome
     from .specs import HookSet, HookSpec
 
@@ -22,6 +24,12 @@ _LAZY = {
     "PluginHost": ".host",
     "PluginInfo": ".host",
     "SyncPluginHost": ".host",
+    "DiscoveredPlugin": ".discovery",
+    "discover": ".discovery",
+    "Lock": ".lockfile",
+    "read_lock": ".lockfile",
+    "verify_lock": ".lockfile",
+    "write_lock": ".lockfile",
     "Limits": ".limits",
     "Sandbox": ".limits",
     "FailureReport": ".reports",
@@ -32,8 +40,9 @@ _LAZY = {
     "specs": ".specs",
 }
 
-__all__ = ["FailureReport", "HookSet", "HookSpec", "Limits", "Outcome", "PluginHost",
-           "PluginInfo", "Sandbox", "SyncPluginHost", "errors", "specs"]
+__all__ = ["DiscoveredPlugin", "FailureReport", "HookSet", "HookSpec", "Limits", "Lock",
+           "Outcome", "PluginHost", "PluginInfo", "Sandbox", "SyncPluginHost", "discover",
+           "errors", "read_lock", "specs", "verify_lock", "write_lock"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,7 @@
 """plugbox's exceptions, all under ``PlugboxError``.
 
-``PluginLoadError`` and ``PluginVersionError`` come from ``host.add``. Everything that
+``PluginLoadError`` and its subclasses ``PluginVersionError`` (a version pin is not
+met) and ``PluginIntegrityError`` (a hash pin is not met) come from ``host.add``. Everything that
 goes wrong while a plugin serves a call is a ``PluginFailure`` carrying a
 ``FailureReport`` (``exc.report``) that says what happened.
 """
@@ -17,6 +18,7 @@ __all__ = [
     "PluginCPUExceeded",
     "PluginCrashed",
     "PluginFailure",
+    "PluginIntegrityError",
     "PluginLoadError",
     "PluginMemoryExceeded",
     "PluginProtocolError",
@@ -45,8 +47,35 @@ class PluginLoadError(PlugboxError):
         self.report = report
 
 
-class PluginVersionError(PlugboxError):
-    """A plugin's version does not satisfy the version it was pinned to."""
+class PluginVersionError(PluginLoadError):
+    """A plugin's version does not satisfy the version it was pinned to.
+
+    ``pin`` is the pin as given (``"~=1.2"``, or ``"== 1.2.0 (plugbox.lock)"``);
+    ``found`` maps what was found to its value: ``"declared"`` (the plugin class's
+    ``version``) and, for a plugin imported from an installed distribution,
+    ``"distribution"`` (``"name 1.2.3"``). The worker was shut down; no hook was called.
+    """
+
+    def __init__(self, ref: str, pin: str, found: dict[str, str], problem: str) -> None:
+        super().__init__(ref, problem)
+        self.pin = pin
+        self.found = dict(found)
+
+
+class PluginIntegrityError(PluginLoadError):
+    """A plugin's files do not hash to the sha256 they were pinned to.
+
+    ``expected`` and ``actual`` are hex digests; ``checked_by`` is ``"host"`` (before
+    any worker started) or ``"worker"`` (on the bytes the worker was about to load).
+    """
+
+    def __init__(self, ref: str, expected: str, actual: str, *, checked_by: str,
+                 what: str = "") -> None:
+        super().__init__(ref, f"integrity check failed ({checked_by}): sha256 of "
+                              f"{what or 'its code'} is {actual}, expected {expected}")
+        self.expected = expected
+        self.actual = actual
+        self.checked_by = checked_by
 
 
 class PluginFailure(PlugboxError):

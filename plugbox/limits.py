@@ -96,7 +96,10 @@ class Sandbox:
       ``nobody``; None keeps root, for tests of the unconfined path only).
     - ``network``: whether the plugin may use the network (default no: a network
       namespace with no interfaces, Landlock TCP bind/connect denied, and seccomp
-      allowing only AF_UNIX sockets).
+      allowing only AF_UNIX stream sockets and no connect(), so neither the network nor
+      another process's unix socket is reachable). With it, connect() and unix datagram
+      sockets are allowed too: seccomp cannot tell a TCP connect from a unix one, so
+      unix sockets the worker's uid may write are reachable by path.
     - ``read_only``: paths the plugin may read beyond the interpreter, its import path
       and its own files (Landlock).
     - ``scratch``: a directory the plugin may write; None (default) makes a fresh

@@ -11,7 +11,7 @@ shows the change as it would in-process.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -20,6 +20,9 @@ from ..protocol import check_crossable, pack
 from ..reports import Outcome
 from ..specs import HookSpec, OnFailure
 from .supervision import SupervisedPlugin
+
+if TYPE_CHECKING:
+    from ..audit import CallAudit
 
 
 def check_args(spec: HookSpec, args: dict[str, Any]) -> dict[str, bytes]:
@@ -63,24 +66,26 @@ def _policy(spec: HookSpec, plugin: SupervisedPlugin, default: OnFailure | None)
 
 async def call_hook(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
                     default_policy: OnFailure | None = None,
-                    packed: dict[str, bytes] | None = None) -> Outcome:
+                    packed: dict[str, bytes] | None = None,
+                    audit: CallAudit | None = None) -> Outcome:
     """Run ``spec``'s hook across ``plugins`` and combine the results per its mode.
 
     ``packed`` is ``check_args``'s encoding of ``args``; it is kept in step with every
     change a plugin makes, so each argument is encoded once per value, not per plugin.
+    ``audit``, when auditing is on, records each plugin's invocation.
     """
     if packed is None:
         packed = check_args(spec, args)
     outcome = Outcome(args=args)
     targets = [p for p in plugins if spec.name in p.hooks and not p.closed]
     if spec.mode == "observe":
-        await _observe(spec, targets, args, packed, outcome, default_policy)
+        await _observe(spec, targets, args, packed, outcome, default_policy, audit)
         return outcome
     collected: list[Any] = []
     first = spec.args[0] if spec.args else None
     for plugin in targets:
         try:
-            value = await _invoke(plugin, spec, args, packed)
+            value = await _invoke(plugin, spec, args, packed, audit)
         except PluginFailure as failure:
             if _policy(spec, plugin, default_policy) == "raise":
                 raise
@@ -106,10 +111,14 @@ async def call_hook(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: d
 
 
 async def _invoke(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any],
-                  packed: dict[str, bytes]) -> Any:
+                  packed: dict[str, bytes], audit: CallAudit | None = None) -> Any:
     accepted = plugin.hooks[spec.name]
-    value, changed = await plugin.invoke(spec.name, {k: args[k] for k in accepted},
-                                         {k: packed[k] for k in accepted})
+    if audit is None:
+        value, changed = await plugin.invoke(spec.name, {k: args[k] for k in accepted},
+                                             {k: packed[k] for k in accepted})
+    else:
+        value, changed = await audit.invoke(plugin, {k: args[k] for k in accepted},
+                                            {k: packed[k] for k in accepted})
     if changed:
         kept = {k: v for k, v in changed.items() if k in spec.mutable}
         apply_changes(args, kept)
@@ -120,14 +129,18 @@ async def _invoke(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any]
 
 async def _observe(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
                    packed: dict[str, bytes], outcome: Outcome,
-                   default_policy: OnFailure | None) -> None:
+                   default_policy: OnFailure | None, audit: CallAudit | None = None) -> None:
     raised: list[PluginFailure] = []
 
     async def one(plugin: SupervisedPlugin) -> None:
         accepted = plugin.hooks[spec.name]
         try:
-            await plugin.invoke(spec.name, {k: args[k] for k in accepted},
-                                {k: packed[k] for k in accepted})
+            if audit is None:
+                await plugin.invoke(spec.name, {k: args[k] for k in accepted},
+                                    {k: packed[k] for k in accepted})
+            else:
+                await audit.invoke(plugin, {k: args[k] for k in accepted},
+                                   {k: packed[k] for k in accepted})
         except PluginFailure as failure:
             outcome.failures.append(failure.report)
             if _policy(spec, plugin, default_policy) == "raise":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -11,13 +13,18 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 
+from .. import integrity
+from ..audit import AuditTrail, CallAudit
 from ..errors import PluginLoadError
 from ..limits import Limits, Sandbox
+from ..lockfile import Lock, as_lock
+from ..pins import VersionPin
 from ..protocol import check_crossable
 from ..reports import FailureReport, Outcome
 from ..specs import HookSet, OnFailure
 from . import _linux
 from .calling import call_hook, check_args
+from .inline import inline_source
 from .launchers import Launcher, SubprocessLauncher, ZygoteLauncher
 from .supervision import PluginOptions, SupervisedPlugin
 from .tasks import HostTasks
@@ -60,6 +67,9 @@ class PluginInfo:
     failures: int
     problems: tuple[str, ...]
     layers: dict[str, bool]
+    dist_name: str = ""
+    dist_version: str = ""
+    sha256: str | None = None
 
 
 class PluginHost:
@@ -80,11 +90,20 @@ class PluginHost:
     uid, plugins included when the host is not root, cannot ptrace it or read its
     ``/proc/<pid>/mem`` and ``environ``; ``dumpable=True`` opts out (for debuggers and
     profilers that attach to the host). The flag is restored when the last host closes.
+
+    Trust: ``lock`` (a ``plugbox.lock`` path or a ``Lock``) makes every ``add`` refuse
+    a reference the lock does not list and pin the others to the lock's name, version
+    and sha256. ``audit_path`` appends an audit record of every registration and hook
+    call to a JSON Lines file (one write per record); records also go to the logger
+    ``plugbox.audit`` at INFO. ``audit_args=True`` puts hook arguments and results in
+    the call records (see ``docs/AUDIT.md``).
     """
 
     def __init__(self, hooks: HookSet, *, launcher: str | Launcher = "zygote",
                  on_failure: OnFailure | None = None, max_reports: int = 10_000,
-                 dumpable: bool = False) -> None:
+                 dumpable: bool = False, lock: Lock | str | os.PathLike[str] | None = None,
+                 audit_path: str | os.PathLike[str] | None = None,
+                 audit_args: bool = False) -> None:
         if not isinstance(hooks, HookSet):
             raise TypeError(f"PluginHost needs a HookSet (e.g. plugbox.specs.PIPELINE), "
                             f"not {type(hooks).__name__}")
@@ -108,6 +127,8 @@ class PluginHost:
         self._closed = False
         self._dumpable = dumpable
         self._guarding = False
+        self._lock = as_lock(lock) if lock is not None else None
+        self._audit = AuditTrail(audit_path, args=audit_args)
 
     # ---------------------------------------------------------------- context
     async def __aenter__(self) -> PluginHost:
@@ -140,18 +161,50 @@ class PluginHost:
         return None
 
     # ---------------------------------------------------------------- plugins
-    async def add(self, ref: str, *, config: Mapping[str, Any] | None = None,
+    async def add(self, ref: str | type, *, config: Mapping[str, Any] | None = None,
                   limits: Limits | None = None, sandbox: Sandbox | None = None,
-                  on_failure: OnFailure | None = None) -> PluginInfo:
+                  on_failure: OnFailure | None = None, version: str | None = None,
+                  sha256: str | None = None,
+                  lock: Lock | str | os.PathLike[str] | None = None) -> PluginInfo:
         """Start a worker for the plugin at ``ref`` and register it.
 
-        ``ref`` is ``path/to/file.py``, ``package.module``, either with ``:ClassName``.
+        ``ref`` is ``path/to/file.py``, ``package.module``, either with ``:ClassName``;
+        or a class (inline: serialized by value with dill, see ``plugbox.host.inline``).
         ``config`` is handed to the plugin's ``initialize(config)``. Raises
         ``PluginLoadError`` naming the reference and the reason when the plugin does not
         exist, does not import, has no or several candidate classes, has a hook that
         takes an argument the spec lacks, fails in ``initialize``, or dies loading.
+
+        Pins (each also applies to every restart of the plugin's worker):
+
+        - ``version``: a PEP 440 specifier (``"~=1.2"``) that the plugin's declared
+          version and, if it comes from an installed distribution, the distribution's
+          version must satisfy; else ``PluginVersionError`` (a ``PluginLoadError``)
+          naming the pin and what was found. The worker is killed before any hook (or
+          ``close``) is called.
+        - ``sha256``: the hex digest of the plugin's code (``plugbox.integrity``: a
+          file's bytes, or a package's tree of files). The host checks it before a
+          worker starts, and the worker checks the bytes it actually loads; a mismatch
+          is ``PluginIntegrityError`` (a ``PluginLoadError``) naming the reference and
+          both digests.
+        - ``lock``: a lock file (or ``Lock``), instead of the host's: the reference
+          must be listed in it, and its name, version, distribution and sha256 are then
+          required.
         """
-        tg = self._require_open()
+        self._require_open()
+        try:
+            return await self._add(ref, config, limits, sandbox, on_failure, version, sha256,
+                                   lock)
+        except PluginLoadError as exc:
+            if self._audit.active():
+                self._audit.refusal(exc.ref, exc)
+            raise
+
+    async def _add(self, ref: str | type, config: Mapping[str, Any] | None,
+                   limits: Limits | None, sandbox: Sandbox | None,
+                   on_failure: OnFailure | None, version: str | None, sha256: str | None,
+                   lock: Lock | str | os.PathLike[str] | None) -> PluginInfo:
+        ref, inline = inline_source(ref)
         if not isinstance(ref, str) or not ref:
             raise PluginLoadError(repr(ref), "a plugin reference must be a non-empty str")
         if on_failure not in (None, "raise", "skip"):
@@ -161,23 +214,66 @@ class PluginHost:
             check_crossable(cfg)
         except TypeError as exc:
             raise PluginLoadError(ref, f"config cannot cross the process boundary: {exc}") from None
+        pins = [VersionPin(version)] if version is not None else []
+        digest = _check_sha256(sha256) if sha256 is not None else None
+        the_lock = as_lock(lock) if lock is not None else self._lock
+        if inline is not None and (digest is not None or the_lock is not None):
+            raise PluginLoadError(ref, "an inline plugin (a class object) cannot be pinned "
+                                       "to a sha256 or a lock file: reference it by file "
+                                       "or module")
+        locked_name = None
+        if the_lock is not None:
+            entry = the_lock.entry_for(ref)
+            where = the_lock.path or "the lock"
+            if entry is None:
+                listed = ", ".join(e.ref for e in the_lock.entries) or "none"
+                raise PluginLoadError(ref, f"not listed in {where} (it lists: {listed})")
+            if digest is not None and digest != entry.sha256:
+                raise ValueError(f"sha256={digest} contradicts {where}, which pins "
+                                 f"{ref!r} to {entry.sha256}")
+            digest = entry.sha256
+            pins.append(entry.pin(where))
+            locked_name = entry.name
         options = PluginOptions(ref=ref, config=cfg, limits=limits or Limits(),
-                                sandbox=sandbox or Sandbox(), on_failure=on_failure)
-        plugin = SupervisedPlugin(options, self.hooks, self._launcher, tg, self._record)
-        await plugin.start()
+                                sandbox=sandbox or Sandbox(), on_failure=on_failure,
+                                inline=inline, pins=tuple(pins), sha256=digest,
+                                distribution=self._audit.active())
+        plugin = await self._start(options)
+        if locked_name is not None and plugin.name != locked_name:
+            await plugin.close()
+            raise PluginLoadError(ref, f"the plugin is named {plugin.name!r}, but the lock "
+                                       f"pins the name {locked_name!r}")
         if any(p.name == plugin.name for p in self._plugins):
             await plugin.close()
             raise PluginLoadError(ref, f"a plugin named {plugin.name!r} is already added")
         for problem in plugin.problems:
             log.warning("%s", problem)
         self._plugins.append(plugin)
+        if self._audit.active():
+            if digest is None and inline is None:  # not pinned: best effort, for the record
+                try:
+                    digest = await anyio.to_thread.run_sync(integrity.digest, ref)
+                except (LookupError, OSError):
+                    digest = None
+            plugin.sha256 = digest
+            self._audit.registration(plugin, digest)
         return self._info(plugin)
+
+    async def _start(self, options: PluginOptions) -> SupervisedPlugin:
+        """A started plugin, not registered (``add``, and ``plugbox.lockfile``)."""
+        tg = self._require_open()
+        plugin = SupervisedPlugin(options, self.hooks, self._launcher, tg, self._record)
+        await plugin.start()
+        plugin.sha256 = options.sha256
+        return plugin
 
     async def remove(self, name: str) -> None:
         """Close one plugin and forget it."""
         plugin = self._find(name)
         self._plugins.remove(plugin)
         await plugin.close()
+        if self._audit.active():
+            self._audit.removal(name, "remove")
 
     def reset(self, name: str) -> None:
         """Lift a plugin's quarantine; its next call starts a fresh worker."""
@@ -207,6 +303,9 @@ class PluginHost:
         if spec is None:
             raise TypeError(f"unknown hook {hook!r} (this host's hooks: {', '.join(self.hooks)})")
         packed = check_args(spec, args)
+        if self._audit.active():  # the only cost of auditing when it is off
+            return await call_hook(spec, list(self._plugins), args, self.on_failure, packed,
+                                   CallAudit(self._audit, spec, self.on_failure))
         return await call_hook(spec, list(self._plugins), args, self.on_failure, packed)
 
     # ---------------------------------------------------------------- closing
@@ -220,12 +319,17 @@ class PluginHost:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
-            for plugin in reversed(self._plugins):
-                try:
-                    await plugin.close()
-                except Exception:  # pragma: no cover - close must go on
-                    log.exception("closing plugin %s failed", plugin.name)
-            await self._launcher.aclose()
+            try:
+                for plugin in reversed(self._plugins):
+                    try:
+                        await plugin.close()
+                    except Exception:  # pragma: no cover - close must go on
+                        log.exception("closing plugin %s failed", plugin.name)
+                    if self._audit.active():
+                        self._audit.removal(plugin.name, "close")
+                await self._launcher.aclose()
+            finally:
+                self._audit.close()
 
     # ---------------------------------------------------------------- helpers
     def _require_open(self) -> HostTasks:
@@ -262,7 +366,17 @@ class PluginHost:
                           hooks=tuple(p.hooks), pid=p.worker.pid if p.worker else None,
                           state=state, restarts=p.restarts, calls=p.calls,
                           failures=len(p.recent_failures), problems=tuple(p.problems),
-                          layers=dict(p.layers))
+                          layers=dict(p.layers), dist_name=p.dist_name,
+                          dist_version=p.dist_version, sha256=p.sha256)
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _check_sha256(value: str) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise ValueError(f"sha256 must be 64 hex digits, not {value!r}")
+    return value.lower()
 
 
 __all__ = ["PluginHost", "PluginInfo"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -23,8 +24,10 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..errors import FAILURE_TYPES, PluginLoadError
+from .. import integrity
+from ..errors import FAILURE_TYPES, PluginIntegrityError, PluginLoadError, PluginVersionError
 from ..limits import Limits, Sandbox
+from ..pins import Found, VersionPin
 from ..protocol import Error, Handshake, Result, Start
 from ..reports import FailureReport, signal_name
 from ..specs import HookSet, OnFailure
@@ -44,6 +47,11 @@ class PluginOptions:
     limits: Limits = field(default_factory=Limits)
     sandbox: Sandbox = field(default_factory=Sandbox)
     on_failure: OnFailure | None = None
+    pins: tuple[VersionPin, ...] = ()
+    sha256: str | None = None
+    distribution: bool = False
+    initialize: bool = True
+    inline: bytes | None = None  # a class serialized by value (host.add(SomeClass))
 
 
 class SupervisedPlugin:
@@ -61,6 +69,9 @@ class SupervisedPlugin:
         self.hooks: dict[str, list[str]] = {}
         self.problems: list[str] = []
         self.layers: dict[str, bool] = {}
+        self.dist_name = ""
+        self.dist_version = ""
+        self.sha256: str | None = None
         self.worker: WorkerProcess | None = None
         self.restarts = 0
         self.calls = 0
@@ -78,11 +89,18 @@ class SupervisedPlugin:
         # the plugin's own logger may not exist before its name is known: the level of
         # "plugbox.plugin" decides what workers send at all
         limits["log_level"] = logging.getLogger("plugbox.plugin").getEffectiveLevel()
+        options = self.options
+        if options.sha256 is not None:  # checked again on the bytes the worker loads
+            limits["sha256"] = options.sha256
+        if options.distribution or options.pins:
+            limits["distribution"] = True
+        if not options.initialize:
+            limits["initialize"] = False
         sandbox = self.options.sandbox
         env = {name: os.environ[name] for name in sandbox.env if name in os.environ}
         return Start(ref=self.options.ref, config=self.options.config,
                      hooks=self.spec.to_worker(), limits=limits,
-                     sandbox=sandbox.to_worker(scratch, env))
+                     sandbox=sandbox.to_worker(scratch, env), inline=self.options.inline)
 
     def _make_scratch(self) -> tuple[str, bool]:
         """The worker's scratch directory, and whether it is ours to remove after."""
@@ -97,9 +115,31 @@ class SupervisedPlugin:
             os.chown(path, entry.pw_uid, entry.pw_gid)
         return path, True
 
+    async def check_integrity(self) -> None:
+        """The host's check of a pinned sha256, before any worker starts; it reads the
+        plugin's files without importing them (``plugbox.integrity``)."""
+        expected = self.options.sha256
+        if expected is None:
+            return
+        ref = self.options.ref
+        try:
+            actual = await anyio.to_thread.run_sync(integrity.digest, ref)
+        except LookupError as exc:
+            raise PluginLoadError(ref, f"cannot check its sha256: {exc}") from None
+        except OSError as exc:
+            raise PluginLoadError(ref, f"cannot check its sha256: {exc}") from None
+        if actual != expected:
+            try:
+                what = integrity.locate(ref).describe()
+            except LookupError:  # pragma: no cover - it was just located
+                what = ""
+            raise PluginIntegrityError(ref, expected, actual, checked_by="host", what=what)
+
     async def start(self) -> Handshake:
-        """Start a worker and load the plugin; PluginLoadError if it cannot be."""
+        """Start a worker and load the plugin; PluginLoadError if it cannot be
+        (PluginIntegrityError or PluginVersionError when a pin is not met)."""
         limits = self.options.limits
+        await self.check_integrity()
         scratch, owned = self._make_scratch()
         try:
             spawned = await self.launcher.spawn(self.tg)
@@ -119,12 +159,25 @@ class SupervisedPlugin:
                 raise PluginLoadError(self.options.ref, (
                     f"strict sandbox: layer {missing[0]!r} is not in force on this system "
                     f"(missing: {', '.join(missing)})"))
+            found = Found(reply.version, reply.dist_name, reply.dist_version)
+            for pin in self.options.pins:
+                problem = pin.problem(found)
+                if problem is not None:  # no hook is ever called, nor close()
+                    worker.kill(None)
+                    await worker.wait_exit()
+                    raise PluginVersionError(self.options.ref, pin.spec, found.as_dict(),
+                                             problem)
             self._adopt(worker, reply)
             return reply
         ref = self.options.ref
         if isinstance(reply, Error):
             worker.kill(None)
             await worker.wait_exit()
+            if reply.exc_type == "PluginIntegrityError":
+                said = re.match(r"sha256 of (.*) is ([0-9a-f]{64}), expected", reply.message)
+                raise PluginIntegrityError(
+                    ref, self.options.sha256 or "?", said.group(2) if said else "?",
+                    checked_by="worker", what=said.group(1) if said else reply.message)
             reason = reply.message if reply.exc_type == "PluginLoadError" else (
                 f"{reply.exc_type}: {reply.message}")
             raise PluginLoadError(ref, reason + (f"\n{reply.traceback}" if reply.traceback else ""))
@@ -139,6 +192,8 @@ class SupervisedPlugin:
         self.hooks = hello.hooks
         self.problems = hello.problems
         self.layers = hello.layers
+        self.dist_name = hello.dist_name
+        self.dist_version = hello.dist_version
         self.logger = worker.logger
 
     async def _ensure_worker(self, hook: str) -> WorkerProcess:
@@ -177,15 +232,20 @@ class SupervisedPlugin:
 
     # ---------------------------------------------------------------- calling
     async def invoke(self, hook: str, args: dict[str, Any],
-                     packed: dict[str, bytes] | None = None) -> tuple[Any, dict[str, Any]]:
+                     packed: dict[str, bytes] | None = None,
+                     trace: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Call ``hook`` with ``args``: (value, changed arguments), or a PluginFailure.
 
-        ``packed`` may hold the arguments already msgpack-encoded.
+        ``packed`` may hold the arguments already msgpack-encoded. ``trace`` (auditing
+        only) receives the worker's ``pid`` and the call's ``wire_id``.
         """
         self._check_quarantine(hook)
         worker = await self._ensure_worker(hook)
         started = time.monotonic()
         self.calls += 1
+        if trace is not None:
+            trace["pid"] = worker.pid
+            trace["wire_id"] = worker._next_id  # the id request() gives this call
         reply = await worker.request(hook, args, self.options.limits.call_timeout, packed)
         if isinstance(reply, Result):
             self.failures_in_row = 0

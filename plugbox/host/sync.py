@@ -20,6 +20,7 @@ the exit nor leaves a worker behind.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +34,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from ..limits import Limits, Sandbox
+from ..lockfile import Lock
 from ..reports import FailureReport, Outcome
 from ..specs import HookSet, OnFailure
 from .host import PluginHost, PluginInfo
@@ -65,13 +67,17 @@ class SyncPluginHost:
     def __init__(self, hooks: HookSet, *, launcher: str | Launcher = "zygote",
                  on_failure: OnFailure | None = None, max_reports: int = 10_000,
                  backend: str = "asyncio", backend_options: dict[str, Any] | None = None,
-                 ) -> None:
+                 lock: Lock | str | os.PathLike[str] | None = None,
+                 audit_path: str | os.PathLike[str] | None = None,
+                 audit_args: bool = False) -> None:
         if not isinstance(hooks, HookSet):
             raise TypeError(f"SyncPluginHost needs a HookSet (e.g. plugbox.specs.AGENT), "
                             f"not {type(hooks).__name__}")
         self.hooks = hooks
         self._host_args: dict[str, Any] = {"launcher": launcher, "on_failure": on_failure,
-                                           "max_reports": max_reports}
+                                           "max_reports": max_reports, "lock": lock,
+                                           "audit_path": audit_path,
+                                           "audit_args": audit_args}
         self._backend = backend
         self._backend_options = backend_options
         self._lock = threading.Lock()
@@ -180,10 +186,13 @@ class SyncPluginHost:
     # ---------------------------------------------------------------- plugins
     def add(self, ref: str, *, config: Mapping[str, Any] | None = None,
             limits: Limits | None = None, sandbox: Sandbox | None = None,
-            on_failure: OnFailure | None = None) -> PluginInfo:
+            on_failure: OnFailure | None = None, version: str | None = None,
+            sha256: str | None = None,
+            lock: Lock | str | os.PathLike[str] | None = None) -> PluginInfo:
         """Start a worker for the plugin at ``ref`` and register it (``PluginHost.add``)."""
         return self._await(partial(_add, ref=ref, config=config, limits=limits,
-                                 sandbox=sandbox, on_failure=on_failure))
+                                 sandbox=sandbox, on_failure=on_failure, version=version,
+                                 sha256=sha256, lock=lock))
 
     def remove(self, name: str) -> None:
         """Close one plugin and forget it (``PluginHost.remove``)."""
@@ -218,9 +227,10 @@ class SyncPluginHost:
 # What runs on the loop's thread, one function per method (typed, unlike lambdas).
 async def _add(host: PluginHost, *, ref: str, config: Mapping[str, Any] | None,
                limits: Limits | None, sandbox: Sandbox | None,
-               on_failure: OnFailure | None) -> PluginInfo:
+               on_failure: OnFailure | None, version: str | None, sha256: str | None,
+               lock: Lock | str | os.PathLike[str] | None) -> PluginInfo:
     return await host.add(ref, config=config, limits=limits, sandbox=sandbox,
-                          on_failure=on_failure)
+                          on_failure=on_failure, version=version, sha256=sha256, lock=lock)
 
 
 async def _remove(host: PluginHost, *, name: str) -> None:

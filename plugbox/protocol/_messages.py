@@ -70,7 +70,11 @@ class Start(Message):
 
     ``hooks`` maps each hook of the host's spec to ``{"args": [...], "mutable": [...]}``
     so the worker can validate the plugin and report the arguments each hook takes.
-    ``limits`` and ``sandbox`` are plain maps (see ``plugbox.worker.confine``).
+    ``limits`` and ``sandbox`` are plain maps (see ``plugbox.worker.confine``);
+    ``limits`` also carries the trust settings: ``sha256`` (the digest the plugin's
+    code must have, checked on the bytes the worker loads), ``distribution`` (report the
+    plugin's distribution in the handshake) and ``initialize`` (False: load and
+    validate the plugin without calling ``initialize``).
     """
 
     TAG: ClassVar[int] = 0
@@ -98,7 +102,10 @@ class Handshake(Message):
     (opt-in arguments); ``problems`` lists what validation found but did not refuse
     (for example a method named like a hook the spec does not have);
     ``baseline_rss_kb`` is the worker's RSS before the plugin was imported;
-    ``layers`` says which confinement layers are in force (name -> bool).
+    ``layers`` says which confinement layers are in force (name -> bool);
+    ``dist_name`` and ``dist_version`` name the installed distribution the plugin's
+    module comes from (empty for a file plugin, a module not from a distribution, or
+    when the host did not ask: ``Start.limits["distribution"]``).
     """
 
     TAG: ClassVar[int] = 1
@@ -110,6 +117,8 @@ class Handshake(Message):
     problems: list[str] = field(default_factory=list)
     baseline_rss_kb: int = 0
     layers: dict[str, bool] = field(default_factory=dict)
+    dist_name: str = ""
+    dist_version: str = ""
 
     def __post_init__(self) -> None:
         _check(_is_int(self.protocol), "Handshake.protocol must be an int")
@@ -124,6 +133,8 @@ class Handshake(Message):
                "Handshake.hooks must map str to a list of str")
         _check(_is_int(self.pid) and self.pid > 0, "Handshake.pid must be a positive int")
         _check(_is_str_list(self.problems), "Handshake.problems must be a list of str")
+        _check(isinstance(self.dist_name, str), "Handshake.dist_name must be a str")
+        _check(isinstance(self.dist_version, str), "Handshake.dist_version must be a str")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

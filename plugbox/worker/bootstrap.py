@@ -112,13 +112,22 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
 
     def fail(exc: BaseException) -> int:
         reply = error_reply(LOAD_CALL_ID, exc)
-        if isinstance(exc, loader.LoadError):
+        # IntegrityMismatch: a source file changed after the check, seen as it was
+        # imported (plugbox.integrity is imported only when a hash is pinned)
+        if (isinstance(exc, loader.IntegrityLoadError)
+                or type(exc).__name__ == "IntegrityMismatch"):
+            reply = Error(id=LOAD_CALL_ID, exc_type="PluginIntegrityError", message=str(exc))
+        elif isinstance(exc, loader.LoadError):
             reply = Error(id=LOAD_CALL_ID, exc_type="PluginLoadError", message=str(exc))
         sock.sendall(encode(reply, side="worker"))
         return 0
 
+    expected_sha256 = start.limits.get("sha256")
     try:
-        source = loader.parse_ref(start.ref)
+        source = loader.parse_ref(start.ref, start.inline)
+        if isinstance(expected_sha256, str) and source.text is not None:
+            # the very bytes that will be compiled, read once above
+            loader.verify_text(source, expected_sha256)
     except loader.LoadError as exc:
         return fail(exc)
 
@@ -142,6 +151,8 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     import_dirs = [p for p in sys.path if p]
     if source.path:
         import_dirs.append(source.import_dir or os.path.dirname(source.path))
+    if source.inline is not None:
+        loader.prepare_inline()  # dill opens /dev/null for writing as it is imported
     state.layers.update(sandbox.apply(start.sandbox, import_dirs))
     confine.apply_rlimits(start.limits, state)
     baseline_rss = _linux.resident_kb()
@@ -153,14 +164,21 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     root.setLevel(int(start.limits.get("log_level") or logging.INFO))
 
     limits = FrameLimits(max_frame_bytes=int(start.limits.get("max_message_mb") or 16) << 20)
+    dist_name = dist_version = ""
     try:
-        plugin = loader.load(source, start.hooks)
-        if start.config is not None:
-            init = getattr(plugin.instance, "initialize", None)
+        # plugbox's code only, before the plugin's: its code cannot have tampered yet
+        if isinstance(expected_sha256, str) and source.module is not None:
+            loader.verify_module(source, expected_sha256, start.sandbox.get("scratch"))
+        if start.limits.get("distribution") and source.module is not None:
+            dist_name, dist_version = loader.distribution_of(source.module)
+        instance = loader.instantiate(source)
+        if start.config is not None and start.limits.get("initialize", True):
+            init = getattr(instance, "initialize", None)
             if callable(init):
                 result = init(dict(start.config))
                 if asyncio.iscoroutine(result):
                     loop.run_until_complete(result)
+        plugin = loader.check(instance, start.hooks)  # after initialize: it may add hooks
     except MemoryError as exc:
         return fail(exc)
     except Exception as exc:
@@ -172,7 +190,8 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     mutable = {hook: frozenset(spec.get("mutable", ())) for hook, spec in start.hooks.items()}
     hello = Handshake(protocol=PROTOCOL_VERSION, plugin=plugin.name, version=plugin.version,
                       hooks=plugin.hooks, pid=os.getpid(), problems=plugin.problems,
-                      baseline_rss_kb=baseline_rss, layers=state.layers)
+                      baseline_rss_kb=baseline_rss, layers=state.layers,
+                      dist_name=dist_name, dist_version=dist_version)
     sock.sendall(encode(hello, side="worker"))
     sock.setblocking(False)
 

@@ -4,6 +4,15 @@ References: ``path/to/file.py``, ``path/to/file.py:ClassName``, ``package.module
 ``package.module:ClassName``. Without a class name the module must define exactly one
 class whose name ends with ``Plugin`` (a ``typing.Protocol`` or an abstract base class
 describing plugins, such as the seed chapter's ``AgentPlugin``, is not a candidate).
+
+An inline plugin (a class the host was handed as an object, ``host.add(SomeClass)``)
+arrives as ``Start.inline``: the class serialized by value with dill. dill is imported
+here only then, after confinement, and only host-to-worker bytes are unpickled.
+
+Loading is two steps around ``initialize(config)``: ``instantiate`` imports the code
+and creates the instance; ``check_hooks`` matches its methods to the spec after
+``initialize`` has run, so a plugin may install hook methods there from its config
+(``plugbox.testing.faults`` does).
 """
 
 from __future__ import annotations
@@ -23,6 +32,11 @@ class LoadError(Exception):
     """The reference cannot be turned into a plugin; the message says why."""
 
 
+class IntegrityLoadError(LoadError):
+    """The plugin's code does not hash to the pinned sha256 (the message says
+    ``sha256 of WHAT is ACTUAL, expected EXPECTED``)."""
+
+
 @dataclass
 class Source:
     """A resolved reference: a module to import, or a file's text read up front."""
@@ -33,6 +47,7 @@ class Source:
     text: bytes | None = None
     class_name: str | None = None
     import_dir: str | None = None
+    inline: bytes | None = None
 
 
 @dataclass
@@ -52,12 +67,15 @@ LIFECYCLE = frozenset({"initialize", "close"})
 KIND_WORDS = {"sync": "a plain function (def)", "async": "a coroutine function (async def)"}
 
 
-def parse_ref(ref: str) -> Source:
+def parse_ref(ref: str, inline: bytes | None = None) -> Source:
     """Split a reference into module or file, and optional class name.
 
     A file plugin's text is read here, before confinement drops privileges, so a
     plugin only root can read still loads; it is compiled only after confinement.
+    With ``inline`` (a class serialized by the host) ``ref`` only names it.
     """
+    if inline is not None:
+        return Source(ref=ref, inline=inline)
     target, class_name = ref, None
     head, sep, tail = ref.rpartition(":")
     if sep and tail.isidentifier() and head:
@@ -75,6 +93,61 @@ def parse_ref(ref: str) -> Source:
     if not all(part.isidentifier() for part in target.split(".")):
         raise LoadError(f"{target!r} is neither a .py file nor a dotted module name")
     return Source(ref=ref, module=target, class_name=class_name)
+
+
+def verify_text(source: Source, expected: str) -> None:
+    """The file plugin's bytes, as read by ``parse_ref`` (and compiled later), must
+    hash to ``expected``; IntegrityMismatch if not."""
+    import hashlib  # only when a hash is pinned: a worker does not load OpenSSL otherwise
+
+    assert source.text is not None
+    actual = hashlib.sha256(source.text).hexdigest()
+    if actual != expected.lower():
+        raise IntegrityLoadError(f"sha256 of the bytes of {source.path} is {actual}, "
+                                 f"expected {expected}")
+
+
+def verify_module(source: Source, expected: str, scratch: Any) -> None:
+    """The module plugin's code must hash to ``expected`` (``plugbox.integrity``), and
+    every source file imported from it later must still be the one hashed.
+
+    Bytecode caches next to the sources are never read (``sys.pycache_prefix`` points
+    into the worker's scratch directory) nor written.
+    """
+    from .. import integrity  # only when a hash is pinned
+
+    assert source.module is not None
+    try:
+        located = integrity.locate(source.module)
+    except LookupError as exc:
+        raise LoadError(str(exc)) from None
+    if located.file is not None:
+        actual = integrity.file_digest(located.file)
+        manifest = {os.path.realpath(located.file): actual}
+    else:
+        actual, manifest = integrity.tree_manifest(located.dirs)
+    if actual != expected.lower():
+        raise IntegrityLoadError(f"sha256 of the {located.describe()} is {actual}, "
+                                 f"expected {expected}")
+    sys.dont_write_bytecode = True
+    sys.pycache_prefix = os.path.join(str(scratch or "/nonexistent"), ".plugbox-pycache")
+    integrity.guard_source_loads(manifest, located.dirs)
+
+
+def distribution_of(module: str) -> tuple[str, str]:
+    """(name, version) of the installed distribution that provides ``module``'s
+    top-level package, or ("", "") when none does. Reads metadata only."""
+    import importlib.metadata as metadata
+
+    top = module.split(".")[0]
+    names = metadata.packages_distributions().get(top, [])
+    for name in dict.fromkeys(names):  # several for a namespace package: the first
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        return str(dist.metadata["Name"] or name), str(dist.version or "")
+    return "", ""
 
 
 def import_source(source: Source) -> types.ModuleType:
@@ -202,17 +275,53 @@ def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugi
                         takes_all=takes_all, problems=problems)
 
 
-def load(source: Source, spec: dict[str, Any]) -> LoadedPlugin:
-    """Import the plugin, instantiate its class and validate its hooks."""
-    module = import_source(source)
-    cls = find_class(module, source)
+def prepare_inline() -> None:
+    """Import dill (a dependency, not plugin code) before the sandbox is applied: its
+    import opens ``/dev/null`` for writing, which Landlock denies afterwards."""
+    import dill  # noqa: F401
+
+
+def load_inline(source: Source) -> type:
+    """The class the host serialized by value (dill); plugin code runs from here on."""
+    assert source.inline is not None
+    import dill  # imported by prepare_inline, before the sandbox: only for inline plugins
+
     try:
-        instance = cls()
+        cls = dill.loads(source.inline)
+    except ModuleNotFoundError as exc:
+        raise LoadError(f"the inline class refers to module {exc.name!r}, which the worker "
+                        f"cannot import (define the class and what it uses in __main__ or "
+                        f"inside a function to send them by value)") from None
+    if not isinstance(cls, type):
+        raise LoadError(f"the inline plugin is a {type(cls).__name__}, not a class")
+    return cls
+
+
+def instantiate(source: Source) -> Any:
+    """Import the plugin's code and instantiate its class (without arguments)."""
+    if source.inline is not None:
+        cls = load_inline(source)
+    else:
+        cls = find_class(import_source(source), source)
+    try:
+        return cls()
     except TypeError as exc:
         raise LoadError(f"cannot instantiate {cls.__name__}() without arguments: {exc}") from None
+
+
+def plugin_name(instance: Any) -> str:
+    """The plugin's ``name`` attribute, else its class name."""
     name = getattr(instance, "name", None)
-    if not isinstance(name, str) or not name:
-        name = cls.__name__
-    loaded = check_hooks(instance, spec, name)
+    return name if isinstance(name, str) and name else type(instance).__name__
+
+
+def check(instance: Any, spec: dict[str, Any]) -> LoadedPlugin:
+    """Validate the (initialized) instance's hooks; name and version as it has them."""
+    loaded = check_hooks(instance, spec, plugin_name(instance))
     loaded.version = str(getattr(instance, "version", "") or "")
     return loaded
+
+
+def load(source: Source, spec: dict[str, Any]) -> LoadedPlugin:
+    """Import the plugin, instantiate its class and validate its hooks (no initialize)."""
+    return check(instantiate(source), spec)
