@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -87,6 +89,37 @@ def _add_run_commands(sub: SubParsers) -> None:
     add_commands(sub)
 
 
+#: the benchmark suite of a source checkout (it is not part of the installed package)
+BENCH_SUITE = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+
+def _add_bench(sub: SubParsers) -> None:
+    parser = sub.add_parser(
+        "bench", help="run the benchmark suite (from a source checkout)",
+        description="Run benchmarks/run.py: plugbox beside its baselines in one run, with "
+                    "the ratios against the speed targets. Needs the bench extra "
+                    "(pip install -e '.[bench]') for the baselines.")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (about 20 s)")
+    parser.add_argument("--json", metavar="PATH", help="where to write the figures")
+    parser.add_argument("--suite", metavar="PATH", default=str(BENCH_SUITE),
+                        help="the suite's run.py (default: the checkout's)")
+    parser.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    suite = Path(args.suite)
+    if not suite.is_file():
+        print(f"plugbox bench: no benchmark suite at {suite}; it ships with the source "
+              f"repository, not the installed package", file=sys.stderr)
+        return EXIT_ERROR
+    cmd = [sys.executable, str(suite)]
+    if args.quick:
+        cmd.append("--quick")
+    if args.json:
+        cmd += ["--json", args.json]
+    return subprocess.run(cmd, check=False).returncode
+
+
 def _add_lock_commands(sub: SubParsers) -> None:
     from .lock_cli import add_lock_commands
 
@@ -95,7 +128,7 @@ def _add_lock_commands(sub: SubParsers) -> None:
 
 #: the subcommands, in the order --help lists them
 COMMANDS: list[Callable[[SubParsers], None]] = [_add_run_commands, _add_lock_commands,
-                                                 _add_doctor]
+                                                 _add_doctor, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

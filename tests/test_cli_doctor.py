@@ -200,3 +200,12 @@ async def test_strict_asks_only_for_the_layers_requested() -> None:
     async with without_landlock_host() as host:
         info = await host.add(PROBE, sandbox=Sandbox(strict=True, landlock=False))
         assert not info.layers.get("landlock_filesystem") and info.layers["seccomp"]
+
+
+def test_bench_runs_the_suite_and_passes_its_exit_status(tmp_path: Path) -> None:
+    from plugbox.cli import main
+
+    suite = tmp_path / "run.py"
+    suite.write_text("import sys\nprint('ran', sys.argv[1:])\nsys.exit(7)\n")
+    assert main(["bench", "--suite", str(suite), "--quick"]) == 7
+    assert main(["bench", "--suite", str(tmp_path / "missing.py")]) == 3
