@@ -47,11 +47,11 @@ if TYPE_CHECKING:
     from .limits import Limits
     from .specs import HookSet
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ERROR = 3
-EXIT_INTERRUPTED = 130
+from .cli import EXIT_ERROR as EXIT_ERROR  # the statuses every subcommand shares
+from .cli import EXIT_FAILED as EXIT_FAILED
+from .cli import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from .cli import EXIT_OK as EXIT_OK
+from .cli import EXIT_USAGE as EXIT_USAGE
 
 EXIT_STATUS = """\
 exit status:

@@ -66,3 +66,24 @@ def attempt(action: Callable[[], object]) -> str:
     except OSError as exc:
         return errno.errorcode.get(exc.errno or 0, str(exc))
     return "ok"
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    """Wait, on pidfds (no polling), until the processes exit; return those still alive."""
+    fds = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:
+            continue
+    try:
+        pending = set(fds)
+        while pending:
+            ready, _, _ = select.select(list(pending), [], [], timeout)
+            if not ready:
+                break
+            pending -= set(ready)
+        return [fds[fd] for fd in pending]
+    finally:
+        for fd in fds:
+            os.close(fd)

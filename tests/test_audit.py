@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+from forking import wait_gone
 
 from plugbox import HookSet, HookSpec, Limits, PluginHost, integrity
 from plugbox.errors import PluginLoadError
@@ -129,27 +129,6 @@ async def test_auditing_off_costs_nothing_and_writes_nothing(
         assert (await host.call("ask", query="q", state={})).value == "x"
         assert host.plugins[0].sha256 is None  # not even hashed
     assert not [r for r in caplog.records if r.name == "plugbox.audit"]
-
-
-def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
-    """Wait on pidfds (no polling) until the processes exit; those still alive."""
-    fds = {}
-    for pid in pids:
-        try:
-            fds[os.pidfd_open(pid)] = pid
-        except ProcessLookupError:
-            continue
-    try:
-        pending = set(fds)
-        while pending:
-            ready, _, _ = select.select(list(pending), [], [], timeout)
-            if not ready:
-                break
-            pending -= set(ready)
-        return [fds[fd] for fd in pending]
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

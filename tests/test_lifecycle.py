@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 import anyio
 import msgpack
 import pytest
+from forking import wait_gone
 
 import plugbox
 from plugbox import Limits, PluginHost, Sandbox, specs
@@ -24,27 +24,6 @@ from plugbox.errors import PluginCrashed, PluginFailure, PluginTimeout
 pytestmark = pytest.mark.anyio
 
 SCENARIO = Path(__file__).parent / "scripts" / "host_scenario.py"
-
-
-def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
-    """Wait, on pidfds (no polling), until the processes exit; return those still alive."""
-    fds = {}
-    for pid in pids:
-        try:
-            fds[os.pidfd_open(pid)] = pid
-        except ProcessLookupError:
-            continue
-    try:
-        pending = set(fds)
-        while pending:
-            ready, _, _ = select.select(list(pending), [], [], timeout)
-            if not ready:
-                break
-            pending -= set(ready)
-        return [fds[fd] for fd in pending]
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def _import_path() -> str:
