@@ -110,6 +110,8 @@ async def main() -> int:
     # plugbox.host) say what happened, and a report keeps the tail of the plugin's stderr.
     for _file, name, _expected in MISBEHAVING:
         logging.getLogger(f"plugbox.plugin.{name}").setLevel(logging.ERROR)
+    # the audit trail (a record per registration and call) is for files, not this screen
+    logging.getLogger("plugbox.audit").setLevel(logging.WARNING)
 
     started = time.monotonic()
     # The message logger may write only in its scratch directory (Landlock), so the
