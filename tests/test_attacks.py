@@ -474,6 +474,18 @@ async def test_control_abstract_unix_socket_without_the_layers_is_reached(
     assert not nothing_pending(listener)
 
 
+# --- seeing the host's processes -----------------------------------------------------------
+async def test_the_host_processes_cannot_be_listed_or_read_through_proc() -> None:
+    # Landlock: of /proc only the worker's own entry (and a few system-wide files) may
+    # be read, so /proc cannot be listed and the host's cmdline (world-readable without
+    # the sandbox) cannot be opened; the worker still reads its own /proc/self
+    async with arena() as a:
+        assert (await a.attack("read_own_status"))["has_pid"]
+        await a.denied("list_processes", [("landlock_filesystem", "PermissionError", EACCES)])
+        await a.denied("read_cmdline", [("landlock_filesystem", "PermissionError", EACCES)],
+                       pid=os.getpid())
+
+
 # --- files --------------------------------------------------------------------------------
 async def test_writing_outside_the_scratch_directory_is_refused(open_dir: Path) -> None:
     # Landlock alone: the directory is world-writable, so no uid check applies

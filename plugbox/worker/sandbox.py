@@ -24,10 +24,13 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 PR_SET_DUMPABLE = 4
 
-#: what every worker may read: system libraries, configuration, /proc (Landlock's own
-#: ptrace rule keeps other processes' /proc entries closed) and a few devices.
-BASE_READ_ONLY = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/dev/null",
-                  "/dev/zero", "/dev/urandom", "/dev/random")
+#: what every worker may read: system libraries, configuration, a few devices, and of
+#: /proc only its own entry (``/proc/self`` is resolved when the rule is made) and a few
+#: system-wide files: listing /proc, or reading another process's entry, is refused, so
+#: the plugin cannot see the host's processes (the effect a pid namespace would have).
+BASE_READ_ONLY = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/proc/self", "/proc/cpuinfo",
+                  "/proc/meminfo", "/proc/stat", "/dev/null", "/dev/zero", "/dev/urandom",
+                  "/dev/random")
 
 
 def _libc() -> ctypes.CDLL:

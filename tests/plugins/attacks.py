@@ -69,6 +69,18 @@ class AttackPlugin:
     def do_pid(self):
         return os.getpid()
 
+    def do_list_processes(self):
+        """Enumerate the machine's processes through /proc."""
+        return {"ok": True, "pids": [n for n in os.listdir("/proc") if n.isdigit()]}
+
+    def do_read_cmdline(self, pid):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return {"ok": True, "cmdline": f.read().decode(errors="replace")}
+
+    def do_read_own_status(self):
+        with open("/proc/self/status") as f:
+            return {"ok": True, "has_pid": any(line.startswith("Pid:") for line in f)}
+
     def do_kill(self, pid, sig=int(signal.SIGKILL)):
         os.kill(pid, sig)
         return {"ok": True, "signalled": pid}
