@@ -8,6 +8,7 @@ import json
 import os
 import select
 import signal
+import subprocess
 import time
 import warnings
 from collections.abc import Callable
@@ -87,3 +88,13 @@ def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` if it still runs, reap it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()

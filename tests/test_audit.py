@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
-from forking import wait_gone
+from forking import reap, wait_gone
 
 from plugbox import HookSet, HookSpec, Limits, PluginHost, integrity
 from plugbox.errors import PluginLoadError
@@ -149,12 +149,7 @@ def test_the_audit_file_is_complete_after_the_host_is_killed(tmp_path: Path,
         host.send_signal(signal.SIGKILL)  # mid-run: the host is calling in a loop
         host.wait()
     finally:
-        if host.poll() is None:
-            host.kill()
-            host.wait()
-        for stream in (host.stdout, host.stderr):
-            if stream is not None:
-                stream.close()
+        reap(host)
     assert wait_gone(descendants) == []  # the workers and the zygote died with it
     text = path.read_text()
     assert text.endswith("\n")  # no torn last line

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import msgpack
 import pytest
-from forking import wait_gone
+from forking import reap, wait_gone
 
 import plugbox
 from plugbox import Limits, PluginHost, Sandbox, specs
@@ -89,12 +89,7 @@ def test_workers_die_with_a_killed_host(behave: str, launcher: str) -> None:
         host.wait()
         assert wait_gone(watched) == []
     finally:
-        if host.poll() is None:
-            host.kill()
-            host.wait()
-        for stream in (host.stdout, host.stderr):
-            if stream is not None:
-                stream.close()
+        reap(host)
 
 
 async def test_a_dead_zygote_is_replaced_and_its_workers_reported(behave: str) -> None:

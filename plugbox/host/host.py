@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -33,23 +34,27 @@ log = logging.getLogger("plugbox.host")
 
 
 class _DumpableGuard:
-    """Keeps the process non-dumpable while any PluginHost is open."""
+    """Keeps the process non-dumpable while any PluginHost is open (hosts may open and
+    close in several threads: SyncPluginHost runs each on its own)."""
 
     open_hosts = 0
     before: bool | None = None
+    lock = threading.Lock()
 
     @classmethod
     def enter(cls) -> None:
-        if cls.open_hosts == 0:
-            cls.before = _linux.get_dumpable()
-            _linux.set_dumpable(False)
-        cls.open_hosts += 1
+        with cls.lock:
+            if cls.open_hosts == 0:
+                cls.before = _linux.get_dumpable()
+                _linux.set_dumpable(False)
+            cls.open_hosts += 1
 
     @classmethod
     def leave(cls) -> None:
-        cls.open_hosts -= 1
-        if cls.open_hosts == 0 and cls.before:
-            _linux.set_dumpable(True)
+        with cls.lock:
+            cls.open_hosts -= 1
+            if cls.open_hosts == 0 and cls.before:
+                _linux.set_dumpable(True)
 
 
 @dataclass(frozen=True, slots=True)

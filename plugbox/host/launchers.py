@@ -49,7 +49,7 @@ def _interpreter_command(module: str, fd: int, python: str | None) -> list[str]:
     import in the worker.
     """
     paths = [_PLUGBOX_ROOT, *(p for p in sys.path if p and p != _PLUGBOX_ROOT)]
-    boot = (f"import sys; sys.path[:0] = {paths!r}; sys.argv[1:] = sys.argv[1:]; "
+    boot = (f"import sys; sys.path[:0] = {paths!r}; "
             f"from {module} import main; main()")
     return [python or sys.executable, "-I", "-c", boot, "--fd", str(fd),
             "--parent", str(os.getpid())]

@@ -19,20 +19,14 @@ import copy
 import logging
 import os
 
+from scripted import Recorder  # a sibling module: the name and the call log
+
 log = logging.getLogger("agent-recorder")
 
 
-class AgentRecorderPlugin:
+class AgentRecorderPlugin(Recorder):
     name = "agent-recorder"
     version = "1.0.0"
-
-    def initialize(self, config):
-        self.config = config
-        self.name = config.get("name", self.name)
-        self.calls = []
-
-    def history(self):
-        return {"name": self.name, "calls": self.calls}
 
     def close(self):
         log.warning("%s closing", self.name)
