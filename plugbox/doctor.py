@@ -6,7 +6,8 @@ Two columns per layer, both measured rather than guessed:
   version, a forked child that installs a trivial seccomp filter
   (``seccomp.supported()``), and a forked child that does what a worker does before
   its plugin is imported (raise its OOM score, drop to the worker's user, set the
-  parent-death signal, enter user, IPC and network namespaces, set no_new_privs).
+  parent-death signal, enter user, IPC, network, mount and pid namespaces, set
+  no_new_privs).
 - **worker**: whether a real worker, started by a ``PluginHost`` with the default
   ``Sandbox``, reported the layer in force in its handshake (``PluginInfo.layers``).
 
@@ -45,6 +46,9 @@ LAYERS: dict[str, str] = {
     "user_namespace": "own user namespace: no capability over anything outside it",
     "ipc_namespace": "own IPC namespace: no SysV IPC or POSIX queues of the host",
     "network_namespace": "own network namespace, without interfaces",
+    "mount_namespace": "own mount namespace, with a /proc of its pid namespace's own",
+    "pid_namespace": "own pid namespace under a minimal init: no host process in sight, "
+                     "and whatever the plugin starts dies with it",
     "no_new_privs": "no privileges gained through execve (PR_SET_NO_NEW_PRIVS)",
     "landlock_filesystem": "Landlock: filesystem read-only but the scratch directory",
     "landlock_tcp": "Landlock: TCP bind and connect denied (ABI 4+)",
@@ -160,7 +164,7 @@ def _in_child(user: str | None) -> dict[str, bool]:
     except (KeyError, OSError):
         done["unprivileged"] = False
     done["parent_death_signal"] = _linux.set_parent_death_signal(signal.SIGKILL)
-    done.update(sandbox.enter_namespaces(network=False))
+    done.update(sandbox.enter({"network": False})[0])
     try:
         seccomp.set_no_new_privs()
         done["no_new_privs"] = True

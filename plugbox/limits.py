@@ -135,7 +135,7 @@ class Sandbox:
         if root and self.user is not None:
             layers.append("unprivileged")
         if self.namespaces:
-            layers += ["user_namespace", "ipc_namespace"]
+            layers += ["user_namespace", "ipc_namespace", "mount_namespace", "pid_namespace"]
             if not self.network:
                 layers.append("network_namespace")
         if self.landlock:

@@ -98,3 +98,12 @@ def reap(proc: subprocess.Popen[bytes]) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+def whoami(pid: int) -> str:
+    """How the process ``pid`` names itself from inside a worker: its pid in its own
+    pid namespace and that namespace's identity (a plugin's ``do: "whoami"``). A worker
+    in a pid namespace is pid 2 to itself, so the namespace is what tells workers apart."""
+    with open(f"/proc/{pid}/status") as f:
+        own = next(line.split()[-1] for line in f if line.startswith("NSpid:"))
+    return f"{own}:{os.readlink(f'/proc/{pid}/ns/pid')}"

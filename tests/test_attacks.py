@@ -41,7 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+from forking import whoami
 
 from plugbox import Limits, PluginHost, PluginInfo, Sandbox
 from plugbox.errors import (
@@ -71,6 +73,8 @@ LAYERS = {
     "landlock_abstract_unix": "Landlock abstract unix socket scoping (ABI 6+)",
     "network_namespace": "a network namespace",
     "user_namespace": "a user namespace",
+    "pid_namespace": "a pid namespace",
+    "mount_namespace": "a mount namespace with its own /proc",
     "unprivileged": "an unprivileged worker uid",
     "rlimits": "rlimits",
 }
@@ -130,14 +134,15 @@ class Arena:
         assert (report.exc_message or "").startswith(prefix), report.summary()
         assert report.pid == self.attacker.pid and not report.killed
         # a denied action is the plugin's own error: its worker lives on
-        assert await self.attack("pid") == self.attacker.pid
+        assert await self.attack("pid") == whoami(self.attacker.pid)
         await self.unharmed()
         return layer
 
     async def unharmed(self) -> None:
         """The host is up, the bystander answers from its first worker, and every
         failure reported is the attacker's."""
-        assert (await self.host.call("ping")).value == [self.bystander.pid]
+        assert self.bystander.pid is not None
+        assert (await self.host.call("ping")).value == [whoami(self.bystander.pid)]
         assert all(r.plugin == "attacker" for r in self.host.reports), self.host.reports
 
 
@@ -161,7 +166,8 @@ async def bystander_died_of(a: Arena, signal_name: str) -> None:
     except PluginCrashed as exc:
         report = exc.report
     else:  # the host saw the death first: an idle death, and the call got a fresh worker
-        assert out.value != [a.bystander.pid]
+        fresh = next(p.pid for p in a.host.plugins if p.name == "healthy")
+        assert fresh not in (None, a.bystander.pid) and out.value == [whoami(fresh)]
         (report,) = [r for r in a.host.reports if r.plugin == "healthy"]
     assert (report.plugin, report.signal) == ("healthy", signal_name), report.summary()
     assert len((await a.host.call("ping")).value) == 1
@@ -252,7 +258,8 @@ async def test_sigio_at_a_sibling_worker(wide: bool) -> None:
 async def test_sigio_at_a_sibling_without_seccomp_is_stopped_by_landlock() -> None:
     # F_SETOWN itself goes through, but Landlock's signal scope keeps SIGIO (whose
     # default action kills) from reaching a process outside the worker's domain
-    async with arena(sandbox=Sandbox(seccomp=False)) as a:
+    # (no namespaces: in a pid namespace the sibling's pid names no process at all)
+    async with arena(sandbox=Sandbox(seccomp=False, namespaces=False)) as a:
         needs(a.layers, "landlock_signals")
         assert await a.attack("setown", pid="$sibling") == {
             "ok": True, "owner": a.bystander.pid}
@@ -260,7 +267,7 @@ async def test_sigio_at_a_sibling_without_seccomp_is_stopped_by_landlock() -> No
 
 
 async def test_control_sigio_at_a_sibling_without_seccomp_and_landlock_kills_it() -> None:
-    async with arena(sandbox=Sandbox(seccomp=False, landlock=False)) as a:
+    async with arena(sandbox=Sandbox(seccomp=False, landlock=False, namespaces=False)) as a:
         await a.attack("setown", pid="$sibling")
         await bystander_died_of(a, "SIGIO")
 
@@ -272,7 +279,9 @@ TRACE_HOST: list[Denial] = [("seccomp", "PermissionError", EPERM),
                             ("landlock_filesystem", "PermissionError", EPERM)]
 #: opening /proc/<host>/mem or environ: the ptrace-access check (uid, the host not
 #: dumpable, capabilities confined to the worker's user namespace, Landlock's domain)
-PROC_READ: list[Denial] = [("unprivileged", "PermissionError", EACCES),
+#: with a mount namespace the worker's /proc is its pid namespace's own: no host pid in it
+OWN_PROC: Denial = ("mount_namespace", "FileNotFoundError", errno.ENOENT)
+PROC_READ: list[Denial] = [OWN_PROC, ("unprivileged", "PermissionError", EACCES),
                            ("user_namespace", "PermissionError", EACCES),
                            ("landlock_filesystem", "PermissionError", EACCES)]
 
@@ -298,8 +307,8 @@ async def test_writing_the_hosts_proc_mem_is_refused() -> None:
     # Landlock first: /proc is read-only to the worker, so the open for writing fails
     before = SECRET.raw
     async with arena() as a:
-        await a.denied("proc_mem", [("landlock_filesystem", "PermissionError", EACCES),
-                                    *PROC_READ], pid="$host",
+        await a.denied("proc_mem", [OWN_PROC, ("landlock_filesystem", "PermissionError", EACCES),
+                                    *PROC_READ[1:]], pid="$host",
                        address=ctypes.addressof(SECRET), length=len(SECRET.value), write=True)
     assert SECRET.raw == before
 
@@ -482,8 +491,19 @@ async def test_the_host_processes_cannot_be_listed_or_read_through_proc() -> Non
     async with arena() as a:
         assert (await a.attack("read_own_status"))["has_pid"]
         await a.denied("list_processes", [("landlock_filesystem", "PermissionError", EACCES)])
-        await a.denied("read_cmdline", [("landlock_filesystem", "PermissionError", EACCES)],
+        await a.denied("read_cmdline", [OWN_PROC,
+                                        ("landlock_filesystem", "PermissionError", EACCES)],
                        pid=os.getpid())
+
+
+async def test_without_landlock_proc_shows_only_the_pid_namespace() -> None:
+    # the pid namespace and the /proc mounted for it: the plugin sees itself (pid 2) and
+    # its namespace's init (1), nothing of the host, and the host's pid is no entry
+    async with arena(sandbox=Sandbox(landlock=False)) as a:
+        needs(a.layers, "pid_namespace", "mount_namespace")
+        assert sorted((await a.attack("list_processes"))["pids"]) == ["1", "2"]
+        await a.denied("read_cmdline", [OWN_PROC], pid=os.getpid())
+        await a.denied("kill", [("seccomp", "PermissionError", EPERM)], pid="$host")
 
 
 # --- files --------------------------------------------------------------------------------
@@ -539,24 +559,43 @@ async def test_thread_bomb_ends_in_a_clean_failure() -> None:
             assert report.exc_type in ("RuntimeError", "MemoryError"), report.summary()
             started = int((report.exc_message or "").split("#")[1].split(":")[0]) - 1
             assert 0 < started < 5000, report.exc_message
-            assert await a.attack("pid") == a.attacker.pid  # the worker lives on
+            assert await a.attack("pid") == whoami(a.attacker.pid)  # the worker lives on
         else:  # the worker ended: reported as such, and the next call gets a fresh one
             assert isinstance(caught.value, PluginMemoryExceeded), report.summary()
             assert report.exit_code is not None or report.signal is not None
-            assert await a.attack("pid") != a.attacker.pid
+            seen = await a.attack("pid")  # from a fresh worker
+            fresh = next(p.pid for p in a.host.plugins if p.name == "attacker")
+            assert fresh not in (None, a.attacker.pid) and seen == whoami(fresh)
         await a.unharmed()
 
 
-async def test_double_forked_daemon_dies_with_its_worker() -> None:
-    # the zygote is a child subreaper: the orphaned daemon is reparented to it, not to
-    # init, and killed when the worker it came from is reaped
-    async with arena(sandbox=Sandbox(processes=True)) as a:
-        daemon = (await a.attack("daemon"))["daemon"]
+def daemon_pid(a: Arena, seen: int) -> int:
+    """The host's pid of the daemon the attacker started (``seen``: its own pid)."""
+    if not a.layers.get("pid_namespace"):
+        return seen
+    # in its pid namespace, the orphan was reparented to the namespace's init
+    assert a.attacker.pid is not None
+    init = psutil.Process(a.attacker.pid).parent()
+    assert init is not None
+    (daemon,) = [p.pid for p in init.children() if p.pid != a.attacker.pid]
+    return daemon
+
+
+@pytest.mark.parametrize("namespaces", [True, False], ids=["pid_namespace", "subreaper"])
+async def test_double_forked_daemon_dies_with_its_worker(namespaces: bool) -> None:
+    # in a pid namespace the orphaned daemon is reparented to the namespace's init and
+    # dies with the namespace when its worker ends; without, the zygote is a child
+    # subreaper: the daemon is reparented to it, not to init, and killed when the worker
+    # it came from is reaped
+    async with arena(sandbox=Sandbox(processes=True, namespaces=namespaces)) as a:
+        if namespaces:
+            needs(a.layers, "pid_namespace")
+        daemon = daemon_pid(a, (await a.attack("daemon"))["daemon"])
         pidfd = os.pidfd_open(daemon)
         try:
             with open(f"/proc/{daemon}/stat") as f:
                 parent = int(f.read().rpartition(")")[2].split()[1])
-            assert parent not in (1, a.attacker.pid)  # reparented, to the zygote
+            assert parent not in (1, a.attacker.pid)  # reparented: to the zygote or init
             with pytest.raises(PluginCrashed) as caught:
                 await a.host.call("attack", what="exit", target={"code": 3})
             assert caught.value.report.exit_code == 3
@@ -568,7 +607,7 @@ async def test_double_forked_daemon_dies_with_its_worker() -> None:
 
 async def test_double_forked_daemon_dies_when_the_host_closes() -> None:
     async with arena(sandbox=Sandbox(processes=True)) as a:
-        daemon = (await a.attack("daemon"))["daemon"]
+        daemon = daemon_pid(a, (await a.attack("daemon"))["daemon"])
         pidfd = os.pidfd_open(daemon)
     try:
         assert died(pidfd), f"daemon {daemon} survived the host"
@@ -582,8 +621,10 @@ async def test_double_forked_daemon_dies_when_the_host_closes() -> None:
                       ("landlock_signals", "PermissionError", EPERM)], id="default"),
     pytest.param({"landlock": False}, [("seccomp", "PermissionError", EPERM)],
                  id="seccomp"),
-    pytest.param({"seccomp": False}, [("landlock_signals", "PermissionError", EPERM)],
-                 id="landlock"),
+    pytest.param({"seccomp": False, "namespaces": False},
+                 [("landlock_signals", "PermissionError", EPERM)], id="landlock"),
+    pytest.param({"seccomp": False, "landlock": False},
+                 [("pid_namespace", "ProcessLookupError", errno.ESRCH)], id="pid_namespace"),
 ])
 async def test_signalling_a_sibling_worker_is_refused(sandbox: dict[str, bool],
                                                       expected: list[Denial]) -> None:
@@ -593,7 +634,7 @@ async def test_signalling_a_sibling_worker_is_refused(sandbox: dict[str, bool],
 
 
 async def test_control_without_seccomp_and_landlock_the_sibling_dies() -> None:
-    async with arena(sandbox=Sandbox(seccomp=False, landlock=False)) as a:
+    async with arena(sandbox=Sandbox(seccomp=False, landlock=False, namespaces=False)) as a:
         assert await a.attack("kill", pid="$sibling") == {
             "ok": True, "signalled": a.bystander.pid}
         await bystander_died_of(a, "SIGKILL")
@@ -632,25 +673,19 @@ SECCOMP_STOPS = ("kill", "killpg", "setown", "setown_wide", "ptrace", "vm_read",
 #: Every worker keeps the host's uid (root here, confined to a user namespace where it
 #: has one): the shape of a host that does not run as root.
 SAME_UID_RUNS: list[tuple[str, bool, dict[str, Any], dict[str, Any]]] = [
+    # (the worker's own /proc has no entry for the host: its files are not even found)
     ("all_layers", False, {"user": None}, {
         **{name: ("seccomp", "PermissionError", EPERM) for name in SECCOMP_STOPS},
-        # the host is not dumpable: access needs CAP_SYS_PTRACE in the initial user
-        # namespace, which a worker in its own user namespace never has
-        "mem_read": ("user_namespace", "PermissionError", EACCES),
-        "mem_write": ("landlock_filesystem", "PermissionError", EACCES),
-        "environ": ("user_namespace", "PermissionError", EACCES)}),
-    # the host opted out of the non-dumpable guard: the user namespace still keeps
-    # /proc/<host>/mem and environ closed (capabilities do not reach across it)
+        "mem_read": OWN_PROC, "mem_write": OWN_PROC, "environ": OWN_PROC}),
     ("dumpable_host", True, {"user": None}, {
-        "mem_read": ("user_namespace", "PermissionError", EACCES),
-        "mem_write": ("landlock_filesystem", "PermissionError", EACCES),
-        "environ": ("user_namespace", "PermissionError", EACCES)}),
-    ("user_namespace_alone", True, {"user": None, "seccomp": False, "landlock": False}, {
-        "ptrace": ("user_namespace", "PermissionError", EPERM),
-        "vm_read": ("user_namespace", "PermissionError", EPERM),
-        "mem_read": ("user_namespace", "PermissionError", EACCES),
-        "mem_write": ("user_namespace", "PermissionError", EACCES),
-        "environ": ("user_namespace", "PermissionError", EACCES)}),
+        "mem_read": OWN_PROC, "mem_write": OWN_PROC, "environ": OWN_PROC}),
+    # the namespaces alone (user, pid, mount...): the host has no pid and no /proc entry
+    # the worker could name
+    ("namespaces_alone", True, {"user": None, "seccomp": False, "landlock": False}, {
+        "kill": ("pid_namespace", "ProcessLookupError", errno.ESRCH),
+        "ptrace": ("pid_namespace", "ProcessLookupError", errno.ESRCH),
+        "vm_read": ("pid_namespace", "ProcessLookupError", errno.ESRCH),
+        "mem_read": OWN_PROC, "mem_write": OWN_PROC, "environ": OWN_PROC}),
     # seccomp alone: a worker with root's capabilities; /proc/<host> is open to it,
     # the control that shows the secret would be seen if it leaked
     ("seccomp_alone", True, {"user": None, "namespaces": False, "landlock": False}, {

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+from forking import whoami
 
 from plugbox import Limits, PluginHost, specs
 from plugbox.errors import (
@@ -55,8 +56,8 @@ async def test_raised_exception_is_reported_and_the_worker_lives_on(behave: str)
         assert "raise ValueError" in (r.traceback or "") and "behave.py" in (r.traceback or "")
         assert r.pid == info.pid and r.exit_code is None and r.signal is None
         assert not r.killed
-        out = await host.call("process", input_data={"do": "pid"})
-        assert out.value == info.pid  # same worker
+        out = await host.call("process", input_data={"do": "whoami"})
+        assert info.pid is not None and out.value == whoami(info.pid)  # same worker
         assert host.reports == [r]
 
 
@@ -67,7 +68,8 @@ async def test_unserializable_return_is_an_error_reply(behave: str) -> None:
         assert isinstance(exc, PluginRaised)
         assert exc.report.exc_type == "TypeError"
         assert "hook 'process' returned a value of type object" in (exc.report.exc_message or "")
-        assert (await host.call("process", input_data={"do": "pid"})).value == info.pid
+        assert info.pid is not None
+        assert (await host.call("process", input_data={"do": "whoami"})).value == whoami(info.pid)
 
 
 async def test_memory_bomb_is_memory_exceeded(behave: str) -> None:
@@ -188,8 +190,9 @@ async def test_restart_after_a_crash_gets_a_fresh_worker(behave: str) -> None:
         info = await host.add(behave, limits=TIGHT)
         first = await fail(host, "exit")
         assert first.report.restarts == 0
-        pid2 = (await host.call("process", input_data={"do": "pid"})).value
-        assert pid2 != info.pid
+        seen = (await host.call("process", input_data={"do": "whoami"})).value  # restarts it
+        pid2 = host.plugins[0].pid
+        assert pid2 is not None and pid2 != info.pid and seen == whoami(pid2)
         second = await fail(host, "exit")
         assert second.report.restarts == 1 and second.report.pid == pid2
         assert host.plugins[0].restarts == 1
@@ -287,8 +290,9 @@ async def test_idle_death_is_reported_once_at_the_next_call(behave: str) -> None
         worker = host._plugins[0].worker
         assert worker is not None
         await worker.wait_verdict()  # the host has noticed the death by itself
-        out = await host.call("process", input_data={"do": "pid"})
-        assert out.value != info.pid
+        out = await host.call("process", input_data={"do": "whoami"})
+        fresh = host.plugins[0].pid
+        assert fresh not in (None, info.pid) and out.value == whoami(fresh)
         (report,) = host.reports
         assert report.hook == "(idle)" and report.signal == "SIGKILL"
         assert report.cause == "crashed"

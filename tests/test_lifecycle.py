@@ -14,8 +14,9 @@ from typing import Any
 
 import anyio
 import msgpack
+import psutil
 import pytest
-from forking import reap, wait_gone
+from forking import reap, wait_gone, whoami
 
 import plugbox
 from plugbox import Limits, PluginHost, Sandbox, specs
@@ -101,8 +102,10 @@ async def test_a_dead_zygote_is_replaced_and_its_workers_reported(behave: str) -
         worker = host._plugins[0].worker
         assert worker is not None
         await worker.wait_verdict()  # the worker died with its zygote
-        out = await host.call("process", input_data={"do": "pid"})
-        assert out.value != info.pid and launcher.pid not in (None, zygote)
+        out = await host.call("process", input_data={"do": "whoami"})
+        fresh = host.plugins[0].pid
+        assert fresh not in (None, info.pid) and out.value == whoami(fresh)
+        assert launcher.pid not in (None, zygote)
         (report,) = host.reports
         assert report.hook == "(idle)" and report.cause == "crashed"
 
@@ -154,7 +157,11 @@ async def test_descendants_of_a_killed_worker_are_killed(behave: str, launcher: 
     async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
         await host.add(behave, limits=Limits(call_timeout=0.5),
                        sandbox=Sandbox(processes=True))
-        child = (await host.call("process", input_data={"do": "fork_child_sleep"})).value
+        (info,) = host.plugins
+        await host.call("process", input_data={"do": "fork_child_sleep"})
+        assert info.pid is not None
+        children = [p.pid for p in psutil.Process(info.pid).children()]
+        assert len(children) == 1
         with pytest.raises(PluginTimeout):
             await host.call("process", input_data={"do": "sleep"})
-        assert wait_gone([child]) == []
+        assert wait_gone(children) == []

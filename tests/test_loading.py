@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+from forking import whoami
 
 from plugbox import Limits, PluginHost, specs
 from plugbox.errors import PluginLoadError
@@ -34,11 +35,13 @@ def write(directory: Path, name: str, source: str) -> str:
 
 
 def worker_pids(host: PluginHost) -> set[int]:
-    """The live workers of ``host`` (the zygote's children)."""
+    """The live processes serving plugins of ``host``: the leaves beneath its zygote
+    (a worker in a pid namespace is the zygote's great-grandchild)."""
     zygote = host._launcher.pid  # type: ignore[attr-defined]
     if zygote is None:
         return set()
-    return {p.pid for p in psutil.Process(zygote).children()}
+    return {p.pid for p in psutil.Process(zygote).children(recursive=True)
+            if not p.children()}
 
 
 async def load_error(ref: str, **kw: Any) -> PluginLoadError:
@@ -229,8 +232,9 @@ async def test_two_plugins_with_the_same_name(behave: str) -> None:
         # the second worker is gone; the first is registered alone and still serves
         assert worker_pids(host) == {first.pid}
         assert [p.name for p in host.plugins] == ["behave"]
-        out = await host.call("process", input_data={"do": "pid"})
-        assert out.value == first.pid and out.called == ["behave"]
+        out = await host.call("process", input_data={"do": "whoami"})
+        assert first.pid is not None
+        assert out.value == whoami(first.pid) and out.called == ["behave"]
 
 
 @pytest.mark.parametrize("config", [
@@ -345,8 +349,8 @@ async def test_plugin_info_after_the_handshake(behave: str) -> None:
         assert (info.restarts, info.calls, info.failures, info.problems) == (0, 0, 0, ())
         # the pid is the worker's: it answers calls, and it is not the host
         assert info.pid is not None and info.pid in worker_pids(host)
-        out = await host.call("process", input_data={"do": "pid"})
-        assert out.value == info.pid
+        out = await host.call("process", input_data={"do": "whoami"})
+        assert out.value == whoami(info.pid)
         assert host.plugins[0].calls == 1
 
         exclaim = await host.add(f"{CHAPTER}:ExclaimPlugin")

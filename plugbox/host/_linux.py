@@ -26,6 +26,28 @@ def send_signal(pid: int, pidfd: int | None, signum: int = signal.SIGKILL) -> bo
     return True
 
 
+def parent_of(pid: int) -> int | None:
+    """A live process's parent pid (from /proc/<pid>/stat); None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def descends_from(pid: int, ancestor: int, generations: int) -> bool:
+    """Whether ``ancestor`` is the parent, grandparent... of ``pid``, within
+    ``generations`` steps."""
+    for _ in range(generations):
+        parent = parent_of(pid)
+        if parent is None or parent <= 1:
+            return False
+        if parent == ancestor:
+            return True
+        pid = parent
+    return False
+
+
 def kill_group(pgid: int) -> None:
     """SIGKILL a process group (a worker is the leader of its own)."""
     try:

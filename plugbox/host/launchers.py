@@ -82,6 +82,8 @@ class SpawnedWorker:
     stdout: int
     stderr: int
     exit: ExitWatch = field(default_factory=ExitWatch)
+    #: a pidfd of the process serving the plugin, where it is not ``pid`` (pid namespace)
+    serving_pidfd: int | None = None
 
     def close_fds(self) -> None:
         """Close the host's fds for this worker, waking any task waiting on them
@@ -89,10 +91,10 @@ class SpawnedWorker:
         if self.channel.fileno() >= 0:
             anyio.notify_closing(self.channel)
             self.channel.close()
-        for name in ("stdout", "stderr", "pidfd"):
+        for name in ("stdout", "stderr", "pidfd", "serving_pidfd"):
             fd = getattr(self, name)
             if fd is not None and fd >= 0:
-                setattr(self, name, -1 if name != "pidfd" else None)
+                setattr(self, name, -1 if name in ("stdout", "stderr") else None)
                 close_watched(fd)
 
 

@@ -123,7 +123,7 @@ class WorkerProcess:
     def __init__(self, spawned: SpawnedWorker, *, label: str, limits: Limits,
                  logger: logging.Logger) -> None:
         self.spawned = spawned
-        self.pid = spawned.pid
+        self.pid = spawned.pid  # the launched process, until a Handshake names another
         self.label = label
         self.limits = limits
         self.logger = logger
@@ -212,9 +212,16 @@ class WorkerProcess:
         if self.exit_info is not None:
             self._mark_dead()
             return
-        _kill_descendants(self.pid)
-        _linux.send_signal(self.pid, self.spawned.pidfd, signal.SIGKILL)
-        _linux.kill_group(self.pid)
+        launched = self.spawned.pid
+        if self.pid != launched:
+            # a pid namespace: the plugin's death ends its init, which ends everything
+            # left in the namespace, and the launched process, which reports the death
+            # with the rusage of both (killing the launched process first would lose it)
+            _linux.send_signal(self.pid, self.spawned.serving_pidfd, signal.SIGKILL)
+        else:
+            _kill_descendants(launched)
+            _linux.send_signal(launched, self.spawned.pidfd, signal.SIGKILL)
+            _linux.kill_group(launched)
         self._mark_dead()
 
     async def wait_exit(self) -> ExitInfo:
@@ -381,12 +388,28 @@ class WorkerProcess:
         elif isinstance(msg, Handshake):
             if self.handshake is not None:
                 raise ProtocolError("a second Handshake", side="worker")
+            if msg.pid != self.spawned.pid:
+                self._adopt_serving_process(msg.pid)
             self.handshake = msg
             self.name_logger(msg.plugin)
             for early in self._early_logs:
                 self.logger.log(early.level, "%s: %s", early.logger, early.message)
             self._early_logs.clear()
             self._hello.set()
+
+    def _adopt_serving_process(self, pid: int) -> None:
+        """Watch and kill ``pid``, the process serving the plugin (pid 2 of a pid
+        namespace, beneath the launched process and its init), once it is shown to be
+        one: the Handshake comes after the plugin's own code ran, so its word is checked
+        on a pidfd, which cannot change process while it is held."""
+        pidfd = _linux.pidfd_open(pid)
+        if not _linux.descends_from(pid, self.spawned.pid, generations=2):
+            if pidfd is not None:
+                os.close(pidfd)
+            raise ProtocolError(f"the Handshake names pid {pid}, which is neither the "
+                                f"worker ({self.spawned.pid}) nor beneath it", side="worker")
+        self.spawned.serving_pidfd = pidfd
+        self.pid = pid
 
     async def _read_output(self, fd: int, capture: OutputCapture) -> None:
         try:

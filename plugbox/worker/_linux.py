@@ -59,17 +59,31 @@ def pidfd_open(pid: int) -> int | None:
 
 
 def own_children() -> list[int]:
-    """Pids of this process's children (Linux: /proc/self/task/*/children)."""
+    """Pids of this process's children: /proc/self/task/*/children where the kernel has
+    it (CONFIG_PROC_CHILDREN), else the parent field of every /proc/<pid>/stat."""
     pids: list[int] = []
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:
         return pids
-    for tid in tasks:
-        try:
+    try:
+        for tid in tasks:
             with open(f"/proc/self/task/{tid}/children") as f:
                 pids.extend(int(p) for p in f.read().split())
-        except OSError:
+        return pids
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return pids
+    me, pids = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                if int(f.read().rpartition(")")[2].split()[1]) == me:
+                    pids.append(int(name))
+        except (OSError, ValueError, IndexError):
             continue
     return pids
 

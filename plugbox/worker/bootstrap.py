@@ -146,6 +146,8 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
         import_paths.after_drop()
         source.import_dir = import_paths.fix(plugin_dir[0]) if plugin_dir else None
     state.layers["parent_death_signal"] = confine.die_with_parent(parent)
+    namespaces, host_pid = sandbox.enter(start.sandbox)  # may fork: see worker.pidns
+    state.layers.update(namespaces)
     loop = asyncio.new_event_loop()  # its fds (epoll, self-pipe) exist before seccomp
     asyncio.set_event_loop(loop)
     import_dirs = [p for p in sys.path if p]
@@ -189,7 +191,7 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
         plugin.name = name
     mutable = {hook: frozenset(spec.get("mutable", ())) for hook, spec in start.hooks.items()}
     hello = Handshake(protocol=PROTOCOL_VERSION, plugin=plugin.name, version=plugin.version,
-                      hooks=plugin.hooks, pid=os.getpid(), problems=plugin.problems,
+                      hooks=plugin.hooks, pid=host_pid, problems=plugin.problems,
                       baseline_rss_kb=baseline_rss, layers=state.layers,
                       dist_name=dist_name, dist_version=dist_version)
     sock.sendall(encode(hello, side="worker"))

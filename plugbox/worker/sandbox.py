@@ -1,8 +1,9 @@
 """The sandbox layers beyond rlimits, applied by the worker before the plugin is
 imported, each only where the kernel offers it and each reported in the handshake.
 
-Order (the OOM score is raised earlier, before privileges are dropped):
-namespaces (user, then network and IPC inside it); the scratch
+Order (the OOM score is raised earlier, before privileges are dropped): ``enter``,
+before the worker's event loop exists: namespaces (user, then IPC, network, mount and
+pid inside it; the pid namespace forks, see ``pidns``); then ``apply``: the scratch
 directory as cwd, HOME and TMPDIR; Landlock (read-only filesystem but the scratch
 directory, TCP denied, signals and abstract sockets scoped); seccomp last, since it
 forbids the calls the earlier layers need (unshare).
@@ -16,9 +17,8 @@ import socket
 import sys
 from typing import Any
 
-from . import landlock, seccomp
+from . import landlock, pidns, seccomp
 
-CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -27,7 +27,7 @@ PR_SET_DUMPABLE = 4
 #: what every worker may read: system libraries, configuration, a few devices, and of
 #: /proc only its own entry (``/proc/self`` is resolved when the rule is made) and a few
 #: system-wide files: listing /proc, or reading another process's entry, is refused, so
-#: the plugin cannot see the host's processes (the effect a pid namespace would have).
+#: the plugin cannot see the host's processes even where the pid namespace is missing.
 BASE_READ_ONLY = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/proc/self", "/proc/cpuinfo",
                   "/proc/meminfo", "/proc/stat", "/dev/null", "/dev/zero", "/dev/urandom",
                   "/dev/random")
@@ -77,6 +77,25 @@ def enter_namespaces(network: bool) -> dict[str, bool]:
     return done
 
 
+def enter(policy: dict[str, Any]) -> tuple[dict[str, bool], int]:
+    """Enter the namespaces ``policy`` asks for. Returns the layers that took effect
+    and this process's pid as the host sees it; in a pid namespace, the process that
+    returns is the worker's pid 2 (``pidns.split``)."""
+    pid = os.getpid()
+    if not policy.get("namespaces", True):
+        return {}, pid
+    done = enter_namespaces(bool(policy.get("network")))
+    done["mount_namespace"] = done["pid_namespace"] = False
+    if done["user_namespace"]:
+        mount = pidns.unshare(pidns.CLONE_NEWNS)
+        if pidns.unshare(pidns.CLONE_NEWPID):
+            pid = pidns.split()
+            done["pid_namespace"] = True
+        if mount:
+            done["mount_namespace"] = pidns.mount_private_proc(done["pid_namespace"])
+    return done, pid
+
+
 def enter_scratch(path: str) -> None:
     """Work in the scratch directory: cwd, HOME and TMPDIR."""
     os.chdir(path)
@@ -85,11 +104,10 @@ def enter_scratch(path: str) -> None:
 
 
 def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
-    """Apply the layers ``policy`` (``Sandbox.to_worker``) asks for; report each."""
+    """Apply the layers after the namespaces that ``policy`` (``Sandbox.to_worker``)
+    asks for; report each."""
     layers: dict[str, bool] = {}
     network = bool(policy.get("network"))
-    if policy.get("namespaces", True):
-        layers.update(enter_namespaces(network))
     scratch = policy.get("scratch")
     if scratch:
         enter_scratch(str(scratch))

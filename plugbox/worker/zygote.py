@@ -5,7 +5,9 @@ SOCK_SEQPACKET socket. For each Spawn packet, carrying the worker's channel, std
 stderr fds as SCM_RIGHTS, it forks a worker and answers Spawned (with a pidfd beside
 it where the kernel has pidfds). It reaps its children on SIGCHLD and reports each
 worker's exit status and rusage as Exited. It is a child subreaper: descendants a
-worker leaves behind reparent to it and are killed. It dies with the host.
+worker leaves behind reparent to it and are killed, and a worker's Exited waits (up to
+``STRAY_GRACE`` seconds) until they are reaped too, so that when the host hears of an
+exit nothing of the worker is left. It dies with the host.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from . import _linux
 from . import bootstrap as _bootstrap  # imported now, so forks start warm
 
 FDS_PER_SPAWN = 3
+#: how long an Exited may wait for the strays of its worker to be reaped
+STRAY_GRACE = 1.0
 
 
 def _status(pid: int, status: int, rusage: object) -> Exited:
@@ -52,6 +56,8 @@ class Zygote:
         os.set_blocking(self.wake_w, False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w)
+        self.held: list[bytes] = []  # Exited frames waiting for strays to be reaped
+        self.held_until = 0.0
 
     def send(self, frame: bytes, fds: list[int] | None = None) -> None:
         try:
@@ -64,8 +70,10 @@ class Zygote:
 
     def loop(self) -> None:
         while True:
+            timeout = max(0.0, self.held_until - time.monotonic()) if self.held else None
             try:
-                ready, _, _ = select.select([self.ctl.fileno(), self.wake_r], [], [])
+                ready, _, _ = select.select([self.ctl.fileno(), self.wake_r], [], [],
+                                            timeout)
             except InterruptedError:
                 continue
             if self.wake_r in ready:
@@ -149,21 +157,33 @@ class Zygote:
             if pid in self.workers:
                 self.workers.discard(pid)
                 reaped_worker = True
+                if not self.held:
+                    self.held_until = time.monotonic() + STRAY_GRACE
                 try:
-                    self.send(encode(_status(pid, status, rusage), side="zygote"))
+                    self.held.append(encode(_status(pid, status, rusage), side="zygote"))
                 except OSError:
                     pass
-        if reaped_worker:
-            self.kill_strays()
+        if self.held:
+            # a stray may still be dying: its reap wakes us again
+            strays = self.kill_strays() if reaped_worker else self.strays()
+            if not strays or time.monotonic() >= self.held_until:
+                for frame in self.held:
+                    self.send(frame)
+                self.held.clear()
 
-    def kill_strays(self) -> None:
+    def strays(self) -> list[int]:
+        """Children that are not workers: descendants a worker left behind."""
+        return [pid for pid in _linux.own_children() if pid not in self.workers]
+
+    def kill_strays(self) -> list[int]:
         """Kill descendants that outlived their worker and were reparented here."""
-        for pid in _linux.own_children():
-            if pid not in self.workers:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        strays = self.strays()
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return strays
 
     def shutdown(self) -> None:
         for pid in list(self.workers) + _linux.own_children():

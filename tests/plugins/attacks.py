@@ -66,8 +66,8 @@ class AttackPlugin:
         return getattr(self, f"do_{what}")(**params)
 
     # -- the host, its process group, everyone -----------------------------------------
-    def do_pid(self):
-        return os.getpid()
+    def do_pid(self):  # tests/forking.py whoami(): pid 2 to itself in a pid namespace
+        return f"{os.getpid()}:{os.readlink('/proc/self/ns/pid')}"
 
     def do_list_processes(self):
         """Enumerate the machine's processes through /proc."""
@@ -258,4 +258,4 @@ class HealthyPlugin:
     version = "1.0"
 
     def ping(self):
-        return os.getpid()
+        return f"{os.getpid()}:{os.readlink('/proc/self/ns/pid')}"

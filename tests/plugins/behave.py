@@ -13,6 +13,10 @@ import struct
 import sys
 import time
 
+#: this worker's identity: the pid a plugin sees is its pid namespace's (2), the same
+#: in every worker, so "same worker" and "a fresh worker" are told by this token
+BOOT = os.urandom(8).hex()
+
 
 def _channel_fd():
     if not stat.S_ISSOCK(os.fstat(3).st_mode):
@@ -42,6 +46,10 @@ class BehavePlugin:
             return input_data
         if do == "pid":
             return os.getpid()
+        if do == "boot":
+            return BOOT
+        if do == "whoami":  # see tests/forking.py whoami()
+            return f"{os.getpid()}:{os.readlink('/proc/self/ns/pid')}"
         if do == "raise":
             raise ValueError(f"bad input: {arg}")
         if do == "unserializable":

@@ -35,6 +35,9 @@ from plugbox import PluginHost, Sandbox
 from plugbox.errors import PluginFailure
 from plugbox.specs import HookSet, HookSpec
 
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from forking import whoami
+
 ATTACKS = str(Path(__file__).parent.parent / "plugins" / "attacks.py")
 SPECS = HookSet("attacks", [
     HookSpec(name="attack", args=("what", "target"), mode="first_result"),
@@ -70,7 +73,8 @@ async def run(spec: dict[str, Any]) -> None:
                 r = exc.report
                 line.update(outcome=r.cause, exc_type=r.exc_type, exc_message=r.exc_message,
                             signal=r.signal)
-            line["healthy"] = (await host.call("ping")).value == [healthy.pid]
+            assert healthy.pid is not None
+            line["healthy"] = (await host.call("ping")).value == [whoami(healthy.pid)]
             line["secret_intact"] = BUFFER.value == SECRET.encode()
             print(json.dumps(line), flush=True)
 
