@@ -4,6 +4,7 @@ from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._frames import (
     DEFAULT_LIMITS,
     HEADER_SIZE,
+    MAX_VALUE_DEPTH,
     FrameDecoder,
     FrameLimits,
     check_crossable,
@@ -45,6 +46,7 @@ __all__ = [
     "HOST_TO_WORKER",
     "HOST_TO_ZYGOTE",
     "LOAD_CALL_ID",
+    "MAX_VALUE_DEPTH",
     "PROTOCOL_VERSION",
     "WORKER_TO_HOST",
     "ZYGOTE_TO_HOST",

@@ -21,8 +21,8 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 from ._messages import FIELD_NAMES, MESSAGE_TYPES, Message
 from ._scan import scan
 
-#: frames up to this size are unpacked without a pre-scan: whatever they declare,
-#: msgpack cannot preallocate more than a few MB for them.
+#: frames up to this size are unpacked without a pre-scan unless they hold a byte that
+#: may be an array16/array32 header (see ``_needs_scan``).
 SCAN_ABOVE = 1024
 
 HEADER: Final = struct.Struct(">I")
@@ -75,37 +75,82 @@ def _unpack_as_peer(body: bytes) -> Any:
         raise
 
 
+#: every byte value that is not a msgpack array or map header. A value nests at most
+#: one level deeper than the number of header-like bytes it holds (its containers, then
+#: a scalar), so most frames are cleared by one ``bytes.translate`` without walking the
+#: decoded value.
+_NOT_CONTAINER_HEADER = bytes(b for b in range(256)
+                              if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
+
+
+def _depth_exceeds(value: Any, max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        if isinstance(item, list):
+            stack.extend((x, depth + 1) for x in item)
+        elif isinstance(item, dict):
+            stack.extend((x, depth + 1) for x in item.values())
+            stack.extend((k, depth + 1) for k in item if isinstance(k, (list, dict)))
+    return False
+
+
+#: how deep a value may nest where it is sent as a hook argument (or as a plugin's
+#: config): the frame's message array and the argument map hold it, and a peer refuses
+#: a frame nested deeper than ``DEFAULT_LIMITS.max_depth``.
+MAX_VALUE_DEPTH: Final = DEFAULT_LIMITS.max_depth - 2
+
+
+def _nests_deeper(packed: bytes, decoded: Any, max_depth: int) -> bool:
+    """Whether ``decoded`` (the value ``packed`` decodes to) nests deeper than
+    ``max_depth``. Nesting ``max_depth + 1`` deep takes at least ``max_depth``
+    containers, so data with fewer header-like bytes is cleared without a walk."""
+    return (len(packed.translate(None, _NOT_CONTAINER_HEADER)) >= max_depth
+            and _depth_exceeds(decoded, max_depth))
+
+
 def check_crossable(value: Any) -> bytes:
     """Pack ``value`` and check the other side can decode it; TypeError if not.
 
     msgpack packs some things no peer can decode (a tuple used as a dict key becomes an
-    unhashable list; extension types are refused), so packing alone is not the test.
+    unhashable list; extension types are refused; a value nested deeper than
+    ``MAX_VALUE_DEPTH`` makes a frame the peer refuses), so packing alone is not the
+    test.
     """
     try:
         packed = pack(value)
-        _unpack_as_peer(packed)
+        decoded = _unpack_as_peer(packed)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(str(exc) or type(exc).__name__) from None
+    if _nests_deeper(packed, decoded, MAX_VALUE_DEPTH):
+        raise TypeError(f"the value nests deeper than {MAX_VALUE_DEPTH} levels "
+                        f"(the protocol's cap)")
     return packed
 
 
 def encode(message: Message, *, side: str = "local",
-           max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes, verify: bool = False) -> bytes:
+           max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes, verify: bool = False,
+           max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
     """Encode ``message`` as one frame.
 
     A value msgpack cannot carry, or a frame over ``max_frame_bytes``, is a
     ``LocalProtocolError`` naming ``side``. With ``verify`` the body is also decoded
     as the peer will decode it, so a value the peer would refuse (a tuple as a dict
-    key, an extension type) fails here, at the side that produced it.
+    key, an extension type, nesting deeper than ``max_depth``) fails here, at the side
+    that produced it.
     """
     try:
         body: bytes = msgpack.packb(message.to_wire(), use_bin_type=True)
-        if verify:
-            _unpack_as_peer(body)
+        decoded = _unpack_as_peer(body) if verify else None
     except (TypeError, ValueError, OverflowError) as exc:
         reason = str(exc) or type(exc).__name__
         raise LocalProtocolError(
             f"cannot encode {type(message).__name__}: {reason}", side=side) from exc
+    if verify and _nests_deeper(body, decoded, max_depth):
+        raise LocalProtocolError(f"cannot encode {type(message).__name__}: it nests deeper "
+                                 f"than {max_depth} levels (the protocol's cap)", side=side)
     if len(body) > max_frame_bytes:
         raise LocalProtocolError(
             f"{type(message).__name__} of {len(body)} bytes exceeds the "
@@ -141,32 +186,26 @@ def encode_call(call_id: int, hook: str, packed_args: Mapping[str, bytes], *,
     return _pack_header(len(body)) + body
 
 
-#: every byte value that is not a msgpack array or map header. A frame cannot nest
-#: deeper than the number of header-like bytes it holds, so most frames are cleared by
-#: one ``bytes.translate`` without walking the decoded value.
-_NOT_CONTAINER_HEADER = bytes(b for b in range(256)
-                              if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
+def _needs_scan(body: bytes) -> bool:
+    """Whether ``body`` must be pre-scanned before msgpack unpacks it.
 
-
-def _depth_exceeds(value: Any, max_depth: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > max_depth:
-            return True
-        if isinstance(item, list):
-            stack.extend((x, depth + 1) for x in item)
-        elif isinstance(item, dict):
-            stack.extend((x, depth + 1) for x in item.values())
-            stack.extend((k, depth + 1) for k in item if isinstance(k, (list, dict)))
-    return False
+    msgpack preallocates a list of the length an array header declares. A fixarray
+    declares at most 15 elements, so a small frame of them costs at most a small
+    constant per byte; an array16/array32 header may declare up to the frame's length
+    (``max_array_len``), and nested ones would each preallocate that much: a 1 KiB
+    frame of nested ``dc 03 00`` headers made msgpack allocate 2 MB. Maps are not
+    preallocated. So a small frame is scanned when it holds a 0xdc or 0xdd byte
+    (possibly inside a string: the scan then merely finds nothing wrong).
+    """
+    return len(body) > SCAN_ABOVE or b"\xdc" in body or b"\xdd" in body
 
 
 def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
                 limits: FrameLimits = DEFAULT_LIMITS) -> Message:
     """Decode one frame body (without its header) into a message from ``peer``."""
     n = min(len(body), limits.max_container_len)
-    if len(body) > SCAN_ABOVE:
+    scanned = _needs_scan(body)
+    if scanned:
         problem = scan(body, limits.max_depth)
         if problem is not None:
             raise RemoteProtocolError(problem, side=peer)
@@ -180,9 +219,8 @@ def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
             msgpack.StackError, RecursionError) as exc:
         reason = str(exc) or type(exc).__name__
         raise RemoteProtocolError(f"undecodable frame: {reason}", side=peer) from None
-    if (limits.max_depth < len(body) <= SCAN_ABOVE  # larger frames were scanned above
-            and len(body.translate(None, _NOT_CONTAINER_HEADER)) > limits.max_depth
-            and _depth_exceeds(wire, limits.max_depth)):
+    if (not scanned and limits.max_depth < len(body)  # the scan checked the depth
+            and _nests_deeper(body, wire, limits.max_depth)):
         raise RemoteProtocolError(f"frame nests deeper than {limits.max_depth}", side=peer)
     if (not isinstance(wire, list) or not wire or not isinstance(wire[0], int)
             or isinstance(wire[0], bool)):

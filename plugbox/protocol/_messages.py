@@ -45,6 +45,10 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _is_str_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
@@ -276,8 +280,8 @@ class Exited(Message):
                "Exited.exit_code must be an int")
         _check(self.signal is None or _is_int(self.signal), "Exited.signal must be an int")
         _check(_is_int(self.max_rss_kb), "Exited.max_rss_kb must be an int")
-        _check(isinstance(self.user_cpu, (int, float)), "Exited.user_cpu must be a number")
-        _check(isinstance(self.system_cpu, (int, float)), "Exited.system_cpu must be a number")
+        _check(_is_number(self.user_cpu), "Exited.user_cpu must be a number")
+        _check(_is_number(self.system_cpu), "Exited.system_cpu must be a number")
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {

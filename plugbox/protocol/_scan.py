@@ -1,7 +1,8 @@
-"""A structural pre-scan of msgpack bytes, run before a large frame is unpacked.
+"""A structural pre-scan of msgpack bytes, run before a large frame (or a small one that
+may hold an array16/array32 header) is unpacked.
 
-msgpack's unpacker allocates a list or dict of the declared length when it meets a
-container header, before reading the elements. A hostile frame can nest headers that
+msgpack's unpacker allocates a list of the declared length when it meets an array
+header, before reading the elements. A hostile frame can nest headers that
 each declare many elements and so make the unpacker allocate far more than the frame's
 size. A valid frame can do neither: every declared element takes at least one byte, so
 the declared element counts of all containers together cannot exceed the frame's
@@ -45,7 +46,7 @@ def scan(data: bytes, max_depth: int) -> str | None:
                 continue
             stack[-1] -= 1
             if pos >= end:
-                return "incomplete msgpack value"
+                return "undecodable frame: incomplete msgpack value"
             b = data[pos]
             pos += 1
             count = -1
@@ -78,14 +79,15 @@ def scan(data: bytes, max_depth: int) -> str | None:
                 count = 2 * _length(data, pos, size)
                 pos += size
             else:
-                return f"invalid msgpack type byte 0x{b:02x}"
+                return f"undecodable frame: invalid msgpack type byte 0x{b:02x}"
             declared += count
             if declared > end:
-                return (f"containers declare {declared} elements in a frame of {end} bytes")
+                return (f"undecodable frame: containers declare {declared} elements in a frame "
+                        f"of {end} bytes")
             if count:
                 if len(stack) >= max_depth:
                     return f"frame nests deeper than {max_depth}"
                 stack.append(count)
     except (IndexError, struct.error):
-        return "incomplete msgpack value"
+        return "undecodable frame: incomplete msgpack value"
     return None

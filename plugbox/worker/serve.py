@@ -22,6 +22,7 @@ from ..protocol import (
     EXIT_CHANNEL_LOST,
     EXIT_MEMORY,
     HOST_TO_WORKER,
+    MAX_VALUE_DEPTH,
     WORKER_TO_HOST,
     Call,
     Cancel,
@@ -172,8 +173,11 @@ class WorkerChannel(asyncio.Protocol):
                 for name, packed in before.items():
                     if pack(args[name]) != packed:
                         changed[name] = args[name]
+            # one level under the frame cap: a returned value nests no deeper than an
+            # argument may, so a chain can pass it on to the next plugin as one
             frame = encode(Result(id=msg.id, value=value, changed=changed), side="worker",
-                           max_frame_bytes=self.max_frame, verify=True)
+                           max_frame_bytes=self.max_frame, verify=True,
+                           max_depth=MAX_VALUE_DEPTH + 1)
         except (LocalProtocolError, TypeError, ValueError) as exc:
             what = (f"hook {msg.hook!r} returned a value of type {type(value).__name__} "
                     f"that cannot cross the process boundary")

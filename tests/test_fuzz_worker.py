@@ -1,0 +1,194 @@
+"""A real worker writes hypothesis-generated garbage on its channel: the host kills it,
+reports ``PluginProtocolError`` (cause ``protocol``) naming what was wrong, restarts
+it at the next call, and serves on, every time.
+
+Starting a worker per example is slow, so hypothesis does not drive the host here: it
+draws a fixed, derandomized set of byte strings up front (``garbage()``), and one host
+takes them all in turn. Each string is kept only if the sans-IO decoder, given the host's
+limits, refuses it outright (before any message and without waiting for more bytes), so
+the verdict the host must reach is known exactly: the report's detail is the decoder's
+error, word for word. ``tests/test_fuzz_protocol.py`` covers the decoder itself.
+
+Also here: well-formed messages out of place (a reply to no call, a second Handshake),
+and values nested deeper than the protocol allows, which each side now refuses to send
+instead of having the peer kill or die over them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import Phase, assume, given, settings
+from hypothesis import strategies as st
+
+from plugbox import Limits, PluginHost, specs
+from plugbox.errors import PluginProtocolError, PluginRaised
+from plugbox.protocol import (
+    MAX_VALUE_DEPTH,
+    WORKER_TO_HOST,
+    FrameDecoder,
+    FrameLimits,
+    Handshake,
+    Log,
+    RemoteProtocolError,
+    Result,
+    encode,
+    pack,
+)
+
+pytestmark = pytest.mark.anyio
+
+WIRE = str(Path(__file__).parent / "plugins" / "storm_wire.py")
+EXAMPLES = int(os.environ.get("PLUGBOX_FUZZ_WORKER_EXAMPLES", "12"))
+#: restarts are the point: no backoff, and no quarantine however many there are
+LIMITS = Limits(backoff_initial=0, max_failures=10_000)
+HOST_LIMITS = FrameLimits(max_frame_bytes=LIMITS.max_message_mb << 20)
+
+SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | \
+    st.text(max_size=10) | st.binary(max_size=10)
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
+                      | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
+
+
+def framed(bodies: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    return bodies.map(lambda body: struct.pack(">I", len(body)) + body)
+
+
+#: what a broken or hostile worker might write
+GARBAGE = st.one_of(
+    st.binary(min_size=1, max_size=512),  # mostly a header announcing too much
+    framed(st.binary(min_size=1, max_size=512)),  # a frame of noise
+    framed(st.tuples(st.integers(-2, 30), st.lists(VALUES, max_size=8)).map(
+        lambda p: pack([p[0], *p[1]]))),  # a message array of any tag and fields
+    framed(VALUES.map(pack)),  # msgpack, but not a message
+    # a valid Log first (the host takes it), then a frame of noise
+    st.tuples(st.text(max_size=20), st.binary(min_size=1, max_size=64)).map(
+        lambda p: encode(Log(level=20, logger="fuzz", message=p[0]))
+        + struct.pack(">I", len(p[1])) + p[1]),
+)
+
+
+def refusal(data: bytes) -> RemoteProtocolError | None:
+    """The error a decoder with the host's limits raises on ``data`` before it yields
+    anything but Log messages, or None if it accepts it or waits for more."""
+    decoder = FrameDecoder(peer="worker", accept=WORKER_TO_HOST, limits=HOST_LIMITS)
+    decoder.feed(data, now=0.0)
+    try:
+        while (message := decoder.next_message(now=0.0)) is not None:
+            if not isinstance(message, Log):
+                return None
+    except RemoteProtocolError as exc:
+        return exc
+    return None
+
+
+@functools.cache
+def garbage() -> tuple[bytes, ...]:
+    """``EXAMPLES`` byte strings the decoder refuses, drawn by hypothesis (fixed seed)."""
+    found: list[bytes] = []
+
+    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
+              phases=[Phase.generate])
+    @given(GARBAGE)
+    def collect(data: bytes) -> None:
+        assume(refusal(data) is not None)
+        found.append(data)
+
+    collect()
+    return tuple(found)
+
+
+def test_the_garbage_is_varied() -> None:
+    drawn = garbage()
+    assert len(drawn) == len(set(drawn)) >= EXAMPLES * 3 // 4
+    reasons = {str(refusal(data)).split(":")[1] for data in drawn}
+    assert len(reasons) >= 3, reasons
+
+
+async def test_a_worker_writing_garbage_is_killed_and_the_host_serves_on(behave: str) -> None:
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(WIRE, limits=LIMITS)
+        await host.add(behave)  # a sibling, unaffected throughout
+        for restarts, data in enumerate(garbage()):
+            expected = refusal(data)
+            with pytest.raises(PluginProtocolError) as info:
+                await host.call("process", input_data={"send": data})
+            report = info.value.report
+            assert (report.plugin, report.cause, report.restarts) == ("wire", "protocol",
+                                                                        restarts), data
+            assert report.detail == str(expected), data
+            assert report.killed and report.signal == "SIGKILL"
+            assert report.pid is not None and not pid_alive(report.pid)
+            # both plugins answer: the wire plugin from a fresh worker
+            out = await host.call("process", input_data={"do": "echo"})
+            assert out.called == ["wire", "behave"]
+        assert [r.cause for r in host.reports] == ["protocol"] * len(garbage())
+
+
+@pytest.mark.parametrize("data", [
+    encode(Result(id=999, value=None)),
+    encode(Handshake(protocol=1, plugin="again", version="1", hooks={}, pid=1)),
+], ids=["reply-to-no-call", "second-handshake"])
+async def test_well_formed_messages_out_of_place_are_protocol_errors_too(data: bytes) -> None:
+    # the decoder accepts these; the host's dispatch refuses them
+    assert refusal(data) is None
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(WIRE, limits=LIMITS)
+        with pytest.raises(PluginProtocolError) as info:
+            await host.call("process", input_data={"send": data})
+        assert info.value.report.cause == "protocol"
+        assert info.value.report.detail.startswith("worker broke the protocol: ")
+        assert (await host.call("process", input_data={"x": 1})).value == {"x": 1}
+
+
+def nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+async def test_a_value_nested_too_deep_is_refused_by_its_sender_and_kills_no_worker() -> None:
+    # Once, the host sent a too-deep argument, and the worker, refusing the frame, died:
+    # a crash charged to the plugin (counted toward its quarantine). And a plugin
+    # returning one was killed for a protocol error. Now each side refuses to send it.
+    async with PluginHost(specs.PIPELINE) as host:
+        info = await host.add(WIRE, limits=LIMITS)
+        with pytest.raises(TypeError, match=f"nests deeper than {MAX_VALUE_DEPTH} levels"):
+            await host.call("process", input_data=nested(MAX_VALUE_DEPTH + 1))
+        out = await host.call("process", input_data=nested(MAX_VALUE_DEPTH))
+        assert out.value == nested(MAX_VALUE_DEPTH)
+        # a returned value may nest as deep as an argument, no deeper, so that a chain
+        # can hand it to the next plugin (a Result frame could hold one level more)
+        assert (await host.call("process", input_data={"nest": MAX_VALUE_DEPTH})).value == (
+            nested(MAX_VALUE_DEPTH))
+        with pytest.raises(PluginRaised) as raised:
+            await host.call("process", input_data={"nest": MAX_VALUE_DEPTH + 1})
+        report = raised.value.report
+        assert report.exc_type == "TypeError"
+        assert f"nests deeper than {MAX_VALUE_DEPTH + 1} levels" in (report.exc_message or "")
+        assert host.reports == [report]
+        assert host.plugins[0].pid == info.pid and host.plugins[0].restarts == 0
+
+
+async def test_a_chain_passes_the_deepest_value_on_without_killing_the_next_worker(
+        behave: str) -> None:
+    # process is a chain: the wire plugin's deepest value becomes behave's argument
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(WIRE, limits=LIMITS)
+        await host.add(behave, limits=LIMITS)
+        out = await host.call("process", input_data={"nest": MAX_VALUE_DEPTH})
+        assert out.value == nested(MAX_VALUE_DEPTH) and out.called == ["wire", "behave"]
+        assert host.reports == [] and [p.restarts for p in host.plugins] == [0, 0]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
