@@ -33,32 +33,10 @@ from openai.types.responses import (
     ResponseOutputText,
 )
 
+from ._plain import plain as plain  # re-exported: convert.plain
+
 #: roles a message rebuilt from plain data may have as an input item of its own.
 _MESSAGE_ROLES = frozenset({"user", "system", "developer", "assistant"})
-_MAX_DEPTH = 64
-
-
-def plain(value: Any, _depth: int = 0) -> Any:
-    """``value`` as msgpack-able data: pydantic models dumped (JSON mode), dataclasses
-    as dicts, tuples and sets as lists, dict keys as str; anything else as ``str()``."""
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
-        return value
-    if _depth > _MAX_DEPTH:
-        return repr(value)
-    if isinstance(value, Mapping):
-        return {str(k): plain(v, _depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v, _depth + 1) for v in value]
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        try:
-            return plain(dump(mode="json", exclude_none=True), _depth + 1)
-        except Exception:  # a model that cannot dump itself is shown as text
-            return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name), _depth + 1)
-                for f in dataclasses.fields(value)}
-    return str(value)
 
 
 def _get(item: Any, key: str) -> Any:
