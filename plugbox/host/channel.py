@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import anyio
 
+from .tasks import start_protected
+
 OnData = Callable[[bytes], None]
 Deadline = Callable[[], "float | None"]
 
@@ -198,7 +200,7 @@ class StreamChannel(Channel):
         sock = self.sock
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._drain)
+                start_protected(tg, self._drain)  # Ctrl-C on trio: see tasks.py
                 try:
                     while True:
                         due = deadline()

@@ -3,11 +3,18 @@
 They run in the host's task group but each inside a shielded cancel scope: cancelling
 the task that owns the host must not stop the readers and reapers that closing the
 host depends on. ``cancel_all`` stops them once the host is closed.
+
+On trio they are also protected from KeyboardInterrupt: trio raises it in whatever
+code runs when SIGINT arrives, unless that code is protected, and a reader killed by
+it mid-frame would leave the host unable to close its workers in order. Protected,
+Ctrl-C reaches the application's own tasks (or trio's main task), whose ``async with
+PluginHost`` then closes the host with these tasks still serving it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -21,12 +28,13 @@ class HostTasks:
         self._tg = tg
         self._scopes: set[anyio.CancelScope] = set()
         self._closed = False
+        self._runner = _ki_protected_runner() if _on_trio() else _run_guarded
 
     def start_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``func(*args)`` in the background until it returns or ``cancel_all``."""
         if self._closed:
             raise RuntimeError("the host's tasks are already stopped")
-        self._tg.start_soon(self._guarded, func, args)
+        self._tg.start_soon(self._runner, self, func, args)
 
     async def _guarded(self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         with anyio.CancelScope(shield=True) as scope:
@@ -41,3 +49,59 @@ class HostTasks:
         self._closed = True
         for scope in list(self._scopes):
             scope.cancel()
+
+
+Runner = Callable[[HostTasks, Callable[..., Awaitable[Any]], tuple[Any, ...]],
+                  Coroutine[Any, Any, None]]
+
+
+async def _run_guarded(tasks: HostTasks, func: Callable[..., Awaitable[Any]],
+                       args: tuple[Any, ...]) -> None:
+    await tasks._guarded(func, args)
+
+
+_protected: list[Runner] = []
+
+
+def _ki_protected_runner() -> Runner:
+    """``_run_guarded`` with trio's KeyboardInterrupt protection: it covers every frame
+    the task runs beneath it (made once; trio keys protection by code object)."""
+    if not _protected:
+        from trio.lowlevel import enable_ki_protection
+
+        _protected.append(enable_ki_protection(_run_guarded))
+    return _protected[0]
+
+
+async def _call(func: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+    await func(*args)
+
+
+_protected_calls: list[Callable[[Callable[..., Awaitable[Any]], tuple[Any, ...]],
+                                Coroutine[Any, Any, None]]] = []
+
+
+def start_protected(tg: anyio.abc.TaskGroup, func: Callable[..., Coroutine[Any, Any, Any]],
+                    *args: Any) -> None:
+    """``tg.start_soon(func, *args)`` for a task of the host's own nested in a host
+    task (a channel's writer): on trio, protected from KeyboardInterrupt like them."""
+    if not _on_trio():
+        tg.start_soon(func, *args)
+        return
+    if not _protected_calls:
+        from trio.lowlevel import enable_ki_protection
+
+        _protected_calls.append(enable_ki_protection(_call))
+    tg.start_soon(_protected_calls[0], func, args)
+
+
+def _on_trio() -> bool:
+    """Whether the running event loop is trio's (without importing trio otherwise)."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
