@@ -8,6 +8,7 @@ Each function runs its own event loop (``anyio.run``) on the backend it is given
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -237,9 +238,20 @@ def idle_rss(launcher: str = "zygote") -> dict[str, Any]:
             if pid is None:
                 raise RuntimeError("the plugin has no worker pid")
             out: dict[str, Any] = {"worker": memory_of(pid)}
+            # in a pid namespace the plugin's process has two more above it (the
+            # launched one and the namespace's init): their private memory counts too
+            launcher_pid = getattr(host._launcher, "pid", None) or os.getpid()
+            tree = [psutil.Process(pid)]
+            while tree[-1].ppid() not in (launcher_pid, 1):
+                tree.append(psutil.Process(tree[-1].ppid()))
+            mems = [memory_of(p.pid) for p in tree]
+            out["worker"]["processes"] = len(tree)
+            for key in ("uss", "pss"):
+                if all(key in m for m in mems):
+                    out["worker"][f"{key}_all"] = sum(m[key] for m in mems)
             if launcher == "zygote":
                 try:
-                    out["zygote"] = memory_of(psutil.Process(pid).ppid())
+                    out["zygote"] = memory_of(tree[-1].ppid())
                 except psutil.Error:
                     pass
             return out

@@ -427,6 +427,10 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
             continue
         uss, pss = fig.extra.get("uss"), fig.extra.get("pss")
         detail = " / ".join(f"{v:.1f}" for v in (uss, pss) if v is not None)
+        if fig.extra.get("processes", 1) > 1 and "uss_all" in fig.extra:
+            # a pid namespace: the launched process and the namespace's init too
+            detail += (f" (with its {int(fig.extra['processes']) - 1} parents: "
+                       f"{fig.extra['uss_all']:.1f} / {fig.extra.get('pss_all', 0):.1f})")
         bound, met = tgt("idle worker RSS (zygote)") if key == "worker_zygote" else ("", "")
         rows.append((f"  {fig.label}", f"{fig.p50:.1f} MB", "",
                      f"{detail} MB" if detail else "", bound, met))

@@ -25,6 +25,7 @@ from plugbox.errors import (
     PluginRaised,
     PluginTimeout,
 )
+from plugbox.testing import faults
 
 pytestmark = pytest.mark.anyio
 
@@ -346,3 +347,19 @@ async def test_a_spin_that_ignores_sigxcpu_is_still_cpu_exceeded(behave: str) ->
         assert isinstance(exc, PluginCPUExceeded)
         assert "ignored SIGXCPU" in exc.report.detail and exc.report.killed
         assert exc.report.cpu_time > 2.0
+
+
+async def test_refused_oversize_results_do_not_pile_up_in_the_worker() -> None:
+    # each refused result used to stay alive in a reference cycle (the encoding error's
+    # traceback held the reply's frame, and that frame the value) until a collection
+    # happened to run: under memory_mb the fifth or so ran the worker out of memory
+    fault = faults.FAULTS["oversize_result"]
+    assert fault.limits is not None and fault.limits.memory_mb is not None
+    strikes = 4 * fault.limits.memory_mb // int(fault.config["mb"])
+    async with PluginHost(specs.PIPELINE) as host:
+        info = await host.add(fault.ref, config=fault.config, limits=fault.limits)
+        for _ in range(strikes):
+            with pytest.raises(PluginRaised) as caught:
+                await host.call("process", input_data=None)
+            assert caught.value.report.exc_type == "TypeError"
+        assert host.plugins[0].pid == info.pid and host.plugins[0].restarts == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -136,6 +137,25 @@ async def test_cancelling_the_host_task_mid_call_leaves_nothing_behind(behave: s
         await ready.wait()
         tg.cancel_scope.cancel()
     # the leak check (conftest) proves no worker, zygote or fd survived
+
+
+async def test_a_big_hosts_peak_rss_is_not_charged_to_its_subprocess_worker(
+        behave: str) -> None:
+    # an exec'd child inherits, in its ru_maxrss, the high-water mark of the memory it
+    # left at exec: its parent's. Once this showed a segfault of a worker of a big host
+    # as "memory" (its peak "at its cap"); the launcher now ignores a peak it cannot tell
+    # from the host's, and the report falls back on what the usage watch saw
+    limits = Limits(memory_mb=64)
+    ballast = b"\x01" * ((limits.memory_mb + 64) << 20)  # touched: counted in RSS
+    del ballast
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > (limits.memory_mb + 64) << 10
+    async with PluginHost(specs.PIPELINE, launcher="subprocess") as host:
+        await host.add(behave, limits=limits)
+        with pytest.raises(PluginCrashed) as info:
+            await host.call("process", input_data={"do": "segfault"})
+        report = info.value.report
+        assert (report.cause, report.signal) == ("crashed", "SIGSEGV"), report.summary()
+        assert 0 <= report.peak_rss_kb < limits.memory_mb << 10
 
 
 @pytest.mark.parametrize(("do", "cls", "cause"), [

@@ -178,3 +178,17 @@ async def test_failures_further_apart_than_the_window_never_quarantine() -> None
         assert_backoffs_were_waited(launcher, failures)
         assert (await host.call("process", input_data={"do": "echo"})).value == {"do": "echo"}
         assert len(launcher.starts) == 5 and host.plugins[0].state == "running"
+
+
+def test_the_backoff_stays_capped_after_any_number_of_failures_in_a_row() -> None:
+    # 2 ** 1024 overflows a float: a plugin failing that often in a row (spaced past its
+    # failure window, so never quarantined) once made host.call raise OverflowError
+    from plugbox.host.supervision import PluginOptions, SupervisedPlugin
+
+    limits = Limits(backoff_initial=0.01, backoff_max=2.0)
+    plugin = SupervisedPlugin(PluginOptions(ref="p", limits=limits), specs.PIPELINE,
+                              launcher=None, tg=None, record=lambda report: None)  # type: ignore[arg-type]
+    for failures, expected in ((1, 0.01), (2, 0.02), (8, 1.28), (9, 2.0), (1025, 2.0),
+                               (10**6, 2.0)):
+        plugin.failures_in_row = failures
+        assert plugin.backoff() == expected

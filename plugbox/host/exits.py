@@ -13,7 +13,7 @@ class ExitInfo:
 
     exit_code: int | None = None
     signal: int | None = None
-    max_rss_kb: int = 0
+    max_rss_kb: int = 0  # 0: unknown (the report falls back on the usage watch)
     cpu_time: float = 0.0
     lost: bool = False
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -133,6 +134,10 @@ class SubprocessLauncher(Launcher):
         host_end, worker_end, out, err = _make_worker_fds()
         fd = worker_end.fileno()
         cmd = self.command_prefix + _interpreter_command("plugbox.worker.__main__", fd, self.python)
+        # the child's ru_maxrss starts at this process's peak: the kernel records the
+        # high-water mark of the memory it leaves at exec (fork and vfork alike), so a
+        # peak at or under it says nothing about the worker
+        host_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out[1], stderr=err[1],
                                     pass_fds=(fd,), start_new_session=True, env=_clean_env())
@@ -147,10 +152,11 @@ class SubprocessLauncher(Launcher):
             os.close(err[1])
         spawned = SpawnedWorker(pid=proc.pid, pidfd=_linux.pidfd_open(proc.pid),
                                 channel=host_end, stdout=out[0], stderr=err[0])
-        tg.start_soon(self._reap, proc, spawned)
+        tg.start_soon(self._reap, proc, spawned, host_peak_kb)
         return spawned
 
-    async def _reap(self, proc: subprocess.Popen[bytes], spawned: SpawnedWorker) -> None:
+    async def _reap(self, proc: subprocess.Popen[bytes], spawned: SpawnedWorker,
+                    host_peak_kb: int) -> None:
         """Wait for the process to end (pidfd readable, else a thread) and reap it."""
         with anyio.CancelScope(shield=True):
             pidfd = spawned.pidfd
@@ -166,7 +172,8 @@ class SubprocessLauncher(Launcher):
         proc.returncode = code
         spawned.exit.set(ExitInfo(exit_code=code if code >= 0 else None,
                                   signal=-code if code < 0 else None,
-                                  max_rss_kb=rusage.ru_maxrss,
+                                  max_rss_kb=rusage.ru_maxrss
+                                  if rusage.ru_maxrss > host_peak_kb else 0,
                                   cpu_time=rusage.ru_utime + rusage.ru_stime))
 
 

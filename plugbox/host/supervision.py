@@ -227,8 +227,10 @@ class SupervisedPlugin:
         limits = self.options.limits
         if self.failures_in_row == 0:
             return 0.0
-        return float(min(limits.backoff_initial * 2 ** (self.failures_in_row - 1),
-                         limits.backoff_max))
+        # the exponent is capped: 2.0 ** 1024 overflows, and a plugin that never meets
+        # quarantine (failures spaced past its window) may fail that often in a row
+        doubling = 2.0 ** min(self.failures_in_row - 1, 64)
+        return float(min(limits.backoff_initial * doubling, limits.backoff_max))
 
     # ---------------------------------------------------------------- calling
     async def invoke(self, hook: str, args: dict[str, Any],
@@ -261,6 +263,8 @@ class SupervisedPlugin:
         cause, detail, death = await worker.wait_verdict()
         if isinstance(reply, TimedOut) and cause != "timeout":
             detail = f"{detail} (the call had timed out after {reply.timeout:g} s)"
+        elif worker.closing:  # not the plugin's doing: its host closed it mid-call
+            detail = f"the host closed the plugin during the call ({detail})"
         report = self._report(worker, hook, cause, detail, death, duration,
                               exc=reply if isinstance(reply, Error) else None)
         if worker.reported:  # one death fails every call in flight; it counts once

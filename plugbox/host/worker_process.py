@@ -124,6 +124,8 @@ class WorkerProcess:
                  logger: logging.Logger) -> None:
         self.spawned = spawned
         self.pid = spawned.pid  # the launched process, until a Handshake names another
+        #: the highest RSS the usage watch saw: the peak where the exit's is unknown
+        self.peak_seen_kb = 0
         self.label = label
         self.limits = limits
         self.logger = logger
@@ -256,7 +258,7 @@ class WorkerProcess:
         baseline = self.handshake.baseline_rss_kb if self.handshake else 0
         return Death(kill_reason=self.kill_reason, kill_detail=self.kill_detail,
                      exit_code=info.exit_code, signal=info.signal,
-                     peak_rss_kb=info.max_rss_kb, cpu_time=info.cpu_time,
+                     peak_rss_kb=info.max_rss_kb or self.peak_seen_kb, cpu_time=info.cpu_time,
                      memory_mb=self.limits.memory_mb, baseline_rss_kb=baseline,
                      cpu_seconds=self.limits.cpu_seconds, memory_hint=self.memory_hint,
                      lost=info.lost, channel_closed_first=self.eof_first)
@@ -451,6 +453,7 @@ class WorkerProcess:
             if sample is None:
                 return
             rss, cpu = sample
+            self.peak_seen_kb = max(self.peak_seen_kb, rss)
             if memory_mb and rss - baseline > memory_mb * 1024:
                 self.kill("memory", f"its RSS of {rss // 1024} MB went over its cap of "
                                     f"{memory_mb} MB above the {baseline // 1024} MB it "

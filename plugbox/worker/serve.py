@@ -185,6 +185,9 @@ class WorkerChannel(asyncio.Protocol):
                 what = f"hook {msg.hook!r} left an argument that cannot cross the boundary"
             why = exc.__cause__ or exc
             reason = why.reason if isinstance(why, LocalProtocolError) else str(why)
+            # the exception's traceback holds this frame, and this frame the value: a
+            # cycle that would keep an oversize value alive until a collection
+            del why, value, args, changed
             self.send_error(msg.id, TypeError(f"{what}: {reason}"))
             return
         except MemoryError as exc:
