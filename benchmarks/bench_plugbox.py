@@ -16,7 +16,7 @@ import anyio
 from bench_baselines import memory_of
 from bench_common import PAYLOAD, PLUGIN, Missing, mono_ns, now_ns, pin_children
 
-from plugbox import Limits, PluginHost
+from plugbox import Limits, PluginHost, Sandbox
 from plugbox.errors import PluginFailure
 from plugbox.specs import HookSet, HookSpec
 
@@ -160,7 +160,8 @@ def start_plugbox_cold(rounds: int) -> list[float]:
 
 
 # ------------------------------------------------------------------ crash, report, respawn
-def crash_rounds(rounds: int, backend: str = "asyncio") -> dict[str, Any]:
+def crash_rounds(rounds: int, backend: str = "asyncio",
+                 sandbox: Sandbox | None = None) -> dict[str, Any]:
     """Crash the worker ``rounds`` times; after each, time the next call.
 
     Returns µs samples: ``death_to_report`` (the plugin's last moment, stamped on
@@ -180,7 +181,7 @@ def crash_rounds(rounds: int, backend: str = "asyncio") -> dict[str, Any]:
         causes: dict[str, int] = {}
         unstamped = 0
         async with PluginHost(HOOKS) as host:
-            await host.add(PLUGIN, limits=limits)
+            await host.add(PLUGIN, limits=limits, sandbox=sandbox)
             _check_echo((await host.call("echo", payload=PAYLOAD)).value)
             pin_children()  # the zygote too: respawned workers inherit its CPUs
             for i in range(rounds + 2):  # two warm-up rounds

@@ -39,6 +39,8 @@ from bench_common import (
     set_pinning,
 )
 
+from plugbox import Sandbox
+
 ROOT = os.path.dirname(HERE)
 X = "\u00d7"  # the multiplication sign of ratios
 INFLIGHT = 64
@@ -180,6 +182,19 @@ def measure_crash(scale: Scale) -> dict[str, Figure]:
                 if not fig.samples:
                     fig.status = "error: no samples (the crash stamp never reached the report)"
             figs[fig.key] = fig
+    # what the pid namespace costs: the same on asyncio, with Sandbox(pid_namespace=False)
+    log("crash and respawn: asyncio, without the pid namespace")
+    bare = {"respawn": Figure("respawn_nopidns", "  … with Sandbox(pid_namespace=False)"),
+            "death_to_report": Figure("death_to_report_nopidns",
+                                      "  … with Sandbox(pid_namespace=False)")}
+    got = attempt(bare["respawn"], partial(pb.crash_rounds, scale.respawn_rounds, "asyncio",
+                                           Sandbox(pid_namespace=False)))
+    for name, fig in bare.items():
+        if got is None:
+            fig.status = bare["respawn"].status
+        else:
+            fig.samples = got[name]
+        figs[fig.key] = fig
     return figs
 
 
@@ -418,6 +433,13 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
             elif kind == "death_to_report":
                 bound, met = tgt(f"death → report, {backend}")
             rows.append((f"  {fig.label}", fmt_us(fig.p50), fmt_us(fig.p99), x, bound, met))
+            if backend == "asyncio" and kind != "call_to_report":
+                bare = crash.get(f"{kind}_nopidns")
+                if bare is not None and bare.ok:
+                    rows.append((f"  {bare.label}", fmt_us(bare.p50), fmt_us(bare.p99),
+                                 "", "", ""))
+                elif bare is not None:
+                    rows.append(status_row(bare))
 
     rows.append("idle memory (psutil, after 20 calls and 0.3 s idle) — p50 column: RSS; "
                 "ratio column: USS / PSS")

@@ -110,6 +110,12 @@ class Sandbox:
     - ``env``: names of host environment variables passed through (default none).
     - ``namespaces`` / ``landlock`` / ``seccomp``: ask for each layer (default yes);
       a layer the kernel lacks is reported, not faked.
+    - ``pid_namespace``: with ``namespaces``, also a pid namespace (default yes): the
+      plugin sees no host process and all it starts dies with it. It costs two more
+      processes per worker, about 5 ms more per start and 2 ms more from a death to
+      its report (``benchmarks/``); without it, Landlock and seccomp still keep the
+      plugin from seeing or signalling other processes, and the zygote kills what a
+      worker leaves behind.
     - ``strict``: refuse to start the plugin if any requested layer is not in force
       (``PluginLoadError`` naming the layer).
     """
@@ -121,6 +127,7 @@ class Sandbox:
     processes: bool = False
     env: tuple[str, ...] = ()
     namespaces: bool = True
+    pid_namespace: bool = True
     landlock: bool = True
     seccomp: bool = True
     strict: bool = False
@@ -135,7 +142,9 @@ class Sandbox:
         if root and self.user is not None:
             layers.append("unprivileged")
         if self.namespaces:
-            layers += ["user_namespace", "ipc_namespace", "mount_namespace", "pid_namespace"]
+            layers += ["user_namespace", "ipc_namespace", "mount_namespace"]
+            if self.pid_namespace:
+                layers.append("pid_namespace")
             if not self.network:
                 layers.append("network_namespace")
         if self.landlock:
@@ -150,5 +159,6 @@ class Sandbox:
         """The sandbox settings as msgpack-able data for the worker."""
         return {"user": self.user, "network": self.network, "read_only": list(self.read_only),
                 "scratch": scratch, "processes": self.processes, "env": env,
-                "namespaces": self.namespaces, "landlock": self.landlock,
+                "namespaces": self.namespaces, "pid_namespace": self.pid_namespace,
+                "landlock": self.landlock,
                 "seccomp": self.seccomp}

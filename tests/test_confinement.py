@@ -22,6 +22,14 @@ async def worker_info(behave: str, launcher: str = "zygote", **kw: Any) -> tuple
         return info, out.value
 
 
+async def test_without_the_pid_namespace_the_plugin_runs_as_the_launched_process(
+        behave: str) -> None:
+    info, seen = await worker_info(behave, sandbox=Sandbox(pid_namespace=False))
+    assert info.layers["user_namespace"] and info.layers["mount_namespace"]
+    assert not info.layers["pid_namespace"]
+    assert seen["sid"] == seen["pid"] == info.pid  # its own session's leader
+
+
 @pytest.mark.parametrize("launcher", ["zygote", "subprocess"])
 async def test_worker_is_confined_before_the_plugin_runs(behave: str, launcher: str,
                                                          monkeypatch: pytest.MonkeyPatch,

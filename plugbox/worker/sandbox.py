@@ -88,7 +88,7 @@ def enter(policy: dict[str, Any]) -> tuple[dict[str, bool], int]:
     done["mount_namespace"] = done["pid_namespace"] = False
     if done["user_namespace"]:
         mount = pidns.unshare(pidns.CLONE_NEWNS)
-        if pidns.unshare(pidns.CLONE_NEWPID):
+        if policy.get("pid_namespace", True) and pidns.unshare(pidns.CLONE_NEWPID):
             pid = pidns.split()
             done["pid_namespace"] = True
         if mount:
