@@ -176,7 +176,7 @@ def cpu_clock() -> float:
     """CPU seconds used, as RLIMIT_CPU counts them (process_time() elsewhere)."""
     if sys.platform.startswith("linux"):
         try:
-            return max(time.clock_gettime(PROF_CLOCK), time.process_time())
+            return time.clock_gettime(PROF_CLOCK)
         except OSError:
             pass
     return time.process_time()
