@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 
-from ..worker._linux import pidfd_open as pidfd_open  # one implementation, both sides
+from ..worker._linux import parent_of as parent_of  # one implementation, both sides
+from ..worker._linux import pidfd_open as pidfd_open
 
 
 def send_signal(pid: int, pidfd: int | None, signum: int = signal.SIGKILL) -> bool:
@@ -24,15 +25,6 @@ def send_signal(pid: int, pidfd: int | None, signum: int = signal.SIGKILL) -> bo
     except (ProcessLookupError, PermissionError, OSError):
         return False
     return True
-
-
-def parent_of(pid: int) -> int | None:
-    """A live process's parent pid (from /proc/<pid>/stat); None if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def descends_from(pid: int, ancestor: int, generations: int) -> bool:

@@ -28,13 +28,12 @@ class HostTasks:
         self._tg = tg
         self._scopes: set[anyio.CancelScope] = set()
         self._closed = False
-        self._runner = _ki_protected_runner() if _on_trio() else _run_guarded
 
     def start_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``func(*args)`` in the background until it returns or ``cancel_all``."""
         if self._closed:
             raise RuntimeError("the host's tasks are already stopped")
-        self._tg.start_soon(self._runner, self, func, args)
+        start_protected(self._tg, self._guarded, func, args)
 
     async def _guarded(self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         with anyio.CancelScope(shield=True) as scope:
@@ -51,28 +50,6 @@ class HostTasks:
             scope.cancel()
 
 
-Runner = Callable[[HostTasks, Callable[..., Awaitable[Any]], tuple[Any, ...]],
-                  Coroutine[Any, Any, None]]
-
-
-async def _run_guarded(tasks: HostTasks, func: Callable[..., Awaitable[Any]],
-                       args: tuple[Any, ...]) -> None:
-    await tasks._guarded(func, args)
-
-
-_protected: list[Runner] = []
-
-
-def _ki_protected_runner() -> Runner:
-    """``_run_guarded`` with trio's KeyboardInterrupt protection: it covers every frame
-    the task runs beneath it (made once; trio keys protection by code object)."""
-    if not _protected:
-        from trio.lowlevel import enable_ki_protection
-
-        _protected.append(enable_ki_protection(_run_guarded))
-    return _protected[0]
-
-
 async def _call(func: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
     await func(*args)
 
@@ -83,8 +60,9 @@ _protected_calls: list[Callable[[Callable[..., Awaitable[Any]], tuple[Any, ...]]
 
 def start_protected(tg: anyio.abc.TaskGroup, func: Callable[..., Coroutine[Any, Any, Any]],
                     *args: Any) -> None:
-    """``tg.start_soon(func, *args)`` for a task of the host's own nested in a host
-    task (a channel's writer): on trio, protected from KeyboardInterrupt like them."""
+    """``tg.start_soon(func, *args)``, on trio protected from KeyboardInterrupt (see
+    above): host tasks, and tasks of the host's own nested in them (a channel's
+    writer). Protection covers every frame the task runs beneath ``_call``."""
     if not _on_trio():
         tg.start_soon(func, *args)
         return

@@ -58,6 +58,15 @@ def pidfd_open(pid: int) -> int | None:
         return None
 
 
+def parent_of(pid: int) -> int | None:
+    """A live process's parent pid (from /proc/<pid>/stat); None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def own_children() -> list[int]:
     """Pids of this process's children: /proc/self/task/*/children where the kernel has
     it (CONFIG_PROC_CHILDREN), else the parent field of every /proc/<pid>/stat."""
@@ -75,17 +84,9 @@ def own_children() -> list[int]:
         pass
     except OSError:
         return pids
-    me, pids = os.getpid(), []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                if int(f.read().rpartition(")")[2].split()[1]) == me:
-                    pids.append(int(name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return pids
+    me = os.getpid()
+    return [int(name) for name in os.listdir("/proc")
+            if name.isdigit() and parent_of(int(name)) == me]
 
 
 def address_space_kb() -> int:
