@@ -26,7 +26,7 @@ from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from plugbox import Limits, PluginHost, specs
-from plugbox.errors import PluginProtocolError, PluginRaised
+from plugbox.errors import PluginLoadError, PluginProtocolError, PluginRaised
 from plugbox.protocol import (
     MAX_VALUE_DEPTH,
     WORKER_TO_HOST,
@@ -192,3 +192,26 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+FORGED = str(Path(__file__).parent / "plugins" / "forged_handshake.py")
+
+
+@pytest.mark.parametrize(("hooks", "claim"), [
+    ({"process": ["input_data"], "no_such_hook": ["x"]}, "claims hook 'no_such_hook'"),
+    ({"process": ["input_data", "bogus"]}, "claims hook 'process' takes"),
+    ({"process": ["input_data", "input_data"]}, "claims hook 'process' takes"),
+], ids=["unknown-hook", "unknown-argument", "argument-twice"])
+async def test_a_handshake_claiming_what_the_host_did_not_offer_is_a_protocol_error(
+        behave: str, hooks: dict[str, list[str]], claim: str) -> None:
+    # The Handshake is sent after the plugin's code ran, so a plugin can rewrite it; the
+    # host once took its list of arguments on trust and raised KeyError at every call
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(behave)
+        with pytest.raises(PluginLoadError) as info:
+            await host.add(FORGED, config={"hooks": hooks})
+        report = info.value.report
+        assert report is not None and report.cause == "protocol"
+        assert claim in report.detail
+        assert [p.name for p in host.plugins] == ["behave"]
+        assert (await host.call("process", input_data={"x": 1})).called == ["behave"]

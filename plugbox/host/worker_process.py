@@ -160,12 +160,16 @@ class WorkerProcess:
             peer="worker", accept=WORKER_TO_HOST,
             limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20))
         self._max_frame = limits.max_message_mb << 20
+        #: each hook the host offered (Start) and the arguments it has
+        self._offered: dict[str, frozenset[str]] = {}
         self.stdout = OutputCapture(logger, logging.INFO, tail_lines=limits.stderr_tail_lines)
         self.stderr = OutputCapture(logger, logging.WARNING, tail_lines=limits.stderr_tail_lines)
 
     # ---------------------------------------------------------------- life
     def start(self, tg: HostTasks, start: Start) -> None:
         """Start the reader, writer, output and exit tasks, then send ``start``."""
+        self._offered = {hook: frozenset(spec.get("args", ()))
+                         for hook, spec in start.hooks.items() if isinstance(spec, dict)}
         tg.start_soon(self._read_channel)
         tg.start_soon(self._read_output, self.spawned.stdout, self.stdout)
         tg.start_soon(self._read_output, self.spawned.stderr, self.stderr)
@@ -390,6 +394,7 @@ class WorkerProcess:
         elif isinstance(msg, Handshake):
             if self.handshake is not None:
                 raise ProtocolError("a second Handshake", side="worker")
+            self._check_claimed_hooks(msg.hooks)
             if msg.pid != self.spawned.pid:
                 self._adopt_serving_process(msg.pid)
             self.handshake = msg
@@ -398,6 +403,20 @@ class WorkerProcess:
                 self.logger.log(early.level, "%s: %s", early.logger, early.message)
             self._early_logs.clear()
             self._hello.set()
+
+    def _check_claimed_hooks(self, hooks: dict[str, list[str]]) -> None:
+        """The Handshake comes after the plugin's code ran, so its word on the hooks
+        implemented is checked against what the host offered: each a hook of the
+        host's, taking only (and each only once) arguments that hook has."""
+        for hook, accepted in hooks.items():
+            offered = self._offered.get(hook)
+            if offered is None:
+                raise ProtocolError(f"the Handshake claims hook {hook!r}, which the host "
+                                    f"did not offer", side="worker")
+            if len(set(accepted)) != len(accepted) or not offered.issuperset(accepted):
+                raise ProtocolError(f"the Handshake claims hook {hook!r} takes {accepted}, "
+                                    f"not a set of its arguments {sorted(offered)}",
+                                    side="worker")
 
     def _adopt_serving_process(self, pid: int) -> None:
         """Watch and kill ``pid``, the process serving the plugin (pid 2 of a pid
