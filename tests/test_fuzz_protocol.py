@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -57,8 +58,10 @@ from plugbox.protocol import (
     decode_body,
     encode,
     encode_call,
+    encode_result,
     pack,
 )
+from plugbox.protocol._frames import _depth_exceeds, _unpack_as_peer
 
 settings.register_profile(
     "plugbox-fuzz",
@@ -626,6 +629,14 @@ def nested(depth: int, inner: Any = None) -> Any:
     return inner
 
 
+def nested_maps(depth: int) -> Any:
+    """``None`` inside ``depth - 1`` maps: no array header anywhere."""
+    value: Any = None
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
 class Opaque:
     """An object msgpack has no encoding for."""
 
@@ -646,6 +657,10 @@ WILD: st.SearchStrategy[Any] = st.tuples(
 @given(WILD, st.sampled_from(["result", "changed", "config", "call"]))
 @example(nested(63), "result")  # the frame: 64 levels, the most a peer accepts
 @example(nested(64), "result")  # 65: was sent, and the host killed the worker for it
+@example(nested_maps(63), "result")  # the same without arrays, which the check
+@example(nested_maps(64), "result")  # does not decode when nothing looks suspect
+@example(nested_maps(62), "call")
+@example(nested_maps(63), "call")
 def test_what_encode_verifies_the_peer_decodes(value: Any, where: str) -> None:
     message: Message
     if where == "result":
@@ -688,3 +703,77 @@ def test_an_argument_check_crossable_passes_makes_a_call_the_worker_decodes(
 def test_check_crossable_refuses_a_value_the_peer_would_refuse_as_too_deep(depth: int) -> None:
     with pytest.raises(TypeError, match=f"nests deeper than {MAX_VALUE_DEPTH} levels"):
         check_crossable(nested(depth))
+
+
+#: WILD, and extension values (msgpack packs them; no peer accepts them) at any depth
+EXTENSIONS = st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=4)) | \
+    st.builds(msgpack.Timestamp, st.integers(0, 2**32 - 1))
+WILDER: st.SearchStrategy[Any] = WILD | st.tuples(EXTENSIONS, st.integers(1, 6)).map(
+    lambda p: nested(p[1], {"k": p[0]}))
+
+
+def outcome(fn: Callable[[], bytes]) -> bytes | tuple[str, str]:
+    try:
+        return fn()
+    except (LocalProtocolError, TypeError) as exc:
+        return (type(exc).__name__, getattr(exc, "reason", str(exc)))
+
+
+def result_by_decoding(value: Any, changed: dict[str, Any], max_depth: int) -> bytes:
+    """A checked Result frame as the peer sees it: packed, decoded whole, walked."""
+    frame = encode(Result(id=9, value=value, changed=changed), side="w")
+    try:
+        decoded = _unpack_as_peer(frame[4:])
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"cannot encode Result: {exc}", side="w") from None
+    if _depth_exceeds(decoded, max_depth):
+        raise LocalProtocolError(f"cannot encode Result: it nests deeper than {max_depth} "
+                                 f"levels (the protocol's cap)", side="w")
+    return frame
+
+
+@FUZZ
+@given(WILDER, st.booleans())
+@example(nested(MAX_VALUE_DEPTH), False)  # the deepest a result may be
+@example(nested(MAX_VALUE_DEPTH + 1), False)
+@example(nested_maps(MAX_VALUE_DEPTH), False)
+@example(nested_maps(MAX_VALUE_DEPTH + 1), False)
+@example(nested(MAX_VALUE_DEPTH - 1), True)  # the deepest a changed argument may be
+@example(nested(MAX_VALUE_DEPTH), True)
+@example(nested_maps(MAX_VALUE_DEPTH - 1), True)
+@example(nested_maps(MAX_VALUE_DEPTH), True)
+@example({(1, 2): "tuple key"}, False)
+@example([msgpack.ExtType(1, b"")], True)
+def test_encode_result_sends_exactly_what_the_peer_decodes(value: Any, as_changed: bool) -> None:
+    # the worker's fast Result encoding skips the decode-to-check where the bytes show
+    # nothing a peer could refuse; it must agree with packing, decoding and walking
+    result, changed = (None, {"arg": value}) if as_changed else (value, {})
+    depth = MAX_VALUE_DEPTH + 1  # what the worker uses
+    fast = outcome(lambda: encode_result(9, result, changed, side="w", max_depth=depth))
+    assert fast == outcome(lambda: result_by_decoding(result, changed, depth))
+
+
+def crossable_by_decoding(value: Any) -> bytes:
+    """check_crossable as it was: always decode what was packed, then walk it."""
+    try:
+        packed = pack(value)
+        decoded = _unpack_as_peer(packed)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(str(exc) or type(exc).__name__) from None
+    if _depth_exceeds(decoded, MAX_VALUE_DEPTH):
+        raise TypeError(f"the value nests deeper than {MAX_VALUE_DEPTH} levels "
+                        f"(the protocol's cap)")
+    return packed
+
+
+@FUZZ
+@given(WILDER)
+@example(nested(MAX_VALUE_DEPTH))
+@example(nested(MAX_VALUE_DEPTH + 1))
+@example(nested_maps(MAX_VALUE_DEPTH))
+@example(nested_maps(MAX_VALUE_DEPTH + 1))
+@example({"a": {"b": {(1,): 2}}})
+@example({"k": msgpack.Timestamp(0)})
+def test_check_crossable_skips_the_decode_only_where_it_cannot_refuse(value: Any) -> None:
+    assert outcome(lambda: check_crossable(value)) == outcome(
+        lambda: crossable_by_decoding(value))

@@ -28,12 +28,12 @@ if TYPE_CHECKING:
 def check_args(spec: HookSpec, args: dict[str, Any]) -> dict[str, bytes]:
     """Each argument msgpack-encoded, once for all plugins; TypeError, naming hook and
     argument, for anything the host cannot send."""
-    unknown = [name for name in args if name not in spec.args]
-    if unknown:
-        raise TypeError(f"hook {spec.name!r} has no argument {unknown[0]!r} "
-                        f"(it has: {', '.join(spec.args) or 'none'})")
-    missing = [name for name in spec.args if name not in args]
-    if missing:
+    if len(args) != len(spec.args) or not all(map(args.__contains__, spec.args)):
+        unknown = [name for name in args if name not in spec.args]
+        if unknown:
+            raise TypeError(f"hook {spec.name!r} has no argument {unknown[0]!r} "
+                            f"(it has: {', '.join(spec.args) or 'none'})")
+        missing = [name for name in spec.args if name not in args]
         raise TypeError(f"hook {spec.name!r} needs argument {missing[0]!r}")
     packed: dict[str, bytes] = {}
     for name, value in args.items():
@@ -112,13 +112,11 @@ async def call_hook(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: d
 
 async def _invoke(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any],
                   packed: dict[str, bytes], audit: CallAudit | None = None) -> Any:
-    accepted = plugin.hooks[spec.name]
+    sent, sent_packed = _accepted(plugin, spec, args, packed)
     if audit is None:
-        value, changed = await plugin.invoke(spec.name, {k: args[k] for k in accepted},
-                                             {k: packed[k] for k in accepted})
+        value, changed = await plugin.invoke(spec.name, sent, sent_packed)
     else:
-        value, changed = await audit.invoke(plugin, {k: args[k] for k in accepted},
-                                            {k: packed[k] for k in accepted})
+        value, changed = await audit.invoke(plugin, sent, sent_packed)
     if changed:
         kept = {k: v for k, v in changed.items() if k in spec.mutable}
         apply_changes(args, kept)
@@ -127,20 +125,28 @@ async def _invoke(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any]
     return value
 
 
+def _accepted(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any],
+              packed: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The arguments ``plugin`` takes (the host checked its Handshake's list to be a
+    set of the hook's arguments: as long, it is all of them)."""
+    accepted = plugin.hooks[spec.name]
+    if len(accepted) == len(spec.args):
+        return args, packed
+    return {k: args[k] for k in accepted}, {k: packed[k] for k in accepted}
+
+
 async def _observe(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
                    packed: dict[str, bytes], outcome: Outcome,
                    default_policy: OnFailure | None, audit: CallAudit | None = None) -> None:
     raised: list[PluginFailure] = []
 
     async def one(plugin: SupervisedPlugin) -> None:
-        accepted = plugin.hooks[spec.name]
+        sent, sent_packed = _accepted(plugin, spec, args, packed)
         try:
             if audit is None:
-                await plugin.invoke(spec.name, {k: args[k] for k in accepted},
-                                    {k: packed[k] for k in accepted})
+                await plugin.invoke(spec.name, sent, sent_packed)
             else:
-                await audit.invoke(plugin, {k: args[k] for k in accepted},
-                                   {k: packed[k] for k in accepted})
+                await audit.invoke(plugin, sent, sent_packed)
         except PluginFailure as failure:
             outcome.failures.append(failure.report)
             if _policy(spec, plugin, default_policy) == "raise":

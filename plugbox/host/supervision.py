@@ -242,7 +242,9 @@ class SupervisedPlugin:
         only) receives the worker's ``pid`` and the call's ``wire_id``.
         """
         self._check_quarantine(hook)
-        worker = await self._ensure_worker(hook)
+        worker = self.worker
+        if worker is None or not worker.alive:
+            worker = await self._ensure_worker(hook)
         started = time.monotonic()
         self.calls += 1
         if trace is not None:

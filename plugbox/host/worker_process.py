@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 import signal
@@ -84,14 +85,14 @@ class _Pending:
 
 
 class _AsyncioPending:
-    """One call waiting for its reply (asyncio flavour: a future and a loop timer,
-    no cancel scope per call)."""
+    """One call waiting for its reply (asyncio flavour: a future, and a place among
+    the worker's deadlines; no cancel scope and no timer of its own)."""
 
-    __slots__ = ("_future", "_loop")
+    __slots__ = ("_deadlines", "_future")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._future: asyncio.Future[Result | Error | None] = loop.create_future()
+    def __init__(self, deadlines: _Deadlines) -> None:
+        self._deadlines = deadlines
+        self._future: asyncio.Future[Result | Error | None] = deadlines.loop.create_future()
 
     def resolve(self, reply: Result | Error | None) -> None:
         if not self._future.done():
@@ -103,11 +104,40 @@ class _AsyncioPending:
         return self._future.done() and not self._future.cancelled()
 
     async def wait(self, timeout: float) -> Result | Error | None:
-        timer = self._loop.call_later(timeout, self.resolve, _EXPIRED)
+        bucket = self._deadlines.add(self, timeout)
         try:
             return await self._future
         finally:
-            timer.cancel()
+            bucket.discard(self)
+
+
+class _Deadlines:
+    """The deadlines of a worker's calls on asyncio, gathered in buckets of
+    ``GRAIN`` seconds with one loop timer each: a call joins and leaves a set rather
+    than arming and cancelling a timer of its own. A call expires at most ``GRAIN``
+    after its timeout."""
+
+    GRAIN = 0.01
+    __slots__ = ("_buckets", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._buckets: dict[int, set[_AsyncioPending]] = {}
+
+    def add(self, pending: _AsyncioPending, timeout: float) -> set[_AsyncioPending]:
+        """Expire ``pending`` ``timeout`` seconds from now unless it leaves its bucket
+        (the set returned) first."""
+        key = math.ceil((self.loop.time() + timeout) / self.GRAIN)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = set()
+            self.loop.call_at(key * self.GRAIN, self._expire, key)
+        bucket.add(pending)
+        return bucket
+
+    def _expire(self, key: int) -> None:
+        for pending in self._buckets.pop(key, ()):
+            pending.resolve(_EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +185,7 @@ class WorkerProcess:
         self._abandoned: set[int] = set()
         self._next_id = 1
         self.channel = open_channel(spawned.channel)
-        self._loop = asyncio.get_running_loop() if on_asyncio() else None
+        self._deadlines = _Deadlines(asyncio.get_running_loop()) if on_asyncio() else None
         self._decoder = FrameDecoder(
             peer="worker", accept=WORKER_TO_HOST,
             limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20))
@@ -304,7 +334,8 @@ class WorkerProcess:
             return None
         call_id = self._next_id
         self._next_id += 1
-        pending = _AsyncioPending(self._loop) if self._loop is not None else _Pending()
+        pending = (_AsyncioPending(self._deadlines) if self._deadlines is not None
+                   else _Pending())
         self._pending[call_id] = pending
         self.calls += 1
         try:

@@ -11,6 +11,7 @@ from ._frames import (
     decode_body,
     encode,
     encode_call,
+    encode_result,
     pack,
 )
 from ._messages import (
@@ -71,5 +72,6 @@ __all__ = [
     "decode_body",
     "encode",
     "encode_call",
+    "encode_result",
     "pack",
 ]

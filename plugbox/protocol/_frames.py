@@ -11,14 +11,14 @@ caller passes ``now``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
 
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._messages import FIELD_NAMES, MESSAGE_TYPES, Message
+from ._messages import FIELD_NAMES, MESSAGE_TYPES, Call, Message, Result
 from ._scan import scan
 
 #: frames up to this size are unpacked without a pre-scan unless they hold a byte that
@@ -111,6 +111,24 @@ def _nests_deeper(packed: bytes, decoded: Any, max_depth: int) -> bool:
             and _depth_exceeds(decoded, max_depth))
 
 
+#: every byte value that is neither a msgpack array header nor an extension header.
+#: Packed data without such bytes decodes back as it was packed: no extension type, and
+#: no array (the only way a packed map key can be unhashable for the peer: a tuple key
+#: packs as an array). Bytes inside strings may look like headers; such data merely
+#: takes the slow path (decode and see).
+_NOT_SUSPECT = bytes(b for b in range(256)
+                     if not (0x90 <= b <= 0x9F or b in (0xDC, 0xDD)
+                             or 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
+
+
+def _peer_may_refuse(packed: bytes, max_depth: int) -> bool:
+    """False when ``packed`` (msgpack of a Python value) certainly decodes at the peer:
+    no array or extension header byte, and too few container headers to nest past
+    ``max_depth``. True means: decode it to know."""
+    return bool(packed.translate(None, _NOT_SUSPECT)) or (
+        len(packed.translate(None, _NOT_CONTAINER_HEADER)) >= max_depth)
+
+
 def check_crossable(value: Any) -> bytes:
     """Pack ``value`` and check the other side can decode it; TypeError if not.
 
@@ -121,6 +139,8 @@ def check_crossable(value: Any) -> bytes:
     """
     try:
         packed = pack(value)
+        if not _peer_may_refuse(packed, MAX_VALUE_DEPTH):
+            return packed
         decoded = _unpack_as_peer(packed)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(str(exc) or type(exc).__name__) from None
@@ -143,6 +163,9 @@ def encode(message: Message, *, side: str = "local",
     """
     try:
         body: bytes = msgpack.packb(message.to_wire(), use_bin_type=True)
+        # the message's own array header (its first byte) is not the peer's concern,
+        # but it counts toward the depth
+        verify = verify and _peer_may_refuse(body[1:], max_depth - 1)
         decoded = _unpack_as_peer(body) if verify else None
     except (TypeError, ValueError, OverflowError) as exc:
         reason = str(exc) or type(exc).__name__
@@ -186,7 +209,37 @@ def encode_call(call_id: int, hook: str, packed_args: Mapping[str, bytes], *,
     return _pack_header(len(body)) + body
 
 
-def _needs_scan(body: bytes) -> bool:
+_RESULT_HEAD = b"\x94" + bytes([3])  # [Result.TAG, ...] as a 4-element msgpack array
+
+
+def encode_result(call_id: int, value: Any, changed: Mapping[str, Any], *,
+                  side: str = "worker", max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
+                  max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
+    """The frame of ``Result(id=call_id, value=value, changed=changed)``, checked as
+    ``encode(..., verify=True, max_depth=max_depth)`` checks it, with the same errors:
+    each part is decoded as the peer will decode it only when its bytes hold
+    something the peer might refuse (an array or extension header, or enough
+    container headers to nest too deep)."""
+    try:
+        parts = [_RESULT_HEAD, pack(call_id), pack(value), pack(changed)]
+        for part in parts[2:]:  # inside the frame's array: one level less to spare
+            if _peer_may_refuse(part, max_depth - 1):
+                decoded = _unpack_as_peer(part)
+                if _nests_deeper(part, decoded, max_depth - 1):
+                    raise LocalProtocolError(f"cannot encode Result: it nests deeper than "
+                                             f"{max_depth} levels (the protocol's cap)",
+                                             side=side)
+    except (TypeError, ValueError, OverflowError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise LocalProtocolError(f"cannot encode Result: {reason}", side=side) from exc
+    body = b"".join(parts)
+    if len(body) > max_frame_bytes:
+        raise LocalProtocolError(f"Result of {len(body)} bytes exceeds the "
+                                 f"{max_frame_bytes}-byte frame cap", side=side)
+    return _pack_header(len(body)) + body
+
+
+def _needs_scan(body: bytes, headers: bytes) -> bool:
     """Whether ``body`` must be pre-scanned before msgpack unpacks it.
 
     msgpack preallocates a list of the length an array header declares. A fixarray
@@ -195,16 +248,26 @@ def _needs_scan(body: bytes) -> bool:
     (``max_array_len``), and nested ones would each preallocate that much: a 1 KiB
     frame of nested ``dc 03 00`` headers made msgpack allocate 2 MB. Maps are not
     preallocated. So a small frame is scanned when it holds a 0xdc or 0xdd byte
-    (possibly inside a string: the scan then merely finds nothing wrong).
+    (possibly inside a string: the scan then merely finds nothing wrong). ``headers``
+    is ``body`` with every byte but the container headers' deleted.
     """
-    return len(body) > SCAN_ABOVE or b"\xdc" in body or b"\xdd" in body
+    return len(body) > SCAN_ABOVE or b"\xdc" in headers or b"\xdd" in headers
+
+
+#: messages built straight from a wire array holding every field (one per call each
+#: way), without the generic name-to-value mapping.
+_BUILD_FULL: dict[type[Message], Callable[[list[Any]], Message]] = {
+    Call: lambda w: Call(id=w[1], hook=w[2], args=w[3]),
+    Result: lambda w: Result(id=w[1], value=w[2], changed=w[3]),
+}
 
 
 def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
                 limits: FrameLimits = DEFAULT_LIMITS) -> Message:
     """Decode one frame body (without its header) into a message from ``peer``."""
     n = min(len(body), limits.max_container_len)
-    scanned = _needs_scan(body)
+    headers = body.translate(None, _NOT_CONTAINER_HEADER)  # one pass for both checks
+    scanned = _needs_scan(body, headers)
     if scanned:
         problem = scan(body, limits.max_depth)
         if problem is not None:
@@ -219,8 +282,8 @@ def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
             msgpack.StackError, RecursionError) as exc:
         reason = str(exc) or type(exc).__name__
         raise RemoteProtocolError(f"undecodable frame: {reason}", side=peer) from None
-    if (not scanned and limits.max_depth < len(body)  # the scan checked the depth
-            and _nests_deeper(body, wire, limits.max_depth)):
+    if (not scanned and len(headers) >= limits.max_depth  # the scan checked the depth
+            and _depth_exceeds(wire, limits.max_depth)):
         raise RemoteProtocolError(f"frame nests deeper than {limits.max_depth}", side=peer)
     if (not isinstance(wire, list) or not wire or not isinstance(wire[0], int)
             or isinstance(wire[0], bool)):
@@ -230,12 +293,14 @@ def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
     if cls is None or cls not in accept:
         what = cls.__name__ if cls is not None else f"unknown message tag {wire[0]}"
         raise RemoteProtocolError(f"{what} is not a message the {peer} may send", side=peer)
-    names = FIELD_NAMES[cls]
-    values = wire[1:]
-    if len(values) > len(names):
-        raise RemoteProtocolError(f"{cls.__name__} has {len(values)} fields, "
-                                  f"at most {len(names)} allowed", side=peer)
     try:
+        if len(wire) == 4 and cls in _BUILD_FULL:  # the calls' hot path
+            return _BUILD_FULL[cls](wire)
+        names = FIELD_NAMES[cls]
+        values = wire[1:]
+        if len(values) > len(names):
+            raise RemoteProtocolError(f"{cls.__name__} has {len(values)} fields, "
+                                      f"at most {len(names)} allowed", side=peer)
         return cls(**dict(zip(names, values, strict=False)))
     except TypeError as exc:
         raise RemoteProtocolError(f"malformed {cls.__name__}: {exc}", side=peer) from None

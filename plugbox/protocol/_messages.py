@@ -19,6 +19,7 @@ Zygote channel (host <-> zygote)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from itertools import repeat
 from typing import Any, ClassVar
 
 PROTOCOL_VERSION = 1
@@ -50,11 +51,11 @@ def _is_number(v: Any) -> bool:
 
 
 def _is_str_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    return isinstance(v, list) and all(map(isinstance, v, repeat(str)))
 
 
 def _is_str_map(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+    return isinstance(v, dict) and all(map(isinstance, v, repeat(str)))
 
 
 class Message:

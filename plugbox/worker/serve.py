@@ -33,9 +33,9 @@ from ..protocol import (
     Log,
     Message,
     ProtocolError,
-    Result,
     Shutdown,
     encode,
+    encode_result,
     pack,
 )
 from .confine import Confinement, renew_cpu_budget
@@ -98,6 +98,7 @@ class WorkerChannel(asyncio.Protocol):
         self.done = done
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.transport: asyncio.Transport | None = None
+        self.loop = done.get_loop()
         self.reserve: bytearray | None = bytearray(_RESERVE_BYTES)
         self.methods = {hook: getattr(plugin.instance, hook) for hook in plugin.hooks}
 
@@ -147,7 +148,7 @@ class WorkerChannel(asyncio.Protocol):
             self.failed(msg.id, exc)
             return
         if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
-            task = asyncio.ensure_future(self.finish_async(msg, value, args, before))
+            task = self.loop.create_task(self.finish_async(msg, value, args, before))
             self.tasks[msg.id] = task
             return
         self.reply(msg, value, args, before)
@@ -175,9 +176,8 @@ class WorkerChannel(asyncio.Protocol):
                         changed[name] = args[name]
             # one level under the frame cap: a returned value nests no deeper than an
             # argument may, so a chain can pass it on to the next plugin as one
-            frame = encode(Result(id=msg.id, value=value, changed=changed), side="worker",
-                           max_frame_bytes=self.max_frame, verify=True,
-                           max_depth=MAX_VALUE_DEPTH + 1)
+            frame = encode_result(msg.id, value, changed, max_frame_bytes=self.max_frame,
+                                  max_depth=MAX_VALUE_DEPTH + 1)
         except (LocalProtocolError, TypeError, ValueError) as exc:
             what = (f"hook {msg.hook!r} returned a value of type {type(value).__name__} "
                     f"that cannot cross the process boundary")
