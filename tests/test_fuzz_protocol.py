@@ -777,3 +777,19 @@ def crossable_by_decoding(value: Any) -> bytes:
 def test_check_crossable_skips_the_decode_only_where_it_cannot_refuse(value: Any) -> None:
     assert outcome(lambda: check_crossable(value)) == outcome(
         lambda: crossable_by_decoding(value))
+
+
+@FUZZ
+@given(st.integers(1, 2**64 - 1), st.text(min_size=1, max_size=12),
+       st.dictionaries(st.text(max_size=8), PLAIN, max_size=3))
+@example(127, "h", {})
+@example(128, "h", {})
+@example(255, "h", {})
+@example(256, "h", {})
+@example(2**16, "h", {})
+@example(2**32, "h", {})
+def test_encode_call_makes_the_frame_encode_makes(call_id: int, hook: str,
+                                                  args: dict[str, Any]) -> None:
+    # encode_call packs ids and names its own way, for speed: byte for byte the same
+    packed = {name: pack(value) for name, value in args.items()}
+    assert encode_call(call_id, hook, packed) == encode(Call(id=call_id, hook=hook, args=args))

@@ -192,15 +192,45 @@ def _map_header(n: int) -> bytes:
     return b"\xdf" + n.to_bytes(4, "big")
 
 
+_UINT8, _UINT16, _UINT32 = (struct.Struct(f">B{c}").pack for c in "BHI")
+
+
+def _pack_id(n: int) -> bytes:
+    """``pack(n)`` for a call id, without going through msgpack's call."""
+    if 0 <= n < 0x80:
+        return bytes((n,))
+    if 0 <= n < 0x100:
+        return _UINT8(0xCC, n)
+    if 0 <= n < 0x10000:
+        return _UINT16(0xCD, n)
+    if 0 <= n < 0x100000000:
+        return _UINT32(0xCE, n)
+    return pack(n)
+
+
+#: hook and argument names, packed: a host sends the same few names in every call
+_NAMES: dict[str, bytes] = {}
+_NAMES_KEPT = 4096
+
+
+def _pack_name(name: str) -> bytes:
+    packed = _NAMES.get(name)
+    if packed is None:
+        packed = pack(name)
+        if len(_NAMES) < _NAMES_KEPT:
+            _NAMES[name] = packed
+    return packed
+
+
 def encode_call(call_id: int, hook: str, packed_args: Mapping[str, bytes], *,
                 side: str = "host", max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
                 ) -> bytes:
     """A Call frame from arguments already msgpack-encoded (``pack``), so a value sent
     to many plugins is encoded once. The caller vouches for the packed values (see
     ``check_crossable``); the frame decodes to ``Call(id, hook, args)``."""
-    parts = [_CALL_HEAD, pack(call_id), pack(hook), _map_header(len(packed_args))]
+    parts = [_CALL_HEAD, _pack_id(call_id), _pack_name(hook), _map_header(len(packed_args))]
     for name, value in packed_args.items():
-        parts.append(pack(name))
+        parts.append(_pack_name(name))
         parts.append(value)
     body = b"".join(parts)
     if len(body) > max_frame_bytes:
