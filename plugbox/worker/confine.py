@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from . import _linux
@@ -50,8 +51,11 @@ def close_other_fds(keep: int) -> None:
 
 def scrub_environment() -> None:
     """Replace the environment with a minimal, secret-free one."""
-    os.environ.clear()
-    os.environ.update(CLEAN_ENV)
+    environ = os.environ
+    for key in list(environ):  # what clear() does, without its popitem() per variable
+        del environ[key]
+    for key, value in CLEAN_ENV.items():
+        environ[key] = value
 
 
 def drop_privileges(user: str | None) -> bool:
@@ -73,6 +77,22 @@ def drop_privileges(user: str | None) -> bool:
     return os.geteuid() != 0
 
 
+#: import finders taken out of use (``ImportPaths.after_drop``), kept from being freed
+_RETIRED: list[dict[str, Any]] = []
+
+
+def _package_path(module: object) -> object:
+    """``getattr(module, "__path__", None)``, read from a plain module's namespace
+    without raising and catching AttributeError for each of the many modules that are
+    not packages (the same result: a plain module's attribute is its namespace's entry,
+    unless the module defines ``__getattr__``)."""
+    if type(module) is ModuleType:
+        namespace = module.__dict__
+        if "__path__" in namespace or "__getattr__" not in namespace:
+            return namespace.get("__path__")
+    return getattr(module, "__path__", None)
+
+
 class ImportPaths:
     """Keeps the import path usable after privileges are dropped.
 
@@ -89,10 +109,10 @@ class ImportPaths:
         self.remap: dict[str, str] = {}
         flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY
         for path in [*sys.path, *extra]:
-            if path and path not in self.fds and os.path.isdir(path):
-                try:
+            if path and path not in self.fds:
+                try:  # O_DIRECTORY: only a directory opens
                     self.fds[path] = os.open(path, flags)
-                except OSError:
+                except (OSError, ValueError):
                     continue
 
     def after_drop(self) -> None:
@@ -106,9 +126,13 @@ class ImportPaths:
             return
         sys.path[:] = [self.fix(p) for p in sys.path]
         for module in list(sys.modules.values()):
-            search = getattr(module, "__path__", None)
+            search = _package_path(module)
             if isinstance(search, list):
                 search[:] = [self.fix(p) for p in search]
+        # forget every finder, as clear() does, but keep them alive: the zygote made
+        # them, and freeing their caches would write to (and so copy) the pages this
+        # process shares with it, for nothing, as it ends with os._exit
+        _RETIRED.append(sys.path_importer_cache.copy())
         sys.path_importer_cache.clear()
 
     def fix(self, path: str) -> str:

@@ -138,7 +138,12 @@ def fs_rights(abi: int) -> int:
 
 
 def _add_path(ruleset: int, path: str, access: int) -> None:
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    """Allow ``access`` beneath ``path``; a path that does not exist (or that cannot be
+    reached) is skipped, as it grants nothing."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except (OSError, ValueError):  # what os.path.exists() says False for, in one call
+        return
     try:
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             access &= ACCESS_FS_FILE
@@ -180,8 +185,7 @@ def restrict(read_only: Sequence[str], read_write: Sequence[str], deny_tcp: bool
     try:
         for paths, access in ((read_only, ACCESS_FS_READ_ONLY), (read_write, handled_fs)):
             for path in paths:
-                if os.path.exists(path):
-                    _add_path(ruleset, path, access & handled_fs)
+                _add_path(ruleset, path, access & handled_fs)
         set_no_new_privs()
         flags = LANDLOCK_RESTRICT_SELF_TSYNC if abi >= 8 else 0
         _call(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(flags))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import functools
 import os
 import resource
 import select
@@ -43,6 +44,7 @@ MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 EXIT_NO_STATUS = 70
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
@@ -56,7 +58,7 @@ def _quiet(keep: tuple[int, ...] = ()) -> None:
     """Shed what the worker holds: the channel, stdio, and Python's signal handlers."""
     faulthandler.disable()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_IGN if sig == signal.SIGINT else signal.SIG_DFL)
+        _linux.set_disposition(sig, signal.SIG_IGN if sig == signal.SIGINT else signal.SIG_DFL)
     low = 0
     for fd in sorted(keep):
         os.closerange(low, fd)
@@ -92,16 +94,14 @@ def split() -> int:
 
 
 def _host_pid(fallback: int) -> int:
-    """This process's pid in the host's namespace (the first NSpid), read before the
-    namespace's own /proc hides it."""
+    """This process's pid in the host's namespace, read before the namespace's own /proc
+    hides it: /proc is still the host's, and its ``self`` link names this process as
+    that /proc's pid namespace sees it (the first NSpid of /proc/self/status, for one
+    syscall rather than the kernel formatting the whole status file)."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return fallback
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return fallback
 
 
 def _outer(init: int, status_r: int, alive_w: int) -> NoReturn:
@@ -145,7 +145,7 @@ def _exit_as(status: int) -> NoReturn:
         sig = os.WTERMSIG(status)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            signal.signal(sig, signal.SIG_DFL)
+            _linux.set_disposition(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)

@@ -12,12 +12,13 @@ forbids the calls the earlier layers need (unshare).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import socket
 import sys
 from typing import Any
 
-from . import landlock, pidns, seccomp
+from . import _linux, landlock, pidns, seccomp
 
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
@@ -34,14 +35,47 @@ BASE_READ_ONLY = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/proc/self", "/proc
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+    return pidns._libc()
+
+
+def prepare() -> None:
+    """Do, once, in a process that forks workers (the zygote), the work whose result is
+    the same in every worker, so that no worker redoes it after its fork: libc's
+    functions looked up through ctypes, the seccomp programs built (with the pid left
+    open: ``seccomp.policy_template``), the machine's architecture read, and, as root,
+    the name service's modules loaded by one lookup of a user. Nothing is decided here
+    for a worker, nor cached from the system's state: each worker still looks its own
+    user up, asks the kernel what it offers, writes its own pid into its filter and
+    enters every layer itself, in the same order."""
+    if not sys.platform.startswith("linux"):
+        return
+    for libc, names in ((_libc(), ("unshare", "mount", "prctl")),
+                        (seccomp._libc(), ("prctl", "syscall"))):
+        for name in names:
+            getattr(libc, name)  # ctypes makes (and keeps) a function on first use
+    try:
+        landlock.abi_version()  # loads its syscall wrapper; each worker asks again
+    except OSError:
+        pass
+    try:
+        for network in (False, True):
+            for processes in (False, True):
+                _seccomp_template(network, processes).for_pid(1)
+    except seccomp.UnsupportedArchitecture:
+        pass
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("nobody")  # the default user; any lookup loads the same modules
+        except KeyError:
+            pass
 
 
 def raise_oom_score() -> bool:
     """Make the kernel's OOM killer pick this worker before its host."""
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
+        _linux.write_file("/proc/self/oom_score_adj", b"1000")
     except OSError:
         return False
     return True
@@ -63,8 +97,7 @@ def enter_namespaces(network: bool) -> dict[str, bool]:
     try:
         for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
                            ("gid_map", f"{gid} {gid} 1")):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(text)
+            _linux.write_file(f"/proc/self/{name}", text.encode())
     except OSError:
         return done
     finally:
@@ -94,6 +127,14 @@ def enter(policy: dict[str, Any]) -> tuple[dict[str, bool], int]:
         if mount:
             done["mount_namespace"] = pidns.mount_private_proc(done["pid_namespace"])
     return done, pid
+
+
+@functools.cache
+def _seccomp_template(network: bool, processes: bool) -> seccomp.PolicyTemplate:
+    """The seccomp program a policy asks for, with the pid left open."""
+    families = [socket.AF_UNIX] + ([socket.AF_INET, socket.AF_INET6] if network else [])
+    return seccomp.policy_template(socket_families=families, connect=network,
+                                   allow_processes=processes)
 
 
 def enter_scratch(path: str) -> None:
@@ -128,12 +169,9 @@ def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
         layers["landlock_signals"] = bool(done and done["signals"])
         layers["landlock_abstract_unix"] = bool(done and done["abstract_unix"])
     if policy.get("seccomp", True):
-        families = [socket.AF_UNIX] + ([socket.AF_INET, socket.AF_INET6] if network else [])
         try:
-            code = seccomp.build_policy(os.getpid(), socket_families=families,
-                                        connect=network,
-                                        allow_processes=bool(policy.get("processes")))
-            seccomp.install(code)
+            template = _seccomp_template(network, bool(policy.get("processes")))
+            seccomp.install(template.for_pid(os.getpid()))
             layers["seccomp"] = True
         except (OSError, seccomp.UnsupportedArchitecture):
             layers["seccomp"] = False

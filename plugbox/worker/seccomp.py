@@ -39,7 +39,8 @@ that pid (or 0, "myself"); with ``self_only=False`` they are left to Landlock's 
 scope, which also covers the worker's own children when processes are allowed.
 
 Install after the rest of the sandbox is set up (it denies ``unshare``, ``mount`` ...):
-``install(build_policy(os.getpid()))``.
+``install(build_policy(os.getpid()))``, or ``policy_template().for_pid(os.getpid())``,
+the same program from a template built once (in the zygote, before it forks).
 """
 
 from __future__ import annotations
@@ -355,6 +356,77 @@ def build_policy(own_pid: int, *, allow_processes: bool = False,
     return assemble(program(arch, rules))
 
 
+class PolicyTemplate(NamedTuple):
+    """``build_policy``'s program with the own-pid constants left as slots.
+
+    The pid is the only part of the program that depends on the installing process:
+    it is the ``k`` of a few jumps, and the program's shape (its length and every jump
+    offset) does not depend on its value. ``pid_slots`` are the byte offsets of those
+    ``k`` fields in ``code``.
+    """
+
+    code: bytes
+    pid_slots: tuple[int, ...]
+
+    def for_pid(self, own_pid: int) -> bytes:
+        """The program ``build_policy(own_pid, ...)`` returns for the same options."""
+        code = bytearray(self.code)
+        for offset in self.pid_slots:
+            struct.pack_into("=I", code, offset, own_pid & 0xFFFFFFFF)
+        return bytes(code)
+
+
+#: two pids no process has (pid_max is at most 2**22), to tell the pid's slots apart
+_PROBE_PIDS = (0x7FFFFFFE, 0x7FFFFFFD)
+_K_OFFSET = 4  # of ``k`` in an encoded instruction (``Insn.encode``: =HBBI)
+
+
+def _make_template(allow_processes: bool, socket_families: tuple[int, ...], connect: bool,
+                   self_only: bool, arch: Arch) -> PolicyTemplate:
+    first, second = (
+        build_policy(pid, allow_processes=allow_processes, socket_families=socket_families,
+                     connect=connect, self_only=self_only, arch=arch)
+        for pid in _PROBE_PIDS)
+    if len(first) != len(second):
+        raise RuntimeError("the filter's length depends on the pid")
+    probes = [struct.pack("=I", pid) for pid in _PROBE_PIDS]
+    slots = []
+    for offset in range(0, len(first), 8):  # instruction by instruction
+        k = offset + _K_OFFSET
+        if first[offset:offset + 8] != second[offset:offset + 8]:
+            if (first[offset:k] != second[offset:k]
+                    or [first[k:k + 4], second[k:k + 4]] != probes):
+                raise RuntimeError(f"the filter's instruction {offset // 8} depends on "
+                                   f"the pid other than by its constant")
+            slots.append(k)
+    return PolicyTemplate(first, tuple(slots))
+
+
+@functools.cache
+def _template(allow_processes: bool, socket_families: tuple[int, ...], connect: bool,
+              self_only: bool, arch_name: str) -> PolicyTemplate:
+    return _make_template(allow_processes, socket_families, connect, self_only,
+                          ARCHES[arch_name])
+
+
+def policy_template(*, allow_processes: bool = False,
+                    socket_families: Iterable[int] = (socket.AF_UNIX,),
+                    connect: bool = False, self_only: bool = True,
+                    arch: Arch | None = None) -> PolicyTemplate:
+    """``build_policy``'s program for these options with the pid left open, built once
+    per set of options and kept (``PolicyTemplate.for_pid`` fills it in).
+
+    Building the program is pure Python and costs a worker a few hundred microseconds
+    after its fork; a zygote builds the templates its workers will ask for once, before
+    it forks (``sandbox.prepare``), and each worker only writes its pid in.
+    """
+    families = tuple(sorted({int(f) for f in socket_families}))
+    arch = arch or native_arch()
+    if ARCHES.get(arch.name) is not arch:  # not one of ours: built, not kept
+        return _make_template(allow_processes, families, connect, self_only, arch)
+    return _template(allow_processes, families, connect, self_only, arch.name)
+
+
 def program(arch: Arch, rules: dict[str, list[Insn]]) -> list[Insn]:
     """Arch check, x32 check, then each rule (by syscall name) in turn; ALLOW at the end.
 
@@ -376,7 +448,9 @@ def program(arch: Arch, rules: dict[str, list[Insn]]) -> list[Insn]:
 
 # --- installing -------------------------------------------------------------------------
 class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    # ``filter`` points into the bytes object given (kept alive by the structure): the
+    # kernel copies the program, so no ctypes buffer of its own is needed
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
 
 
 @functools.cache
@@ -413,8 +487,7 @@ def install(code: bytes) -> bool:
     if not code or len(code) % 8:
         raise ValueError("not an encoded BPF program")
     set_no_new_privs()
-    buf = ctypes.create_string_buffer(code, len(code))
-    prog = _SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    prog = _SockFprog(len(code) // 8, code)
     libc = _libc()
     rc = libc.syscall(ctypes.c_long(arch.syscalls["seccomp"]),
                       ctypes.c_ulong(SECCOMP_SET_MODE_FILTER),

@@ -137,7 +137,7 @@ class Zygote:
         parent = os.getppid()
         try:
             signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _linux.set_disposition(signal.SIGCHLD, signal.SIG_DFL)
             os.close(self.wake_r)
             os.close(self.wake_w)
             self.ctl.close()
@@ -219,6 +219,7 @@ def main() -> None:
     ctl = socket.socket(fileno=fd)
     ctl.setblocking(False)
     zygote = Zygote(ctl)
+    _bootstrap.prepare()  # what every worker would otherwise redo after its fork
     import gc
 
     gc.collect()
