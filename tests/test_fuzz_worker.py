@@ -9,7 +9,8 @@ limits, refuses it outright (before any message and without waiting for more byt
 the verdict the host must reach is known exactly: the report's detail is the decoder's
 error, word for word. ``tests/test_fuzz_protocol.py`` covers the decoder itself.
 
-Also here: well-formed messages out of place (a reply to no call, a second Handshake),
+Also here: well-formed messages out of place (a reply to no call, a second Handshake or
+Confined), a Handshake rewritten by the plugin's own code,
 and values nested deeper than the protocol allows, which each side now refuses to send
 instead of having the peer kill or die over them.
 """
@@ -25,11 +26,12 @@ import pytest
 from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from plugbox import Limits, PluginHost, specs
+from plugbox import Limits, PluginHost, Sandbox, specs
 from plugbox.errors import PluginLoadError, PluginProtocolError, PluginRaised
 from plugbox.protocol import (
     MAX_VALUE_DEPTH,
     WORKER_TO_HOST,
+    Confined,
     FrameDecoder,
     FrameLimits,
     Handshake,
@@ -132,7 +134,8 @@ async def test_a_worker_writing_garbage_is_killed_and_the_host_serves_on(behave:
 @pytest.mark.parametrize("data", [
     encode(Result(id=999, value=None)),
     encode(Handshake(protocol=1, plugin="again", version="1", hooks={}, pid=1)),
-], ids=["reply-to-no-call", "second-handshake"])
+    encode(Confined(layers={"seccomp": True}, baseline_rss_kb=1)),
+], ids=["reply-to-no-call", "second-handshake", "confined-after-handshake"])
 async def test_well_formed_messages_out_of_place_are_protocol_errors_too(data: bytes) -> None:
     # the decoder accepts these; the host's dispatch refuses them
     assert refusal(data) is None
@@ -215,3 +218,35 @@ async def test_a_handshake_claiming_what_the_host_did_not_offer_is_a_protocol_er
         assert claim in report.detail
         assert [p.name for p in host.plugins] == ["behave"]
         assert (await host.call("process", input_data={"x": 1})).called == ["behave"]
+
+
+@pytest.mark.parametrize(("config", "claim"), [
+    ({"layers": {"seccomp": True, "landlock_filesystem": True, "user_namespace": True}},
+     "sandbox layers differ"),
+    ({"layers": {"made_up_layer": True}}, "['made_up_layer']"),
+    ({"baseline_rss_kb": 4 << 20}, "baseline RSS (4194304 KiB) differs"),
+], ids=["layers-claimed", "layer-added", "baseline-inflated"])
+async def test_a_handshake_rewritten_to_claim_more_sandbox_or_memory_is_a_protocol_error(
+        behave: str, config: dict[str, object], claim: str) -> None:
+    # The layers the Handshake claims decide Sandbox(strict=True), and its baseline RSS
+    # is what the memory cap counts from: a plugin that rewrote them could pass a strict
+    # host unconfined, or grow 4 GiB past its cap. The worker states both (Confined)
+    # before the plugin's code runs, and the host holds the Handshake to that.
+    sandbox = Sandbox(seccomp=False, landlock=False, namespaces=False)
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(behave)
+        with pytest.raises(PluginLoadError) as info:
+            await host.add(FORGED, config=config, sandbox=sandbox)
+        report = info.value.report
+        assert report is not None and report.cause == "protocol"
+        assert claim in report.detail
+        assert [p.name for p in host.plugins] == ["behave"]
+        assert (await host.call("process", input_data={"x": 1})).called == ["behave"]
+
+
+async def test_an_unforged_handshake_from_the_same_plugin_loads(behave: str) -> None:
+    # the control for the test above: the plugin that rewrites nothing loads and serves
+    async with PluginHost(specs.PIPELINE) as host:
+        plugin = await host.add(FORGED, config={})
+        assert plugin.name == "forged"
+        assert (await host.call("process", input_data={"x": 1})).value == {"x": 1}

@@ -30,6 +30,7 @@ from plugbox.protocol import (
     ZYGOTE_TO_HOST,
     Call,
     Cancel,
+    Confined,
     Error,
     Exited,
     FrameDecoder,
@@ -51,7 +52,8 @@ from plugbox.protocol import (
 )
 
 ALL_TYPES: tuple[type[Message], ...] = (
-    Start, Handshake, Call, Result, Error, Log, Cancel, Shutdown, Spawn, Spawned, Exited,
+    Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown, Spawn, Spawned,
+    Exited,
 )
 
 #: direction name -> (messages it carries, name of the peer that sends them)
@@ -121,6 +123,8 @@ SAMPLES: list[Message] = [
         sandbox={"network": False, "paths": ["/tmp"]},
         inline=b"class Plugin:\n    pass\n\x00\xff",
     ),
+    Confined(layers={}),
+    Confined(layers={"seccomp": True, "landlock_tcp": False}, baseline_rss_kb=9000),
     Handshake(protocol=PROTOCOL_VERSION, plugin="demo", version="1.2.3", hooks={}, pid=4242),
     Handshake(
         protocol=PROTOCOL_VERSION, plugin="demo", version="", pid=1,
@@ -172,7 +176,7 @@ def test_tags_are_stable_and_unique() -> None:
     tags = {cls: cls.TAG for cls in ALL_TYPES}
     assert tags == {
         Start: 0, Handshake: 1, Call: 2, Result: 3, Error: 4, Log: 5, Cancel: 6,
-        Shutdown: 7, Spawn: 20, Spawned: 21, Exited: 22,
+        Shutdown: 7, Confined: 8, Spawn: 20, Spawned: 21, Exited: 22,
     }
 
 
@@ -181,7 +185,7 @@ def test_directions_partition_the_message_types() -> None:
     assert frozenset().union(*sets) == frozenset(ALL_TYPES)
     assert sum(len(s) for s in sets) == len(ALL_TYPES)  # pairwise disjoint
     assert {Start, Call, Cancel, Shutdown} == HOST_TO_WORKER
-    assert {Handshake, Result, Error, Log} == WORKER_TO_HOST
+    assert {Confined, Handshake, Result, Error, Log} == WORKER_TO_HOST
     assert {Spawn} == HOST_TO_ZYGOTE
     assert {Spawned, Exited} == ZYGOTE_TO_HOST
 

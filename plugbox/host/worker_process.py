@@ -27,6 +27,7 @@ from ..protocol import (
     LOAD_CALL_ID,
     WORKER_TO_HOST,
     Cancel,
+    Confined,
     Error,
     FrameDecoder,
     FrameLimits,
@@ -160,6 +161,8 @@ class WorkerProcess:
         self.limits = limits
         self.logger = logger
         self.started = time.monotonic()
+        #: the layers and RSS the worker reported before the plugin's code ran
+        self.confined: Confined | None = None
         self.handshake: Handshake | None = None
         self.load_error: Error | None = None
         self.kill_reason: str | None = None
@@ -422,9 +425,15 @@ class WorkerProcess:
                     self._early_logs.append(msg)
                 return
             self.logger.log(msg.level, "%s: %s", msg.logger, msg.message)
+        elif isinstance(msg, Confined):
+            if self.confined is not None or self.handshake is not None:
+                raise ProtocolError("a second Confined" if self.confined is not None
+                                    else "a Confined after the Handshake", side="worker")
+            self.confined = msg
         elif isinstance(msg, Handshake):
             if self.handshake is not None:
                 raise ProtocolError("a second Handshake", side="worker")
+            self._check_confinement_claimed(msg)
             self._check_claimed_hooks(msg.hooks)
             if msg.pid != self.spawned.pid:
                 self._adopt_serving_process(msg.pid)
@@ -434,6 +443,24 @@ class WorkerProcess:
                 self.logger.log(early.level, "%s: %s", early.logger, early.message)
             self._early_logs.clear()
             self._hello.set()
+
+    def _check_confinement_claimed(self, hello: Handshake) -> None:
+        """The Handshake comes after the plugin's code ran; the Confined before it. The
+        layers in force and the RSS the memory cap counts from are taken from the
+        Confined, and a Handshake that says otherwise was rewritten."""
+        confined = self.confined
+        if confined is None:
+            raise ProtocolError("a Handshake without the Confined that comes before it",
+                                side="worker")
+        if hello.layers != confined.layers:
+            changed = sorted(k for k in {*hello.layers, *confined.layers}
+                             if hello.layers.get(k) != confined.layers.get(k))
+            raise ProtocolError(f"the Handshake's sandbox layers differ from those reported "
+                                f"before the plugin's code ran: {changed}", side="worker")
+        if hello.baseline_rss_kb != confined.baseline_rss_kb:
+            raise ProtocolError(f"the Handshake's baseline RSS ({hello.baseline_rss_kb} KiB) "
+                                f"differs from the {confined.baseline_rss_kb} KiB reported "
+                                f"before the plugin's code ran", side="worker")
 
     def _check_claimed_hooks(self, hooks: dict[str, list[str]]) -> None:
         """The Handshake comes after the plugin's code ran, so its word on the hooks

@@ -8,7 +8,7 @@ declaration order.
 Worker channel (host <-> worker)::
 
     host -> worker   Start, Call, Cancel, Shutdown
-    worker -> host   Handshake, Result, Error, Log
+    worker -> host   Confined, Handshake, Result, Error, Log
 
 Zygote channel (host <-> zygote)::
 
@@ -97,6 +97,27 @@ class Start(Message):
         _check(_is_str_map(self.limits), "Start.limits must be a map with str keys")
         _check(_is_str_map(self.sandbox), "Start.sandbox must be a map with str keys")
         _check(self.inline is None or isinstance(self.inline, bytes), "Start.inline must be bytes")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Confined(Message):
+    """worker -> host: the confinement layers in force (name -> bool) and the worker's
+    RSS, sent once the sandbox is applied and before the plugin's code is imported.
+
+    The Handshake comes after the plugin's code ran, which may have rewritten it; this
+    message it cannot have touched, so the host takes the layers (and the RSS the
+    memory cap is measured from) from here and holds the Handshake to them.
+    """
+
+    TAG: ClassVar[int] = 8
+    layers: dict[str, bool]
+    baseline_rss_kb: int = 0
+
+    def __post_init__(self) -> None:
+        _check(_is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
+               "Confined.layers must map str to bool")
+        _check(_is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
+               "Confined.baseline_rss_kb must be an int >= 0")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -287,7 +308,7 @@ class Exited(Message):
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TAG: cls
-    for cls in (Start, Handshake, Call, Result, Error, Log, Cancel, Shutdown,
+    for cls in (Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown,
                 Spawn, Spawned, Exited)
 }
 
@@ -298,6 +319,7 @@ FIELD_NAMES: dict[type[Message], tuple[str, ...]] = {
 
 #: the messages each direction may carry; a decoder accepts only its direction's.
 HOST_TO_WORKER: frozenset[type[Message]] = frozenset({Start, Call, Cancel, Shutdown})
-WORKER_TO_HOST: frozenset[type[Message]] = frozenset({Handshake, Result, Error, Log})
+WORKER_TO_HOST: frozenset[type[Message]] = frozenset({Confined, Handshake, Result, Error,
+                                                      Log})
 HOST_TO_ZYGOTE: frozenset[type[Message]] = frozenset({Spawn})
 ZYGOTE_TO_HOST: frozenset[type[Message]] = frozenset({Spawned, Exited})

@@ -23,6 +23,7 @@ from ..protocol import (
     HOST_TO_WORKER,
     LOAD_CALL_ID,
     PROTOCOL_VERSION,
+    Confined,
     Error,
     FrameDecoder,
     FrameLimits,
@@ -173,6 +174,10 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     state.layers.update(sandbox.apply(start.sandbox, import_dirs))
     confine.apply_rlimits(start.limits, state)
     baseline_rss = _linux.resident_kb()
+    # the layers and the RSS as they stand before any of the plugin's code runs: the
+    # Handshake comes after it ran, so the host holds the Handshake to these
+    sock.sendall(encode(Confined(layers=dict(state.layers), baseline_rss_kb=baseline_rss),
+                        side="worker"))
 
     sender = _Sender(sock)
     handler = ChannelLogHandler(sender)

@@ -1,6 +1,7 @@
 """A plugin whose code rewrites the Handshake plugbox's worker sends after loading it
-(its code runs first, in the same interpreter): ``config["hooks"]`` replaces the map of
-hooks implemented and the arguments each takes."""
+(its code runs first, in the same interpreter). Each of ``config``'s keys ``hooks`` (the
+map of hooks implemented and the arguments each takes), ``layers`` (merged into the
+sandbox layers claimed) and ``baseline_rss_kb`` replaces what the worker would say."""
 
 import plugbox.worker.bootstrap as bootstrap
 
@@ -11,10 +12,13 @@ class ForgedPlugin:
     name = "forged"
 
     def initialize(self, config):
-        hooks = config["hooks"]
-
         def forged(**fields):
-            fields["hooks"] = hooks
+            if "hooks" in config:
+                fields["hooks"] = config["hooks"]
+            if "layers" in config:
+                fields["layers"] = {**fields["layers"], **config["layers"]}
+            if "baseline_rss_kb" in config:
+                fields["baseline_rss_kb"] = config["baseline_rss_kb"]
             return _real(**fields)
 
         bootstrap.Handshake = forged
