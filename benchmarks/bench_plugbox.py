@@ -161,7 +161,8 @@ def start_plugbox_cold(rounds: int) -> list[float]:
 
 # ------------------------------------------------------------------ crash, report, respawn
 def crash_rounds(rounds: int, backend: str = "asyncio",
-                 sandbox: Sandbox | None = None) -> dict[str, Any]:
+                 sandbox: Sandbox | None = None, gap: float = 0.0,
+                 warm_spare: bool = True) -> dict[str, Any]:
     """Crash the worker ``rounds`` times; after each, time the next call.
 
     Returns µs samples: ``death_to_report`` (the plugin's last moment, stamped on
@@ -169,9 +170,12 @@ def crash_rounds(rounds: int, backend: str = "asyncio",
     ``call_to_report`` (the crashing call's start to the exception), ``respawn`` (the
     next call after the report: a fresh worker started, loaded and answering),
     ``crash_to_answer`` (death to that next answer), and the causes seen. Backoff is
-    set to 0 so the figure is the mechanism, not the policy's deliberate wait.
+    set to 0 so the figure is the mechanism, not the policy's deliberate wait. ``gap``
+    seconds pass between the answer and the next crash (time for the standby worker a
+    restart leaves behind to be ready: ``Limits.warm_spare``).
     """
-    limits = Limits(backoff_initial=0.0, max_failures=1_000_000, failure_window=1.0)
+    limits = Limits(backoff_initial=0.0, max_failures=1_000_000, failure_window=1.0,
+                    warm_spare=warm_spare)
 
     async def main() -> dict[str, Any]:
         death: list[float] = []
@@ -197,6 +201,8 @@ def crash_rounds(rounds: int, backend: str = "asyncio",
                 t0 = now_ns()
                 _check_echo((await host.call("echo", payload=PAYLOAD)).value)
                 t1 = now_ns()
+                if gap:
+                    await anyio.sleep(gap)
                 if i < 2:
                     continue
                 causes[report.cause] = causes.get(report.cause, 0) + 1

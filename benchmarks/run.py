@@ -153,6 +153,18 @@ def measure_start(scale: Scale) -> dict[str, Figure]:
     return figs
 
 
+#: between a restarted worker's answer and the next crash: the default backoff_initial,
+#: which spaces restarts at least this much anyway, and time for the standby worker a
+#: restart leaves behind (Limits.warm_spare) to be ready
+CRASH_GAP = 0.05
+CRASH_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("nopidns", "  … with Sandbox(pid_namespace=False)",
+     {"sandbox": Sandbox(pid_namespace=False)}),
+    ("nospare", "  … with Limits(warm_spare=False): no standby worker", {"warm_spare": False}),
+    ("backtoback", "  … crashing at once after each answer (standby not ready)", {"gap": 0.0}),
+]
+
+
 def measure_crash(scale: Scale) -> dict[str, Figure]:
     figs: dict[str, Figure] = {}
     floor = figs["death_floor"] = Figure(
@@ -170,7 +182,8 @@ def measure_crash(scale: Scale) -> dict[str, Figure]:
                                      f"crashing call's start → exception, {backend}"),
         }
         log(f"crash and respawn: {backend}")
-        got = attempt(keys["respawn"], partial(pb.crash_rounds, scale.respawn_rounds, backend))
+        got = attempt(keys["respawn"], partial(pb.crash_rounds, scale.respawn_rounds, backend,
+                                               gap=CRASH_GAP))
         for name, fig in keys.items():
             if got is None:
                 fig.status = keys["respawn"].status
@@ -182,19 +195,19 @@ def measure_crash(scale: Scale) -> dict[str, Figure]:
                 if not fig.samples:
                     fig.status = "error: no samples (the crash stamp never reached the report)"
             figs[fig.key] = fig
-    # what the pid namespace costs: the same on asyncio, with Sandbox(pid_namespace=False)
-    log("crash and respawn: asyncio, without the pid namespace")
-    bare = {"respawn": Figure("respawn_nopidns", "  … with Sandbox(pid_namespace=False)"),
-            "death_to_report": Figure("death_to_report_nopidns",
-                                      "  … with Sandbox(pid_namespace=False)")}
-    got = attempt(bare["respawn"], partial(pb.crash_rounds, scale.respawn_rounds, "asyncio",
-                                           Sandbox(pid_namespace=False)))
-    for name, fig in bare.items():
-        if got is None:
-            fig.status = bare["respawn"].status
-        else:
-            fig.samples = got[name]
-        figs[fig.key] = fig
+    # the same on asyncio, varied: what the pid namespace costs, what the standby
+    # worker saves, and crashes coming before the standby is ready
+    for key, label, kwargs in CRASH_VARIANTS:
+        log(f"crash and respawn: asyncio, {label.strip(' …')}")
+        bare = {kind: Figure(f"{kind}_{key}", label) for kind in ("respawn", "death_to_report")}
+        got = attempt(bare["respawn"], partial(pb.crash_rounds, scale.respawn_rounds,
+                                               "asyncio", **{"gap": CRASH_GAP, **kwargs}))
+        for name, fig in bare.items():
+            if got is None:
+                fig.status = bare["respawn"].status
+            else:
+                fig.samples = got[name]
+            figs[fig.key] = fig
     return figs
 
 
@@ -433,8 +446,8 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
             elif kind == "death_to_report":
                 bound, met = tgt(f"death → report, {backend}")
             rows.append((f"  {fig.label}", fmt_us(fig.p50), fmt_us(fig.p99), x, bound, met))
-            if backend == "asyncio" and kind != "call_to_report":
-                bare = crash.get(f"{kind}_nopidns")
+            for key, _, _ in CRASH_VARIANTS if backend == "asyncio" else ():
+                bare = crash.get(f"{kind}_{key}")
                 if bare is not None and bare.ok:
                     rows.append((f"  {bare.label}", fmt_us(bare.p50), fmt_us(bare.p99),
                                  "", "", ""))

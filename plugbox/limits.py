@@ -35,6 +35,12 @@ class Limits:
     waiting ``backoff_initial * 2**(n-1)`` seconds (at most ``backoff_max``) after the
     n-th failure in a row; ``max_failures`` failures within ``failure_window`` seconds
     quarantine the plugin until ``host.reset(name)``.
+
+    Standby: once a plugin's worker has died, ``warm_spare`` keeps one more worker
+    started for it, forked, confined and waiting, none of the plugin's code run in it,
+    so the next restart only loads the plugin (a few ms sooner; see docs/BENCHMARKS.md).
+    It holds one idle worker's memory per plugin that has failed; ``False`` keeps none.
+    A file plugin's standby is not used if the file changed after it was started.
     """
 
     memory_mb: int | None = 256
@@ -53,6 +59,7 @@ class Limits:
     backoff_initial: float = 0.05
     backoff_max: float = 5.0
     stderr_tail_lines: int = 40
+    warm_spare: bool = True
 
     def __post_init__(self) -> None:
         positive = {

@@ -51,6 +51,7 @@ from plugbox.protocol import (
     Message,
     RemoteProtocolError,
     Result,
+    Resume,
     Shutdown,
     Spawn,
     Spawned,
@@ -78,7 +79,8 @@ settings.register_profile(
 FUZZ = settings.get_profile("plugbox-fuzz")
 
 ALL_TYPES: tuple[type[Message], ...] = (
-    Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown, Spawn, Spawned,
+    Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown, Resume, Spawn,
+    Spawned,
     Exited,
 )
 #: (messages a direction carries, the peer that sends them)
@@ -202,6 +204,7 @@ FIELDS: dict[type[Message], dict[str, Kind]] = {
     Log: {"level": INT, "logger": STR, "message": STR},
     Cancel: {"id": POSITIVE},
     Shutdown: {},
+    Resume: {},
     Spawn: {"request": POSITIVE},
     Spawned: {"request": POSITIVE, "pid": NATURAL, "error": STR},
     Exited: {"pid": POSITIVE, "exit_code": INT_OR_NONE, "signal": INT_OR_NONE,

@@ -42,6 +42,7 @@ from plugbox.protocol import (
     ProtocolError,
     RemoteProtocolError,
     Result,
+    Resume,
     Shutdown,
     Spawn,
     Spawned,
@@ -52,7 +53,8 @@ from plugbox.protocol import (
 )
 
 ALL_TYPES: tuple[type[Message], ...] = (
-    Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown, Spawn, Spawned,
+    Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown, Resume, Spawn,
+    Spawned,
     Exited,
 )
 
@@ -145,6 +147,7 @@ SAMPLES: list[Message] = [
     Log(level=-5, logger="", message=""),
     Cancel(id=9),
     Shutdown(),
+    Resume(),
     Spawn(request=1),
     Spawned(request=1, pid=1234),
     Spawned(request=2, pid=0, error="fork failed: EAGAIN"),
@@ -176,7 +179,7 @@ def test_tags_are_stable_and_unique() -> None:
     tags = {cls: cls.TAG for cls in ALL_TYPES}
     assert tags == {
         Start: 0, Handshake: 1, Call: 2, Result: 3, Error: 4, Log: 5, Cancel: 6,
-        Shutdown: 7, Confined: 8, Spawn: 20, Spawned: 21, Exited: 22,
+        Shutdown: 7, Confined: 8, Resume: 9, Spawn: 20, Spawned: 21, Exited: 22,
     }
 
 
@@ -184,7 +187,7 @@ def test_directions_partition_the_message_types() -> None:
     sets = [accept for accept, _ in DIRECTIONS.values()]
     assert frozenset().union(*sets) == frozenset(ALL_TYPES)
     assert sum(len(s) for s in sets) == len(ALL_TYPES)  # pairwise disjoint
-    assert {Start, Call, Cancel, Shutdown} == HOST_TO_WORKER
+    assert {Start, Call, Cancel, Shutdown, Resume} == HOST_TO_WORKER
     assert {Confined, Handshake, Result, Error, Log} == WORKER_TO_HOST
     assert {Spawn} == HOST_TO_ZYGOTE
     assert {Spawned, Exited} == ZYGOTE_TO_HOST

@@ -37,8 +37,11 @@ pytestmark = pytest.mark.anyio
 
 STORM = str(Path(__file__).parent / "plugins" / "storm.py")
 
-#: five failures within a minute quarantine; backoffs 0.01, 0.02, 0.04, then capped
-LIMITS = Limits(max_failures=5, failure_window=60.0, backoff_initial=0.01, backoff_max=0.04)
+#: five failures within a minute quarantine; backoffs 0.01, 0.02, 0.04, then capped. No
+#: standby workers here, so that every worker the launcher starts is a restart (with
+#: them, the storm under the same policy: tests/test_standby.py)
+LIMITS = Limits(max_failures=5, failure_window=60.0, backoff_initial=0.01, backoff_max=0.04,
+                warm_spare=False)
 
 
 def schedule(limits: Limits, failures: int) -> list[float]:
@@ -167,7 +170,7 @@ async def test_failures_further_apart_than_the_window_never_quarantine() -> None
     # every restart waits out a backoff longer than the window, so no two failures
     # ever fall within it: the storm goes on, at the capped backoff, one start per call
     limits = Limits(max_failures=2, failure_window=0.05, backoff_initial=0.06,
-                    backoff_max=0.06)
+                    backoff_max=0.06, warm_spare=False)
     launcher = CountingLauncher()
     async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
         await host.add(STORM, limits=limits)

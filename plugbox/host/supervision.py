@@ -73,6 +73,11 @@ class SupervisedPlugin:
         self.dist_version = ""
         self.sha256: str | None = None
         self.worker: WorkerProcess | None = None
+        #: a standby worker (``Limits.warm_spare``), and the plugin file as it was read
+        self.spare: WorkerProcess | None = None
+        self._spare_source: tuple[int, ...] | None = None
+        self._spare_launching: anyio.Event | None = None
+        self._want_spare = False
         self.restarts = 0
         self.calls = 0
         self.failures_in_row = 0
@@ -84,8 +89,10 @@ class SupervisedPlugin:
         self.logger = logging.getLogger("plugbox.plugin")
 
     # ---------------------------------------------------------------- starting
-    def _start_message(self, scratch: str) -> Start:
+    def _start_message(self, scratch: str, standby: bool = False) -> Start:
         limits = self.options.limits.to_worker()
+        if standby:  # confine, send Confined, then wait for Resume
+            limits["standby"] = True
         # the plugin's own logger may not exist before its name is known: the level of
         # "plugbox.plugin" decides what workers send at all
         limits["log_level"] = logging.getLogger("plugbox.plugin").getEffectiveLevel()
@@ -140,16 +147,11 @@ class SupervisedPlugin:
         (PluginIntegrityError or PluginVersionError when a pin is not met)."""
         limits = self.options.limits
         await self.check_integrity()
-        scratch, owned = self._make_scratch()
-        try:
-            spawned = await self.launcher.spawn(self.tg)
-        except BaseException:
-            if owned:
-                shutil.rmtree(scratch, ignore_errors=True)
-            raise
-        worker = WorkerProcess(spawned, label=self.name, limits=limits, logger=self.logger)
-        worker.scratch_to_remove = scratch if owned else None
-        worker.start(self.tg, self._start_message(scratch))
+        worker = await self._take_spare()
+        if worker is None:
+            worker = await self._launch()
+        else:
+            worker.resume()
         reply = await worker.wait_handshake(limits.start_timeout)
         if isinstance(reply, Handshake):
             missing = [layer for layer in self.options.sandbox.requested_layers(
@@ -185,6 +187,98 @@ class SupervisedPlugin:
         report = self._report(worker, "(load)", cause, f"while loading: {detail}", death)
         raise PluginLoadError(ref, f"{cause}: {detail}", report=report)
 
+    async def _launch(self, standby: bool = False) -> WorkerProcess:
+        """A new worker, sent its Start (to load the plugin, or with ``standby`` to
+        confine itself and wait for Resume)."""
+        scratch, owned = self._make_scratch()
+        try:
+            spawned = await self.launcher.spawn(self.tg)
+        except BaseException:
+            if owned:
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        worker = WorkerProcess(spawned, label=self.name, limits=self.options.limits,
+                               logger=self.logger)
+        worker.scratch_to_remove = scratch if owned else None
+        worker.start(self.tg, self._start_message(scratch, standby=standby))
+        return worker
+
+    # ---------------------------------------------------------------- the standby worker
+    def _schedule_spare(self) -> None:
+        """Start a standby worker in the background, unless there is one (called once
+        the first call after a restart is over: the standby is not made beside it)."""
+        self._want_spare = False
+        if (self.closed or self.quarantine is not None or self.spare is not None
+                or self._spare_launching is not None):
+            return
+        self._spare_launching = anyio.Event()
+        self.tg.start_soon(self._make_spare, self._spare_launching)
+
+    async def _make_spare(self, launching: anyio.Event) -> None:
+        """Start a standby worker: forked, confined and waiting, so that the next
+        restart skips all that and only loads the plugin (``Limits.warm_spare``)."""
+        try:
+            if self.closed:
+                return
+            source = self._source_stamp()  # before the worker reads the file
+            try:
+                spare = await self._launch(standby=True)
+            except Exception as exc:  # the zygote cannot fork: restarts start afresh
+                self.logger.warning("plugin %s: no standby worker: %s", self.name, exc)
+                return
+            if self.closed or self.quarantine is not None:
+                await _discard(spare)
+                return
+            self.spare, self._spare_source = spare, source
+        finally:
+            self._spare_launching = None
+            launching.set()
+
+    async def _drop_spare(self) -> None:
+        """Stop the standby worker, if there is one (or one being made)."""
+        if self._spare_launching is not None:
+            await self._spare_launching.wait()
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            await _discard(spare)
+
+    async def _take_spare(self) -> WorkerProcess | None:
+        """The standby worker, if one is confined and ready for this plugin as it now
+        is; otherwise None (and a dead or outdated one is disposed of)."""
+        if self._spare_launching is not None:  # forking now: a moment from ready
+            await self._spare_launching.wait()
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        if await spare.wait_confined() and self._source_stamp() == self._spare_source:
+            return spare
+        if spare.alive:  # the plugin's file changed since the standby read it
+            self.logger.info("plugin %s: standby worker discarded: %s changed", self.name,
+                             self.options.ref)
+        else:
+            cause, detail, _ = await spare.wait_verdict()
+            self.logger.warning("plugin %s: its standby worker (pid %d) died before it "
+                                "was needed: %s: %s", self.name, spare.pid, cause, detail)
+        await _discard(spare)
+        return None
+
+    def _source_stamp(self) -> tuple[int, ...] | None:
+        """The identity of a file plugin's file (inode, size, times): a standby worker
+        read it when it started, and one that read an older file is not used."""
+        if self.options.inline is not None:
+            return None
+        target = self.options.ref
+        head, sep, tail = target.rpartition(":")
+        if sep and tail.isidentifier() and head:
+            target = head
+        if not (target.endswith(".py") or os.sep in target):
+            return None  # a module: imported by name after Resume, so never stale
+        try:
+            st = os.stat(target)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
     def _adopt(self, worker: WorkerProcess, hello: Handshake) -> None:
         self.worker = worker
         self.name = hello.plugin
@@ -219,6 +313,10 @@ class SupervisedPlugin:
                                                     f"restart failed: {exc.reason}", None)
                 report = self._count_failure(replace(report, hook=hook))
                 raise FAILURE_TYPES[report.cause](report) from None
+            finally:
+                # a plugin whose worker died once may well again: have the next one
+                # ready, started once this call is answered (not beside it)
+                self._want_spare = self.options.limits.warm_spare
             assert self.worker is not None
             return self.worker
 
@@ -253,12 +351,16 @@ class SupervisedPlugin:
         reply = await worker.request(hook, args, self.options.limits.call_timeout, packed)
         if isinstance(reply, Result):
             self.failures_in_row = 0
+            if self._want_spare:
+                self._schedule_spare()
             return reply.value, reply.changed
         duration = time.monotonic() - started
         if isinstance(reply, Error) and worker.memory_hint is None:
             report = self._report(worker, hook, "raised", _describe(reply), None, duration,
                                   exc=reply)
             self.record(report)
+            if self._want_spare:
+                self._schedule_spare()
             raise FAILURE_TYPES["raised"](report)
         if isinstance(reply, Error):  # out of memory: the worker's heap is suspect
             worker.kill("memory", f"ran out of memory: {_describe(reply)}")
@@ -275,6 +377,8 @@ class SupervisedPlugin:
         else:
             worker.reported = True
             report = self._count_failure(report)
+        if self._want_spare:  # once the failure is counted: none if it quarantined
+            self._schedule_spare()
         raise FAILURE_TYPES[cause](report)
 
     async def _note_death(self, worker: WorkerProcess, hook: str) -> None:
@@ -307,6 +411,8 @@ class SupervisedPlugin:
                         f"lets it run again"),
                 pid=report.pid, restarts=self.restarts, time=time.time())
             self.record(self.quarantine)
+            if self.spare is not None or self._spare_launching is not None:
+                self.tg.start_soon(self._drop_spare)  # no restart until reset()
         return report
 
     def _check_quarantine(self, hook: str) -> None:
@@ -353,6 +459,14 @@ class SupervisedPlugin:
         if worker is not None:
             await worker.shutdown(self.options.limits.close_timeout)
             await worker.wait_verdict()
+        await self._drop_spare()
+
+
+async def _discard(spare: WorkerProcess) -> None:
+    """Stop a standby worker (none of the plugin's code ran in it) and wait for it."""
+    spare.closing = True
+    spare.kill(None)
+    await spare.wait_verdict()
 
 
 def _describe(error: Error) -> str:

@@ -36,6 +36,7 @@ from ..protocol import (
     Message,
     ProtocolError,
     Result,
+    Resume,
     Shutdown,
     Start,
     encode,
@@ -179,6 +180,7 @@ class WorkerProcess:
         self.verdict: tuple[str, str, Death] | None = None
         self._verdict = anyio.Event()
         self._hello = anyio.Event()
+        self._confined = anyio.Event()
         self._dead = anyio.Event()
         self._drained = anyio.Event()
         self._channel_done = anyio.Event()
@@ -193,6 +195,8 @@ class WorkerProcess:
             peer="worker", accept=WORKER_TO_HOST,
             limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20))
         self._max_frame = limits.max_message_mb << 20
+        #: a standby worker, not yet told to load the plugin (``resume``)
+        self.standby = False
         #: each hook the host offered (Start) and the arguments it has
         self._offered: dict[str, frozenset[str]] = {}
         self.stdout = OutputCapture(logger, logging.INFO, tail_lines=limits.stderr_tail_lines)
@@ -203,6 +207,7 @@ class WorkerProcess:
         """Start the reader, writer, output and exit tasks, then send ``start``."""
         self._offered = {hook: frozenset(spec.get("args", ()))
                          for hook, spec in start.hooks.items() if isinstance(spec, dict)}
+        self.standby = bool(start.limits.get("standby"))
         tg.start_soon(self._read_channel)
         tg.start_soon(self._read_output, self.spawned.stdout, self.stdout)
         tg.start_soon(self._read_output, self.spawned.stderr, self.stderr)
@@ -211,6 +216,28 @@ class WorkerProcess:
         if self.limits.rss_check_interval and (self.limits.memory_mb or self.limits.cpu_seconds):
             tg.start_soon(self._watch_usage, self.limits.rss_check_interval)
         self.send(encode(start, side="host", max_frame_bytes=self._max_frame))
+
+    def resume(self) -> None:
+        """Tell a standby worker (started with ``standby`` in its Start) to load the
+        plugin; ``wait_handshake`` then waits for it as for any worker."""
+        self.standby = False
+        self.send(encode(Resume(), side="host"))
+
+    async def wait_confined(self) -> bool:
+        """Wait until the worker has reported its sandbox (Confined) or died; whether
+        it is alive and confined."""
+        async with anyio.create_task_group() as tg:
+            async def dead() -> None:
+                await self._dead.wait()
+                tg.cancel_scope.cancel()
+
+            async def confined() -> None:
+                await self._confined.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(dead)
+            tg.start_soon(confined)
+        return self.alive and self.confined is not None
 
     @property
     def alive(self) -> bool:
@@ -430,9 +457,13 @@ class WorkerProcess:
                 raise ProtocolError("a second Confined" if self.confined is not None
                                     else "a Confined after the Handshake", side="worker")
             self.confined = msg
+            self._confined.set()
         elif isinstance(msg, Handshake):
             if self.handshake is not None:
                 raise ProtocolError("a second Handshake", side="worker")
+            if self.standby:
+                raise ProtocolError("a Handshake from a standby worker before Resume",
+                                    side="worker")
             self._check_confinement_claimed(msg)
             self._check_claimed_hooks(msg.hooks)
             if msg.pid != self.spawned.pid:

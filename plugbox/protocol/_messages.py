@@ -7,7 +7,7 @@ declaration order.
 
 Worker channel (host <-> worker)::
 
-    host -> worker   Start, Call, Cancel, Shutdown
+    host -> worker   Start, Resume, Call, Cancel, Shutdown
     worker -> host   Confined, Handshake, Result, Error, Log
 
 Zygote channel (host <-> zygote)::
@@ -250,6 +250,15 @@ class Shutdown(Message):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Resume(Message):
+    """host -> worker: load the plugin now. Sent only to a standby worker (its Start
+    asked it to hold): one that applied its sandbox, sent Confined, and waits, without
+    having run any of the plugin's code, to replace a worker that died."""
+
+    TAG: ClassVar[int] = 9
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Spawn(Message):
     """host -> zygote: fork a worker on the fds sent beside this message."""
 
@@ -309,7 +318,7 @@ class Exited(Message):
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TAG: cls
     for cls in (Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown,
-                Spawn, Spawned, Exited)
+                Resume, Spawn, Spawned, Exited)
 }
 
 #: each message type's field names, in wire order.
@@ -318,7 +327,8 @@ FIELD_NAMES: dict[type[Message], tuple[str, ...]] = {
 }
 
 #: the messages each direction may carry; a decoder accepts only its direction's.
-HOST_TO_WORKER: frozenset[type[Message]] = frozenset({Start, Call, Cancel, Shutdown})
+HOST_TO_WORKER: frozenset[type[Message]] = frozenset({Start, Call, Cancel, Shutdown,
+                                                      Resume})
 WORKER_TO_HOST: frozenset[type[Message]] = frozenset({Confined, Handshake, Result, Error,
                                                       Log})
 HOST_TO_ZYGOTE: frozenset[type[Message]] = frozenset({Spawn})

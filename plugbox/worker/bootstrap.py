@@ -28,7 +28,10 @@ from ..protocol import (
     FrameDecoder,
     FrameLimits,
     Handshake,
+    Message,
     ProtocolError,
+    Resume,
+    Shutdown,
     Start,
     encode,
 )
@@ -74,16 +77,34 @@ def prepare() -> None:
 
 
 def _receive_start(sock: socket.socket) -> Start:
+    msg = _receive(sock, (Start,))
+    if msg is None:
+        raise EOFError("the host closed the channel before sending Start")
+    assert isinstance(msg, Start)
+    return msg
+
+
+def _await_resume(sock: socket.socket) -> bool:
+    """A standby worker's wait: True when the host sends Resume, False when it sends
+    Shutdown or closes the channel (the worker is not needed)."""
+    return isinstance(_receive(sock, (Resume, Shutdown)), Resume)
+
+
+def _receive(sock: socket.socket, expected: tuple[type[Message], ...]) -> Message | None:
+    """The next message, which must be one of ``expected``; None at end of channel.
+    Nothing after it has been read (the host sends nothing more until it is answered)."""
     decoder = FrameDecoder(peer="host", accept=HOST_TO_WORKER)
     while True:
         msg = decoder.next_message()
         if msg is not None:
-            if not isinstance(msg, Start):
-                raise ProtocolError(f"expected Start, got {type(msg).__name__}", side="host")
+            if not isinstance(msg, expected):
+                wanted = " or ".join(cls.__name__ for cls in expected)
+                raise ProtocolError(f"expected {wanted}, got {type(msg).__name__}",
+                                    side="host")
             return msg
         data = sock.recv(1 << 16)
         if not data:
-            raise EOFError("the host closed the channel before sending Start")
+            return None
         decoder.feed(data, time.monotonic())
 
 
@@ -178,6 +199,8 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     # Handshake comes after it ran, so the host holds the Handshake to these
     sock.sendall(encode(Confined(layers=dict(state.layers), baseline_rss_kb=baseline_rss),
                         side="worker"))
+    if start.limits.get("standby") and not _await_resume(sock):
+        return 0  # a standby worker the host did not need: none of the plugin's code ran
 
     sender = _Sender(sock)
     handler = ChannelLogHandler(sender)

@@ -1,0 +1,21 @@
+"""A plugin for the standby-worker tests: it says when its module was imported and its
+initialize ran (CLOCK_MONOTONIC, one clock for every process on the machine) and which
+text of it runs, and exits on demand."""
+
+import os
+import time
+
+LOADED_AT = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+TEXT = "first"
+
+
+class StandbyPlugin:
+    name = "standby"
+
+    def initialize(self, config):
+        self.initialized_at = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+    def process(self, input_data):
+        if input_data == "exit":
+            os._exit(3)
+        return {"loaded_at": LOADED_AT, "initialized_at": self.initialized_at, "text": TEXT}

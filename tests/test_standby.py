@@ -1,0 +1,211 @@
+"""The standby worker (``Limits.warm_spare``): once a plugin's worker has died, the
+restart leaves one more worker forked, confined and waiting, none of the plugin's code
+run in it, and the next restart resumes it instead of starting from nothing.
+
+What is checked: a healthy plugin never gets one; the standby is confined as the serving
+worker is and has not loaded the plugin; the next restart is served by that very worker,
+whose plugin module was imported after the crash (so nothing of the plugin ran early);
+a standby that died meanwhile, or that read a plugin file since changed, is not used and
+its end is no plugin failure; ``warm_spare=False`` keeps none; closing the host, even
+while a standby is being forked, leaves nothing behind (the leak check in conftest).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from plugbox import Limits, PluginHost, specs
+from plugbox.errors import PluginCrashed, PluginQuarantined
+from plugbox.host.launchers import SpawnedWorker, ZygoteLauncher
+from plugbox.host.supervision import SupervisedPlugin
+from plugbox.host.tasks import HostTasks
+from plugbox.host.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.anyio
+
+PLUGIN = Path(__file__).parent / "plugins" / "standby.py"
+LIMITS = Limits(backoff_initial=0)
+
+
+def now() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+@pytest.fixture
+def plugin_file(tmp_path: Path) -> str:
+    target = tmp_path / "standby.py"
+    shutil.copy(PLUGIN, target)
+    return str(target)
+
+
+def supervised(host: PluginHost) -> SupervisedPlugin:
+    (plugin,) = host._plugins
+    return plugin
+
+
+async def crash(host: PluginHost) -> None:
+    with pytest.raises(PluginCrashed) as info:
+        await host.call("process", input_data="exit")
+    assert info.value.report.cause == "crashed" and info.value.report.exit_code == 3
+
+
+async def ready_spare(host: PluginHost) -> WorkerProcess:
+    """The standby worker, once it has reported its sandbox."""
+    plugin = supervised(host)
+    if plugin._spare_launching is not None:
+        await plugin._spare_launching.wait()
+    spare = plugin.spare
+    assert spare is not None, "no standby worker after a restart"
+    assert await spare.wait_confined(), "the standby worker died before it was confined"
+    return spare
+
+
+async def test_a_restart_leaves_a_standby_and_the_next_restart_resumes_it(
+        plugin_file: str) -> None:
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin_file, limits=LIMITS)
+        first = (await host.call("process", input_data="hello")).value
+        plugin = supervised(host)
+        assert plugin.spare is None and plugin._spare_launching is None  # never failed
+
+        await crash(host)
+        await host.call("process", input_data="hello")  # a fresh worker, then a standby
+        spare = await ready_spare(host)
+        assert spare.handshake is None  # the plugin is not loaded in it
+        assert spare.confined is not None and spare.confined.layers == plugin.layers
+        assert spare is not plugin.worker and spare.alive
+
+        before = now()
+        await crash(host)
+        second = (await host.call("process", input_data="hello")).value
+        assert plugin.worker is spare, "the restart did not use the standby worker"
+        # the plugin's module was imported, and initialize ran, after the crash: in the
+        # standby worker nothing of the plugin had run before it was needed
+        assert second["loaded_at"] > before and second["initialized_at"] > before
+        assert first["loaded_at"] < before and second["text"] == "first"
+        assert [r.cause for r in host.reports] == ["crashed", "crashed"]
+        assert host.plugins[0].restarts == 2
+
+        replacement = await ready_spare(host)  # and the next one is on its way
+        assert replacement is not spare
+
+
+async def test_a_standby_that_read_an_older_plugin_file_is_not_used(
+        plugin_file: str) -> None:
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin_file, limits=LIMITS)
+        await crash(host)
+        await host.call("process", input_data="hello")
+        spare = await ready_spare(host)
+        text = Path(plugin_file).read_text().replace('TEXT = "first"', 'TEXT = "edited"')
+        Path(plugin_file).write_text(text)
+
+        await crash(host)
+        out = (await host.call("process", input_data="hello")).value
+        assert out["text"] == "edited"  # the file as it is now, in a fresh worker
+        assert supervised(host).worker is not spare
+        assert not spare.alive and spare.handshake is None
+        _, _, death = await spare.wait_verdict()
+        assert death.signal == signal.SIGKILL  # discarded by the host
+        assert [r.cause for r in host.reports] == ["crashed", "crashed"]
+
+
+async def test_a_standby_that_died_waiting_is_replaced_and_not_reported(
+        plugin_file: str) -> None:
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin_file, limits=LIMITS)
+        await crash(host)
+        await host.call("process", input_data="hello")
+        spare = await ready_spare(host)
+        os.kill(spare.spawned.pid, signal.SIGKILL)  # as the OOM killer might
+        await spare.wait_verdict()
+
+        before = now()
+        await crash(host)
+        out = (await host.call("process", input_data="hello")).value
+        assert out["loaded_at"] > before and supervised(host).worker is not spare
+        # the standby's end was no failure of the plugin: only the two crashes count
+        assert [r.cause for r in host.reports] == ["crashed", "crashed"]
+        assert host.plugins[0].failures == 2
+
+
+async def test_warm_spare_false_keeps_no_standby(plugin_file: str) -> None:
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin_file, limits=Limits(backoff_initial=0, warm_spare=False))
+        await crash(host)
+        await host.call("process", input_data="hello")
+        await host.call("process", input_data="hello")  # time for a standby to start
+        plugin = supervised(host)
+        assert plugin.spare is None and plugin._spare_launching is None
+
+
+async def test_closing_while_the_standby_is_being_forked_leaves_nothing(
+        plugin_file: str) -> None:
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin_file, limits=LIMITS)
+        await crash(host)
+        await host.call("process", input_data="hello")
+        # the standby's launch was started as the call was answered; close at once
+    plugin = supervised(host)
+    assert plugin.spare is None and plugin._spare_launching is None
+
+
+class CountingLauncher(ZygoteLauncher):
+    """The zygote launcher, counting the workers it starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts = 0
+
+    async def spawn(self, tg: HostTasks) -> SpawnedWorker:
+        self.starts += 1
+        return await super().spawn(tg)
+
+
+async def test_a_crash_storm_with_standbys_starts_no_more_workers_and_waits_its_backoffs(
+        plugin_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the restart policy (tests/test_restart_storms.py) with standby workers: still one
+    # worker started per failure, each restart's backoff waited before the standby is
+    # resumed, and none kept once the plugin is quarantined
+    limits = Limits(max_failures=5, failure_window=60.0, backoff_initial=0.01,
+                    backoff_max=0.04)
+    resumed: list[tuple[WorkerProcess, float]] = []
+    real_resume = WorkerProcess.resume
+
+    def resume(self: WorkerProcess) -> None:
+        resumed.append((self, time.monotonic()))
+        real_resume(self)
+
+    monkeypatch.setattr(WorkerProcess, "resume", resume)
+    launcher = CountingLauncher()
+    async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
+        await host.add(plugin_file, limits=limits)
+        plugin = supervised(host)
+        failures, started = [], []
+        for _ in range(limits.max_failures):
+            started.append(time.monotonic())
+            with pytest.raises(PluginCrashed) as info:
+                await host.call("process", input_data="exit")
+            failures.append(info.value.report)
+        assert [f.cause for f in failures] == ["crashed"] * 5
+        assert [f.restarts for f in failures] == [0, 1, 2, 3, 4]
+        # the first restart starts afresh; each later one resumes the standby the one
+        # before left, which was started after that restart's call, not beside it
+        assert len(resumed) == 3
+        assert launcher.starts == limits.max_failures
+        # resumed at the 3rd, 4th and 5th calls: each no sooner than the backoff the
+        # failure before announced, counted from that failing call's start (before it)
+        for (_, at), crash_started, failure in zip(resumed, started[1:4], failures[1:4],
+                                                   strict=True):
+            assert at - crash_started >= failure.backoff  # a lower bound, never a speed
+        assert plugin.quarantine is not None
+        assert plugin.spare is None and plugin._spare_launching is None
+        with pytest.raises(PluginQuarantined):
+            await host.call("process", input_data="hello")
+        assert launcher.starts == limits.max_failures
