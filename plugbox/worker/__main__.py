@@ -12,6 +12,9 @@ def main() -> None:
     parser.add_argument("--parent", type=int, default=0,
                         help="the pid to die with (default: the parent now)")
     ns = parser.parse_args()
+    from .lean import import_asyncio
+
+    import_asyncio()  # without ssl: see worker.lean
     from .bootstrap import run
 
     run(ns.fd, ns.parent or os.getppid())

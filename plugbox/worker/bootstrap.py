@@ -35,7 +35,7 @@ from ..protocol import (
     Start,
     encode,
 )
-from . import _linux, confine, loader, sandbox
+from . import _linux, confine, lean, loader, sandbox
 from .serve import ChannelLogHandler, error_reply, serve
 
 #: the fd a worker's channel is moved to, so every worker looks the same inside.
@@ -145,6 +145,8 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     sock = socket.socket(fileno=CHANNEL_FD)
     sock.setblocking(True)
     start = _receive_start(sock)
+    if start.sandbox.get("network"):
+        lean.give_asyncio_ssl()  # TLS for a plugin that may use the network
 
     def fail(exc: BaseException) -> int:
         reply = error_reply(LOAD_CALL_ID, exc)

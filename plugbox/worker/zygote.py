@@ -28,8 +28,7 @@ from ..protocol import (
     Spawned,
     encode,
 )
-from . import _linux
-from . import bootstrap as _bootstrap  # imported now, so forks start warm
+from . import _linux, lean
 
 FDS_PER_SPAWN = 3
 #: how long an Exited may wait for the strays of its worker to be reaped
@@ -143,7 +142,9 @@ class Zygote:
             self.ctl.close()
         except BaseException:
             os._exit(70)
-        _bootstrap.run(channel, parent, out, err)
+        from . import bootstrap  # imported by main(), before any fork
+
+        bootstrap.run(channel, parent, out, err)
 
     def reap(self) -> None:
         reaped_worker = False
@@ -219,7 +220,10 @@ def main() -> None:
     ctl = socket.socket(fileno=fd)
     ctl.setblocking(False)
     zygote = Zygote(ctl)
-    _bootstrap.prepare()  # what every worker would otherwise redo after its fork
+    lean.import_asyncio()  # without ssl: see worker.lean
+    from . import bootstrap  # imported now, so forks start warm
+
+    bootstrap.prepare()  # what every worker would otherwise redo after its fork
     import gc
 
     gc.collect()
