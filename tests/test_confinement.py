@@ -54,6 +54,9 @@ async def test_worker_is_confined_before_the_plugin_runs(behave: str, launcher: 
     assert fds["0"] == "/dev/null" and fds["1"].startswith("pipe:") and fds["2"].startswith("pipe:")
     assert fds["3"].startswith("socket:")
     assert not any("secret.txt" in target for target in fds.values())
+    # no pipe but stdout and stderr: not the host's end of anything, nor the exit report
+    # pipe its pid namespace's init writes on (protocol._exit_report)
+    assert [fd for fd, target in fds.items() if int(fd) > 2 and target.startswith("pipe:")] == []
     for fd, target in fds.items():
         if int(fd) > 3:  # the event loop's own, and import-path directories
             assert target.startswith(("anon_inode:", "socket:", "pipe:", "/")), target

@@ -85,6 +85,9 @@ class SpawnedWorker:
     exit: ExitWatch = field(default_factory=ExitWatch)
     #: a pidfd of the process serving the plugin, where it is not ``pid`` (pid namespace)
     serving_pidfd: int | None = None
+    #: the read end of the pipe the worker's init reports the plugin's end on
+    #: (``plugbox.protocol._exit_report``), where the launcher made one
+    exit_report: int | None = None
 
     def close_fds(self) -> None:
         """Close the host's fds for this worker, waking any task waiting on them
@@ -92,7 +95,7 @@ class SpawnedWorker:
         if self.channel.fileno() >= 0:
             anyio.notify_closing(self.channel)
             self.channel.close()
-        for name in ("stdout", "stderr", "pidfd", "serving_pidfd"):
+        for name in ("stdout", "stderr", "pidfd", "serving_pidfd", "exit_report"):
             fd = getattr(self, name)
             if fd is not None and fd >= 0:
                 setattr(self, name, -1 if name in ("stdout", "stderr") else None)
@@ -223,13 +226,15 @@ class ZygoteLauncher(Launcher):
     async def spawn(self, tg: HostTasks) -> SpawnedWorker:
         ctl = await self._ensure(tg)
         host_end, worker_end, out, err = _make_worker_fds()
+        report_r, report_w = os.pipe()
+        os.set_blocking(report_r, False)
         request = next(self._requests)
         done = anyio.Event()
         box: list[object] = []
         self._spawns[request] = (done, box)
         try:
             frame = encode(Spawn(request=request), side="host")
-            fds = [worker_end.fileno(), out[1], err[1]]
+            fds = [worker_end.fileno(), out[1], err[1], report_w]
             while True:
                 try:
                     socket.send_fds(ctl, [frame], fds)
@@ -239,31 +244,31 @@ class ZygoteLauncher(Launcher):
         except BaseException:
             self._spawns.pop(request, None)
             host_end.close()
-            os.close(out[0])
-            os.close(err[0])
+            for fd in (out[0], err[0], report_r):
+                os.close(fd)
             raise
         finally:
             worker_end.close()
-            os.close(out[1])
-            os.close(err[1])
+            for fd in (out[1], err[1], report_w):
+                os.close(fd)
         try:
             await done.wait()
         except BaseException:
             host_end.close()
-            os.close(out[0])
-            os.close(err[0])
+            for fd in (out[0], err[0], report_r):
+                os.close(fd)
             raise
         finally:
             self._spawns.pop(request, None)
         reply = box[0] if box else None
         if not isinstance(reply, tuple):
             host_end.close()
-            os.close(out[0])
-            os.close(err[0])
+            for fd in (out[0], err[0], report_r):
+                os.close(fd)
             raise OSError(f"the zygote could not fork a worker: {reply or 'it died'}")
         pid, pidfd = reply
         spawned = SpawnedWorker(pid=pid, pidfd=pidfd, channel=host_end, stdout=out[0],
-                                stderr=err[0])
+                                stderr=err[0], exit_report=report_r)
         early = self._watches.pop(pid, None)
         self._watches[pid] = spawned.exit
         if early is not None and early.info is not None:

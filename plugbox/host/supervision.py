@@ -158,6 +158,7 @@ class SupervisedPlugin:
                 root=os.geteuid() == 0) if not reply.layers.get(layer)]
             if missing and self.options.sandbox.strict:
                 await worker.shutdown(0)
+                await worker.wait_reaped()
                 raise PluginLoadError(self.options.ref, (
                     f"strict sandbox: layer {missing[0]!r} is not in force on this system "
                     f"(missing: {', '.join(missing)})"))
@@ -166,7 +167,7 @@ class SupervisedPlugin:
                 problem = pin.problem(found)
                 if problem is not None:  # no hook is ever called, nor close()
                     worker.kill(None)
-                    await worker.wait_exit()
+                    await worker.wait_reaped()  # add() fails with nothing left
                     raise PluginVersionError(self.options.ref, pin.spec, found.as_dict(),
                                              problem)
             self._adopt(worker, reply)
@@ -174,7 +175,7 @@ class SupervisedPlugin:
         ref = self.options.ref
         if isinstance(reply, Error):
             worker.kill(None)
-            await worker.wait_exit()
+            await worker.wait_reaped()  # add() fails with nothing left
             if reply.exc_type == "PluginIntegrityError":
                 said = re.match(r"sha256 of (.*) is ([0-9a-f]{64}), expected", reply.message)
                 raise PluginIntegrityError(
@@ -184,6 +185,7 @@ class SupervisedPlugin:
                 f"{reply.exc_type}: {reply.message}")
             raise PluginLoadError(ref, reason + (f"\n{reply.traceback}" if reply.traceback else ""))
         cause, detail, death = await worker.wait_verdict()
+        await worker.wait_reaped()
         report = self._report(worker, "(load)", cause, f"while loading: {detail}", death)
         raise PluginLoadError(ref, f"{cause}: {detail}", report=report)
 
@@ -459,6 +461,8 @@ class SupervisedPlugin:
         if worker is not None:
             await worker.shutdown(self.options.limits.close_timeout)
             await worker.wait_verdict()
+            with anyio.move_on_after(self.options.limits.close_timeout):
+                await worker.wait_reaped()  # closed: nothing of it left
         await self._drop_spare()
 
 

@@ -24,6 +24,7 @@ import anyio.abc
 
 from ..limits import Limits
 from ..protocol import (
+    EXIT_REPORT_SIZE,
     LOAD_CALL_ID,
     WORKER_TO_HOST,
     Cancel,
@@ -42,11 +43,12 @@ from ..protocol import (
     encode,
     encode_call,
     pack,
+    unpack_exit_report,
 )
 from . import _linux
 from .causes import Death, classify, is_memory_error
 from .channel import on_asyncio, open_channel
-from .exits import ExitInfo
+from .exits import ExitInfo, ExitWatch
 from .launchers import SpawnedWorker
 from .output import OutputCapture
 from .tasks import HostTasks
@@ -180,6 +182,8 @@ class WorkerProcess:
         self.verdict: tuple[str, str, Death] | None = None
         self._verdict = anyio.Event()
         self._hello = anyio.Event()
+        #: how the plugin's process ended: from its init's exit report, or the reap
+        self._ended = ExitWatch()
         self._confined = anyio.Event()
         self._dead = anyio.Event()
         self._drained = anyio.Event()
@@ -212,6 +216,8 @@ class WorkerProcess:
         tg.start_soon(self._read_output, self.spawned.stdout, self.stdout)
         tg.start_soon(self._read_output, self.spawned.stderr, self.stderr)
         tg.start_soon(self._watch_exit)
+        if self.spawned.exit_report is not None:
+            tg.start_soon(self._read_exit_report, self.spawned.exit_report)
         tg.start_soon(self._supervise)
         if self.limits.rss_check_interval and (self.limits.memory_mb or self.limits.cpu_seconds):
             tg.start_soon(self._watch_usage, self.limits.rss_check_interval)
@@ -246,7 +252,8 @@ class WorkerProcess:
 
     @property
     def exit_info(self) -> ExitInfo | None:
-        return self.spawned.exit.info
+        """How the plugin's process ended, once it has (None before)."""
+        return self._ended.info
 
     async def wait_handshake(self, timeout: float) -> Handshake | Error | None:
         """The Handshake, the load Error, or None if the worker died or timed out
@@ -291,7 +298,13 @@ class WorkerProcess:
         self._mark_dead()
 
     async def wait_exit(self) -> ExitInfo:
-        """Wait until the launcher has reaped the worker."""
+        """Wait until the plugin's process has ended: its init's exit report (in a pid
+        namespace), or the launcher's reap of the worker, whichever comes first."""
+        return await self._ended.wait()
+
+    async def wait_reaped(self) -> ExitInfo:
+        """Wait until the launcher has reaped the launched process: then nothing of the
+        worker is left (in a pid namespace, its init and the plugin went first)."""
         return await self.spawned.exit.wait()
 
     async def shutdown(self, grace: float) -> None:
@@ -521,6 +534,32 @@ class WorkerProcess:
         self.spawned.serving_pidfd = pidfd
         self.pid = pid
 
+    async def _read_exit_report(self, fd: int) -> None:
+        """The plugin's end as its pid namespace's init reports it, before init and the
+        launched process have exited and been reaped (``protocol._exit_report``): the
+        worker's exit, as far as the host is concerned. Nothing comes where there is no
+        pid namespace; then the launcher's report of the exit is the one."""
+        data = b""
+        try:
+            while len(data) < EXIT_REPORT_SIZE:
+                await anyio.wait_readable(fd)
+                try:
+                    chunk = os.read(fd, EXIT_REPORT_SIZE - len(data))
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    return
+                data += chunk
+        except (anyio.ClosedResourceError, OSError):
+            return
+        report = unpack_exit_report(data)
+        if report is None:
+            return
+        exit_code, sig, max_rss_kb, cpu_time = report
+        self._ended.set(ExitInfo(exit_code=exit_code, signal=sig, max_rss_kb=max_rss_kb,
+                                 cpu_time=cpu_time))
+        self._mark_dead()
+
     async def _read_output(self, fd: int, capture: OutputCapture) -> None:
         try:
             while True:
@@ -579,7 +618,7 @@ class WorkerProcess:
                 await self._dead.wait()
 
     async def _watch_exit(self) -> None:
-        await self.spawned.exit.wait()
+        self._ended.set(await self.spawned.exit.wait())
         self._mark_dead()
 
     def _mark_dead(self) -> None:

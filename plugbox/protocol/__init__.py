@@ -1,6 +1,7 @@
 """plugbox's wire protocol, without I/O: message types, framing, caps and errors."""
 
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._exit_report import EXIT_REPORT_SIZE, pack_exit_report, unpack_exit_report
 from ._frames import (
     DEFAULT_LIMITS,
     HEADER_SIZE,
@@ -45,6 +46,7 @@ __all__ = [
     "EXIT_CHANNEL_LOST",
     "EXIT_INTERNAL",
     "EXIT_MEMORY",
+    "EXIT_REPORT_SIZE",
     "HEADER_SIZE",
     "HOST_TO_WORKER",
     "HOST_TO_ZYGOTE",
@@ -78,4 +80,6 @@ __all__ = [
     "encode_call",
     "encode_result",
     "pack",
+    "pack_exit_report",
+    "unpack_exit_report",
 ]

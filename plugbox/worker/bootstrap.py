@@ -43,10 +43,14 @@ CHANNEL_FD = 3
 
 
 def run(channel_fd: int, parent: int, stdout_fd: int | None = None,
-        stderr_fd: int | None = None) -> NoReturn:
-    """Run a worker on ``channel_fd`` and exit the process with its status."""
+        stderr_fd: int | None = None, exit_report_fd: int | None = None) -> NoReturn:
+    """Run a worker on ``channel_fd`` and exit the process with its status.
+
+    ``exit_report_fd``, a pipe to the host, goes to the init of the worker's pid
+    namespace, which reports the plugin's end on it (``protocol._exit_report``); the
+    plugin's process closes it before anything of the plugin runs."""
     try:
-        code = _run(channel_fd, parent, stdout_fd, stderr_fd)
+        code = _run(channel_fd, parent, stdout_fd, stderr_fd, exit_report_fd)
     except MemoryError:
         os._exit(EXIT_MEMORY)
     except BaseException:
@@ -135,10 +139,14 @@ class _Sender:
         self.send(frame)
 
 
-def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | None) -> int:
+def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | None,
+         exit_report_fd: int | None) -> int:
     in_session = confine.new_session()
     _redirect_stdio(stdout_fd, stderr_fd)
     faulthandler.enable()  # a fatal signal leaves the plugin's traceback on stderr
+    if exit_report_fd == CHANNEL_FD:  # out of the channel's way
+        exit_report_fd = os.dup(exit_report_fd)
+        os.close(CHANNEL_FD)
     if channel_fd != CHANNEL_FD:  # the channel always sits at fd 3
         os.dup2(channel_fd, CHANNEL_FD, inheritable=False)
         os.close(channel_fd)
@@ -171,7 +179,7 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
 
     state = confine.Confinement()
     state.layers["new_session"] = in_session
-    confine.close_other_fds(sock.fileno())
+    confine.close_other_fds(sock.fileno(), exit_report_fd)
     state.layers["fds_closed"] = True
     confine.scrub_environment()
     for key, value in (start.sandbox.get("env") or {}).items():
@@ -185,7 +193,10 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
         import_paths.after_drop()
         source.import_dir = import_paths.fix(plugin_dir[0]) if plugin_dir else None
     state.layers["parent_death_signal"] = confine.die_with_parent(parent)
-    namespaces, host_pid = sandbox.enter(start.sandbox)  # may fork: see worker.pidns
+    # may fork: see worker.pidns; init keeps the exit report pipe, the plugin does not
+    namespaces, host_pid = sandbox.enter(start.sandbox, exit_report_fd)
+    if exit_report_fd is not None:
+        os.close(exit_report_fd)
     state.layers.update(namespaces)
     loop = asyncio.new_event_loop()  # its fds (epoll, self-pipe) exist before seccomp
     asyncio.set_event_loop(loop)

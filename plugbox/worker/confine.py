@@ -43,10 +43,13 @@ def new_session() -> bool:
     return True
 
 
-def close_other_fds(keep: int) -> None:
-    """Close every fd above stderr except ``keep``."""
-    os.closerange(3, keep)
-    os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+def close_other_fds(*keep: int | None) -> None:
+    """Close every fd above stderr except those in ``keep`` (None: none)."""
+    low = 3
+    for fd in sorted(fd for fd in keep if fd is not None and fd >= low):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
 def scrub_environment() -> None:

@@ -18,6 +18,10 @@ plugin started (daemons, double forks) survives it. The outer process mirrors th
 plugin's status (exit code, or death by the same signal), so the host classifies the
 plugin's own death; its rusage covers init and the plugin, reaped beneath it.
 
+The host does not wait for that chain (init's exit, then the outer's, then the
+launcher's reap): init writes the plugin's wait status and rusage on a pipe to the
+host (``exit_report_fd``, ``plugbox.protocol._exit_report``) the moment it reaps it.
+
 In the worker, a fresh mount namespace gets its own /proc, showing only the namespace's
 processes (``mount_private_proc``).
 """
@@ -34,6 +38,7 @@ import signal
 import sys
 from typing import NoReturn
 
+from ..protocol import pack_exit_report
 from . import _linux
 
 CLONE_NEWPID = 0x20000000
@@ -66,9 +71,11 @@ def _quiet(keep: tuple[int, ...] = ()) -> None:
     os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
-def split() -> int:
+def split(exit_report_fd: int | None = None) -> int:
     """Fork init and the worker (after ``unshare(CLONE_NEWPID)``). Returns in the worker
-    only: its pid as the host sees it. The outer process and init never return."""
+    only: its pid as the host sees it. The outer process and init never return. Init
+    writes the worker's exit report (``protocol._exit_report``) on ``exit_report_fd``
+    as soon as it reaps it: the host has it before init and the outer process end."""
     host_pid = os.getpid()
     status_r, status_w = os.pipe()
     alive_r, alive_w = os.pipe()  # the outer holds the write end while it lives
@@ -86,7 +93,7 @@ def split() -> int:
     os.close(alive_r)
     worker = os.fork()
     if worker:
-        _init(worker, status_w)
+        _init(worker, status_w, exit_report_fd)
     os.close(status_w)
     # init ending ends the namespace anyway; this says the same for the worker itself
     _linux.set_parent_death_signal(signal.SIGKILL)
@@ -122,17 +129,23 @@ def _outer(init: int, status_r: int, alive_w: int) -> NoReturn:
         os._exit(EXIT_NO_STATUS)
 
 
-def _init(worker: int, status_w: int) -> NoReturn:
+def _init(worker: int, status_w: int, exit_report_fd: int | None) -> NoReturn:
     try:
-        _quiet(keep=(status_w,))
+        _quiet(keep=(status_w,) if exit_report_fd is None else (status_w, exit_report_fd))
         while True:
             try:
-                pid, status = os.waitpid(-1, 0)
+                pid, status, usage = os.wait4(-1, 0)
             except InterruptedError:
                 continue
             except ChildProcessError:
                 break
             if pid == worker:
+                if exit_report_fd is not None:
+                    try:
+                        os.write(exit_report_fd, pack_exit_report(
+                            status, usage.ru_maxrss, usage.ru_utime + usage.ru_stime))
+                    except OSError:
+                        pass  # the host has gone, or closed its end: the outer reports
                 os.write(status_w, status.to_bytes(4, "little"))
                 break
     finally:

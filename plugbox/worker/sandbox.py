@@ -110,10 +110,12 @@ def enter_namespaces(network: bool) -> dict[str, bool]:
     return done
 
 
-def enter(policy: dict[str, Any]) -> tuple[dict[str, bool], int]:
+def enter(policy: dict[str, Any], exit_report_fd: int | None = None,
+          ) -> tuple[dict[str, bool], int]:
     """Enter the namespaces ``policy`` asks for. Returns the layers that took effect
     and this process's pid as the host sees it; in a pid namespace, the process that
-    returns is the worker's pid 2 (``pidns.split``)."""
+    returns is the worker's pid 2 (``pidns.split``), whose init reports its end on
+    ``exit_report_fd``."""
     pid = os.getpid()
     if not policy.get("namespaces", True):
         return {}, pid
@@ -122,7 +124,7 @@ def enter(policy: dict[str, Any]) -> tuple[dict[str, bool], int]:
     if done["user_namespace"]:
         mount = pidns.unshare(pidns.CLONE_NEWNS)
         if policy.get("pid_namespace", True) and pidns.unshare(pidns.CLONE_NEWPID):
-            pid = pidns.split()
+            pid = pidns.split(exit_report_fd)
             done["pid_namespace"] = True
         if mount:
             done["mount_namespace"] = pidns.mount_private_proc(done["pid_namespace"])

@@ -30,7 +30,8 @@ from ..protocol import (
 )
 from . import _linux, lean
 
-FDS_PER_SPAWN = 3
+#: the channel, stdout, stderr, and the exit report pipe (``protocol._exit_report``)
+FDS_PER_SPAWN = 4
 #: how long an Exited may wait for the strays of its worker to be reaped
 STRAY_GRACE = 1.0
 
@@ -111,7 +112,7 @@ class Zygote:
         return True
 
     def spawn(self, msg: Spawn, fds: list[int]) -> None:
-        channel, out, err = fds
+        channel, out, err, exit_report = fds
         try:
             pid = os.fork()
         except OSError as exc:
@@ -120,7 +121,7 @@ class Zygote:
             self.send(encode(Spawned(request=msg.request, pid=0, error=str(exc)), side="zygote"))
             return
         if pid == 0:
-            self.become_worker(channel, out, err)
+            self.become_worker(channel, out, err, exit_report)
         for fd in fds:
             os.close(fd)
         self.workers.add(pid)
@@ -132,7 +133,7 @@ class Zygote:
             if pidfd is not None:
                 os.close(pidfd)
 
-    def become_worker(self, channel: int, out: int, err: int) -> None:
+    def become_worker(self, channel: int, out: int, err: int, exit_report: int) -> None:
         parent = os.getppid()
         try:
             signal.set_wakeup_fd(-1)
@@ -144,7 +145,7 @@ class Zygote:
             os._exit(70)
         from . import bootstrap  # imported by main(), before any fork
 
-        bootstrap.run(channel, parent, out, err)
+        bootstrap.run(channel, parent, out, err, exit_report)
 
     def reap(self) -> None:
         reaped_worker = False

@@ -1,0 +1,111 @@
+"""The exit report (``plugbox.protocol._exit_report``): in a pid namespace, the worker's
+init tells the host how the plugin ended as soon as it reaps it, on a pipe of its own,
+before init and the launched process have exited and the zygote has reported that.
+
+The host is shown to need nothing else: a launcher that drops every ``Exited`` from
+the zygote still gets each death's cause, exit code or signal, and CPU time right.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import struct
+
+import anyio
+import pytest
+
+from plugbox import Limits, PluginHost, specs
+from plugbox.errors import PluginFailure
+from plugbox.host.launchers import ZygoteLauncher
+from plugbox.protocol import (
+    EXIT_REPORT_SIZE,
+    Exited,
+    pack_exit_report,
+    unpack_exit_report,
+)
+
+pytestmark = pytest.mark.anyio
+
+#: how long a death may go unreported before the test calls it a hang
+HANG_GUARD = 30.0
+
+
+# ------------------------------------------------------------------ the format
+def exited_with(code: int) -> int:
+    return code << 8  # a wait status, as waitpid gives it
+
+
+def killed_by(sig: int) -> int:
+    return sig
+
+
+def test_a_report_round_trips_an_exit_code_and_a_signal() -> None:
+    assert unpack_exit_report(pack_exit_report(exited_with(3), 2048, 0.25)) == (
+        3, None, 2048, 0.25)
+    assert unpack_exit_report(pack_exit_report(killed_by(signal.SIGSEGV), 10, 1.5)) == (
+        None, signal.SIGSEGV, 10, 1.5)
+    assert len(pack_exit_report(0, 0, 0.0)) == EXIT_REPORT_SIZE
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    pack_exit_report(0, 1, 0.0)[:-1],
+    pack_exit_report(0, 1, 0.0) + b"\0",
+    pack_exit_report(0x137f, 1, 0.0),  # a stopped process's status: it has not ended
+    pack_exit_report(0, -1, 0.0),
+    struct.pack("<iqd", 0, 1, math.nan),
+    struct.pack("<iqd", 0, 1, -1.0),
+], ids=["empty", "short", "long", "stopped", "negative-rss", "nan-cpu", "negative-cpu"])
+def test_anything_but_a_report_of_an_end_is_refused(data: bytes) -> None:
+    assert unpack_exit_report(data) is None
+
+
+# ------------------------------------------------------------------ the host
+class NoExitedLauncher(ZygoteLauncher):
+    """The zygote launcher with the zygote's reports of exits (Exited) dropped, until
+    ``dropping`` is turned off (so that the host, closing, sees its last worker reaped)."""
+
+    dropping = True
+
+    def _dispatch(self, msg: object, fds: list[int]) -> None:
+        if isinstance(msg, Exited) and self.dropping:
+            for fd in fds:
+                os.close(fd)
+            return
+        super()._dispatch(msg, fds)
+
+
+@pytest.mark.parametrize(("do", "cause", "exit_code", "signame"), [
+    ("exit", "crashed", 3, None),
+    ("segfault", "crashed", None, "SIGSEGV"),
+    ("abort", "crashed", None, "SIGABRT"),
+], ids=["exit", "segfault", "abort"])
+async def test_the_exit_report_alone_names_each_death(behave: str, do: str, cause: str,
+                                                      exit_code: int | None,
+                                                      signame: str | None) -> None:
+    launcher = NoExitedLauncher()
+    async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
+        await host.add(behave, limits=Limits(backoff_initial=0))
+        # a guard, not a speed bound: without the exit report the host would wait forever
+        with anyio.fail_after(HANG_GUARD), pytest.raises(PluginFailure) as info:
+            await host.call("process", input_data={"do": do})
+        report = info.value.report
+        assert (report.cause, report.exit_code, report.signal) == (cause, exit_code, signame)
+        assert report.peak_rss_kb > 0
+        launcher.dropping = False
+        # and the host goes on: a fresh worker answers
+        assert (await host.call("process", input_data={"do": "echo"})).value == {"do": "echo"}
+
+
+async def test_the_exit_report_carries_the_plugins_cpu_time(behave: str) -> None:
+    launcher = NoExitedLauncher()
+    async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
+        await host.add(behave, limits=Limits(cpu_seconds=1, close_timeout=0.5))
+        with anyio.fail_after(HANG_GUARD), pytest.raises(PluginFailure) as info:
+            await host.call("process", input_data={"do": "spin"})
+        report = info.value.report
+        assert (report.cause, report.signal) == ("cpu", "SIGXCPU")
+        assert report.cpu_time >= 1.0  # the kernel's SIGXCPU comes at the full second
+        launcher.dropping = False
