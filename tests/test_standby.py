@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -209,3 +210,30 @@ async def test_a_crash_storm_with_standbys_starts_no_more_workers_and_waits_its_
         with pytest.raises(PluginQuarantined):
             await host.call("process", input_data="hello")
         assert launcher.starts == limits.max_failures
+
+
+def test_a_precompiled_file_plugin_runs_what_was_compiled_and_a_bad_text_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a standby compiles the plugin's text while it waits (compiling runs none of it)
+    from plugbox.worker import loader
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # import_source adds the file's dir
+    path = tmp_path / "precompiled.py"
+    path.write_text("class APlugin:\n    said = 'compiled while waiting'\n")
+    source = loader.parse_ref(str(path))
+    loader.precompile(source)
+    assert source.code is not None
+    source.text = b"class APlugin:\n    said = 'read later'\n"
+    try:
+        assert loader.instantiate(source).said == "compiled while waiting"
+    finally:
+        sys.modules.pop("plugbox_plugin_precompiled", None)
+
+    # a text that does not compile is no error until it is imported, where it was one
+    path.write_text("class APlugin(:\n")
+    broken = loader.parse_ref(str(path))
+    loader.precompile(broken)
+    assert broken.code is None
+    with pytest.raises(SyntaxError):
+        loader.instantiate(broken)
+    sys.modules.pop("plugbox_plugin_precompiled", None)

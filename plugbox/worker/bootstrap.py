@@ -212,8 +212,10 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     # Handshake comes after it ran, so the host holds the Handshake to these
     sock.sendall(encode(Confined(layers=dict(state.layers), baseline_rss_kb=baseline_rss),
                         side="worker"))
-    if start.limits.get("standby") and not _await_resume(sock):
-        return 0  # a standby worker the host did not need: none of the plugin's code ran
+    if start.limits.get("standby"):
+        loader.precompile(source)  # while waiting: it runs nothing of the plugin
+        if not _await_resume(sock):
+            return 0  # a standby worker the host did not need: none of the plugin's code ran
 
     sender = _Sender(sock)
     handler = ChannelLogHandler(sender)

@@ -48,6 +48,8 @@ class Source:
     class_name: str | None = None
     import_dir: str | None = None
     inline: bytes | None = None
+    #: ``text`` compiled ahead of the import (``precompile``)
+    code: types.CodeType | None = None
 
 
 @dataclass
@@ -168,9 +170,21 @@ def import_source(source: Source) -> types.ModuleType:
     directory = source.import_dir or os.path.dirname(source.path)
     if directory not in sys.path:
         sys.path.insert(0, directory)
-    code = compile(source.text, source.path, "exec")
+    code = source.code or compile(source.text, source.path, "exec")
     exec(code, module.__dict__)
     return module
+
+
+def precompile(source: Source) -> None:
+    """Compile a file plugin's text ahead of ``import_source`` (a standby worker does,
+    while it waits: compiling runs none of the plugin's code). A text that does not
+    compile is left to fail where it would have, when it is imported."""
+    if source.text is None or source.path is None or source.code is not None:
+        return
+    try:
+        source.code = compile(source.text, source.path, "exec")
+    except (SyntaxError, ValueError):
+        pass
 
 
 def find_class(module: types.ModuleType, source: Source) -> type:
