@@ -192,7 +192,7 @@ ANY = Kind(PLAIN, lambda v: True)
 FIELDS: dict[type[Message], dict[str, Kind]] = {
     Start: {"ref": NONEMPTY_STR, "config": STR_MAP, "hooks": STR_MAP, "limits": STR_MAP,
             "sandbox": STR_MAP, "inline": BYTES_OR_NONE},
-    Confined: {"layers": STR_TO_BOOL, "baseline_rss_kb": NATURAL},
+    Confined: {"layers": STR_TO_BOOL, "pid": POSITIVE, "baseline_rss_kb": NATURAL},
     Handshake: {"protocol": INT, "plugin": NONEMPTY_STR, "version": STR,
                 "hooks": STR_TO_STR_LIST, "pid": POSITIVE, "problems": STR_LIST,
                 "baseline_rss_kb": NATURAL, "layers": STR_TO_BOOL, "dist_name": STR,
@@ -319,7 +319,7 @@ def check_refused(cls: type[Message], name: str, good: Message, bad: Any) -> Non
 #: a valid message of each type with fields to refuse
 BASES: dict[type[Message], Message] = {
     Start: Start(ref="m:P"),
-    Confined: Confined(layers={}),
+    Confined: Confined(layers={}, pid=1),
     Handshake: Handshake(protocol=1, plugin="p", version="1", hooks={}, pid=1),
     Call: Call(id=1, hook="h", args={}),
     Result: Result(id=1, value=None),

@@ -134,7 +134,7 @@ async def test_a_worker_writing_garbage_is_killed_and_the_host_serves_on(behave:
 @pytest.mark.parametrize("data", [
     encode(Result(id=999, value=None)),
     encode(Handshake(protocol=1, plugin="again", version="1", hooks={}, pid=1)),
-    encode(Confined(layers={"seccomp": True}, baseline_rss_kb=1)),
+    encode(Confined(layers={"seccomp": True}, pid=1, baseline_rss_kb=1)),
 ], ids=["reply-to-no-call", "second-handshake", "confined-after-handshake"])
 async def test_well_formed_messages_out_of_place_are_protocol_errors_too(data: bytes) -> None:
     # the decoder accepts these; the host's dispatch refuses them
@@ -225,13 +225,15 @@ async def test_a_handshake_claiming_what_the_host_did_not_offer_is_a_protocol_er
      "sandbox layers differ"),
     ({"layers": {"made_up_layer": True}}, "['made_up_layer']"),
     ({"baseline_rss_kb": 4 << 20}, "baseline RSS (4194304 KiB) differs"),
-], ids=["layers-claimed", "layer-added", "baseline-inflated"])
+    ({"pid": 1}, "the Handshake names pid 1, not the"),
+], ids=["layers-claimed", "layer-added", "baseline-inflated", "pid-of-init"])
 async def test_a_handshake_rewritten_to_claim_more_sandbox_or_memory_is_a_protocol_error(
         behave: str, config: dict[str, object], claim: str) -> None:
-    # The layers the Handshake claims decide Sandbox(strict=True), and its baseline RSS
-    # is what the memory cap counts from: a plugin that rewrote them could pass a strict
-    # host unconfined, or grow 4 GiB past its cap. The worker states both (Confined)
-    # before the plugin's code runs, and the host holds the Handshake to that.
+    # The layers the Handshake claims decide Sandbox(strict=True), its baseline RSS is
+    # what the memory cap counts from, its pid the process the host watches and kills:
+    # a plugin that rewrote them could pass a strict host unconfined, grow 4 GiB past
+    # its cap, or name another process. The worker states all three (Confined) before
+    # the plugin's code runs, and the host holds the Handshake to that.
     sandbox = Sandbox(seccomp=False, landlock=False, namespaces=False)
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(behave)

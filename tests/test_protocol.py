@@ -125,8 +125,8 @@ SAMPLES: list[Message] = [
         sandbox={"network": False, "paths": ["/tmp"]},
         inline=b"class Plugin:\n    pass\n\x00\xff",
     ),
-    Confined(layers={}),
-    Confined(layers={"seccomp": True, "landlock_tcp": False}, baseline_rss_kb=9000),
+    Confined(layers={}, pid=1),
+    Confined(layers={"seccomp": True, "landlock_tcp": False}, pid=4242, baseline_rss_kb=9000),
     Handshake(protocol=PROTOCOL_VERSION, plugin="demo", version="1.2.3", hooks={}, pid=4242),
     Handshake(
         protocol=PROTOCOL_VERSION, plugin="demo", version="", pid=1,

@@ -182,9 +182,11 @@ class WorkerProcess:
         self.verdict: tuple[str, str, Death] | None = None
         self._verdict = anyio.Event()
         self._hello = anyio.Event()
+        #: set at the Handshake, the load error or the death, whichever comes first
+        self._settled = anyio.Event()
         #: how the plugin's process ended: from its init's exit report, or the reap
         self._ended = ExitWatch()
-        self._confined = anyio.Event()
+        self._confined = anyio.Event()  # (or died first)
         self._dead = anyio.Event()
         self._drained = anyio.Event()
         self._channel_done = anyio.Event()
@@ -232,17 +234,7 @@ class WorkerProcess:
     async def wait_confined(self) -> bool:
         """Wait until the worker has reported its sandbox (Confined) or died; whether
         it is alive and confined."""
-        async with anyio.create_task_group() as tg:
-            async def dead() -> None:
-                await self._dead.wait()
-                tg.cancel_scope.cancel()
-
-            async def confined() -> None:
-                await self._confined.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(dead)
-            tg.start_soon(confined)
+        await self._confined.wait()
         return self.alive and self.confined is not None
 
     @property
@@ -259,17 +251,7 @@ class WorkerProcess:
         """The Handshake, the load Error, or None if the worker died or timed out
         (then ``kill_reason`` says which)."""
         with anyio.move_on_after(timeout):
-            async with anyio.create_task_group() as tg:
-                async def dead() -> None:
-                    await self._dead.wait()
-                    tg.cancel_scope.cancel()
-
-                async def hello() -> None:
-                    await self._hello.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(dead)
-                tg.start_soon(hello)
+            await self._settled.wait()
         if self.handshake is not None:
             return self.handshake
         if self.load_error is not None:
@@ -447,6 +429,7 @@ class WorkerProcess:
             if isinstance(msg, Error) and msg.id == LOAD_CALL_ID and self.handshake is None:
                 self.load_error = msg
                 self._hello.set()
+                self._settled.set()
                 return
             pending = self._pending.get(msg.id)
             if pending is None:
@@ -469,6 +452,8 @@ class WorkerProcess:
             if self.confined is not None or self.handshake is not None:
                 raise ProtocolError("a second Confined" if self.confined is not None
                                     else "a Confined after the Handshake", side="worker")
+            if msg.pid != self.spawned.pid:
+                self._adopt_serving_process(msg.pid)
             self.confined = msg
             self._confined.set()
         elif isinstance(msg, Handshake):
@@ -479,14 +464,13 @@ class WorkerProcess:
                                     side="worker")
             self._check_confinement_claimed(msg)
             self._check_claimed_hooks(msg.hooks)
-            if msg.pid != self.spawned.pid:
-                self._adopt_serving_process(msg.pid)
             self.handshake = msg
             self.name_logger(msg.plugin)
             for early in self._early_logs:
                 self.logger.log(early.level, "%s: %s", early.logger, early.message)
             self._early_logs.clear()
             self._hello.set()
+            self._settled.set()
 
     def _check_confinement_claimed(self, hello: Handshake) -> None:
         """The Handshake comes after the plugin's code ran; the Confined before it. The
@@ -501,6 +485,10 @@ class WorkerProcess:
                              if hello.layers.get(k) != confined.layers.get(k))
             raise ProtocolError(f"the Handshake's sandbox layers differ from those reported "
                                 f"before the plugin's code ran: {changed}", side="worker")
+        if hello.pid != confined.pid:
+            raise ProtocolError(f"the Handshake names pid {hello.pid}, not the "
+                                f"{confined.pid} reported before the plugin's code ran",
+                                side="worker")
         if hello.baseline_rss_kb != confined.baseline_rss_kb:
             raise ProtocolError(f"the Handshake's baseline RSS ({hello.baseline_rss_kb} KiB) "
                                 f"differs from the {confined.baseline_rss_kb} KiB reported "
@@ -522,14 +510,14 @@ class WorkerProcess:
 
     def _adopt_serving_process(self, pid: int) -> None:
         """Watch and kill ``pid``, the process serving the plugin (pid 2 of a pid
-        namespace, beneath the launched process and its init), once it is shown to be
-        one: the Handshake comes after the plugin's own code ran, so its word is checked
-        on a pidfd, which cannot change process while it is held."""
+        namespace, beneath the launched process and its init), as the worker reported it
+        (Confined, before any of the plugin's code ran), once it is shown to be one:
+        checked on a pidfd, which cannot change process while it is held."""
         pidfd = _linux.pidfd_open(pid)
         if not _linux.descends_from(pid, self.spawned.pid, generations=2):
             if pidfd is not None:
                 os.close(pidfd)
-            raise ProtocolError(f"the Handshake names pid {pid}, which is neither the "
+            raise ProtocolError(f"the worker names pid {pid}, which is neither the "
                                 f"worker ({self.spawned.pid}) nor beneath it", side="worker")
         self.spawned.serving_pidfd = pidfd
         self.pid = pid
@@ -625,6 +613,8 @@ class WorkerProcess:
         if self._dead.is_set():
             return
         self._dead.set()
+        self._settled.set()
+        self._confined.set()
         if not self.channel.broken:
             self.channel_closed_by_host = True
         self.channel.close()

@@ -101,21 +101,25 @@ class Start(Message):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Confined(Message):
-    """worker -> host: the confinement layers in force (name -> bool) and the worker's
-    RSS, sent once the sandbox is applied and before the plugin's code is imported.
+    """worker -> host: the confinement layers in force (name -> bool), the worker's
+    RSS and the pid of the process that will serve the plugin (as the host sees it),
+    sent once the sandbox is applied and before the plugin's code is imported.
 
     The Handshake comes after the plugin's code ran, which may have rewritten it; this
-    message it cannot have touched, so the host takes the layers (and the RSS the
-    memory cap is measured from) from here and holds the Handshake to them.
+    message it cannot have touched, so the host takes the layers, the RSS the memory
+    cap is measured from and the pid it watches from here, and holds the Handshake to
+    them.
     """
 
     TAG: ClassVar[int] = 8
     layers: dict[str, bool]
+    pid: int
     baseline_rss_kb: int = 0
 
     def __post_init__(self) -> None:
         _check(_is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
                "Confined.layers must map str to bool")
+        _check(_is_int(self.pid) and self.pid > 0, "Confined.pid must be a positive int")
         _check(_is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
                "Confined.baseline_rss_kb must be an int >= 0")
 

@@ -210,8 +210,8 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     baseline_rss = _linux.resident_kb()
     # the layers and the RSS as they stand before any of the plugin's code runs: the
     # Handshake comes after it ran, so the host holds the Handshake to these
-    sock.sendall(encode(Confined(layers=dict(state.layers), baseline_rss_kb=baseline_rss),
-                        side="worker"))
+    sock.sendall(encode(Confined(layers=dict(state.layers), pid=host_pid,
+                                 baseline_rss_kb=baseline_rss), side="worker"))
     if start.limits.get("standby"):
         loader.precompile(source)  # while waiting: it runs nothing of the plugin
         if not _await_resume(sock):
