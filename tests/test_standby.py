@@ -237,3 +237,23 @@ def test_a_precompiled_file_plugin_runs_what_was_compiled_and_a_bad_text_waits(
     with pytest.raises(SyntaxError):
         loader.instantiate(broken)
     sys.modules.pop("plugbox_plugin_precompiled", None)
+
+
+@pytest.mark.parametrize("hooks", [
+    specs.PIPELINE.to_worker(),
+    specs.AGENT.to_worker(),
+    {"fetch": {"args": ["url", "timeout"], "kind": "async"}},
+], ids=["pipeline", "agent", "async-hook"])
+def test_the_rehearsal_runs_a_load_and_a_call_through_the_workers_channel(
+        hooks: dict[str, object]) -> None:
+    # a standby rehearses, on a stand-in of its own, what a restart runs after Resume
+    # (a failed rehearsal is not an error, so this is where one would show)
+    import asyncio
+
+    from plugbox.worker import rehearsal
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert rehearsal.rehearse(loop, hooks, {"seccomp": True}, os.getpid())
+    finally:
+        loop.close()
