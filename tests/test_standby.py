@@ -67,6 +67,14 @@ async def ready_spare(host: PluginHost) -> WorkerProcess:
     return spare
 
 
+async def restarted_with_standby(host: PluginHost, plugin_file: str) -> WorkerProcess:
+    """Add the plugin, crash it and call it again: the restart leaves a standby."""
+    await host.add(plugin_file, limits=LIMITS)
+    await crash(host)
+    await host.call("process", input_data="hello")
+    return await ready_spare(host)
+
+
 async def test_a_restart_leaves_a_standby_and_the_next_restart_resumes_it(
         plugin_file: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
@@ -100,10 +108,7 @@ async def test_a_restart_leaves_a_standby_and_the_next_restart_resumes_it(
 async def test_a_standby_that_read_an_older_plugin_file_is_not_used(
         plugin_file: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
-        await host.add(plugin_file, limits=LIMITS)
-        await crash(host)
-        await host.call("process", input_data="hello")
-        spare = await ready_spare(host)
+        spare = await restarted_with_standby(host, plugin_file)
         text = Path(plugin_file).read_text().replace('TEXT = "first"', 'TEXT = "edited"')
         Path(plugin_file).write_text(text)
 
@@ -120,10 +125,7 @@ async def test_a_standby_that_read_an_older_plugin_file_is_not_used(
 async def test_a_standby_that_died_waiting_is_replaced_and_not_reported(
         plugin_file: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
-        await host.add(plugin_file, limits=LIMITS)
-        await crash(host)
-        await host.call("process", input_data="hello")
-        spare = await ready_spare(host)
+        spare = await restarted_with_standby(host, plugin_file)
         os.kill(spare.spawned.pid, signal.SIGKILL)  # as the OOM killer might
         await spare.wait_verdict()
 

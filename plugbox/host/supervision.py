@@ -269,11 +269,8 @@ class SupervisedPlugin:
         read it when it started, and one that read an older file is not used."""
         if self.options.inline is not None:
             return None
-        target = self.options.ref
-        head, sep, tail = target.rpartition(":")
-        if sep and tail.isidentifier() and head:
-            target = head
-        if not (target.endswith(".py") or os.sep in target):
+        target, is_file = integrity.split_ref(self.options.ref)
+        if not is_file:
             return None  # a module: imported by name after Resume, so never stale
         try:
             st = os.stat(target)
