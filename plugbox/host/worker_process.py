@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ..limits import Limits
 from ..protocol import (
@@ -305,15 +306,18 @@ class WorkerProcess:
 
     async def death(self) -> Death:
         """Everything known about the worker's end (waits for the reap and stderr)."""
-        if self.exit_info is None and self.kill_reason is None:
-            with anyio.move_on_after(CLOSED_CHANNEL_GRACE):
-                await self.wait_exit()
-            if self.exit_info is None:
-                self.kill("protocol", "the worker closed its channel")
-        info = await self.wait_exit()
-        with anyio.move_on_after(OUTPUT_DRAIN):
-            await self._drained.wait()
-            await self._channel_done.wait()  # log records sent before the end
+        info = self.exit_info  # (what is here already is not waited for again)
+        if info is None:
+            if self.kill_reason is None:
+                with anyio.move_on_after(CLOSED_CHANNEL_GRACE):
+                    await self.wait_exit()
+                if self.exit_info is None:
+                    self.kill("protocol", "the worker closed its channel")
+            info = await self.wait_exit()
+        if not (self._drained.is_set() and self._channel_done.is_set()):
+            with anyio.move_on_after(OUTPUT_DRAIN):
+                await self._drained.wait()
+                await self._channel_done.wait()  # log records sent before the end
         baseline = self.handshake.baseline_rss_kb if self.handshake else 0
         return Death(kill_reason=self.kill_reason, kill_detail=self.kill_detail,
                      exit_code=info.exit_code, signal=info.signal,
@@ -336,6 +340,8 @@ class WorkerProcess:
             cause, detail = classify(death)
             self.verdict = (cause, detail, death)
             self._verdict.set()
+            # the caller's report first; the fds and the scratch directory can wait a turn
+            await anyio.lowlevel.checkpoint()
             self.spawned.close_fds()
             if self.scratch_to_remove is not None:
                 shutil.rmtree(self.scratch_to_remove, ignore_errors=True)
