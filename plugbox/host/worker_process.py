@@ -182,7 +182,6 @@ class WorkerProcess:
         self.calls = 0
         self.verdict: tuple[str, str, Death] | None = None
         self._verdict = anyio.Event()
-        self._hello = anyio.Event()
         #: set at the Handshake, the load error or the death, whichever comes first
         self._settled = anyio.Event()
         #: how the plugin's process ended: from its init's exit report, or the reap
@@ -434,7 +433,6 @@ class WorkerProcess:
         if isinstance(msg, (Result, Error)):
             if isinstance(msg, Error) and msg.id == LOAD_CALL_ID and self.handshake is None:
                 self.load_error = msg
-                self._hello.set()
                 self._settled.set()
                 return
             pending = self._pending.get(msg.id)
@@ -475,7 +473,6 @@ class WorkerProcess:
             for early in self._early_logs:
                 self.logger.log(early.level, "%s: %s", early.logger, early.message)
             self._early_logs.clear()
-            self._hello.set()
             self._settled.set()
 
     def _check_confinement_claimed(self, hello: Handshake) -> None:
@@ -584,7 +581,7 @@ class WorkerProcess:
         with calls in flight and none answered must stay within ``cpu_seconds`` plus
         one second (the kernel's SIGXCPU comes first for any plugin that lets it).
         """
-        await self._hello.wait()
+        await self._settled.wait()  # loaded (or failed to, or died: then the loop ends)
         baseline = self.handshake.baseline_rss_kb if self.handshake else 0
         memory_mb, cpu_seconds = self.limits.memory_mb, self.limits.cpu_seconds
         cpu_mark: float | None = None
