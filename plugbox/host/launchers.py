@@ -228,6 +228,12 @@ class ZygoteLauncher(Launcher):
         host_end, worker_end, out, err = _make_worker_fds()
         report_r, report_w = os.pipe()
         os.set_blocking(report_r, False)
+
+        def close_host_ends() -> None:  # when no worker comes of them
+            host_end.close()
+            for fd in (out[0], err[0], report_r):
+                os.close(fd)
+
         request = next(self._requests)
         done = anyio.Event()
         box: list[object] = []
@@ -243,9 +249,7 @@ class ZygoteLauncher(Launcher):
                     await anyio.wait_writable(ctl)
         except BaseException:
             self._spawns.pop(request, None)
-            host_end.close()
-            for fd in (out[0], err[0], report_r):
-                os.close(fd)
+            close_host_ends()
             raise
         finally:
             worker_end.close()
@@ -254,17 +258,13 @@ class ZygoteLauncher(Launcher):
         try:
             await done.wait()
         except BaseException:
-            host_end.close()
-            for fd in (out[0], err[0], report_r):
-                os.close(fd)
+            close_host_ends()
             raise
         finally:
             self._spawns.pop(request, None)
         reply = box[0] if box else None
         if not isinstance(reply, tuple):
-            host_end.close()
-            for fd in (out[0], err[0], report_r):
-                os.close(fd)
+            close_host_ends()
             raise OSError(f"the zygote could not fork a worker: {reply or 'it died'}")
         pid, pidfd = reply
         spawned = SpawnedWorker(pid=pid, pidfd=pidfd, channel=host_end, stdout=out[0],
