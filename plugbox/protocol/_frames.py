@@ -240,6 +240,7 @@ def encode_call(call_id: int, hook: str, packed_args: Mapping[str, bytes], *,
 
 
 _RESULT_HEAD = b"\x94" + bytes([3])  # [Result.TAG, ...] as a 4-element msgpack array
+_EMPTY_MAP = b"\x80"  # no argument changed: the common case
 
 
 def encode_result(call_id: int, value: Any, changed: Mapping[str, Any], *,
@@ -251,9 +252,10 @@ def encode_result(call_id: int, value: Any, changed: Mapping[str, Any], *,
     something the peer might refuse (an array or extension header, or enough
     container headers to nest too deep)."""
     try:
-        parts = [_RESULT_HEAD, pack(call_id), pack(value), pack(changed)]
+        parts = [_RESULT_HEAD, _pack_id(call_id), pack(value),
+                 pack(changed) if changed else _EMPTY_MAP]
         for part in parts[2:]:  # inside the frame's array: one level less to spare
-            if _peer_may_refuse(part, max_depth - 1):
+            if part is not _EMPTY_MAP and _peer_may_refuse(part, max_depth - 1):
                 decoded = _unpack_as_peer(part)
                 if _nests_deeper(part, decoded, max_depth - 1):
                     raise LocalProtocolError(f"cannot encode Result: it nests deeper than "

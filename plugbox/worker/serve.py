@@ -9,6 +9,7 @@ the plugin changed in place are sent back (only those).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
@@ -85,6 +86,37 @@ class ChannelLogHandler(logging.Handler):
             self.handleError(record)
 
 
+class _Started:
+    """A coroutine whose first step has run, awaitable from where it stopped: yields
+    what the coroutine yielded, and hands on what the task sends or throws back."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Any, waiting_on: Any) -> None:
+        self.coro = coro
+        self.waiting_on = waiting_on
+
+    def __await__(self) -> Any:
+        coro, value = self.coro, self.waiting_on
+        self.waiting_on = None
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
 class WorkerChannel(asyncio.Protocol):
     """The worker's end of the channel: decodes calls, dispatches, replies."""
 
@@ -147,11 +179,31 @@ class WorkerChannel(asyncio.Protocol):
         except (SystemExit, Exception) as exc:
             self.failed(msg.id, exc)
             return
-        if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
-            task = self.loop.create_task(self.finish_async(msg, value, args, before))
-            self.tasks[msg.id] = task
+        if asyncio.iscoroutine(value):
+            self.start(msg, value, args, before)
+        elif isinstance(value, asyncio.Future):
+            self.tasks[msg.id] = self.loop.create_task(
+                self.finish_async(msg, value, args, before))
+        else:
+            self.reply(msg, value, args, before)
+
+    def start(self, msg: Call, coro: Any, args: dict[str, Any],
+              before: dict[str, bytes] | None) -> None:
+        """Run an async hook's first step at once, as an eager task would: a hook that
+        finishes without waiting on anything is answered with no task made and no turn
+        of the loop. One that waits goes on in a task, in the same context."""
+        context = contextvars.copy_context()
+        try:
+            waiting_on = context.run(coro.send, None)
+        except StopIteration as stop:
+            self.reply(msg, stop.value, args, before)
             return
-        self.reply(msg, value, args, before)
+        except (SystemExit, Exception, asyncio.CancelledError) as exc:
+            # no Cancel can have come yet: a CancelledError here is the plugin's own
+            self.failed(msg.id, exc)
+            return
+        self.tasks[msg.id] = self.loop.create_task(
+            self.finish_async(msg, _Started(coro, waiting_on), args, before), context=context)
 
     async def finish_async(self, msg: Call, awaitable: Any, args: dict[str, Any],
                            before: dict[str, bytes] | None) -> None:

@@ -1,0 +1,188 @@
+"""The worker's serving of hook calls, in this process: ``serve.WorkerChannel`` fed
+frames as the host sends them, its replies read back as the host reads them.
+
+Async hooks run their first step as the Call is decoded (as an eager task would): one
+that finishes without waiting is answered at once, with no task; one that waits goes on
+in a task, in the same context, and a Cancel reaches it where it waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import Any
+
+from plugbox.protocol import (
+    WORKER_TO_HOST,
+    Call,
+    Cancel,
+    Error,
+    FrameDecoder,
+    FrameLimits,
+    Message,
+    Result,
+    encode,
+)
+from plugbox.worker import loader
+from plugbox.worker.confine import Confinement
+from plugbox.worker.serve import WorkerChannel
+
+SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("SEEN", default="unset")
+
+
+class Plugin:
+    name = "served"
+    version = "1.0"
+
+    def __init__(self) -> None:
+        self.gate: asyncio.Future[str] | None = None
+        self.cleaned_up = 0
+
+    async def at_once(self, value: Any) -> Any:
+        return {"got": value}
+
+    async def waits(self, value: Any) -> Any:
+        SEEN.set(f"set by call {value}")
+        assert self.gate is not None
+        try:
+            opened = await self.gate
+        except asyncio.CancelledError:
+            self.cleaned_up += 1
+            raise
+        return [opened, SEEN.get()]
+
+    async def fails_later(self, value: Any) -> Any:
+        await asyncio.sleep(0)
+        raise KeyError(value)
+
+    async def fails_at_once(self, value: Any) -> Any:
+        raise ValueError(value)
+
+    async def cancels_itself(self, value: Any) -> Any:
+        raise asyncio.CancelledError("the plugin's own")
+
+    async def context(self, value: Any) -> Any:
+        return SEEN.get()
+
+
+HOOKS = {name: {"args": ["value"], "kind": "async"}
+         for name in ("at_once", "waits", "fails_later", "fails_at_once", "cancels_itself",
+                      "context")}
+
+
+class Transport:
+    """What the channel writes, decoded as the host decodes it."""
+
+    def __init__(self) -> None:
+        self.decoder = FrameDecoder(peer="worker", accept=WORKER_TO_HOST)
+        self.replies: list[Message] = []
+
+    def write(self, frame: bytes) -> None:
+        self.decoder.feed(frame, 0.0)
+        while (msg := self.decoder.next_message()) is not None:
+            self.replies.append(msg)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def channel_for(plugin: Plugin, loop: asyncio.AbstractEventLoop
+                ) -> tuple[WorkerChannel, Transport]:
+    loaded = loader.check(plugin, HOOKS)
+    channel = WorkerChannel(loaded, {}, Confinement(), FrameLimits(), loop.create_future())
+    transport = Transport()
+    channel.transport = transport  # type: ignore[assignment]
+    return channel, transport
+
+
+def call(channel: WorkerChannel, call_id: int, hook: str, value: Any) -> None:
+    channel.data_received(encode(Call(id=call_id, hook=hook, args={"value": value}),
+                                 side="host"))
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_an_async_hook_that_does_not_wait_is_answered_as_its_call_is_read() -> None:
+    async def main() -> None:
+        channel, transport = channel_for(Plugin(), asyncio.get_running_loop())
+        call(channel, 1, "at_once", "x")
+        # no turn of the loop has passed: the answer was made inside data_received
+        assert transport.replies == [Result(id=1, value={"got": "x"}, changed={})]
+        assert channel.tasks == {}
+    asyncio.run(main())
+
+
+def test_a_waiting_hook_goes_on_in_a_task_and_answers_when_its_wait_ends() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        plugin = Plugin()
+        plugin.gate = loop.create_future()
+        channel, transport = channel_for(plugin, loop)
+        call(channel, 7, "waits", 7)
+        call(channel, 8, "at_once", "meanwhile")  # served while 7 waits
+        assert transport.replies == [Result(id=8, value={"got": "meanwhile"}, changed={})]
+        assert set(channel.tasks) == {7}
+        await settle()
+        assert len(transport.replies) == 1
+        plugin.gate.set_result("opened")
+        await settle()
+        # the context the first step set is the one the rest of the hook sees
+        assert transport.replies[1] == Result(id=7, value=["opened", "set by call 7"],
+                                              changed={})
+        assert channel.tasks == {}
+    asyncio.run(main())
+
+
+def test_each_call_runs_in_a_context_of_its_own() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        plugin = Plugin()
+        plugin.gate = loop.create_future()
+        channel, transport = channel_for(plugin, loop)
+        call(channel, 1, "waits", 1)  # sets SEEN before it waits
+        call(channel, 2, "context", None)
+        assert transport.replies == [Result(id=2, value="unset", changed={})]
+        assert SEEN.get() == "unset"  # nor did it leak into the channel's own context
+        channel.tasks[1].cancel()
+        await settle()
+    asyncio.run(main())
+
+
+def test_a_cancel_reaches_the_hook_where_it_waits_and_no_answer_is_sent() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        plugin = Plugin()
+        plugin.gate = loop.create_future()
+        channel, transport = channel_for(plugin, loop)
+        call(channel, 3, "waits", 3)
+        await settle()
+        channel.data_received(encode(Cancel(id=3), side="host"))
+        await settle()
+        assert plugin.cleaned_up == 1
+        assert transport.replies == []
+        assert channel.tasks == {}
+        call(channel, 4, "at_once", "after")  # the channel serves on
+        assert transport.replies == [Result(id=4, value={"got": "after"}, changed={})]
+    asyncio.run(main())
+
+
+def test_errors_before_and_after_the_first_wait_are_error_replies() -> None:
+    async def main() -> None:
+        channel, transport = channel_for(Plugin(), asyncio.get_running_loop())
+        call(channel, 1, "fails_at_once", "early")
+        call(channel, 2, "fails_later", "late")
+        call(channel, 3, "cancels_itself", None)
+        await settle()
+        errors = {r.id: r for r in transport.replies if isinstance(r, Error)}
+        assert len(transport.replies) == 3 and set(errors) == {1, 2, 3}
+        assert (errors[1].exc_type, errors[1].message) == ("ValueError", "early")
+        assert (errors[2].exc_type, errors[2].message) == ("KeyError", "'late'")
+        # no Cancel came: a CancelledError the plugin raises itself is its error,
+        # answered, rather than a call the host would wait out to its timeout
+        assert (errors[3].exc_type, errors[3].message) == ("CancelledError",
+                                                           "the plugin's own")
+        assert channel.tasks == {}
+    asyncio.run(main())
