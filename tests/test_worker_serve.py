@@ -64,10 +64,13 @@ class Plugin:
     async def context(self, value: Any) -> Any:
         return SEEN.get()
 
+    async def cleanups(self, value: Any) -> Any:
+        return self.cleaned_up
+
 
 HOOKS = {name: {"args": ["value"], "kind": "async"}
          for name in ("at_once", "waits", "fails_later", "fails_at_once", "cancels_itself",
-                      "context")}
+                      "context", "cleanups")}
 
 
 class Transport:
@@ -166,6 +169,27 @@ def test_a_cancel_reaches_the_hook_where_it_waits_and_no_answer_is_sent() -> Non
         assert channel.tasks == {}
         call(channel, 4, "at_once", "after")  # the channel serves on
         assert transport.replies == [Result(id=4, value={"got": "after"}, changed={})]
+    asyncio.run(main())
+
+
+def test_a_call_after_a_cancel_starts_once_the_cancelled_hook_has_seen_it() -> None:
+    # the host's caller has gone on when it cancels: its next call must find the
+    # cancelled hook's clean-up done, as a task queued behind it would
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        plugin = Plugin()
+        plugin.gate = loop.create_future()
+        channel, transport = channel_for(plugin, loop)
+        call(channel, 3, "waits", 3)
+        await settle()
+        channel.data_received(
+            encode(Cancel(id=3), side="host")
+            + encode(Call(id=4, hook="cleanups", args={"value": None}), side="host"))
+        await settle()
+        assert transport.replies == [Result(id=4, value=1, changed={})]
+        assert channel.cancelling == set() and channel.tasks == {}
+        call(channel, 5, "at_once", "eager again")
+        assert transport.replies[-1] == Result(id=5, value={"got": "eager again"}, changed={})
     asyncio.run(main())
 
 

@@ -129,6 +129,8 @@ class WorkerChannel(asyncio.Protocol):
         self.max_frame = limits.max_frame_bytes
         self.done = done
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        #: calls cancelled whose hooks have yet to see their CancelledError
+        self.cancelling: set[asyncio.Task[None]] = set()
         self.transport: asyncio.Transport | None = None
         self.loop = done.get_loop()
         self.reserve: bytearray | None = bytearray(_RESERVE_BYTES)
@@ -159,8 +161,9 @@ class WorkerChannel(asyncio.Protocol):
             self.call(msg)
         elif isinstance(msg, Cancel):
             task = self.tasks.get(msg.id)
-            if task is not None:
-                task.cancel()
+            if task is not None and task.cancel():
+                self.cancelling.add(task)
+                task.add_done_callback(self.cancelling.discard)
         elif isinstance(msg, Shutdown):
             self.finish(0)
 
@@ -179,9 +182,11 @@ class WorkerChannel(asyncio.Protocol):
         except (SystemExit, Exception) as exc:
             self.failed(msg.id, exc)
             return
-        if asyncio.iscoroutine(value):
+        if asyncio.iscoroutine(value) and not self.cancelling:
             self.start(msg, value, args, before)
-        elif isinstance(value, asyncio.Future):
+        elif asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+            # behind a cancelled call still to see its CancelledError: a task, which
+            # the loop runs after it, as the host (whose caller has gone on) expects
             self.tasks[msg.id] = self.loop.create_task(
                 self.finish_async(msg, value, args, before))
         else:
