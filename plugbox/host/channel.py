@@ -181,16 +181,24 @@ class StreamChannel(Channel):
             self._outbuf += memoryview(frame)[sent:]
             self._want_write.set()
 
+    def write_soon(self, frame: bytes) -> None:
+        """Queue ``frame`` for the writer task: it runs after the tasks that are ready
+        now, so the frames they write go out together in one send."""
+        if self.broken:
+            return
+        self._outbuf += frame
+        self._want_write.set()
+
     async def _drain(self) -> None:
         try:
             while not self.broken:
                 await self._want_write.wait()
                 self._want_write = anyio.Event()
                 while self._outbuf and not self.broken:
-                    await anyio.wait_writable(self.sock)
                     try:
                         sent = self.sock.send(self._outbuf)
                     except BlockingIOError:
+                        await anyio.wait_writable(self.sock)
                         continue
                     del self._outbuf[:sent]
         except (OSError, anyio.ClosedResourceError):

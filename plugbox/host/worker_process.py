@@ -8,9 +8,7 @@ EOF, or the launcher reaping the process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import os
 import shutil
 import signal
@@ -48,10 +46,11 @@ from ..protocol import (
 )
 from . import _linux
 from .causes import Death, classify, is_memory_error
-from .channel import on_asyncio, open_channel
+from .channel import open_channel
 from .exits import ExitInfo, ExitWatch
 from .launchers import SpawnedWorker
 from .output import OutputCapture
+from .pending import EXPIRED, Pending, deadlines_for_running_loop
 from .tasks import HostTasks
 
 #: how long a worker that closed its channel may take to exit before it is killed.
@@ -60,89 +59,6 @@ CLOSED_CHANNEL_GRACE = 1.0
 EARLY_LOG_LIMIT = 1000
 #: how long the host waits for the rest of a dead worker's stderr.
 OUTPUT_DRAIN = 0.5
-
-
-_EXPIRED: Any = object()
-
-
-class _Pending:
-    """One call waiting for its reply (anyio flavour: trio and any backend)."""
-
-    __slots__ = ("_event", "reply")
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-        self.reply: Result | Error | None = None
-
-    def resolve(self, reply: Result | Error | None) -> None:
-        if not self._event.is_set():
-            self.reply = reply
-            self._event.set()
-
-    @property
-    def done(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self, timeout: float) -> Result | Error | None:
-        with anyio.move_on_after(timeout):
-            await self._event.wait()
-        return self.reply if self._event.is_set() else _EXPIRED
-
-
-class _AsyncioPending:
-    """One call waiting for its reply (asyncio flavour: a future, and a place among
-    the worker's deadlines; no cancel scope and no timer of its own)."""
-
-    __slots__ = ("_deadlines", "_future")
-
-    def __init__(self, deadlines: _Deadlines) -> None:
-        self._deadlines = deadlines
-        self._future: asyncio.Future[Result | Error | None] = deadlines.loop.create_future()
-
-    def resolve(self, reply: Result | Error | None) -> None:
-        if not self._future.done():
-            self._future.set_result(reply)
-
-    @property
-    def done(self) -> bool:
-        """Whether a reply (or the death of the worker) came; a cancelled wait is not."""
-        return self._future.done() and not self._future.cancelled()
-
-    async def wait(self, timeout: float) -> Result | Error | None:
-        bucket = self._deadlines.add(self, timeout)
-        try:
-            return await self._future
-        finally:
-            bucket.discard(self)
-
-
-class _Deadlines:
-    """The deadlines of a worker's calls on asyncio, gathered in buckets of
-    ``GRAIN`` seconds with one loop timer each: a call joins and leaves a set rather
-    than arming and cancelling a timer of its own. A call expires at most ``GRAIN``
-    after its timeout."""
-
-    GRAIN = 0.01
-    __slots__ = ("_buckets", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._buckets: dict[int, set[_AsyncioPending]] = {}
-
-    def add(self, pending: _AsyncioPending, timeout: float) -> set[_AsyncioPending]:
-        """Expire ``pending`` ``timeout`` seconds from now unless it leaves its bucket
-        (the set returned) first."""
-        key = math.ceil((self.loop.time() + timeout) / self.GRAIN)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = set()
-            self.loop.call_at(key * self.GRAIN, self._expire, key)
-        bucket.add(pending)
-        return bucket
-
-    def _expire(self, key: int) -> None:
-        for pending in self._buckets.pop(key, ()):
-            pending.resolve(_EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +107,12 @@ class WorkerProcess:
         self._drained = anyio.Event()
         self._channel_done = anyio.Event()
         self._outputs_open = 2
-        self._pending: dict[int, _Pending | _AsyncioPending] = {}
+        self._pending: dict[int, Pending] = {}
         self._early_logs: list[Log] = []
         self._abandoned: set[int] = set()
         self._next_id = 1
         self.channel = open_channel(spawned.channel)
-        self._deadlines = _Deadlines(asyncio.get_running_loop()) if on_asyncio() else None
+        self._deadlines = deadlines_for_running_loop()
         self._decoder = FrameDecoder(
             peer="worker", accept=WORKER_TO_HOST,
             limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20))
@@ -215,6 +131,7 @@ class WorkerProcess:
                          for hook, spec in start.hooks.items() if isinstance(spec, dict)}
         self.standby = bool(start.limits.get("standby"))
         tg.start_soon(self._read_channel)
+        tg.start_soon(self._deadlines.run)
         tg.start_soon(self._read_output, self.spawned.stdout, self.stdout)
         tg.start_soon(self._read_output, self.spawned.stderr, self.stderr)
         tg.start_soon(self._watch_exit)
@@ -364,8 +281,7 @@ class WorkerProcess:
             return None
         call_id = self._next_id
         self._next_id += 1
-        pending = (_AsyncioPending(self._deadlines) if self._deadlines is not None
-                   else _Pending())
+        pending = self._deadlines.pending()
         self._pending[call_id] = pending
         self.calls += 1
         try:
@@ -378,7 +294,7 @@ class WorkerProcess:
             else:
                 self.channel.write(frame)
             reply = await pending.wait(timeout)
-            if reply is _EXPIRED:
+            if reply is EXPIRED:
                 self.kill("timeout", f"{hook} did not answer within {timeout:g} s")
                 return TimedOut(timeout)
             return reply
@@ -621,6 +537,7 @@ class WorkerProcess:
         if not self.channel.broken:
             self.channel_closed_by_host = True
         self.channel.close()
+        self._deadlines.stop()
         for pending in list(self._pending.values()):
             pending.resolve(None)
 

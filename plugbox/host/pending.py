@@ -1,0 +1,212 @@
+"""A call waiting for its worker's reply, with its deadline: one flavour per event loop.
+
+Neither flavour arms a timer or a cancel scope per call. A worker's calls share
+``Deadlines``: buckets of ``GRAIN`` seconds, one wake-up each, so a call joins a set
+when it is sent and leaves it when answered. A call expires at most ``GRAIN`` after its
+timeout, and its wait returns ``EXPIRED``.
+
+On asyncio a call waits on a future and each bucket is a loop timer. On trio a call
+parks its task (``wait_task_rescheduled``) and one task per worker sleeps until the
+earliest bucket is due. trio is imported only when it is the running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import sys
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..protocol import Error, Result
+
+if TYPE_CHECKING:
+    import trio
+
+#: what ``wait`` returns for a call whose deadline passed
+EXPIRED: Any = object()
+GRAIN = 0.01
+
+Reply = Result | Error | None
+
+
+class Pending(Protocol):
+    """One call in flight."""
+
+    def resolve(self, reply: Reply) -> None:
+        """Its reply (None: the worker died); later replies are ignored."""
+
+    @property
+    def done(self) -> bool:
+        """Whether a reply (or the death of the worker) came; a cancelled wait is not."""
+
+    async def wait(self, timeout: float) -> Reply:
+        """The reply, or ``EXPIRED`` once ``timeout`` seconds have passed."""
+
+
+class Deadlines(Protocol):
+    """A worker's calls' deadlines, and the calls it makes."""
+
+    def pending(self) -> Pending:
+        """A new call in flight."""
+
+    async def run(self) -> None:
+        """What the deadlines need running (a task on trio) until ``stop``."""
+
+    def stop(self) -> None:
+        """The worker is gone: no deadline is needed any more."""
+
+
+def deadlines_for_running_loop() -> Deadlines:
+    """The deadlines (and calls) for the event loop this runs in."""
+    try:
+        return AsyncioDeadlines(asyncio.get_running_loop())
+    except RuntimeError:
+        return TrioDeadlines()
+
+
+# --------------------------------------------------------------------- asyncio
+class AsyncioPending:
+    """A call waiting on a future."""
+
+    __slots__ = ("_deadlines", "_future")
+
+    def __init__(self, deadlines: AsyncioDeadlines) -> None:
+        self._deadlines = deadlines
+        self._future: asyncio.Future[Reply] = deadlines.loop.create_future()
+
+    def resolve(self, reply: Reply) -> None:
+        if not self._future.done():
+            self._future.set_result(reply)
+
+    @property
+    def done(self) -> bool:
+        return self._future.done() and not self._future.cancelled()
+
+    async def wait(self, timeout: float) -> Reply:
+        bucket = self._deadlines.add(self, timeout)
+        try:
+            return await self._future
+        finally:
+            bucket.discard(self)
+
+
+class AsyncioDeadlines:
+    """Buckets of deadlines, each a loop timer."""
+
+    __slots__ = ("_buckets", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._buckets: dict[int, set[AsyncioPending]] = {}
+
+    def pending(self) -> AsyncioPending:
+        return AsyncioPending(self)
+
+    def add(self, pending: AsyncioPending, timeout: float) -> set[AsyncioPending]:
+        """Expire ``pending`` ``timeout`` seconds from now unless it leaves its bucket
+        (the set returned) first."""
+        key = math.ceil((self.loop.time() + timeout) / GRAIN)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = set()
+            self.loop.call_at(key * GRAIN, self._expire, key)
+        bucket.add(pending)
+        return bucket
+
+    def _expire(self, key: int) -> None:
+        for pending in self._buckets.pop(key, ()):
+            pending.resolve(EXPIRED)
+
+    async def run(self) -> None:
+        return  # the loop's timers need no task
+
+    def stop(self) -> None:
+        return
+
+
+# --------------------------------------------------------------------- trio
+def _trio() -> Any:
+    return sys.modules["trio"]  # imported: it is the running loop
+
+
+class TrioPending:
+    """A call whose task is parked until its reply, its expiry or its cancellation."""
+
+    __slots__ = ("_deadlines", "_task", "done", "reply")
+
+    def __init__(self, deadlines: TrioDeadlines) -> None:
+        self._deadlines = deadlines
+        self._task: trio.lowlevel.Task | None = None
+        self.done = False
+        self.reply: Reply = None
+
+    def resolve(self, reply: Reply) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.reply = reply
+        task, self._task = self._task, None
+        if task is not None:
+            _trio().lowlevel.reschedule(task)
+
+    def _abort(self, raise_cancel: Any) -> Any:
+        self._task = None  # cancelled: a reply that comes now wakes nobody
+        return _trio().lowlevel.Abort.SUCCEEDED
+
+    async def wait(self, timeout: float) -> Reply:
+        if self.done:
+            return self.reply
+        lowlevel = _trio().lowlevel
+        bucket = self._deadlines.add(self, timeout)
+        self._task = lowlevel.current_task()
+        try:
+            await lowlevel.wait_task_rescheduled(self._abort)
+        finally:
+            bucket.discard(self)
+        return self.reply
+
+
+class TrioDeadlines:
+    """Buckets of deadlines, and the task that expires them (``run``)."""
+
+    __slots__ = ("_buckets", "_due", "_sleep", "_stopped")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, set[TrioPending]] = {}
+        self._due: list[int] = []  # the buckets' keys, a heap
+        self._sleep: trio.CancelScope | None = None
+        self._stopped = False
+
+    def pending(self) -> TrioPending:
+        return TrioPending(self)
+
+    def add(self, pending: TrioPending, timeout: float) -> set[TrioPending]:
+        """Expire ``pending`` ``timeout`` seconds from now unless it leaves its bucket
+        (the set returned) first."""
+        key = math.ceil((_trio().current_time() + timeout) / GRAIN)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = set()
+            heapq.heappush(self._due, key)
+            if self._due[0] == key and self._sleep is not None:
+                self._sleep.deadline = key * GRAIN  # earlier than it slept for
+        bucket.add(pending)
+        return bucket
+
+    async def run(self) -> None:
+        trio = _trio()
+        while not self._stopped:
+            with trio.CancelScope(deadline=self._due[0] * GRAIN if self._due
+                                  else math.inf) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
+            now = trio.current_time()
+            while self._due and self._due[0] * GRAIN <= now:
+                for pending in self._buckets.pop(heapq.heappop(self._due), ()):
+                    pending.resolve(EXPIRED)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._sleep is not None:
+            self._sleep.cancel()
