@@ -70,7 +70,8 @@ def instrument() -> None:
     stamp(sv, "_ensure_worker", "ensure worker")
     stamp(sv, "_take_spare", "take standby")
     stamp(wp, "resume", "Resume sent")
-    stamp(wp, "request", "request")
+    stamp(wp, "send_call", "call sent")
+    stamp(wp, "reply", "reply awaited")
     dispatch = wp._dispatch
 
     def dispatch_stamped(self: worker_process.WorkerProcess, msg: object) -> None:

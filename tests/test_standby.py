@@ -16,8 +16,10 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,6 +159,88 @@ async def test_closing_while_the_standby_is_being_forked_leaves_nothing(
         # the standby's launch was started as the call was answered; close at once
     plugin = supervised(host)
     assert plugin.spare is None and plugin._spare_launching is None
+
+
+class SendLog:
+    """Each call the host sends: to which worker, and whether its Handshake was in."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[tuple[WorkerProcess, str, bool]] = []
+        original = WorkerProcess.send_call
+
+        def send_call(worker: WorkerProcess, hook: str, *args: Any) -> int | None:
+            self.sent.append((worker, hook, worker.handshake is not None))
+            return original(worker, hook, *args)
+
+        monkeypatch.setattr(WorkerProcess, "send_call", send_call)
+
+    def to(self, worker: WorkerProcess) -> list[tuple[str, bool]]:
+        return [(hook, handshake_in) for w, hook, handshake_in in self.sent if w is worker]
+
+
+async def test_the_call_that_resumes_a_standby_is_sent_with_resume_and_answered(
+        plugin_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = SendLog(monkeypatch)
+    async with PluginHost(specs.PIPELINE) as host:
+        spare = await restarted_with_standby(host, plugin_file)
+        before = now()
+        await crash(host)
+        out = (await host.call("process", input_data="hello")).value
+        assert supervised(host).worker is spare
+        # sent before its Handshake came, answered by the plugin loaded after the crash
+        assert log.to(spare) == [("process", False)]
+        assert out["initialized_at"] > before and out["text"] == "first"
+        await host.call("process", input_data="again")
+        assert log.to(spare) == [("process", False), ("process", True)]
+
+
+async def test_a_call_sent_with_resume_fails_as_the_restart_does_and_nothing_is_left(
+        plugin_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = SendLog(monkeypatch)
+    # where the worker (nobody, when the tests run as root) can see it
+    visible = Path(tempfile.mkdtemp(prefix="plugbox-test-"))
+    visible.chmod(0o755)
+    marker = visible / "FAIL_INITIALIZE"
+    try:
+        await _fail_a_resumed_load(plugin_file, log, marker)
+    finally:
+        shutil.rmtree(visible, ignore_errors=True)
+
+
+async def _fail_a_resumed_load(plugin_file: str, log: SendLog, marker: Path) -> None:
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin_file, limits=LIMITS, config={"fail_if": str(marker)})
+        await crash(host)
+        await host.call("process", input_data="hello")
+        spare = await ready_spare(host)
+        await crash(host)
+        marker.touch()  # the standby's file is unchanged: only its initialize fails
+        with pytest.raises(PluginCrashed) as info:
+            await host.call("process", input_data="hello")
+        assert log.to(spare) == [("process", False)]  # it was sent, never answered
+        assert "restart failed" in info.value.report.detail
+        assert f"told to fail by {marker}" in info.value.report.detail
+        await spare.wait_reaped()
+        assert not spare.alive and supervised(host).worker is not spare
+        marker.unlink()
+        out = (await host.call("process", input_data="hello")).value
+        assert out["text"] == "first"
+        assert [r.cause for r in host.reports] == ["crashed", "crashed", "crashed"]
+
+
+async def test_with_a_version_pin_the_call_waits_for_the_handshake(
+        plugin_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a version refused at the Handshake must never have had a hook called
+    log = SendLog(monkeypatch)
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin_file, limits=LIMITS, version=">=1")
+        await crash(host)
+        await host.call("process", input_data="hello")
+        spare = await ready_spare(host)
+        await crash(host)
+        await host.call("process", input_data="hello")
+        assert supervised(host).worker is spare
+        assert log.to(spare) == [("process", True)]
 
 
 class CountingLauncher(ZygoteLauncher):

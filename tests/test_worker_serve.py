@@ -172,6 +172,23 @@ def test_a_cancel_reaches_the_hook_where_it_waits_and_no_answer_is_sent() -> Non
     asyncio.run(main())
 
 
+def test_a_cancel_read_with_its_call_still_reaches_the_hook_where_it_waits() -> None:
+    # the hook's first step has run (it waits on the gate) but its task has not: the
+    # cancellation must still be handed to the hook, not drop it unfinished
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        plugin = Plugin()
+        plugin.gate = loop.create_future()
+        channel, transport = channel_for(plugin, loop)
+        channel.data_received(
+            encode(Call(id=3, hook="waits", args={"value": 3}), side="host")
+            + encode(Cancel(id=3), side="host"))
+        await settle()
+        assert plugin.cleaned_up == 1
+        assert transport.replies == [] and channel.tasks == {}
+    asyncio.run(main())
+
+
 def test_a_call_after_a_cancel_starts_once_the_cancelled_hook_has_seen_it() -> None:
     # the host's caller has gone on when it cancels: its next call must find the
     # cancelled hook's clean-up done, as a task queued behind it would
@@ -210,3 +227,48 @@ def test_errors_before_and_after_the_first_wait_are_error_replies() -> None:
                                                            "the plugin's own")
         assert channel.tasks == {}
     asyncio.run(main())
+
+
+def test_calls_read_before_the_loop_took_the_socket_are_answered_in_order() -> None:
+    # calls the host sent right behind Resume are read while the socket still blocks
+    # (the Handshake's send) and answered before the loop's transport exists: at once
+    # while the socket blocks, and queued for the transport once the loop has made the
+    # socket non-blocking (a call started behind a Cancel answers in its task's first
+    # step, before the transport's connection_made)
+    import socket
+
+    from plugbox.worker.serve import serve, waiting
+
+    ours, theirs = socket.socketpair()
+    plugin = Plugin()
+    frames = [Call(id=1, hook="at_once", args={"value": 1}),
+              Call(id=2, hook="waits", args={"value": 2}), Cancel(id=2),
+              Call(id=3, hook="at_once", args={"value": 3})]
+    try:
+        theirs.sendall(b"".join(encode(f, side="host") for f in frames))
+        early = waiting(ours)
+        assert early and waiting(ours) == b""
+
+        async def main() -> int:
+            loop = asyncio.get_running_loop()
+            plugin.gate = loop.create_future()
+            serving = loop.create_task(serve(ours, loader.check(plugin, HOOKS), {},
+                                             Confinement(), FrameLimits(),
+                                             lambda send: None, early))
+            await settle()
+            await loop.sock_sendall(theirs, encode(Call(id=4, hook="at_once",
+                                                        args={"value": 4}), side="host"))
+            got = Transport()
+            while len(got.replies) < 3:
+                got.write(await asyncio.wait_for(loop.sock_recv(theirs, 1 << 16), 10))
+            assert [r.value for r in got.replies if isinstance(r, Result)] == [
+                {"got": 1}, {"got": 3}, {"got": 4}]
+            assert plugin.cleaned_up == 1
+            theirs.close()  # the host goes: serve ends
+            return await serving
+
+        theirs.setblocking(False)
+        assert asyncio.run(main()) != 0
+    finally:
+        ours.close()
+        theirs.close()

@@ -28,7 +28,7 @@ from .. import integrity
 from ..errors import FAILURE_TYPES, PluginIntegrityError, PluginLoadError, PluginVersionError
 from ..limits import Limits, Sandbox
 from ..pins import Found, VersionPin
-from ..protocol import Error, Handshake, Result, Start
+from ..protocol import Error, Handshake, LocalProtocolError, Result, Start
 from ..reports import FailureReport, signal_name
 from ..specs import HookSet, OnFailure
 from . import _linux
@@ -52,6 +52,18 @@ class PluginOptions:
     distribution: bool = False
     initialize: bool = True
     inline: bytes | None = None  # a class serialized by value (host.add(SomeClass))
+
+
+@dataclass
+class FirstCall:
+    """The call that found the plugin's worker dead. A restart that resumes a standby
+    worker sends it right behind Resume (``sent``: its id), so the worker answers it as
+    soon as it has loaded the plugin, without a round trip for the Handshake between."""
+
+    hook: str
+    args: dict[str, Any]
+    packed: dict[str, bytes] | None
+    sent: int | None = None
 
 
 class SupervisedPlugin:
@@ -142,9 +154,11 @@ class SupervisedPlugin:
                 what = ""
             raise PluginIntegrityError(ref, expected, actual, checked_by="host", what=what)
 
-    async def start(self) -> Handshake:
+    async def start(self, first: FirstCall | None = None) -> Handshake:
         """Start a worker and load the plugin; PluginLoadError if it cannot be
-        (PluginIntegrityError or PluginVersionError when a pin is not met)."""
+        (PluginIntegrityError or PluginVersionError when a pin is not met). ``first``,
+        a call to make once it is loaded, is sent at once when a standby worker is
+        resumed and nothing in the Handshake could refuse the plugin (``first.sent``)."""
         limits = self.options.limits
         await self.check_integrity()
         worker = await self._take_spare()
@@ -152,6 +166,11 @@ class SupervisedPlugin:
             worker = await self._launch()
         else:
             worker.resume()
+            if first is not None and self._may_call_before_handshake(worker):
+                try:
+                    first.sent = worker.send_call(first.hook, first.args, first.packed)
+                except LocalProtocolError:
+                    pass  # over the frame cap: the call fails the usual way, after
         reply = await worker.wait_handshake(limits.start_timeout)
         if isinstance(reply, Handshake):
             missing = [layer for layer in self.options.sandbox.requested_layers(
@@ -188,6 +207,19 @@ class SupervisedPlugin:
         await worker.wait_reaped()
         report = self._report(worker, "(load)", cause, f"while loading: {detail}", death)
         raise PluginLoadError(ref, f"{cause}: {detail}", report=report)
+
+    def _may_call_before_handshake(self, worker: WorkerProcess) -> bool:
+        """Whether a call may go to a resumed standby before its Handshake: only when
+        the Handshake cannot refuse the plugin. A version pin is checked on it (and a
+        refused version must never have a hook called); a strict sandbox on the layers,
+        which the Handshake must repeat from Confined, so those are known already."""
+        if self.options.pins:
+            return False
+        if not self.options.sandbox.strict:
+            return True
+        layers = worker.confined.layers if worker.confined is not None else {}
+        return all(layers.get(layer) for layer in self.options.sandbox.requested_layers(
+            root=os.geteuid() == 0))
 
     async def _launch(self, standby: bool = False) -> WorkerProcess:
         """A new worker, sent its Start (to load the plugin, or with ``standby`` to
@@ -289,7 +321,7 @@ class SupervisedPlugin:
         self.dist_version = hello.dist_version
         self.logger = worker.logger
 
-    async def _ensure_worker(self, hook: str) -> WorkerProcess:
+    async def _ensure_worker(self, hook: str, first: FirstCall | None = None) -> WorkerProcess:
         worker = self.worker
         if worker is not None and worker.alive:  # the common case takes no lock
             return worker
@@ -306,7 +338,7 @@ class SupervisedPlugin:
                 await anyio.sleep(wait)
             self.restarts += 1
             try:
-                await self.start()
+                await self.start(first)
             except PluginLoadError as exc:
                 report = exc.report or self._report(None, hook, "crashed",
                                                     f"restart failed: {exc.reason}", None)
@@ -340,14 +372,19 @@ class SupervisedPlugin:
         """
         self._check_quarantine(hook)
         worker = self.worker
+        call_id = None
         if worker is None or not worker.alive:
-            worker = await self._ensure_worker(hook)
+            first = FirstCall(hook, args, packed)
+            worker = await self._ensure_worker(hook, first)
+            call_id = first.sent  # sent with Resume, if a standby was resumed
         started = time.monotonic()
         self.calls += 1
+        if call_id is None:
+            call_id = worker.send_call(hook, args, packed)
         if trace is not None:
             trace["pid"] = worker.pid
-            trace["wire_id"] = worker._next_id  # the id request() gives this call
-        reply = await worker.request(hook, args, self.options.limits.call_timeout, packed)
+            trace["wire_id"] = call_id
+        reply = await worker.reply(call_id, hook, self.options.limits.call_timeout)
         if isinstance(reply, Result):
             self.failures_in_row = 0
             if self._want_spare:

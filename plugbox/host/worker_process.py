@@ -269,30 +269,38 @@ class WorkerProcess:
         self.stderr.logger = self.logger
 
     # ---------------------------------------------------------------- calls
-    async def request(self, hook: str, args: dict[str, Any], timeout: float,
-                      packed: Mapping[str, bytes] | None = None,
-                      ) -> Result | Error | TimedOut | None:
-        """Call ``hook``; the reply, TimedOut (worker killed), or None (worker died).
-
-        ``packed`` holds the arguments already msgpack-encoded (the host encodes each
-        argument once per call, however many plugins receive it).
-        """
+    def send_call(self, hook: str, args: dict[str, Any],
+                  packed: Mapping[str, bytes] | None = None) -> int | None:
+        """Send a Call of ``hook`` now; its id for ``reply``, or None if the worker is
+        dead. ``packed`` holds the arguments already msgpack-encoded (the host encodes
+        each argument once per call, however many plugins receive it). A frame over the
+        cap raises LocalProtocolError and nothing is sent."""
         if not self.alive:
             return None
         call_id = self._next_id
         self._next_id += 1
-        pending = self._deadlines.pending()
-        self._pending[call_id] = pending
+        if packed is None:
+            packed = {name: pack(value) for name, value in args.items()}
+        frame = encode_call(call_id, hook, packed, side="host", max_frame_bytes=self._max_frame)
+        self._pending[call_id] = self._deadlines.pending()
         self.calls += 1
+        if len(self._pending) > 1:  # others in flight: coalesce this turn's sends
+            self.channel.write_soon(frame)
+        else:
+            self.channel.write(frame)
+        return call_id
+
+    async def reply(self, call_id: int | None, hook: str, timeout: float,
+                    ) -> Result | Error | TimedOut | None:
+        """The reply to call ``call_id`` (``send_call``): a Result or an Error; TimedOut
+        if ``timeout`` seconds pass first (the worker is then killed); None if the
+        worker died. A caller cancelled while it waits has the worker sent a Cancel."""
+        if call_id is None:
+            return None
+        pending = self._pending.get(call_id)
+        if pending is None:
+            return None
         try:
-            if packed is None:
-                packed = {name: pack(value) for name, value in args.items()}
-            frame = encode_call(call_id, hook, packed, side="host",
-                                max_frame_bytes=self._max_frame)
-            if len(self._pending) > 1:  # others in flight: coalesce this turn's sends
-                self.channel.write_soon(frame)
-            else:
-                self.channel.write(frame)
             reply = await pending.wait(timeout)
             if reply is EXPIRED:
                 self.kill("timeout", f"{hook} did not answer within {timeout:g} s")

@@ -257,7 +257,9 @@ class Shutdown(Message):
 class Resume(Message):
     """host -> worker: load the plugin now. Sent only to a standby worker (its Start
     asked it to hold): one that applied its sandbox, sent Confined, and waits, without
-    having run any of the plugin's code, to replace a worker that died."""
+    having run any of the plugin's code, to replace a worker that died. Calls may
+    follow right behind it, before the Handshake: the worker reads nothing past Resume
+    until the plugin is loaded and its Handshake sent, then answers them."""
 
     TAG: ClassVar[int] = 9
 

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from ..protocol import (
     EXIT_INTERNAL,
     EXIT_MEMORY,
+    HEADER_SIZE,
     HOST_TO_WORKER,
     LOAD_CALL_ID,
     PROTOCOL_VERSION,
@@ -36,7 +37,7 @@ from ..protocol import (
     encode,
 )
 from . import _linux, confine, lean, loader, rehearsal, sandbox
-from .serve import ChannelLogHandler, error_reply, serve
+from .serve import ChannelLogHandler, error_reply, serve, waiting
 
 #: the fd a worker's channel is moved to, so every worker looks the same inside.
 CHANNEL_FD = 3
@@ -96,20 +97,34 @@ def _await_resume(sock: socket.socket) -> bool:
 
 def _receive(sock: socket.socket, expected: tuple[type[Message], ...]) -> Message | None:
     """The next message, which must be one of ``expected``; None at end of channel.
-    Nothing after it has been read (the host sends nothing more until it is answered)."""
+    Nothing after it is read: a Call the host sends right behind Resume is left in the
+    socket for ``serve``."""
     decoder = FrameDecoder(peer="host", accept=HOST_TO_WORKER)
-    while True:
-        msg = decoder.next_message()
-        if msg is not None:
-            if not isinstance(msg, expected):
-                wanted = " or ".join(cls.__name__ for cls in expected)
-                raise ProtocolError(f"expected {wanted}, got {type(msg).__name__}",
-                                    side="host")
-            return msg
-        data = sock.recv(1 << 16)
-        if not data:
+    header = _read_exactly(sock, HEADER_SIZE)
+    if header is None:
+        return None
+    decoder.feed(header, time.monotonic())
+    decoder.next_message()  # refuses a declared length over the cap before it is read
+    body = _read_exactly(sock, int.from_bytes(header, "big"))
+    if body is None:
+        return None
+    decoder.feed(body, time.monotonic())
+    msg = decoder.next_message()
+    if not isinstance(msg, expected):
+        wanted = " or ".join(cls.__name__ for cls in expected)
+        raise ProtocolError(f"expected {wanted}, got {type(msg).__name__}", side="host")
+    return msg
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    """``size`` bytes from the blocking ``sock``, or None if it ends first."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data), socket.MSG_WAITALL)
+        if not chunk:
             return None
-        decoder.feed(data, time.monotonic())
+        data += chunk
+    return data
 
 
 def _redirect_stdio(stdout_fd: int | None, stderr_fd: int | None) -> None:
@@ -254,12 +269,13 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
                       baseline_rss_kb=baseline_rss, layers=state.layers,
                       dist_name=dist_name, dist_version=dist_version)
     sock.sendall(encode(hello, side="worker"))
-    sock.setblocking(False)
+    early = waiting(sock)  # a call sent right behind Resume: answered before the loop runs
 
     def install_log(send: Any) -> None:
         sender.send = send
 
     try:
-        return loop.run_until_complete(serve(sock, plugin, mutable, state, limits, install_log))
+        return loop.run_until_complete(serve(sock, plugin, mutable, state, limits, install_log,
+                                             early))
     finally:
         sender.send = _discard

@@ -9,6 +9,7 @@ the plugin changed in place are sent back (only those).
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import logging
 import os
@@ -86,35 +87,65 @@ class ChannelLogHandler(logging.Handler):
             self.handleError(record)
 
 
-class _Started:
-    """A coroutine whose first step has run, awaitable from where it stopped: yields
-    what the coroutine yielded, and hands on what the task sends or throws back."""
+#: _Continuation.waiting_on: the coroutine has not run, or is the task's to run now
+_NOT_STARTED: Any = object()
+_RUNNING: Any = object()
 
-    __slots__ = ("coro", "waiting_on")
 
-    def __init__(self, coro: Any, waiting_on: Any) -> None:
+class _Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """An async hook's coroutine as its task runs it: from the start, or (``waiting_on``
+    given) from where its first step, already run, stopped. What it returns or raises
+    becomes the call's reply. Being the task's own coroutine, it hands a cancellation
+    that comes before the task's first step to the hook where it waits, so the hook's
+    clean-up runs."""
+
+    __slots__ = ("args", "before", "channel", "coro", "msg", "waiting_on")
+
+    def __init__(self, channel: WorkerChannel, msg: Call, coro: Any, args: dict[str, Any],
+                 before: dict[str, bytes] | None, waiting_on: Any = _NOT_STARTED) -> None:
+        self.channel = channel
+        self.msg = msg
         self.coro = coro
+        self.args = args
+        self.before = before
         self.waiting_on = waiting_on
 
+    def send(self, value: Any) -> Any:
+        waiting_on, self.waiting_on = self.waiting_on, _RUNNING
+        if waiting_on is not _RUNNING and waiting_on is not _NOT_STARTED:
+            return waiting_on  # the task's first step: wait on what the hook waits on
+        return self._step(self.coro.send, value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self.waiting_on = _RUNNING
+        if val is None:
+            val = typ if isinstance(typ, BaseException) else typ()
+        return self._step(self.coro.throw, val)
+
+    def close(self) -> None:
+        self.coro.close()
+
     def __await__(self) -> Any:
-        coro, value = self.coro, self.waiting_on
-        self.waiting_on = None
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
+        raise TypeError("a hook's continuation runs as a task, it is not awaited")
+
+    def _step(self, step: Callable[[Any], Any], arg: Any) -> Any:
+        channel, msg = self.channel, self.msg
+        try:
+            return step(arg)
+        except StopIteration as stop:
+            channel.tasks.pop(msg.id, None)
+            channel.reply(msg, stop.value, self.args, self.before)
+        except asyncio.CancelledError:
+            channel.tasks.pop(msg.id, None)
+            raise  # the host gave up on this call and expects no reply
+        except (SystemExit, Exception) as exc:
+            channel.tasks.pop(msg.id, None)
+            channel.failed(msg.id, exc)
+        raise StopIteration  # the task is done; its call is answered
+
+
+async def _awaited(future: asyncio.Future[Any]) -> Any:
+    return await future
 
 
 class WorkerChannel(asyncio.Protocol):
@@ -131,7 +162,7 @@ class WorkerChannel(asyncio.Protocol):
         self.tasks: dict[int, asyncio.Task[None]] = {}
         #: calls cancelled whose hooks have yet to see their CancelledError
         self.cancelling: set[asyncio.Task[None]] = set()
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | _EarlyWriter | None = None
         self.loop = done.get_loop()
         self.reserve: bytearray | None = bytearray(_RESERVE_BYTES)
         self.methods = {hook: getattr(plugin.instance, hook) for hook in plugin.hooks}
@@ -139,7 +170,10 @@ class WorkerChannel(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        early, self.transport = self.transport, transport
+        if isinstance(early, _EarlyWriter):  # what it could not send, in order
+            for frame in early.queued:
+                transport.write(frame)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -182,15 +216,18 @@ class WorkerChannel(asyncio.Protocol):
         except (SystemExit, Exception) as exc:
             self.failed(msg.id, exc)
             return
-        if asyncio.iscoroutine(value) and not self.cancelling:
-            self.start(msg, value, args, before)
-        elif asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        if isinstance(value, asyncio.Future):
+            value = _awaited(value)
+        elif not asyncio.iscoroutine(value):
+            self.reply(msg, value, args, before)
+            return
+        if self.cancelling:
             # behind a cancelled call still to see its CancelledError: a task, which
             # the loop runs after it, as the host (whose caller has gone on) expects
             self.tasks[msg.id] = self.loop.create_task(
-                self.finish_async(msg, value, args, before))
+                _Continuation(self, msg, value, args, before))
         else:
-            self.reply(msg, value, args, before)
+            self.start(msg, value, args, before)
 
     def start(self, msg: Call, coro: Any, args: dict[str, Any],
               before: dict[str, bytes] | None) -> None:
@@ -208,20 +245,7 @@ class WorkerChannel(asyncio.Protocol):
             self.failed(msg.id, exc)
             return
         self.tasks[msg.id] = self.loop.create_task(
-            self.finish_async(msg, _Started(coro, waiting_on), args, before), context=context)
-
-    async def finish_async(self, msg: Call, awaitable: Any, args: dict[str, Any],
-                           before: dict[str, bytes] | None) -> None:
-        try:
-            value = await awaitable
-        except asyncio.CancelledError:
-            return  # the host gave up on this call and expects no reply
-        except (SystemExit, Exception) as exc:
-            self.failed(msg.id, exc)
-            return
-        finally:
-            self.tasks.pop(msg.id, None)
-        self.reply(msg, value, args, before)
+            _Continuation(self, msg, coro, args, before, waiting_on), context=context)
 
     def reply(self, msg: Call, value: Any, args: dict[str, Any],
               before: dict[str, bytes] | None) -> None:
@@ -299,14 +323,49 @@ class WorkerChannel(asyncio.Protocol):
             self.done.set_result(code)
 
 
+class _EarlyWriter:
+    """The channel's writer before the loop's transport exists: sends at once while
+    the socket blocks, then queues what comes until the transport takes over."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.queued: list[bytes] = []
+
+    def write(self, frame: bytes) -> None:
+        if self.sock.getblocking():
+            self.sock.sendall(frame)
+        else:
+            self.queued.append(frame)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def waiting(sock: socket.socket) -> bytes:
+    """What the host has already sent on ``sock`` (a call sent right behind Resume),
+    read without waiting."""
+    try:
+        return sock.recv(1 << 18, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return b""
+
+
 async def serve(sock: socket.socket, plugin: LoadedPlugin, mutable: dict[str, frozenset[str]],
                 confinement: Confinement, limits: FrameLimits,
-                install_log: Callable[[Callable[[bytes], None]], None]) -> int:
-    """Serve calls on ``sock`` until the host shuts the worker down or goes away."""
+                install_log: Callable[[Callable[[bytes], None]], None],
+                early: bytes = b"") -> int:
+    """Serve calls on ``sock`` until the host shuts the worker down or goes away.
+
+    ``early`` holds bytes already read from the (still blocking) socket: calls the host
+    sent before the Handshake came. They are answered before the loop takes the socket
+    over, which takes it a few turns."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
-    transport, channel = await loop.connect_accepted_socket(
-        lambda: WorkerChannel(plugin, mutable, confinement, limits, done), sock)
+    channel = WorkerChannel(plugin, mutable, confinement, limits, done)
+    if early:
+        channel.transport = _EarlyWriter(sock)
+        channel.data_received(early)
+    transport, _ = await loop.connect_accepted_socket(lambda: channel, sock)
     install_log(channel.write)
     code = await done
     for task in list(channel.tasks.values()):

@@ -1,6 +1,7 @@
 """A plugin for the standby-worker tests: it says when its module was imported and its
 initialize ran (CLOCK_MONOTONIC, one clock for every process on the machine) and which
-text of it runs, and exits on demand."""
+text of it runs, and exits on demand. Its initialize fails while the file its config
+names as ``fail_if`` exists."""
 
 import os
 import time
@@ -11,8 +12,12 @@ TEXT = "first"
 
 class StandbyPlugin:
     name = "standby"
+    version = "1.0"
 
     def initialize(self, config):
+        marker = config.get("fail_if")
+        if marker and os.path.exists(marker):
+            raise RuntimeError(f"told to fail by {marker}")
         self.initialized_at = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
     def process(self, input_data):
