@@ -37,6 +37,7 @@ class ExitWatch:
         return self.info is not None
 
     async def wait(self) -> ExitInfo:
-        await self._event.wait()
+        if self.info is None:
+            await self._event.wait()
         assert self.info is not None
         return self.info

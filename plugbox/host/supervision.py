@@ -97,7 +97,8 @@ class SupervisedPlugin:
         self.last_failure_at = 0.0
         self.quarantine: FailureReport | None = None
         self.closed = False
-        self._start_lock = anyio.Lock()
+        # no turn of the loop to take it when it is free: a restart is waited on
+        self._start_lock = anyio.Lock(fast_acquire=True)
         self.logger = logging.getLogger("plugbox.plugin")
 
     # ---------------------------------------------------------------- starting

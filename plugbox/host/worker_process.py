@@ -151,7 +151,8 @@ class WorkerProcess:
     async def wait_confined(self) -> bool:
         """Wait until the worker has reported its sandbox (Confined) or died; whether
         it is alive and confined."""
-        await self._confined.wait()
+        if not self._confined.is_set():  # (no turn of the loop for what is here)
+            await self._confined.wait()
         return self.alive and self.confined is not None
 
     @property
@@ -167,8 +168,9 @@ class WorkerProcess:
     async def wait_handshake(self, timeout: float) -> Handshake | Error | None:
         """The Handshake, the load Error, or None if the worker died or timed out
         (then ``kill_reason`` says which)."""
-        with anyio.move_on_after(timeout):
-            await self._settled.wait()
+        if not self._settled.is_set():
+            with anyio.move_on_after(timeout):
+                await self._settled.wait()
         if self.handshake is not None:
             return self.handshake
         if self.load_error is not None:
@@ -244,7 +246,8 @@ class WorkerProcess:
 
     async def wait_verdict(self) -> tuple[str, str, Death]:
         """(cause, detail, death) once the worker has died and been reaped."""
-        await self._verdict.wait()
+        if self.verdict is None:
+            await self._verdict.wait()
         assert self.verdict is not None
         return self.verdict
 
