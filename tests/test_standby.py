@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from plugbox import Limits, PluginHost, specs
@@ -241,6 +242,38 @@ async def test_with_a_version_pin_the_call_waits_for_the_handshake(
         await host.call("process", input_data="hello")
         assert supervised(host).worker is spare
         assert log.to(spare) == [("process", True)]
+
+
+@pytest.mark.parametrize("warm_spare", [True, False])
+async def test_a_call_given_up_while_its_restart_loads_leaves_no_worker(
+        plugin_file: str, monkeypatch: pytest.MonkeyPatch, warm_spare: bool) -> None:
+    made: list[WorkerProcess] = []
+    original = WorkerProcess.__init__
+
+    def init(worker: WorkerProcess, *args: Any, **kwargs: Any) -> None:
+        original(worker, *args, **kwargs)
+        made.append(worker)
+
+    monkeypatch.setattr(WorkerProcess, "__init__", init)
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin_file, config={"sleep": 0.3},
+                       limits=Limits(backoff_initial=0, warm_spare=warm_spare))
+        if warm_spare:  # a restart first, to have a standby for the next one
+            await crash(host)
+            await host.call("process", input_data="hello")
+            await ready_spare(host)
+        await crash(host)
+        with anyio.move_on_after(0.1) as scope:  # while the plugin loads
+            await host.call("process", input_data="hello")
+        assert scope.cancelled_caught
+        abandoned = made[-1]
+        assert abandoned.handshake is None and supervised(host).worker is None
+        with anyio.fail_after(10):  # stopped, not left to live on unseen
+            await abandoned.wait_reaped()
+        # giving up is the caller's doing, not a failure of the plugin
+        assert [r.cause for r in host.reports] == ["crashed"] * (2 if warm_spare else 1)
+        out = (await host.call("process", input_data="hello")).value
+        assert out["text"] == "first"
 
 
 class CountingLauncher(ZygoteLauncher):

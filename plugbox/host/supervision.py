@@ -160,7 +160,6 @@ class SupervisedPlugin:
         (PluginIntegrityError or PluginVersionError when a pin is not met). ``first``,
         a call to make once it is loaded, is sent at once when a standby worker is
         resumed and nothing in the Handshake could refuse the plugin (``first.sent``)."""
-        limits = self.options.limits
         await self.check_integrity()
         worker = await self._take_spare()
         if worker is None:
@@ -172,6 +171,16 @@ class SupervisedPlugin:
                     first.sent = worker.send_call(first.hook, first.args, first.packed)
                 except LocalProtocolError:
                     pass  # over the frame cap: the call fails the usual way, after
+        try:
+            return await self._load(worker)
+        except BaseException:
+            if self.worker is not worker:  # given up (its caller cancelled, say)
+                worker.kill(None)  # a worker no one holds would live on unseen
+            raise
+
+    async def _load(self, worker: WorkerProcess) -> Handshake:
+        """Wait for ``worker`` to load the plugin, check its Handshake and adopt it."""
+        limits = self.options.limits
         reply = await worker.wait_handshake(limits.start_timeout)
         if isinstance(reply, Handshake):
             missing = [layer for layer in self.options.sandbox.requested_layers(
@@ -285,7 +294,12 @@ class SupervisedPlugin:
         spare, self.spare = self.spare, None
         if spare is None:
             return None
-        if await spare.wait_confined() and self._source_stamp() == self._spare_source:
+        try:
+            confined = await spare.wait_confined()
+        except BaseException:
+            spare.kill(None)  # taken, then given up: no one else would stop it
+            raise
+        if confined and self._source_stamp() == self._spare_source:
             return spare
         if spare.alive:  # the plugin's file changed since the standby read it
             self.logger.info("plugin %s: standby worker discarded: %s changed", self.name,

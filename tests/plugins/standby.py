@@ -1,7 +1,7 @@
 """A plugin for the standby-worker tests: it says when its module was imported and its
 initialize ran (CLOCK_MONOTONIC, one clock for every process on the machine) and which
-text of it runs, and exits on demand. Its initialize fails while the file its config
-names as ``fail_if`` exists."""
+text of it runs, and exits on demand. Its initialize takes the config's ``sleep``
+seconds, and fails while the file the config names as ``fail_if`` exists."""
 
 import os
 import time
@@ -15,6 +15,7 @@ class StandbyPlugin:
     version = "1.0"
 
     def initialize(self, config):
+        time.sleep(config.get("sleep", 0))  # a slow load, for a caller to give up on
         marker = config.get("fail_if")
         if marker and os.path.exists(marker):
             raise RuntimeError(f"told to fail by {marker}")
