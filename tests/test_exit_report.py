@@ -8,6 +8,7 @@ the zygote still gets each death's cause, exit code or signal, and CPU time righ
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -109,3 +110,49 @@ async def test_the_exit_report_carries_the_plugins_cpu_time(behave: str) -> None
         assert (report.cause, report.signal) == ("cpu", "SIGXCPU")
         assert report.cpu_time >= 1.0  # the kernel's SIGXCPU comes at the full second
         launcher.dropping = False
+
+
+async def test_a_plugin_whose_status_is_late_is_not_reported_as_killed(
+        behave: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The host gives a worker whose channel closed CLOSED_CHANNEL_GRACE to report its
+    # end, then kills it as one that closed its channel and lives on. A plugin that
+    # has ended, whose status is only late (its init not yet scheduled, on a loaded
+    # machine), is not killed and not reported as killed: its pidfd says it ended.
+    from plugbox.host import _linux, worker_process
+
+    monkeypatch.setattr(worker_process, "CLOSED_CHANNEL_GRACE", 0.05)
+    looked = anyio.Event()
+    has_ended = _linux.has_ended
+
+    def looking(pidfd: int | None) -> bool:
+        ended = has_ended(pidfd)
+        looked.set()
+        return ended
+
+    monkeypatch.setattr(_linux, "has_ended", looking)
+    async with PluginHost(specs.PIPELINE) as host:
+        info = await host.add(behave, limits=Limits(backoff_initial=0))
+        assert info.pid is not None
+        init = _linux.parent_of(info.pid)
+        assert init is not None
+        os.kill(init, signal.SIGSTOP)  # no exit report, no reap, until it goes on
+        try:
+            async with anyio.create_task_group() as tg:
+                failures: list[PluginFailure] = []
+
+                async def crash() -> None:
+                    with pytest.raises(PluginFailure) as caught:
+                        await host.call("process", input_data={"do": "exit", "arg": 7})
+                    failures.append(caught.value)
+
+                tg.start_soon(crash)
+                with anyio.fail_after(HANG_GUARD):
+                    await looked.wait()  # past the grace, the status still not in
+                os.kill(init, signal.SIGCONT)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # (gone once it went on)
+                os.kill(init, signal.SIGCONT)
+        (failure,) = failures
+        report = failure.report
+        assert (report.cause, report.exit_code, report.signal) == ("crashed", 7, None)
+        assert not report.killed

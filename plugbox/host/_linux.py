@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import sys
 
@@ -25,6 +26,19 @@ def send_signal(pid: int, pidfd: int | None, signum: int = signal.SIGKILL) -> bo
     except (ProcessLookupError, PermissionError, OSError):
         return False
     return True
+
+
+def has_ended(pidfd: int | None) -> bool:
+    """Whether the process behind ``pidfd`` has ended (reaped or not); False when that
+    cannot be told (no pidfd)."""
+    if pidfd is None:
+        return False
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)  # a pidfd reads ready once its process exits
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return False
 
 
 def descends_from(pid: int, ancestor: int, generations: int) -> bool:

@@ -229,7 +229,9 @@ class WorkerProcess:
             if self.kill_reason is None:
                 with anyio.move_on_after(CLOSED_CHANNEL_GRACE):
                     await self.wait_exit()
-                if self.exit_info is None:
+                # a process that has ended, whose status is slow to come (its init or
+                # the zygote not yet scheduled, on a loaded machine), was not killed
+                if self.exit_info is None and not _linux.has_ended(self._serving_pidfd()):
                     self.kill("protocol", "the worker closed its channel")
             info = await self.wait_exit()
         if not (self._drained.is_set() and self._channel_done.is_set()):
@@ -243,6 +245,13 @@ class WorkerProcess:
                      memory_mb=self.limits.memory_mb, baseline_rss_kb=baseline,
                      cpu_seconds=self.limits.cpu_seconds, memory_hint=self.memory_hint,
                      lost=info.lost, channel_closed_first=self.eof_first)
+
+    def _serving_pidfd(self) -> int | None:
+        """The pidfd of the plugin's own process (pid 2 of its namespace, or the
+        launched process)."""
+        if self.pid != self.spawned.pid:
+            return self.spawned.serving_pidfd
+        return self.spawned.pidfd
 
     async def wait_verdict(self) -> tuple[str, str, Death]:
         """(cause, detail, death) once the worker has died and been reaped."""
