@@ -96,6 +96,17 @@ def lat_plugbox(warmup: int, n: int, backend: str = "asyncio",
 
 
 # ------------------------------------------------------------------ 64 in flight
+async def wave(host: PluginHost, hook: str, inflight: int, count: int) -> None:
+    """``inflight`` tasks, each calling ``hook`` ``count`` times in a loop."""
+    async def calling() -> None:
+        for _ in range(count):
+            await host.call(hook, payload=PAYLOAD)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(inflight):
+            tg.start_soon(calling)
+
+
 def tput_plugbox(total: int, inflight: int, backend: str = "asyncio",
                  hook: str = "aecho") -> float:
     """Calls per second with ``inflight`` tasks calling one worker in a loop."""
@@ -105,19 +116,9 @@ def tput_plugbox(total: int, inflight: int, backend: str = "asyncio",
             _check_echo((await host.call(hook, payload=PAYLOAD)).value)
             pin_children()
             per_task = total // inflight
-
-            async def worker(count: int) -> None:
-                for _ in range(count):
-                    await host.call(hook, payload=PAYLOAD)
-
-            async def wave(count: int) -> None:
-                async with anyio.create_task_group() as tg:
-                    for _ in range(inflight):
-                        tg.start_soon(worker, count)
-
-            await wave(50)  # warm-up
+            await wave(host, hook, inflight, 50)  # warm-up
             t0 = now_ns()
-            await wave(per_task)
+            await wave(host, hook, inflight, per_task)
             return per_task * inflight / ((now_ns() - t0) / 1e9)
     return run_on(backend, main)  # type: ignore[no-any-return]
 

@@ -66,14 +66,8 @@ async def plugbox_round(calls: int, hook: str) -> tuple[float, float, float]:
         assert plugin.worker is not None
         worker_pid = plugin.worker.pid
 
-        async def calling(count: int) -> None:
-            for _ in range(count):
-                await host.call(hook, payload=PAYLOAD)
-
         async def spawn(count: int) -> None:
-            async with anyio.create_task_group() as tg:
-                for _ in range(INFLIGHT):
-                    tg.start_soon(calling, count)
+            await pb.wave(host, hook, INFLIGHT, count)
 
         rate, cpu = await measured(calls, spawn)
         return rate, cpu.get(psutil.Process().pid, 0.0), cpu.get(worker_pid, 0.0)

@@ -61,6 +61,10 @@ class Plugin:
     async def cancels_itself(self, value: Any) -> Any:
         raise asyncio.CancelledError("the plugin's own")
 
+    async def cancels_itself_later(self, value: Any) -> Any:
+        await asyncio.sleep(0)
+        raise asyncio.CancelledError("the plugin's own, later")
+
     async def context(self, value: Any) -> Any:
         return SEEN.get()
 
@@ -70,7 +74,7 @@ class Plugin:
 
 HOOKS = {name: {"args": ["value"], "kind": "async"}
          for name in ("at_once", "waits", "fails_later", "fails_at_once", "cancels_itself",
-                      "context", "cleanups")}
+                      "cancels_itself_later", "context", "cleanups")}
 
 
 class Transport:
@@ -98,6 +102,15 @@ def channel_for(plugin: Plugin, loop: asyncio.AbstractEventLoop
     return channel, transport
 
 
+def gated() -> tuple[Plugin, WorkerChannel, Transport]:
+    """A plugin whose ``waits`` hook waits on a gate never opened unless a test does,
+    and its channel, on the running loop."""
+    loop = asyncio.get_running_loop()
+    plugin = Plugin()
+    plugin.gate = loop.create_future()
+    return (plugin, *channel_for(plugin, loop))
+
+
 def call(channel: WorkerChannel, call_id: int, hook: str, value: Any) -> None:
     channel.data_received(encode(Call(id=call_id, hook=hook, args={"value": value}),
                                  side="host"))
@@ -120,10 +133,7 @@ def test_an_async_hook_that_does_not_wait_is_answered_as_its_call_is_read() -> N
 
 def test_a_waiting_hook_goes_on_in_a_task_and_answers_when_its_wait_ends() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        plugin = Plugin()
-        plugin.gate = loop.create_future()
-        channel, transport = channel_for(plugin, loop)
+        plugin, channel, transport = gated()
         call(channel, 7, "waits", 7)
         call(channel, 8, "at_once", "meanwhile")  # served while 7 waits
         assert transport.replies == [Result(id=8, value={"got": "meanwhile"}, changed={})]
@@ -141,10 +151,7 @@ def test_a_waiting_hook_goes_on_in_a_task_and_answers_when_its_wait_ends() -> No
 
 def test_each_call_runs_in_a_context_of_its_own() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        plugin = Plugin()
-        plugin.gate = loop.create_future()
-        channel, transport = channel_for(plugin, loop)
+        _, channel, transport = gated()
         call(channel, 1, "waits", 1)  # sets SEEN before it waits
         call(channel, 2, "context", None)
         assert transport.replies == [Result(id=2, value="unset", changed={})]
@@ -156,10 +163,7 @@ def test_each_call_runs_in_a_context_of_its_own() -> None:
 
 def test_a_cancel_reaches_the_hook_where_it_waits_and_no_answer_is_sent() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        plugin = Plugin()
-        plugin.gate = loop.create_future()
-        channel, transport = channel_for(plugin, loop)
+        plugin, channel, transport = gated()
         call(channel, 3, "waits", 3)
         await settle()
         channel.data_received(encode(Cancel(id=3), side="host"))
@@ -176,10 +180,7 @@ def test_a_cancel_read_with_its_call_still_reaches_the_hook_where_it_waits() -> 
     # the hook's first step has run (it waits on the gate) but its task has not: the
     # cancellation must still be handed to the hook, not drop it unfinished
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        plugin = Plugin()
-        plugin.gate = loop.create_future()
-        channel, transport = channel_for(plugin, loop)
+        plugin, channel, transport = gated()
         channel.data_received(
             encode(Call(id=3, hook="waits", args={"value": 3}), side="host")
             + encode(Cancel(id=3), side="host"))
@@ -193,10 +194,7 @@ def test_a_call_after_a_cancel_starts_once_the_cancelled_hook_has_seen_it() -> N
     # the host's caller has gone on when it cancels: its next call must find the
     # cancelled hook's clean-up done, as a task queued behind it would
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        plugin = Plugin()
-        plugin.gate = loop.create_future()
-        channel, transport = channel_for(plugin, loop)
+        _, channel, transport = gated()
         call(channel, 3, "waits", 3)
         await settle()
         channel.data_received(
@@ -216,15 +214,18 @@ def test_errors_before_and_after_the_first_wait_are_error_replies() -> None:
         call(channel, 1, "fails_at_once", "early")
         call(channel, 2, "fails_later", "late")
         call(channel, 3, "cancels_itself", None)
+        call(channel, 4, "cancels_itself_later", None)
         await settle()
         errors = {r.id: r for r in transport.replies if isinstance(r, Error)}
-        assert len(transport.replies) == 3 and set(errors) == {1, 2, 3}
+        assert len(transport.replies) == 4 and set(errors) == {1, 2, 3, 4}
         assert (errors[1].exc_type, errors[1].message) == ("ValueError", "early")
         assert (errors[2].exc_type, errors[2].message) == ("KeyError", "'late'")
         # no Cancel came: a CancelledError the plugin raises itself is its error,
         # answered, rather than a call the host would wait out to its timeout
         assert (errors[3].exc_type, errors[3].message) == ("CancelledError",
                                                            "the plugin's own")
+        assert (errors[4].exc_type, errors[4].message) == ("CancelledError",
+                                                           "the plugin's own, later")
         assert channel.tasks == {}
     asyncio.run(main())
 

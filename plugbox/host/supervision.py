@@ -183,8 +183,7 @@ class SupervisedPlugin:
         limits = self.options.limits
         reply = await worker.wait_handshake(limits.start_timeout)
         if isinstance(reply, Handshake):
-            missing = [layer for layer in self.options.sandbox.requested_layers(
-                root=os.geteuid() == 0) if not reply.layers.get(layer)]
+            missing = self._missing_layers(reply.layers)
             if missing and self.options.sandbox.strict:
                 await worker.shutdown(0)
                 await worker.wait_reaped()
@@ -227,9 +226,12 @@ class SupervisedPlugin:
             return False
         if not self.options.sandbox.strict:
             return True
-        layers = worker.confined.layers if worker.confined is not None else {}
-        return all(layers.get(layer) for layer in self.options.sandbox.requested_layers(
-            root=os.geteuid() == 0))
+        return worker.confined is not None and not self._missing_layers(worker.confined.layers)
+
+    def _missing_layers(self, layers: dict[str, bool]) -> list[str]:
+        """The sandbox layers the plugin's options ask for that ``layers`` lacks."""
+        return [layer for layer in self.options.sandbox.requested_layers(
+            root=os.geteuid() == 0) if not layers.get(layer)]
 
     async def _launch(self, standby: bool = False) -> WorkerProcess:
         """A new worker, sent its Start (to load the plugin, or with ``standby`` to

@@ -1,7 +1,8 @@
 """Serving hook calls: one asyncio event loop reading the channel and answering.
 
-Sync hooks run inline as their Call is decoded; async hooks run as tasks, so many
-calls can be in flight. Every reply is a Result or an Error with the call's id; a
+Sync hooks run inline as their Call is decoded, and so does an async hook's first
+step; an async hook that then waits goes on as a task, so many calls can be in
+flight. Every reply is a Result or an Error with the call's id; a
 value that cannot cross the boundary is an Error naming the hook. Mutable arguments
 the plugin changed in place are sent back (only those).
 """
@@ -93,22 +94,24 @@ _RUNNING: Any = object()
 
 
 class _Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
-    """An async hook's coroutine as its task runs it: from the start, or (``waiting_on``
-    given) from where its first step, already run, stopped. What it returns or raises
-    becomes the call's reply. Being the task's own coroutine, it hands a cancellation
-    that comes before the task's first step to the hook where it waits, so the hook's
-    clean-up runs."""
+    """An async hook's coroutine, stepped from the start (``WorkerChannel.start`` runs
+    the first step itself, then makes it a task that goes on from where that stopped).
+    What the hook returns or raises becomes the call's reply; a CancelledError too,
+    unless the host cancelled the call. Being the task's own coroutine, it hands a
+    cancellation that comes before the task's first step to the hook where it waits,
+    so the hook's clean-up runs."""
 
     __slots__ = ("args", "before", "channel", "coro", "msg", "waiting_on")
 
     def __init__(self, channel: WorkerChannel, msg: Call, coro: Any, args: dict[str, Any],
-                 before: dict[str, bytes] | None, waiting_on: Any = _NOT_STARTED) -> None:
+                 before: dict[str, bytes] | None) -> None:
         self.channel = channel
         self.msg = msg
         self.coro = coro
         self.args = args
         self.before = before
-        self.waiting_on = waiting_on
+        #: what the coroutine's first step, run before the task was made, waits on
+        self.waiting_on: Any = _NOT_STARTED
 
     def send(self, value: Any) -> Any:
         waiting_on, self.waiting_on = self.waiting_on, _RUNNING
@@ -135,9 +138,11 @@ class _Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
         except StopIteration as stop:
             channel.tasks.pop(msg.id, None)
             channel.reply(msg, stop.value, self.args, self.before)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             channel.tasks.pop(msg.id, None)
-            raise  # the host gave up on this call and expects no reply
+            if asyncio.current_task() in channel.cancelling:
+                raise  # the host gave up on this call and expects no reply
+            channel.failed(msg.id, exc)  # the plugin's own: answered as its error
         except (SystemExit, Exception) as exc:
             channel.tasks.pop(msg.id, None)
             channel.failed(msg.id, exc)
@@ -194,12 +199,16 @@ class WorkerChannel(asyncio.Protocol):
         if isinstance(msg, Call):
             self.call(msg)
         elif isinstance(msg, Cancel):
-            task = self.tasks.get(msg.id)
-            if task is not None and task.cancel():
-                self.cancelling.add(task)
-                task.add_done_callback(self.cancelling.discard)
+            self.cancel(msg.id)
         elif isinstance(msg, Shutdown):
             self.finish(0)
+
+    def cancel(self, call_id: int) -> None:
+        """Cancel the task of a call in flight, as the host asked (or is gone)."""
+        task = self.tasks.get(call_id)
+        if task is not None and task.cancel():
+            self.cancelling.add(task)
+            task.add_done_callback(self.cancelling.discard)
 
     def call(self, msg: Call) -> None:
         method = self.methods.get(msg.hook)
@@ -234,18 +243,13 @@ class WorkerChannel(asyncio.Protocol):
         """Run an async hook's first step at once, as an eager task would: a hook that
         finishes without waiting on anything is answered with no task made and no turn
         of the loop. One that waits goes on in a task, in the same context."""
+        continuation = _Continuation(self, msg, coro, args, before)
         context = contextvars.copy_context()
         try:
-            waiting_on = context.run(coro.send, None)
-        except StopIteration as stop:
-            self.reply(msg, stop.value, args, before)
-            return
-        except (SystemExit, Exception, asyncio.CancelledError) as exc:
-            # no Cancel can have come yet: a CancelledError here is the plugin's own
-            self.failed(msg.id, exc)
-            return
-        self.tasks[msg.id] = self.loop.create_task(
-            _Continuation(self, msg, coro, args, before, waiting_on), context=context)
+            continuation.waiting_on = context.run(continuation.send, None)
+        except StopIteration:
+            return  # answered, or failed, in its first step
+        self.tasks[msg.id] = self.loop.create_task(continuation, context=context)
 
     def reply(self, msg: Call, value: Any, args: dict[str, Any],
               before: dict[str, bytes] | None) -> None:
@@ -368,8 +372,8 @@ async def serve(sock: socket.socket, plugin: LoadedPlugin, mutable: dict[str, fr
     transport, _ = await loop.connect_accepted_socket(lambda: channel, sock)
     install_log(channel.write)
     code = await done
-    for task in list(channel.tasks.values()):
-        task.cancel()
+    for call_id in list(channel.tasks):
+        channel.cancel(call_id)
     await close_plugin(plugin)
     transport.close()
     return code
