@@ -273,3 +273,39 @@ def test_calls_read_before_the_loop_took_the_socket_are_answered_in_order() -> N
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_plugin_closing_the_channel_in_a_call_read_early_ends_the_worker_as_lost() -> None:
+    # the reply's send fails before the loop's transport exists: the worker ends as
+    # one whose channel is gone (the host: "closed its channel and exited"), not as
+    # one that failed in plugbox's own code
+    import os
+    import socket
+
+    from plugbox.protocol import EXIT_CHANNEL_LOST
+    from plugbox.worker.serve import serve, waiting
+
+    class Closer:
+        name = "closer"
+
+        def close_channel(self, value: Any) -> Any:
+            os.close(fd)
+            return "nobody hears this"
+
+    ours, theirs = socket.socketpair()
+    fd = ours.fileno()
+    try:
+        theirs.sendall(encode(Call(id=1, hook="close_channel", args={"value": None}),
+                              side="host"))
+        early = waiting(ours)
+        plugin = loader.check(Closer(), {"close_channel": {"args": ["value"], "kind": "sync"}})
+
+        async def main() -> int:
+            return await serve(ours, plugin, {}, Confinement(), FrameLimits(),
+                               lambda send: None, early)
+
+        assert asyncio.run(main()) == EXIT_CHANNEL_LOST
+        assert theirs.recv(100) == b""  # no reply, and the channel is closed
+    finally:
+        ours.detach()  # its fd is the plugin's to have closed
+        theirs.close()

@@ -329,20 +329,30 @@ class WorkerChannel(asyncio.Protocol):
 
 class _EarlyWriter:
     """The channel's writer before the loop's transport exists: sends at once while
-    the socket blocks, then queues what comes until the transport takes over."""
+    the socket blocks, then queues what comes until the transport takes over. A send
+    that fails (the plugin closed the channel's fd, say) ends the channel as the
+    transport's failure would."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, channel: WorkerChannel) -> None:
         self.sock = sock
+        self.channel = channel
         self.queued: list[bytes] = []
+        self.lost = False
 
     def write(self, frame: bytes) -> None:
-        if self.sock.getblocking():
-            self.sock.sendall(frame)
-        else:
+        if self.lost:
+            return
+        if not self.sock.getblocking():
             self.queued.append(frame)
+            return
+        try:
+            self.sock.sendall(frame)
+        except OSError:
+            self.lost = True
+            self.channel.finish(EXIT_CHANNEL_LOST)
 
     def is_closing(self) -> bool:
-        return False
+        return self.lost
 
 
 def waiting(sock: socket.socket) -> bytes:
@@ -367,15 +377,18 @@ async def serve(sock: socket.socket, plugin: LoadedPlugin, mutable: dict[str, fr
     done: asyncio.Future[int] = loop.create_future()
     channel = WorkerChannel(plugin, mutable, confinement, limits, done)
     if early:
-        channel.transport = _EarlyWriter(sock)
+        channel.transport = _EarlyWriter(sock, channel)
         channel.data_received(early)
-    transport, _ = await loop.connect_accepted_socket(lambda: channel, sock)
-    install_log(channel.write)
+    transport = None
+    if not done.done():  # (the early calls may have ended it: a Shutdown, a lost channel)
+        transport, _ = await loop.connect_accepted_socket(lambda: channel, sock)
+        install_log(channel.write)
     code = await done
     for call_id in list(channel.tasks):
         channel.cancel(call_id)
     await close_plugin(plugin)
-    transport.close()
+    if transport is not None:
+        transport.close()
     return code
 
 
