@@ -94,12 +94,11 @@ _RUNNING: Any = object()
 
 
 class _Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
-    """An async hook's coroutine, stepped from the start (``WorkerChannel.start`` runs
-    the first step itself, then makes it a task that goes on from where that stopped).
-    What the hook returns or raises becomes the call's reply; a CancelledError too,
-    unless the host cancelled the call. Being the task's own coroutine, it hands a
-    cancellation that comes before the task's first step to the hook where it waits,
-    so the hook's clean-up runs."""
+    """An async hook's coroutine as its task steps it: from the start, or from where
+    its first step stopped when ``WorkerChannel.start`` ran that step itself. What the
+    hook returns or raises answers the call (``WorkerChannel.ended``). Being the task's
+    own coroutine, it hands a cancellation that comes before the task's first step to
+    the hook where it waits, so the hook's clean-up runs."""
 
     __slots__ = ("args", "before", "channel", "coro", "msg", "waiting_on")
 
@@ -132,20 +131,10 @@ class _Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
         raise TypeError("a hook's continuation runs as a task, it is not awaited")
 
     def _step(self, step: Callable[[Any], Any], arg: Any) -> Any:
-        channel, msg = self.channel, self.msg
         try:
             return step(arg)
-        except StopIteration as stop:
-            channel.tasks.pop(msg.id, None)
-            channel.reply(msg, stop.value, self.args, self.before)
-        except asyncio.CancelledError as exc:
-            channel.tasks.pop(msg.id, None)
-            if asyncio.current_task() in channel.cancelling:
-                raise  # the host gave up on this call and expects no reply
-            channel.failed(msg.id, exc)  # the plugin's own: answered as its error
-        except (SystemExit, Exception) as exc:
-            channel.tasks.pop(msg.id, None)
-            channel.failed(msg.id, exc)
+        except BaseException as exc:
+            self.channel.ended(self.msg, self.args, self.before, exc)
         raise StopIteration  # the task is done; its call is answered
 
 
@@ -243,13 +232,30 @@ class WorkerChannel(asyncio.Protocol):
         """Run an async hook's first step at once, as an eager task would: a hook that
         finishes without waiting on anything is answered with no task made and no turn
         of the loop. One that waits goes on in a task, in the same context."""
-        continuation = _Continuation(self, msg, coro, args, before)
         context = contextvars.copy_context()
         try:
-            continuation.waiting_on = context.run(continuation.send, None)
-        except StopIteration:
-            return  # answered, or failed, in its first step
+            waiting_on = context.run(coro.send, None)
+        except BaseException as exc:
+            self.ended(msg, args, before, exc)  # done in its first step: no task
+            return
+        continuation = _Continuation(self, msg, coro, args, before)
+        continuation.waiting_on = waiting_on
         self.tasks[msg.id] = self.loop.create_task(continuation, context=context)
+
+    def ended(self, msg: Call, args: dict[str, Any], before: dict[str, bytes] | None,
+              exc: BaseException) -> None:
+        """An async hook's coroutine ended with ``exc`` (StopIteration: it returned):
+        answer its call. A CancelledError is answered as the plugin's error unless the
+        host cancelled the call (then it is raised on: the task ends cancelled)."""
+        self.tasks.pop(msg.id, None)
+        if isinstance(exc, StopIteration):
+            self.reply(msg, exc.value, args, before)
+        elif isinstance(exc, asyncio.CancelledError) and asyncio.current_task() in self.cancelling:
+            raise exc  # the host gave up on this call and expects no reply
+        elif isinstance(exc, (SystemExit, Exception, asyncio.CancelledError)):
+            self.failed(msg.id, exc)
+        else:
+            raise exc
 
     def reply(self, msg: Call, value: Any, args: dict[str, Any],
               before: dict[str, bytes] | None) -> None:
