@@ -110,6 +110,46 @@ async def test_a_dotted_module_whose_own_import_fails(monkeypatch: pytest.Monkey
         "ModuleNotFoundError: No module named 'plugbox_no_such_dependency'")
 
 
+async def test_a_load_error_is_reported_when_the_host_reads_confined_after_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a loaded machine the host may read a worker's Confined only after the plugin's
+    # process has failed to load, exited and been reaped by its init. Its pid can no
+    # longer be checked then; that is no breach of the protocol, and the load error
+    # that follows is what the host reports (it used to say "crashed: exited with
+    # status 0"). The host is made to read Confined that late here.
+    import os
+    import select
+
+    from plugbox.host import worker_process
+    from plugbox.protocol import Confined
+
+    ref = write(tmp_path, "needs_dep.py", """\
+        import plugbox_no_such_dependency
+
+        class NeedsDepPlugin:
+            pass
+        """)
+    dispatch = worker_process.WorkerProcess._dispatch
+    late: list[int] = []
+
+    def dispatch_late(worker: worker_process.WorkerProcess, msg: Any) -> None:
+        if isinstance(msg, Confined) and msg.pid != worker.spawned.pid:
+            # the launched process ends after its init, which ends after reaping the
+            # plugin's process: once it has ended, the pid Confined names is gone
+            launched = worker.spawned.pidfd
+            assert launched is not None
+            assert select.select([launched], [], [], 30)[0], "the worker did not end"
+            assert not os.path.exists(f"/proc/{msg.pid}")
+            late.append(msg.pid)
+        dispatch(worker, msg)
+
+    monkeypatch.setattr(worker_process.WorkerProcess, "_dispatch", dispatch_late)
+    exc = await load_error(ref)
+    assert late, "no Confined named a pid of its own (no pid namespace?)"
+    assert exc.reason.startswith(
+        "ModuleNotFoundError: No module named 'plugbox_no_such_dependency'")
+
+
 async def test_a_file_with_no_plugin_class(tmp_path: Path) -> None:
     ref = write(tmp_path, "helpers.py", """\
         class Helper:

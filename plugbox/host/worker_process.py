@@ -456,6 +456,11 @@ class WorkerProcess:
         if not _linux.descends_from(pid, self.spawned.pid, generations=2):
             if pidfd is not None:
                 os.close(pidfd)
+            if pidfd is None and _linux.parent_of(pid) is None:
+                # gone, and reaped by its init, before the host read its Confined (a
+                # plugin that failed to load at once, on a loaded machine): nothing to
+                # adopt, and no breach; what it sent after is read as it comes
+                return
             raise ProtocolError(f"the worker names pid {pid}, which is neither the "
                                 f"worker ({self.spawned.pid}) nor beneath it", side="worker")
         self.spawned.serving_pidfd = pidfd
