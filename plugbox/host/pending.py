@@ -65,6 +65,38 @@ def deadlines_for_running_loop() -> Deadlines:
         return TrioDeadlines()
 
 
+class _Buckets:
+    """A worker's deadlines in buckets of ``GRAIN`` seconds: what both flavours share.
+    A flavour gives the clock (``_now``) and arms a wake-up for each new bucket
+    (``_arm``), at which it calls ``_expire``."""
+
+    __slots__ = ("_buckets",)
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, set[Any]] = {}
+
+    def add(self, pending: Any, timeout: float) -> set[Any]:
+        """Expire ``pending`` ``timeout`` seconds from now unless it leaves its bucket
+        (the set returned) first."""
+        key = math.ceil((self._now() + timeout) / GRAIN)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = set()
+            self._arm(key)
+        bucket.add(pending)
+        return bucket
+
+    def _expire(self, key: int) -> None:
+        for pending in self._buckets.pop(key, ()):
+            pending.resolve(EXPIRED)
+
+    def _now(self) -> float:
+        raise NotImplementedError
+
+    def _arm(self, key: int) -> None:
+        raise NotImplementedError
+
+
 # --------------------------------------------------------------------- asyncio
 class AsyncioPending:
     """A call waiting on a future."""
@@ -91,32 +123,23 @@ class AsyncioPending:
             bucket.discard(self)
 
 
-class AsyncioDeadlines:
+class AsyncioDeadlines(_Buckets):
     """Buckets of deadlines, each a loop timer."""
 
-    __slots__ = ("_buckets", "loop")
+    __slots__ = ("loop",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self.loop = loop
-        self._buckets: dict[int, set[AsyncioPending]] = {}
 
     def pending(self) -> AsyncioPending:
         return AsyncioPending(self)
 
-    def add(self, pending: AsyncioPending, timeout: float) -> set[AsyncioPending]:
-        """Expire ``pending`` ``timeout`` seconds from now unless it leaves its bucket
-        (the set returned) first."""
-        key = math.ceil((self.loop.time() + timeout) / GRAIN)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = set()
-            self.loop.call_at(key * GRAIN, self._expire, key)
-        bucket.add(pending)
-        return bucket
+    def _now(self) -> float:
+        return self.loop.time()
 
-    def _expire(self, key: int) -> None:
-        for pending in self._buckets.pop(key, ()):
-            pending.resolve(EXPIRED)
+    def _arm(self, key: int) -> None:
+        self.loop.call_at(key * GRAIN, self._expire, key)
 
     async def run(self) -> None:
         return  # the loop's timers need no task
@@ -167,13 +190,13 @@ class TrioPending:
         return self.reply
 
 
-class TrioDeadlines:
+class TrioDeadlines(_Buckets):
     """Buckets of deadlines, and the task that expires them (``run``)."""
 
-    __slots__ = ("_buckets", "_due", "_sleep", "_stopped")
+    __slots__ = ("_due", "_sleep", "_stopped")
 
     def __init__(self) -> None:
-        self._buckets: dict[int, set[TrioPending]] = {}
+        super().__init__()
         self._due: list[int] = []  # the buckets' keys, a heap
         self._sleep: trio.CancelScope | None = None
         self._stopped = False
@@ -181,18 +204,13 @@ class TrioDeadlines:
     def pending(self) -> TrioPending:
         return TrioPending(self)
 
-    def add(self, pending: TrioPending, timeout: float) -> set[TrioPending]:
-        """Expire ``pending`` ``timeout`` seconds from now unless it leaves its bucket
-        (the set returned) first."""
-        key = math.ceil((_trio().current_time() + timeout) / GRAIN)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = set()
-            heapq.heappush(self._due, key)
-            if self._due[0] == key and self._sleep is not None:
-                self._sleep.deadline = key * GRAIN  # earlier than it slept for
-        bucket.add(pending)
-        return bucket
+    def _now(self) -> float:
+        return float(_trio().current_time())
+
+    def _arm(self, key: int) -> None:
+        heapq.heappush(self._due, key)
+        if self._due[0] == key and self._sleep is not None:
+            self._sleep.deadline = key * GRAIN  # earlier than it slept for
 
     async def run(self) -> None:
         trio = _trio()
@@ -203,8 +221,7 @@ class TrioDeadlines:
             self._sleep = None
             now = trio.current_time()
             while self._due and self._due[0] * GRAIN <= now:
-                for pending in self._buckets.pop(heapq.heappop(self._due), ()):
-                    pending.resolve(EXPIRED)
+                self._expire(heapq.heappop(self._due))
 
     def stop(self) -> None:
         self._stopped = True
