@@ -115,3 +115,68 @@ async def test_a_plugin_under_a_directory_only_root_can_enter_loads(tmp_path: An
         await host.add(str(plugin_dir / "sibling.py"))
         out = await host.call("process", input_data="x")
         assert out.value == '["hi from a sibling module", "x"]'
+
+
+class FakeClocks:
+    """The CPU clock, CLOCK_MONOTONIC and RLIMIT_CPU as renew_cpu_budget sees them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from plugbox.worker import confine
+        self.wall = 1000.0
+        self.cpu = 0.0
+        self.cpu_reads = 0
+        self.soft: int | None = None
+        monkeypatch.setattr(confine.time, "monotonic", lambda: self.wall)
+        monkeypatch.setattr(confine, "cpu_clock", self.read_cpu)
+        monkeypatch.setattr(confine.resource, "setrlimit", self.setrlimit)
+        monkeypatch.setattr(confine, "_CPUS", 2)
+
+    def read_cpu(self) -> float:
+        self.cpu_reads += 1
+        return self.cpu
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        assert which == resource.RLIMIT_CPU
+        self.soft = limits[0]
+
+
+def test_the_cpu_budget_is_renewed_without_reading_the_cpu_clock_while_it_cannot_move(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from plugbox.worker.confine import Confinement, renew_cpu_budget
+    clocks = FakeClocks(monkeypatch)
+    state = Confinement(cpu_seconds=2.0)
+    clocks.cpu = 0.25
+    renew_cpu_budget(state)
+    assert (clocks.cpu_reads, clocks.soft) == (1, 3)
+    # 0.25 s of wall on 2 CPUs (and a tick each) cannot take 0.25 s of CPU past 1 s
+    clocks.wall += 0.3
+    clocks.cpu = 0.8
+    renew_cpu_budget(state)
+    assert (clocks.cpu_reads, clocks.soft) == (1, 3)
+    # 0.4 s more could: the clock is read, and the limit moves with it
+    clocks.wall += 0.1
+    clocks.cpu = 1.05
+    renew_cpu_budget(state)
+    assert (clocks.cpu_reads, clocks.soft) == (2, 4)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_call_starts_with_its_whole_cpu_budget(monkeypatch: pytest.MonkeyPatch,
+                                                     seed: int) -> None:
+    import random
+
+    from plugbox.worker.confine import Confinement, renew_cpu_budget
+    rng = random.Random(seed)
+    clocks = FakeClocks(monkeypatch)
+    state = Confinement(cpu_seconds=rng.choice([0.5, 1.0, 2.5]))
+    skipped = 0
+    for _ in range(300):
+        step = rng.choice([0.0, 0.001, 0.01, 0.2, 0.7])
+        clocks.wall += step
+        clocks.cpu += rng.uniform(0, 2 * step)  # up to both CPUs busy all along
+        reads = clocks.cpu_reads
+        renew_cpu_budget(state)
+        skipped += clocks.cpu_reads == reads
+        assert clocks.soft is not None and clocks.soft >= clocks.cpu + state.cpu_seconds
+        assert clocks.soft - (clocks.cpu + state.cpu_seconds) < 1  # as without skipping
+    assert skipped > 0

@@ -700,6 +700,12 @@ BAD_BODIES: list[tuple[str, bytes, tuple[str, ...]]] = [
     ("result-id-zero", pack([Result.TAG, 0, None, {}]), ("malformed Result",)),
     ("result-changed-int-key", pack([Result.TAG, 1, None, {1: 2}]), ("malformed Result",)),
     ("result-changed-nil", pack([Result.TAG, 1, None, None]), ("malformed Result",)),
+    ("result-id-bool", pack([Result.TAG, True, None, {}]), ("malformed Result",)),
+    ("result-id-float", pack([Result.TAG, 1.0, None, {}]), ("malformed Result",)),
+    ("result-changed-bytes-key", pack([Result.TAG, 1, None, {b"k": 2}]),
+     ("malformed Result",)),
+    ("float-tag", pack([float(Result.TAG), 1, None, {}]),
+     ("array starting with a message tag",)),
     ("error-negative-id", pack([Error.TAG, -1, "E", "m"]), ("malformed Error",)),
     ("error-chain-ints", pack([Error.TAG, 1, "E", "m", "", [1]]), ("malformed Error",)),
     ("log-message-bin", pack([Log.TAG, 20, "l", b"m"]), ("malformed Log",)),
@@ -708,6 +714,42 @@ BAD_BODIES: list[tuple[str, bytes, tuple[str, ...]]] = [
     ("handshake-hooks-list", pack([Handshake.TAG, 1, "p", "1", ["h"], 5]),
      ("malformed Handshake",)),
 ]
+
+
+#: Calls the worker must refuse, each with what its error must say
+BAD_CALLS = [
+    ("call-id-zero", pack([Call.TAG, 0, "h", {}]), ("malformed Call", "Call.id")),
+    ("call-id-bool", pack([Call.TAG, True, "h", {}]), ("malformed Call", "Call.id")),
+    ("call-id-str", pack([Call.TAG, "1", "h", {}]), ("malformed Call", "Call.id")),
+    ("call-hook-empty", pack([Call.TAG, 1, "", {}]), ("malformed Call", "Call.hook")),
+    ("call-hook-bytes", pack([Call.TAG, 1, b"h", {}]), ("malformed Call", "Call.hook")),
+    ("call-args-list", pack([Call.TAG, 1, "h", []]), ("malformed Call", "Call.args")),
+    ("call-args-int-key", pack([Call.TAG, 1, "h", {1: 2}]), ("malformed Call", "Call.args")),
+    ("result-to-worker", pack([Result.TAG, 1, None, {}]),
+     ("Result is not a message the host may send",)),
+]
+
+
+@pytest.mark.parametrize(("body", "needles"), [(b, n) for _, b, n in BAD_CALLS],
+                         ids=[name for name, _, _ in BAD_CALLS])
+def test_bad_call_from_host_is_a_remote_protocol_error(body: bytes,
+                                                       needles: tuple[str, ...]) -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_body(body, peer="host", accept=HOST_TO_WORKER)
+    assert_remote_error(info, "host", *needles)
+
+
+def test_a_call_and_a_result_decode_to_the_messages_encode_was_given() -> None:
+    # (they are built without their constructor: they must still be equal to, and as
+    # frozen as, the constructor's)
+    for message, accept, peer in [
+            (Call(id=2**40, hook="h\u00e9", args={"a": [1, {"b": None}]}), HOST_TO_WORKER,
+             "host"),
+            (Result(id=3, value={"v": [1.5]}, changed={"a": {}}), WORKER_TO_HOST, "worker")]:
+        decoded = decode_body(encode(message)[4:], peer=peer, accept=accept)
+        assert type(decoded) is type(message) and decoded == message
+        with pytest.raises(AttributeError):
+            decoded.id = 5  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

@@ -129,6 +129,48 @@ def _peer_may_refuse(packed: bytes, max_depth: int) -> bool:
         len(packed.translate(None, _NOT_CONTAINER_HEADER)) >= max_depth)
 
 
+#: every byte value that is neither a container header nor an extension header
+_NOT_MARK = bytes(b for b in range(256)
+                  if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF
+                          or 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
+#: every byte value that is not an extension header
+_NOT_EXT_HEADER = bytes(b for b in range(256) if not (0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
+
+
+def _pack_exact(value: Any) -> bytes | None:
+    """``pack(value)`` when ``value`` holds only the exact msgpack types (no tuple, no
+    subclass of dict, int or str...), else None. No dict key in such a value can be a
+    list (lists are unhashable), so its arrays cannot decode as unhashable keys."""
+    try:
+        packed: bytes = msgpack.packb(value, use_bin_type=True, strict_types=True)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return packed
+
+
+def _pack_for_peer(value: Any, max_depth: int) -> bytes | None:
+    """``pack(value)`` checked to decode at the peer; None when it nests deeper than
+    ``max_depth``. Raises msgpack's TypeError, ValueError or OverflowError for a value
+    that does not pack, or packs into something the peer refuses (a tuple as a dict key,
+    an extension type).
+
+    A value of exact msgpack types is cleared without decoding it when its bytes hold no
+    extension header and too few container headers to nest past ``max_depth``; any
+    other value is decoded as the peer will decode it when ``_peer_may_refuse`` says so.
+    """
+    packed = _pack_exact(value)
+    if packed is not None:
+        marks = packed.translate(None, _NOT_MARK)
+        if len(marks) < max_depth and not marks.translate(None, _NOT_EXT_HEADER):
+            return packed
+    else:
+        packed = pack(value)
+        if not _peer_may_refuse(packed, max_depth):
+            return packed
+    decoded = _unpack_as_peer(packed)
+    return None if _nests_deeper(packed, decoded, max_depth) else packed
+
+
 def check_crossable(value: Any) -> bytes:
     """Pack ``value`` and check the other side can decode it; TypeError if not.
 
@@ -138,13 +180,10 @@ def check_crossable(value: Any) -> bytes:
     test.
     """
     try:
-        packed = pack(value)
-        if not _peer_may_refuse(packed, MAX_VALUE_DEPTH):
-            return packed
-        decoded = _unpack_as_peer(packed)
+        packed = _pack_for_peer(value, MAX_VALUE_DEPTH)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(str(exc) or type(exc).__name__) from None
-    if _nests_deeper(packed, decoded, MAX_VALUE_DEPTH):
+    if packed is None:
         raise TypeError(f"the value nests deeper than {MAX_VALUE_DEPTH} levels "
                         f"(the protocol's cap)")
     return packed
@@ -248,22 +287,19 @@ def encode_result(call_id: int, value: Any, changed: Mapping[str, Any], *,
                   max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
     """The frame of ``Result(id=call_id, value=value, changed=changed)``, checked as
     ``encode(..., verify=True, max_depth=max_depth)`` checks it, with the same errors:
-    each part is decoded as the peer will decode it only when its bytes hold
-    something the peer might refuse (an array or extension header, or enough
-    container headers to nest too deep)."""
+    each part is decoded as the peer will decode it only when it might refuse it
+    (see ``_pack_for_peer``)."""
     try:
-        parts = [_RESULT_HEAD, _pack_id(call_id), pack(value),
-                 pack(changed) if changed else _EMPTY_MAP]
-        for part in parts[2:]:  # inside the frame's array: one level less to spare
-            if part is not _EMPTY_MAP and _peer_may_refuse(part, max_depth - 1):
-                decoded = _unpack_as_peer(part)
-                if _nests_deeper(part, decoded, max_depth - 1):
-                    raise LocalProtocolError(f"cannot encode Result: it nests deeper than "
-                                             f"{max_depth} levels (the protocol's cap)",
-                                             side=side)
+        # inside the frame's array: one level less to spare
+        packed = _pack_for_peer(value, max_depth - 1)
+        changes = _pack_for_peer(changed, max_depth - 1) if changed else _EMPTY_MAP
     except (TypeError, ValueError, OverflowError) as exc:
         reason = str(exc) or type(exc).__name__
         raise LocalProtocolError(f"cannot encode Result: {reason}", side=side) from exc
+    if packed is None or changes is None:
+        raise LocalProtocolError(f"cannot encode Result: it nests deeper than "
+                                 f"{max_depth} levels (the protocol's cap)", side=side)
+    parts = [_RESULT_HEAD, _pack_id(call_id), packed, changes]
     body = b"".join(parts)
     if len(body) > max_frame_bytes:
         raise LocalProtocolError(f"Result of {len(body)} bytes exceeds the "
@@ -286,12 +322,45 @@ def _needs_scan(body: bytes, headers: bytes) -> bool:
     return len(body) > SCAN_ABOVE or b"\xdc" in headers or b"\xdd" in headers
 
 
-#: messages built straight from a wire array holding every field (one per call each
-#: way), without the generic name-to-value mapping.
-_BUILD_FULL: dict[type[Message], Callable[[list[Any]], Message]] = {
-    Call: lambda w: Call(id=w[1], hook=w[2], args=w[3]),
-    Result: lambda w: Result(id=w[1], value=w[2], changed=w[3]),
-}
+# Calls and Results (one per call each way) are built straight from their wire arrays,
+# without the checked constructor, whose keyword arguments and frozen set-up cost more
+# than decoding the frame: each field is set through its slot's descriptor once the
+# message's own ``__post_init__`` checks, narrowed to the exact types msgpack decodes
+# to, clear it. Anything else goes through the constructor and fails as it always does.
+_new = object.__new__
+_CALL_ID, _CALL_HOOK, _CALL_ARGS = (vars(Call)[name].__set__ for name in FIELD_NAMES[Call])
+_RESULT_ID, _RESULT_VALUE, _RESULT_CHANGED = (vars(Result)[name].__set__
+                                              for name in FIELD_NAMES[Result])
+_is_str = str.__instancecheck__
+
+
+def _build_call(wire: list[Any]) -> Message:
+    _, call_id, hook, args = wire
+    if not (type(call_id) is int and call_id > 0 and type(hook) is str and hook != ""
+            and type(args) is dict and all(map(_is_str, args))):
+        return Call(id=call_id, hook=hook, args=args)
+    call = _new(Call)
+    _CALL_ID(call, call_id)
+    _CALL_HOOK(call, hook)
+    _CALL_ARGS(call, args)
+    return call
+
+
+def _build_result(wire: list[Any]) -> Message:
+    _, call_id, value, changed = wire
+    if not (type(call_id) is int and call_id > 0 and type(changed) is dict
+            and all(map(_is_str, changed))):
+        return Result(id=call_id, value=value, changed=changed)
+    result = _new(Result)
+    _RESULT_ID(result, call_id)
+    _RESULT_VALUE(result, value)
+    _RESULT_CHANGED(result, changed)
+    return result
+
+
+#: the builders above, by tag
+_BUILD_FULL: dict[int, Callable[[list[Any]], Message]] = {
+    Call.TAG: _build_call, Result.TAG: _build_result}
 
 
 def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
@@ -317,6 +386,14 @@ def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
     if (not scanned and len(headers) >= limits.max_depth  # the scan checked the depth
             and _depth_exceeds(wire, limits.max_depth)):
         raise RemoteProtocolError(f"frame nests deeper than {limits.max_depth}", side=peer)
+    if type(wire) is list and len(wire) == 4 and type(wire[0]) is int:  # a Call, a Result
+        build = _BUILD_FULL.get(wire[0])
+        if build is not None and MESSAGE_TYPES[wire[0]] in accept:
+            try:
+                return build(wire)
+            except TypeError as exc:
+                raise RemoteProtocolError(f"malformed {MESSAGE_TYPES[wire[0]].__name__}: "
+                                          f"{exc}", side=peer) from None
     if (not isinstance(wire, list) or not wire or not isinstance(wire[0], int)
             or isinstance(wire[0], bool)):
         raise RemoteProtocolError("a frame must be an array starting with a message tag",
@@ -326,8 +403,6 @@ def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
         what = cls.__name__ if cls is not None else f"unknown message tag {wire[0]}"
         raise RemoteProtocolError(f"{what} is not a message the {peer} may send", side=peer)
     try:
-        if len(wire) == 4 and cls in _BUILD_FULL:  # the calls' hot path
-            return _BUILD_FULL[cls](wire)
         names = FIELD_NAMES[cls]
         values = wire[1:]
         if len(values) > len(names):

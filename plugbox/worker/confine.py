@@ -32,6 +32,9 @@ class Confinement:
     address_space_kb: int = 0
     cpu_seconds: float | None = None
     cpu_soft: int = 0
+    #: the CPU clock when the soft limit was last renewed, and CLOCK_MONOTONIC before
+    cpu_used: float = 0.0
+    cpu_used_at: float = 0.0
 
 
 def new_session() -> bool:
@@ -209,11 +212,29 @@ def cpu_clock() -> float:
     return time.process_time()
 
 
+#: how far the CPU clock can run ahead of the wall clock, per CPU: the kernel charges
+#: whole scheduler ticks (HZ is 100 or more) to the task running when each comes
+_TICK = 0.01
+#: how many CPUs this process's threads could run on at once (at most)
+_CPUS = os.cpu_count() or 1024
+
+
 def renew_cpu_budget(state: Confinement) -> None:
-    """Move the RLIMIT_CPU soft limit to the CPU time used so far plus the per-call budget."""
+    """Move the RLIMIT_CPU soft limit to the CPU time used so far plus the per-call budget.
+
+    The soft limit is whole seconds, so it moves about once a second of CPU. Between
+    moves the CPU clock (a system call) is not read when it cannot have crossed into
+    the next second: since it was last read it has run at most as long as the wall
+    clock (a vDSO read), plus a tick, on every CPU."""
     if state.cpu_seconds is None:
         return
-    soft = math.ceil(cpu_clock() + state.cpu_seconds)
+    now = time.monotonic()
+    if state.cpu_soft and math.ceil(state.cpu_used + state.cpu_seconds + _CPUS * (
+            now - state.cpu_used_at + _TICK)) <= state.cpu_soft:
+        return  # the soft limit would stay where it is
+    used = cpu_clock()
+    state.cpu_used, state.cpu_used_at = used, now
+    soft = math.ceil(used + state.cpu_seconds)
     if soft == state.cpu_soft:  # within the same whole second: nothing to move
         return
     try:

@@ -206,8 +206,9 @@ class WorkerChannel(asyncio.Protocol):
                 f"plugin {self.plugin.name!r} does not implement hook {msg.hook!r}"))
             return
         args = msg.args
-        watched = self.mutable.get(msg.hook, frozenset()).intersection(args)
-        before = {name: pack(args[name]) for name in watched} if watched else None
+        watched = self.mutable.get(msg.hook)
+        before = {name: pack(args[name]) for name in watched if name in args} \
+            if watched else None
         renew_cpu_budget(self.confinement)
         try:
             value = method(**args)
