@@ -108,6 +108,10 @@ class HookSet(Mapping[str, HookSpec]):
     def __getitem__(self, hook: str) -> HookSpec:
         return self._specs[hook]
 
+    def get(self, hook: str, default: Any = None) -> Any:  # (Mapping's, in one step)
+        """The spec of ``hook``, or ``default`` if this set has no such hook."""
+        return self._specs.get(hook, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._specs)
 

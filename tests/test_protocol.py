@@ -1035,3 +1035,35 @@ def test_error_classes() -> None:
     assert error.side == "zygote"
     assert error.reason == "bad frame"
     assert str(error) == "zygote broke the protocol: bad frame"
+
+
+def test_packing_after_a_value_that_is_not_of_exact_types_starts_clean() -> None:
+    # exact-type packing keeps one packer per thread: a value it gives up on half-way
+    # (a tuple deep in a list, an int subclass) must leave nothing behind in it
+    import threading
+
+    from plugbox.protocol import check_crossable, encode_result
+
+    class Count(int):
+        pass
+
+    half_way = [{"a": [1, 2, "x" * 300, (3, 4)]}, [b"y" * 200, Count(5)], {"b": {"c": (1,)}}]
+    good = {"k": ["v", 1.5, None, b"\x00"]}
+    for bad in half_way:
+        assert check_crossable(bad) == pack(bad)
+        assert check_crossable(good) == pack(good)
+        frame = encode_result(7, good, {"arg": bad})
+        assert decode_body(frame[HEADER_SIZE:], peer="worker", accept=WORKER_TO_HOST) == \
+            Result(id=7, value=good, changed={"arg": pack_roundtrip(bad)})
+    big = {"blob": b"\x01" * (1 << 20)}  # grows the packer's buffer: it is not kept
+    assert check_crossable(big) == pack(big)
+    assert check_crossable(good) == pack(good)
+    seen: list[bytes] = []  # another thread packs with a packer of its own
+    worker = threading.Thread(target=lambda: seen.append(check_crossable(good)))
+    worker.start()
+    worker.join()
+    assert seen == [pack(good)]
+
+
+def pack_roundtrip(value: Any) -> Any:
+    return msgpack.unpackb(pack(value), raw=False)

@@ -104,6 +104,8 @@ class WorkerProcess:
         self._ended = ExitWatch()
         self._confined = anyio.Event()  # (or died first)
         self._dead = anyio.Event()
+        #: not ``_dead.is_set()``: read on every call (``alive``), so kept plain
+        self._alive = True
         self._drained = anyio.Event()
         self._channel_done = anyio.Event()
         self._outputs_open = 2
@@ -158,7 +160,7 @@ class WorkerProcess:
     @property
     def alive(self) -> bool:
         """Whether the worker can still take calls."""
-        return not self._dead.is_set()
+        return self._alive
 
     @property
     def exit_info(self) -> ExitInfo | None:
@@ -556,6 +558,7 @@ class WorkerProcess:
     def _mark_dead(self) -> None:
         if self._dead.is_set():
             return
+        self._alive = False
         self._dead.set()
         self._settled.set()
         self._confined.set()

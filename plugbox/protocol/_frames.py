@@ -11,6 +11,7 @@ caller passes ``now``.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -60,6 +61,11 @@ def _refuse_ext(code: int, data: bytes) -> Any:
 
 def pack(value: Any) -> bytes:
     """msgpack-encode ``value`` the way frames do (raises TypeError for other types)."""
+    packed = _pack_exact(value)
+    return _pack_any(value) if packed is None else packed
+
+
+def _pack_any(value: Any) -> bytes:
     packed: bytes = msgpack.packb(value, use_bin_type=True)
     return packed
 
@@ -137,14 +143,28 @@ _NOT_MARK = bytes(b for b in range(256)
 _NOT_EXT_HEADER = bytes(b for b in range(256) if not (0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
 
 
+#: each thread's packer for exact types, kept between calls: making one per value (as
+#: ``msgpack.packb`` does) costs more than packing a small value. Nothing of Python runs
+#: while it packs exact types, so no one re-enters it on its thread.
+_exact = threading.local()
+#: a packer whose buffer grew past this is dropped after use, not kept
+_EXACT_KEPT_BYTES = 64 * 1024
+
+
 def _pack_exact(value: Any) -> bytes | None:
     """``pack(value)`` when ``value`` holds only the exact msgpack types (no tuple, no
     subclass of dict, int or str...), else None. No dict key in such a value can be a
     list (lists are unhashable), so its arrays cannot decode as unhashable keys."""
     try:
-        packed: bytes = msgpack.packb(value, use_bin_type=True, strict_types=True)
+        packer = _exact.packer
+    except AttributeError:
+        packer = _exact.packer = msgpack.Packer(use_bin_type=True, strict_types=True)
+    try:
+        packed: bytes = packer.pack(value)
     except (TypeError, ValueError, OverflowError):
-        return None
+        return None  # (the packer drops what it had packed of the value)
+    if len(packed) > _EXACT_KEPT_BYTES:
+        del _exact.packer
     return packed
 
 
@@ -164,7 +184,7 @@ def _pack_for_peer(value: Any, max_depth: int) -> bytes | None:
         if len(marks) < max_depth and not marks.translate(None, _NOT_EXT_HEADER):
             return packed
     else:
-        packed = pack(value)
+        packed = _pack_any(value)
         if not _peer_may_refuse(packed, max_depth):
             return packed
     decoded = _unpack_as_peer(packed)

@@ -138,6 +138,10 @@ class _Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
         raise StopIteration  # the task is done; its call is answered
 
 
+#: what a sync hook mostly returns: told from an awaitable at a glance
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, dict})
+
+
 async def _awaited(future: asyncio.Future[Any]) -> Any:
     return await future
 
@@ -215,11 +219,12 @@ class WorkerChannel(asyncio.Protocol):
         except (SystemExit, Exception) as exc:
             self.failed(msg.id, exc)
             return
+        if type(value) in _PLAIN or not (
+                isinstance(value, asyncio.Future) or asyncio.iscoroutine(value)):
+            self.reply(msg, value, args, before)  # a sync hook's return
+            return
         if isinstance(value, asyncio.Future):
             value = _awaited(value)
-        elif not asyncio.iscoroutine(value):
-            self.reply(msg, value, args, before)
-            return
         if self.cancelling:
             # behind a cancelled call still to see its CancelledError: a task, which
             # the loop runs after it, as the host (whose caller has gone on) expects
