@@ -37,3 +37,20 @@ async def test_a_worker_with_the_network_gets_asyncio_tls_back(launcher: str) ->
     assert info["asyncio_has_ssl"] is True
     # the handshake ran through asyncio's TLS code, and OpenSSL refused the garbage
     assert info["handshake"].startswith("SSLError"), info["handshake"]
+
+
+#: what no worker needs before its plugin asks for it: each costs resident memory in
+#: the zygote and every worker forked from it (or start time in a fresh one)
+HEAVY = {"ssl", "_ssl", "difflib", "platform", "anyio", "psutil", "multiprocess", "dill",
+         "trio", "json", "email", "http", "pydoc", "decimal", "xml", "sqlite3", "hashlib"}
+
+
+@pytest.mark.parametrize("launcher", ["zygote", "subprocess"])
+async def test_the_worker_side_imports_nothing_heavy(launcher: str) -> None:
+    async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
+        await host.add(str(Path(__file__).parent / "plugins" / "modules_probe.py"))
+        loaded = set((await host.call("process", input_data=None)).value)
+    assert "asyncio" in loaded and "plugbox.worker.serve" in loaded  # (it did report)
+    assert not loaded & HEAVY
+    ours = {name for name in loaded if name.startswith("plugbox.")}
+    assert all(name.startswith(("plugbox.protocol", "plugbox.worker")) for name in ours), ours

@@ -103,7 +103,9 @@ def test_policy_opens_with_the_architecture_check(arch: seccomp.Arch) -> None:
 
 
 def test_other_architectures_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seccomp.platform, "machine", lambda: "riscv64")
+    real = os.uname()
+    monkeypatch.setattr(seccomp.os, "uname", lambda: os.uname_result(
+        (real.sysname, real.nodename, real.release, real.version, "riscv64")))
     with pytest.raises(seccomp.UnsupportedArchitecture, match="riscv64"):
         build_policy(ME)
 

@@ -23,7 +23,7 @@ from ._messages import FIELD_NAMES, MESSAGE_TYPES, Call, Message, Result
 from ._scan import scan
 
 #: frames up to this size are unpacked without a pre-scan unless they hold a byte that
-#: may be an array16/array32 header (see ``_needs_scan``).
+#: may be an array16/array32 header (see ``decode_body``).
 SCAN_ABOVE = 1024
 
 HEADER: Final = struct.Struct(">I")
@@ -139,8 +139,9 @@ def _peer_may_refuse(packed: bytes, max_depth: int) -> bool:
 _NOT_MARK = bytes(b for b in range(256)
                   if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF
                           or 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
-#: every byte value that is not an extension header
-_NOT_EXT_HEADER = bytes(b for b in range(256) if not (0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
+#: what those headers become in ``_pack_for_peer``'s marks: b"e" for an extension's
+_MARKS = bytes(b"e"[0] if 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8 else b"c"[0]
+               for b in range(256))
 
 
 #: each thread's packer for exact types, kept between calls: making one per value (as
@@ -180,8 +181,8 @@ def _pack_for_peer(value: Any, max_depth: int) -> bytes | None:
     """
     packed = _pack_exact(value)
     if packed is not None:
-        marks = packed.translate(None, _NOT_MARK)
-        if len(marks) < max_depth and not marks.translate(None, _NOT_EXT_HEADER):
+        marks = packed.translate(_MARKS, _NOT_MARK)  # b"c" per container, b"e" per ext
+        if len(marks) < max_depth and b"e" not in marks:
             return packed
     else:
         packed = _pack_any(value)
@@ -327,21 +328,6 @@ def encode_result(call_id: int, value: Any, changed: Mapping[str, Any], *,
     return _pack_header(len(body)) + body
 
 
-def _needs_scan(body: bytes, headers: bytes) -> bool:
-    """Whether ``body`` must be pre-scanned before msgpack unpacks it.
-
-    msgpack preallocates a list of the length an array header declares. A fixarray
-    declares at most 15 elements, so a small frame of them costs at most a small
-    constant per byte; an array16/array32 header may declare up to the frame's length
-    (``max_array_len``), and nested ones would each preallocate that much: a 1 KiB
-    frame of nested ``dc 03 00`` headers made msgpack allocate 2 MB. Maps are not
-    preallocated. So a small frame is scanned when it holds a 0xdc or 0xdd byte
-    (possibly inside a string: the scan then merely finds nothing wrong). ``headers``
-    is ``body`` with every byte but the container headers' deleted.
-    """
-    return len(body) > SCAN_ABOVE or b"\xdc" in headers or b"\xdd" in headers
-
-
 # Calls and Results (one per call each way) are built straight from their wire arrays,
 # without the checked constructor, whose keyword arguments and frozen set-up cost more
 # than decoding the frame: each field is set through its slot's descriptor once the
@@ -386,9 +372,23 @@ _BUILD_FULL: dict[int, Callable[[list[Any]], Message]] = {
 def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
                 limits: FrameLimits = DEFAULT_LIMITS) -> Message:
     """Decode one frame body (without its header) into a message from ``peer``."""
-    n = min(len(body), limits.max_container_len)
+    return _decode_body(body, peer, accept, limits)
+
+
+# Whether a frame's body must be pre-scanned (``_scan.scan``) before msgpack unpacks
+# it: msgpack preallocates a list of the length an array header declares. A fixarray
+# declares at most 15 elements, so a small frame of them costs at most a small constant
+# per byte; an array16/array32 header may declare up to the frame's length
+# (``max_array_len``), and nested ones would each preallocate that much: a 1 KiB frame
+# of nested ``dc 03 00`` headers made msgpack allocate 2 MB. Maps are not preallocated.
+# So a frame over SCAN_ABOVE is scanned, and a smaller one when it holds a 0xdc or 0xdd
+# byte (possibly inside a string: the scan then merely finds nothing wrong).
+def _decode_body(body: bytes | bytearray, peer: str, accept: frozenset[type[Message]],
+                 limits: FrameLimits) -> Message:
+    size = len(body)
+    n = min(size, limits.max_container_len)
     headers = body.translate(None, _NOT_CONTAINER_HEADER)  # one pass for both checks
-    scanned = _needs_scan(body, headers)
+    scanned = size > SCAN_ABOVE or b"\xdc" in headers or b"\xdd" in headers
     if scanned:
         problem = scan(body, limits.max_depth)
         if problem is not None:
@@ -396,7 +396,7 @@ def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
     try:
         wire = msgpack.unpackb(
             body, raw=False, use_list=True, strict_map_key=False, ext_hook=_refuse_ext,
-            max_str_len=len(body), max_bin_len=len(body), max_array_len=n, max_map_len=n,
+            max_str_len=size, max_bin_len=size, max_array_len=n, max_map_len=n,
             max_ext_len=0, timestamp=0,
         )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
@@ -501,7 +501,7 @@ class FrameDecoder:
         end = HEADER_SIZE + size
         if len(buf) < end:
             return None
-        body = bytes(buf[HEADER_SIZE:end])
+        body = buf[HEADER_SIZE:end]  # (a bytearray: msgpack, translate and scan take it)
         del buf[:end]
         if buf:
             # the rest starts a new frame: its clock starts now (or stays if unknown)
@@ -510,7 +510,7 @@ class FrameDecoder:
         else:
             self._partial_since = None
         try:
-            return decode_body(body, peer=self.peer, accept=self._accept, limits=self._limits)
+            return _decode_body(body, self.peer, self._accept, self._limits)
         except RemoteProtocolError as exc:
             self._error = exc
             raise

@@ -24,7 +24,7 @@ _SIZED = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
 _EXT = {0xC7: 1, 0xC8: 2, 0xC9: 4}
 
 
-def _length(data: bytes, pos: int, size: int) -> int:
+def _length(data: bytes | bytearray, pos: int, size: int) -> int:
     if size == 1:
         return data[pos]
     if size == 2:
@@ -32,7 +32,7 @@ def _length(data: bytes, pos: int, size: int) -> int:
     return int(_U32(data, pos)[0])
 
 
-def scan(data: bytes, max_depth: int) -> str | None:
+def scan(data: bytes | bytearray, max_depth: int) -> str | None:
     """None if ``data`` may be unpacked safely, else why not."""
     end = len(data)
     pos = 0

@@ -17,7 +17,6 @@ and creates the instance; ``check_hooks`` matches its methods to the spec after
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -223,6 +222,8 @@ def near_hook(attr: str, declared: list[str]) -> str | None:
     for hook in declared:
         if hook.replace("_", "").lower() == squashed:
             return hook
+    import difflib  # (only for a plugin that misspells a hook: not kept in every worker)
+
     close = difflib.get_close_matches(attr.lower(), declared, n=1, cutoff=0.8)
     return close[0] if close else None
 

@@ -49,7 +49,6 @@ import ctypes
 import errno
 import functools
 import os
-import platform
 import socket
 import struct
 import sys
@@ -250,7 +249,7 @@ class UnsupportedArchitecture(RuntimeError):
 
 def native_arch() -> Arch:
     """The running architecture, or UnsupportedArchitecture."""
-    machine = platform.machine()
+    machine = os.uname().machine if hasattr(os, "uname") else ""
     if not sys.platform.startswith("linux") or machine not in ARCHES:
         raise UnsupportedArchitecture(
             f"seccomp filters are built for Linux x86_64 and aarch64 only, "

@@ -1,0 +1,98 @@
+"""One call and 64 calls in flight, for several plugbox source trees, each beside the
+plain asyncio Protocol, in interleaved rounds.
+
+    python benchmarks/compare_trees.py TREE [TREE ...] [--rounds R] [--calls N]
+                                       [--tput-calls N]
+
+A TREE is a checkout of plugbox (``git worktree add /tmp/base <commit>``, or ``.``).
+Each measurement runs in a child process with ``PYTHONPATH=TREE``, so the host, the
+zygote and the workers all run that tree's code; the harness is this checkout's
+``benchmarks/``. Each child measures the Protocol too, and reports plugbox's figures
+as ratios to it: one call's p50 ÷ the Protocol's p50, and calls per second with 64 in
+flight ÷ the Protocol's. The rounds go through the trees in turn, so a machine whose
+speed drifts (a VM) weighs on every tree alike. Prints each round, then each tree's
+median and range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def measure(calls: int, tput_calls: int) -> dict[str, Any]:
+    """This process's figures (run with PYTHONPATH set to the tree under test)."""
+    import bench_baselines as bb
+    import bench_plugbox as pb
+    from bench_common import set_pinning
+
+    import plugbox
+
+    set_pinning("spread")
+    warmup = max(100, calls // 10)
+    proto = statistics.median(bb.lat_asyncio_protocol(warmup, calls))
+    ours = statistics.median(pb.lat_plugbox(warmup, calls))
+    proto_tput = bb.tput_asyncio_protocol(tput_calls, 64)
+    ours_tput = pb.tput_plugbox(tput_calls, 64)
+    return {"plugbox": os.path.dirname(os.path.abspath(plugbox.__file__)),
+            "protocol_us": proto, "plugbox_us": ours, "one_call": ours / proto,
+            "in_flight_64": ours_tput / proto_tput}
+
+
+def run_child(tree: str, calls: int, tput_calls: int) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
+                          "--calls", str(calls), "--tput-calls", str(tput_calls)],
+                         env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{tree}: the measurement failed:\n{out.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = os.path.join(os.path.abspath(tree), "plugbox")
+    if os.path.realpath(figures["plugbox"]) != os.path.realpath(expected):
+        raise SystemExit(f"{tree}: the child imported plugbox from {figures['plugbox']}, "
+                         f"not from the tree")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("trees", nargs="*", help="plugbox checkouts to compare")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--calls", type=int, default=3000, help="one-call samples per round")
+    ap.add_argument("--tput-calls", type=int, default=20_000,
+                    help="calls per 64-in-flight measurement")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(args.calls, args.tput_calls)))
+        return 0
+    if not args.trees:
+        ap.error("name at least one tree")
+    results: dict[str, list[dict[str, Any]]] = {tree: [] for tree in args.trees}
+    print(f"{'round':>5}  {'tree':30s} {'Protocol':>10} {'plugbox':>10} {'one call':>9} "
+          f"{'64 in flight':>13}")
+    for rnd in range(1, args.rounds + 1):
+        for tree in args.trees:
+            f = run_child(tree, args.calls, args.tput_calls)
+            results[tree].append(f)
+            print(f"{rnd:>5}  {tree[-30:]:30s} {f['protocol_us']:8.1f}µs {f['plugbox_us']:8.1f}µs "
+                  f"{f['one_call']:8.2f}x {f['in_flight_64']:12.2f}x", flush=True)
+    print("\nmedian (range) over the rounds, as ratios to the Protocol:")
+    for tree, rounds in results.items():
+        one = sorted(r["one_call"] for r in rounds)
+        tput = sorted(r["in_flight_64"] for r in rounds)
+        print(f"  {tree}: one call {statistics.median(one):.2f}x ({one[0]:.2f}-{one[-1]:.2f}); "
+              f"64 in flight {statistics.median(tput):.2f}x ({tput[0]:.2f}-{tput[-1]:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, HERE)
+    sys.exit(main())
