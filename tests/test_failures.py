@@ -186,6 +186,26 @@ async def test_protocol_violations_kill_the_worker(behave: str, do: str, words: 
         assert not pid_alive(info.pid)
 
 
+async def test_a_plugin_that_exits_after_answering_has_one_cause_however_its_end_is_read(
+        ) -> None:
+    # its EOF and its exit status arrive together; which the host reads first once
+    # decided between "protocol: closed its channel" and "crashed" (about 4 to 1)
+    plugin = os.path.join(os.path.dirname(__file__), "plugins", "reply_then_exit.py")
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin, limits=Limits(backoff_initial=0, max_failures=1000))
+        answered, causes = 0, set()
+        for i in range(40):
+            try:
+                out = await host.call("process", input_data=i)
+            except PluginCrashed as exc:  # the call sent to it after its last answer
+                causes.add((exc.report.cause, exc.report.detail, exc.report.exit_code))
+                continue
+            assert out.value == {"answered": i}
+            answered += 1
+    assert answered >= 10
+    assert causes == {("crashed", "exited with status 0", 0)}
+
+
 async def test_restart_after_a_crash_gets_a_fresh_worker(behave: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         info = await host.add(behave, limits=TIGHT)

@@ -35,7 +35,6 @@ class Death:
     cpu_seconds: float | None = None
     memory_hint: str | None = None
     lost: bool = False
-    channel_closed_first: bool = False
 
 
 def memory_at_cap(death: Death) -> bool:
@@ -66,8 +65,7 @@ def classify(death: Death) -> tuple[str, str]:
         return "crashed", "died with its zygote; no exit status is known"
     if sig is not None:
         return "crashed", f"killed by {signal_name(sig)}"
-    if death.exit_code == EXIT_CHANNEL_LOST or (death.exit_code == 0
-                                               and death.channel_closed_first):
+    if death.exit_code == EXIT_CHANNEL_LOST:  # the worker's own word: its channel broke
         return "protocol", "the worker closed its channel and exited"
     if death.exit_code == EXIT_INTERNAL:
         return "crashed", "the worker failed in plugbox's own code (exit status 70; see stderr)"

@@ -94,7 +94,6 @@ class WorkerProcess:
         self.protocol_error: ProtocolError | None = None
         self.channel_closed_by_host = False
         self.answered = 0
-        self.eof_first = False
         self.calls = 0
         self.verdict: tuple[str, str, Death] | None = None
         self._verdict = anyio.Event()
@@ -246,7 +245,7 @@ class WorkerProcess:
                      peak_rss_kb=info.max_rss_kb or self.peak_seen_kb, cpu_time=info.cpu_time,
                      memory_mb=self.limits.memory_mb, baseline_rss_kb=baseline,
                      cpu_seconds=self.limits.cpu_seconds, memory_hint=self.memory_hint,
-                     lost=info.lost, channel_closed_first=self.eof_first)
+                     lost=info.lost)
 
     def _serving_pidfd(self) -> int | None:
         """The pidfd of the plugin's own process (pid 2 of its namespace, or the
@@ -349,8 +348,6 @@ class WorkerProcess:
             await self.channel.run(self._guard(on_data), decoder.deadline, self._guard(on_late))
         except anyio.ClosedResourceError:
             pass
-        if self.protocol_error is None and not self.channel_closed_by_host:
-            self.eof_first = self.exit_info is None and not self.closing
         self._channel_done.set()
         self._mark_dead()
 
