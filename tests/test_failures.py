@@ -199,6 +199,9 @@ async def test_a_plugin_that_exits_after_answering_has_one_cause_however_its_end
                 out = await host.call("process", input_data=i)
             except PluginCrashed as exc:  # the call sent to it after its last answer
                 causes.add((exc.report.cause, exc.report.detail, exc.report.exit_code))
+                # and not one it answered: that reply was in the channel, unread, when
+                # the exit status came (its stderr, here in the report, would say so)
+                assert f"answered {i}" not in exc.report.stderr_tail
                 continue
             assert out.value == {"answered": i}
             answered += 1

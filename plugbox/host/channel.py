@@ -19,6 +19,9 @@ import anyio
 from .tasks import start_protected
 
 OnData = Callable[[bytes], None]
+#: at most this many reads of 256 KiB by ``Channel.unread`` (a dead peer's socket
+#: holds no more than its receive buffer)
+UNREAD_READS = 16
 Deadline = Callable[[], "float | None"]
 
 
@@ -26,6 +29,7 @@ class Channel:
     """The interface: ``write`` never blocks; ``run`` reads until EOF or close."""
 
     broken = False
+    sock: socket.socket
 
     def write(self, frame: bytes) -> None:
         raise NotImplementedError
@@ -38,6 +42,20 @@ class Channel:
     def close(self) -> None:
         """Stop reading and writing; ``run`` returns."""
         raise NotImplementedError
+
+    def unread(self) -> bytes:
+        """What the peer sent that the reader has not taken yet, read without waiting:
+        the last frames of a worker whose exit was heard before they were read."""
+        chunks: list[bytes] = []
+        for _ in range(UNREAD_READS):
+            try:
+                data = self.sock.recv(1 << 18, socket.MSG_DONTWAIT)
+            except OSError:  # (BlockingIOError: nothing more; or the socket is gone)
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks)
 
     async def run(self, on_data: OnData, deadline: Deadline, on_late: Callable[[], None]) -> None:
         """Feed every chunk read to ``on_data`` until the peer closes; call ``on_late``

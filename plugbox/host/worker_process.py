@@ -335,21 +335,23 @@ class WorkerProcess:
     async def _read_channel(self) -> None:
         decoder = self._decoder
 
-        def on_data(data: bytes) -> None:
-            now = time.monotonic()
-            decoder.feed(data, now)
-            while (msg := decoder.next_message(now)) is not None:
-                self._dispatch(msg)
-
         def on_late() -> None:
             decoder.check_deadline(time.monotonic())
 
         try:
-            await self.channel.run(self._guard(on_data), decoder.deadline, self._guard(on_late))
+            await self.channel.run(self._guard(self._received), decoder.deadline,
+                                   self._guard(on_late))
         except anyio.ClosedResourceError:
             pass
         self._channel_done.set()
         self._mark_dead()
+
+    def _received(self, data: bytes) -> None:
+        now = time.monotonic()
+        decoder = self._decoder
+        decoder.feed(data, now)
+        while (msg := decoder.next_message(now)) is not None:
+            self._dispatch(msg)
 
     def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
         """Run ``fn``; a protocol error kills the worker and ends the channel."""
@@ -555,6 +557,15 @@ class WorkerProcess:
     def _mark_dead(self) -> None:
         if self._dead.is_set():
             return
+        if not self.channel.broken and self.protocol_error is None:
+            # the process has ended (its exit status came first): what it wrote before
+            # it did is in the socket, unread. A reply among it answers its call, which
+            # would otherwise be reported as the worker's death.
+            unread = self.channel.unread()
+            if unread:
+                self._guard(self._received)(unread)
+            if self._dead.is_set():  # (a protocol error in it ended the worker already)
+                return
         self._alive = False
         self._dead.set()
         self._settled.set()
