@@ -3,11 +3,14 @@
     python benchmarks/profile_call.py [--calls N] [--backend asyncio|trio|uvloop]
                                       [--launcher zygote|subprocess] [--inflight K]
                                       [--sort tottime|cumulative] [--top N]
+                                      [--pin spread|same|none]
 
 Only the host process is profiled (the worker is another process). cProfile slows
 Python code several times over, so read the shares, not the absolute times: what
 the host does per call beyond the socket round trip shows up as the functions of
-plugbox, anyio and msgpack that are called once or more per call.
+plugbox, anyio and msgpack that are called once or more per call. The CPUs are pinned
+as ``run.py`` pins them (``--pin``): unpinned, a worker that shares the host's CPU runs
+inside the host's ``send`` and its time is charged there.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 
 import anyio
 import bench_plugbox as pb
-from bench_common import PAYLOAD, PLUGIN, now_ns
+from bench_common import PAYLOAD, PLUGIN, now_ns, pin_children, set_pinning
 
 from plugbox import PluginHost
 
@@ -35,13 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hook", default="echo", choices=("echo", "aecho"))
     ap.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"))
     ap.add_argument("--top", type=int, default=35)
+    ap.add_argument("--pin", default="spread", choices=("spread", "same", "none"))
     args = ap.parse_args(argv)
+    print(f"pinning: {set_pinning(args.pin)}")
     pb.quiet_logging()
     profiler = cProfile.Profile()
 
     async def run() -> None:
         async with PluginHost(pb.HOOKS, launcher=args.launcher) as host:
             await host.add(PLUGIN)
+            pin_children()  # the zygote and the worker
             per_task = args.calls // args.inflight
 
             async def worker(count: int) -> None:
