@@ -204,3 +204,4 @@ async def test_a_channel_hands_over_what_is_unread_without_waiting() -> None:
         assert channel.unread() == b""
     finally:
         ours.close()
+        theirs.close()

@@ -558,9 +558,9 @@ class WorkerProcess:
         if self._dead.is_set():
             return
         if not self.channel.broken and self.protocol_error is None:
-            # the process has ended (its exit status came first): what it wrote before
-            # it did is in the socket, unread. A reply among it answers its call, which
-            # would otherwise be reported as the worker's death.
+            # its end was heard (its exit status, or the host's own kill) before the
+            # reader took all it had written: the rest is in the socket, unread. A reply
+            # among it answers its call, which would otherwise fail with the death.
             unread = self.channel.unread()
             if unread:
                 self._guard(self._received)(unread)
