@@ -234,6 +234,47 @@ async def test_a_hook_whose_arguments_cannot_be_passed_by_name(tmp_path: Path, s
                           f"passable by keyword (hook arguments are opt-in by name)")
 
 
+def _wraps_taking_anything(func: Any) -> Any:
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+    return wrapper
+
+
+def _with_signature(func: Any) -> Any:
+    import inspect
+
+    func.__signature__ = inspect.signature(lambda self, only: None)
+    return func
+
+
+@pytest.mark.parametrize("signature", [
+    "self", "self, a", "self, a, b=1", "self, a, /, b", "self, /, a", "self, *args",
+    "self, *, a, b=2", "self, a, *args, b, **kwargs", "self, **kwargs", "self, a, **kw",
+    "*args", "*args, a", "self, a, /, b, *c, d, **e",
+])
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_hooks_parameters_are_read_as_inspect_reads_them(signature: str,
+                                                           asynchronous: bool) -> None:
+    # loader.parameters reads a plain method's code object rather than calling
+    # inspect.signature (a quarter of the time, on every load): the same answer
+    import inspect
+
+    from plugbox.worker import loader
+
+    namespace: dict[str, Any] = {}
+    exec(f"{'async ' if asynchronous else ''}def hook({signature}):\n    return None\n",
+         namespace)
+    cls = type("P", (), {"hook": namespace["hook"],
+                         "wrapped": _wraps_taking_anything(namespace["hook"]),
+                         "signed": _with_signature(lambda self, *a: None)})
+    for method in (cls().hook, cls().wrapped, cls().signed, cls.hook):
+        assert loader.parameters(method) == [
+            (p.name, p.kind) for p in inspect.signature(method).parameters.values()]
+
+
 async def test_initialize_raising(behave: str) -> None:
     exc = await load_error(behave, config={"init": "raise"})
     assert exc.ref == behave

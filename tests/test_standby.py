@@ -376,3 +376,40 @@ def test_the_rehearsal_runs_a_load_and_a_call_through_the_workers_channel(
         assert rehearsal.rehearse(loop, hooks, {"seccomp": True}, os.getpid())
     finally:
         loop.close()
+
+
+def test_the_rehearsal_leaves_no_module_path_or_log_handler_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the rehearsal runs a stand-in module's import as if it sat beside the plugin's file:
+    # the plugin's own import must then find sys.path, sys.modules and the root logger
+    # as a worker without a rehearsal would
+    import asyncio
+    import logging
+
+    from plugbox.worker import loader, rehearsal
+
+    plugin = tmp_path / "beside.py"
+    plugin.write_text("class BesidePlugin:\n    pass\n")
+    source = loader.parse_ref(str(plugin))
+    imported: list[str | None] = []
+    instantiate = loader.instantiate
+
+    def spy(stand_in: loader.Source) -> Any:
+        imported.append(stand_in.path)
+        return instantiate(stand_in)
+
+    monkeypatch.setattr(loader, "instantiate", spy)
+    path, modules = sys.path[:], set(sys.modules)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    loop = asyncio.new_event_loop()
+    try:
+        assert rehearsal.rehearse(loop, specs.PIPELINE.to_worker(), {}, os.getpid(), source)
+    finally:
+        loop.close()
+    assert str(tmp_path) not in sys.path
+    assert sys.path == path
+    assert not [name for name in set(sys.modules) - modules if "rehearsal" in name]
+    assert (root.handlers, root.level) == (handlers, level)
+    # the stand-in was imported, beside the plugin's file
+    assert imported == [str(tmp_path / "plugbox_rehearsal.py")]

@@ -229,7 +229,7 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
                                  baseline_rss_kb=baseline_rss), side="worker"))
     if start.limits.get("standby"):
         loader.precompile(source)  # while waiting: it runs nothing of the plugin
-        rehearsal.rehearse(loop, start.hooks, dict(state.layers), host_pid)
+        rehearsal.rehearse(loop, start.hooks, dict(state.layers), host_pid, source)
         if not _await_resume(sock):
             return 0  # a standby worker the host did not need: none of the plugin's code ran
 

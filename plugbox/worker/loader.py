@@ -228,6 +228,40 @@ def near_hook(attr: str, declared: list[str]) -> str | None:
     return close[0] if close else None
 
 
+_POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
+_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
+_VAR_POSITIONAL = inspect.Parameter.VAR_POSITIONAL
+_KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
+_VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
+_CO_VARARGS, _CO_VARKEYWORDS = inspect.CO_VARARGS, inspect.CO_VARKEYWORDS
+
+
+def parameters(method: Any) -> list[tuple[str, inspect._ParameterKind]]:
+    """(name, kind) of each parameter of ``method`` as it is called, in order: what
+    ``inspect.signature(method).parameters`` gives, read straight from the code object
+    for the usual hook (a plain method, not wrapped) and from ``inspect`` otherwise."""
+    func = getattr(method, "__func__", None)
+    if (type(method) is not types.MethodType or type(func) is not types.FunctionType
+            or hasattr(func, "__wrapped__") or hasattr(func, "__signature__")
+            or func.__code__.co_argcount == 0):
+        return [(p.name, p.kind) for p in inspect.signature(method).parameters.values()]
+    code = func.__code__
+    names, flags = code.co_varnames, code.co_flags
+    positional, keyword_only = code.co_argcount, code.co_kwonlyargcount
+    posonly = code.co_posonlyargcount
+    params: list[tuple[str, inspect._ParameterKind]] = [
+        (names[i], _POSITIONAL_ONLY if i < posonly else _KEYWORD)
+        for i in range(1, positional)]  # self is bound
+    index = positional + keyword_only
+    if flags & _CO_VARARGS:
+        params.append((names[index], _VAR_POSITIONAL))
+        index += 1
+    params.extend((name, _KEYWORD_ONLY) for name in names[positional:positional + keyword_only])
+    if flags & _CO_VARKEYWORDS:
+        params.append((names[index], _VAR_KEYWORD))
+    return params
+
+
 def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugin:
     """Match the instance's methods to the spec (pluggy-style validation).
 
@@ -265,22 +299,22 @@ def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugi
                             f"but the spec requires {KIND_WORDS[kind]}")
         declared = spec[attr]["args"]
         try:
-            params = inspect.signature(method).parameters.values()
+            params = parameters(method)
         except (TypeError, ValueError) as exc:
             raise LoadError(f"plugin {plugin!r}: hook {attr!r} has no signature: {exc}") from None
         accepted: list[str] = []
         all_args = False
-        for p in params:
-            if p.kind is p.VAR_KEYWORD:
+        for p_name, p_kind in params:
+            if p_kind is _VAR_KEYWORD:
                 all_args = True
-            elif p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY):
-                raise LoadError(f"plugin {plugin!r}: hook {attr!r} parameter {p.name!r} must be "
+            elif p_kind is _VAR_POSITIONAL or p_kind is _POSITIONAL_ONLY:
+                raise LoadError(f"plugin {plugin!r}: hook {attr!r} parameter {p_name!r} must be "
                                 f"passable by keyword (hook arguments are opt-in by name)")
-            elif p.name not in declared:
-                raise LoadError(f"plugin {plugin!r}: hook {attr!r} takes argument {p.name!r}, "
+            elif p_name not in declared:
+                raise LoadError(f"plugin {plugin!r}: hook {attr!r} takes argument {p_name!r}, "
                                 f"which the spec does not have (it has: {', '.join(declared)})")
             else:
-                accepted.append(p.name)
+                accepted.append(p_name)
         hooks[attr] = list(declared) if all_args else accepted
         takes_all[attr] = all_args
     if not hooks and names:

@@ -3,17 +3,22 @@
 A worker forked from the zygote shares the zygote's pages until it first writes to one,
 and the first write to each page costs a fault and a copy. A standby worker waits for
 Resume with time on its hands; it spends it running, once, the code that every load
-and first call run after Resume (checking a plugin's hooks, encoding a Handshake,
-setting up the channel on the event loop, one call and its reply through the worker's
-channel) on a stand-in plugin made here, over a socketpair of its own. None of the
-plugin's code runs: it is not even imported yet. What the rehearsal touched is then
-the standby's own, and the restart that resumes it pays for the plugin's part alone.
+and first call run after Resume (the log handler made, a plugin file's module made and
+its code run, its class found, instantiated and initialized, its hooks checked, a
+Handshake encoded, the channel set up on the event loop, one call and its reply through
+the worker's channel) on stand-ins made here: a module text of its own, in the plugin's
+directory, and a socketpair. None of the plugin's code runs: it is not even imported
+yet. What the rehearsal touched is then the standby's own, and the restart that
+resumes it pays for the plugin's part alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
+import sys
 from typing import Any
 
 from ..protocol import (
@@ -26,17 +31,72 @@ from ..protocol import (
 )
 from . import loader
 from .confine import Confinement
-from .serve import serve
+from .serve import ChannelLogHandler, serve
 
 
 def rehearse(loop: asyncio.AbstractEventLoop, hooks: dict[str, Any],
-             layers: dict[str, bool], pid: int) -> bool:
+             layers: dict[str, bool], pid: int, plugin: loader.Source | None = None) -> bool:
     """Rehearse a load and a call of the first of ``hooks`` on ``loop``; whether it
-    went through (a rehearsal that fails costs the restart nothing but its time)."""
+    went through (a rehearsal that fails costs the restart nothing but its time).
+    ``plugin`` is the plugin's source: a file plugin's stand-in module is made as if it
+    sat beside it."""
     try:
+        _rehearse_import(plugin)
         return _rehearse(loop, hooks, layers, pid)
     except Exception:
         return False
+
+
+#: the stand-in module's text: what a small plugin file does as it is imported
+_STAND_IN_MODULE = b"""
+import logging
+import os
+import sys
+import time
+
+
+class RehearsalPlugin:
+    name = "rehearsal"
+    version = "0"
+
+    def initialize(self, config):
+        self.config = config
+
+    def hook(self, value=None):
+        return value
+
+    async def hook_async(self, value=None):
+        return value
+"""
+_STAND_IN_SPEC = {"hook": {"args": ["value"], "kind": "sync"},
+                  "hook_async": {"args": ["value"], "kind": "async"}}
+#: the stand-in's module name (``loader.import_source`` names it from the file's stem)
+_STAND_IN_NAME = "plugbox_plugin_plugbox_rehearsal"
+
+
+def _rehearse_import(plugin: loader.Source | None) -> None:
+    """A load's first half, on a module text of our own: the log handler made and the
+    log level set, as after Resume; the module made and its code run, its class found,
+    instantiated, initialized and checked. Only the stand-in's text is compiled; it is
+    given a path beside a file plugin's (nothing is read from it), and what its import
+    leaves behind, its module and its directory on ``sys.path``, is taken back."""
+    ChannelLogHandler(lambda frame: None)
+    root = logging.getLogger()
+    root.setLevel(root.level)
+    path = plugin.path if plugin is not None else None
+    directory = os.path.dirname(path) if path else "/nonexistent"
+    source = loader.Source(ref="rehearsal", path=os.path.join(directory, "plugbox_rehearsal.py"),
+                           text=_STAND_IN_MODULE,
+                           import_dir=plugin.import_dir if plugin is not None else None)
+    loader.precompile(source)
+    saved_path = sys.path[:]
+    try:
+        instance = loader.instantiate(source)
+        instance.initialize({})
+        loader.check(instance, _STAND_IN_SPEC)
+    finally:
+        sys.modules.pop(_STAND_IN_NAME, None)
+        sys.path[:] = saved_path
 
 
 class _Stand:
