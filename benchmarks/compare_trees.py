@@ -3,6 +3,7 @@ plain asyncio Protocol, in interleaved rounds.
 
     python benchmarks/compare_trees.py TREE [TREE ...] [--rounds R] [--calls N]
                                        [--tput-calls N] [--crash-rounds N]
+                                       [--start-rounds N]
 
 A TREE is a checkout of plugbox (``git worktree add /tmp/base <commit>``, or ``.``).
 Each measurement runs in a child process with ``PYTHONPATH=TREE``, so the host, the
@@ -11,7 +12,9 @@ zygote and the workers all run that tree's code; the harness is this checkout's
 as ratios to it: one call's p50 ÷ the Protocol's p50, and calls per second with 64 in
 flight ÷ the Protocol's. With ``--crash-rounds N`` each child also crashes its plugin N
 times (run.py's crash rows: a standby worker ready, 50 ms between rounds) and reports
-the medians of respawn + next call and of death → PluginCrashed, in ms. The rounds go
+the medians of respawn + next call and of death → PluginCrashed, in ms; with
+``--start-rounds N``, the median of N starts (run.py's "add + first call, zygote
+running"), in ms. The rounds go
 through the trees in turn, so a machine whose speed drifts (a VM) weighs on every tree
 alike. Prints each round, then each tree's median and range.
 """
@@ -29,7 +32,8 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def measure(calls: int, tput_calls: int, crash_rounds: int = 0) -> dict[str, Any]:
+def measure(calls: int, tput_calls: int, crash_rounds: int = 0,
+            start_rounds: int = 0) -> dict[str, Any]:
     """This process's figures (run with PYTHONPATH set to the tree under test)."""
     import bench_baselines as bb
     import bench_plugbox as pb
@@ -51,14 +55,19 @@ def measure(calls: int, tput_calls: int, crash_rounds: int = 0) -> dict[str, Any
         crashes = pb.crash_rounds(crash_rounds, gap=0.05)
         figures["respawn_ms"] = statistics.median(crashes["respawn"]) / 1000
         figures["death_ms"] = statistics.median(crashes["death_to_report"]) / 1000
+    if start_rounds:
+        pb.quiet_logging()
+        figures["start_ms"] = statistics.median(pb.start_plugbox_warm(start_rounds)) / 1000
     return figures
 
 
-def run_child(tree: str, calls: int, tput_calls: int, crash_rounds: int = 0) -> dict[str, Any]:
+def run_child(tree: str, calls: int, tput_calls: int, crash_rounds: int = 0,
+              start_rounds: int = 0) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
                           "--calls", str(calls), "--tput-calls", str(tput_calls),
-                          "--crash-rounds", str(crash_rounds)],
+                          "--crash-rounds", str(crash_rounds),
+                          "--start-rounds", str(start_rounds)],
                          env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{tree}: the measurement failed:\n{out.stderr[-3000:]}")
@@ -79,10 +88,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="calls per 64-in-flight measurement")
     ap.add_argument("--crash-rounds", type=int, default=0,
                     help="also crash the plugin this many times per round (respawn, death)")
+    ap.add_argument("--start-rounds", type=int, default=0,
+                    help="also start the plugin this many times per round (add + first call)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.calls, args.tput_calls, args.crash_rounds)))
+        print(json.dumps(measure(args.calls, args.tput_calls, args.crash_rounds,
+                                 args.start_rounds)))
         return 0
     if not args.trees:
         ap.error("name at least one tree")
@@ -91,10 +103,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{'64 in flight':>13}")
     for rnd in range(1, args.rounds + 1):
         for tree in args.trees:
-            f = run_child(tree, args.calls, args.tput_calls, args.crash_rounds)
+            f = run_child(tree, args.calls, args.tput_calls, args.crash_rounds,
+                          args.start_rounds)
             results[tree].append(f)
             crash = (f"  respawn {f['respawn_ms']:.2f} ms, death → report {f['death_ms']:.2f} ms"
                      if "respawn_ms" in f else "")
+            if "start_ms" in f:
+                crash += f"  start {f['start_ms']:.2f} ms"
             print(f"{rnd:>5}  {tree[-30:]:30s} {f['protocol_us']:8.1f}µs {f['plugbox_us']:8.1f}µs "
                   f"{f['one_call']:8.2f}x {f['in_flight_64']:12.2f}x{crash}", flush=True)
     print("\nmedian (range) over the rounds, as ratios to the Protocol:")
@@ -108,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             crash = (f"; respawn {statistics.median(respawn):.2f} ms ({respawn[0]:.2f}-"
                      f"{respawn[-1]:.2f}); death → report {statistics.median(death):.2f} ms "
                      f"({death[0]:.2f}-{death[-1]:.2f})")
+        if args.start_rounds:
+            start = sorted(r["start_ms"] for r in rounds)
+            crash += (f"; start {statistics.median(start):.2f} ms ({start[0]:.2f}-"
+                      f"{start[-1]:.2f})")
         print(f"  {tree}: one call {statistics.median(one):.2f}x ({one[0]:.2f}-{one[-1]:.2f}); "
               f"64 in flight {statistics.median(tput):.2f}x ({tput[0]:.2f}-{tput[-1]:.2f})"
               f"{crash}")

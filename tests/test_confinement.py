@@ -117,6 +117,62 @@ async def test_a_plugin_under_a_directory_only_root_can_enter_loads(tmp_path: An
         assert out.value == '["hi from a sibling module", "x"]'
 
 
+async def test_a_plugin_imports_more_of_the_packages_its_zygote_loaded(tmp_path: Any) -> None:
+    # the zygote loaded logging, a package under the interpreter's directory, which a
+    # root host's workers, as nobody, may not be able to enter (here, under /root); a
+    # plugin importing a module of it that the zygote did not load finds it through
+    # the package's remapped __path__ (ImportPaths.after_drop, over the packages the
+    # zygote noted: confine.remember_packages)
+    assert "logging" in _zygote_modules() and "logging.handlers" not in _zygote_modules()
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    plugin_dir.chmod(0o755)
+    (plugin_dir / "deep_import.py").write_text(
+        "import os\n"
+        "import logging.handlers\n\n"
+        "class DeepImportPlugin:\n"
+        "    def process(self, input_data):\n"
+        "        return [logging.handlers.__name__, os.getuid()]\n")
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(str(plugin_dir / "deep_import.py"))
+        out = await host.call("process", input_data=None)
+    assert out.value[0] == "logging.handlers"
+    assert out.value[1] != 0  # (a root host's workers run as nobody)
+
+
+def _zygote_modules() -> set[str]:
+    """The modules a zygote holds once it is ready (asked of a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from plugbox.worker import lean; lean.import_asyncio()\n"
+            "from plugbox.worker import bootstrap; bootstrap.prepare()\n"
+            "print(' '.join(sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return set(out.stdout.split())
+
+
+def test_a_worker_looks_at_the_zygotes_packages_unless_a_module_was_loaded_since(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from plugbox.worker import confine
+
+    monkeypatch.setattr(confine, "_PACKAGES", None)
+    assert len(confine._loaded_packages()) == len(sys.modules)  # nothing noted: all
+    confine.remember_packages()
+    assert confine._PACKAGES is not None
+    noted = confine._loaded_packages()
+    assert noted and all(isinstance(getattr(m, "__path__", None), list) for m in noted)
+    assert {m.__name__ for m in noted} >= {"plugbox", "plugbox.worker", "logging"}
+    assert len(noted) < len(sys.modules)
+    monkeypatch.setitem(sys.modules, "plugbox_test_loaded_since", types.ModuleType("x"))
+    assert len(confine._loaded_packages()) == len(sys.modules)  # one more: all again
+
+
 class FakeClocks:
     """The CPU clock, CLOCK_MONOTONIC and RLIMIT_CPU as renew_cpu_budget sees them."""
 

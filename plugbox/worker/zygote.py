@@ -28,7 +28,7 @@ from ..protocol import (
     Spawned,
     encode,
 )
-from . import _linux, lean
+from . import _linux, confine, lean
 
 #: the channel, stdout, stderr, and the exit report pipe (``protocol._exit_report``)
 FDS_PER_SPAWN = 4
@@ -226,6 +226,8 @@ def main() -> None:
 
     bootstrap.prepare()  # what every worker would otherwise redo after its fork
     import gc
+
+    confine.remember_packages()  # everything is imported now
 
     gc.collect()
     gc.freeze()  # what the zygote holds stays out of its workers' collections: fewer
