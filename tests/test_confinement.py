@@ -98,19 +98,27 @@ async def test_threads_start_under_the_address_space_cap(behave: str) -> None:
         assert out.value == 50
 
 
+def plugins_dir(tmp_path: Any, files: dict[str, str]) -> Any:
+    """A directory anyone may enter, under ``tmp_path`` (which only its owner may),
+    holding ``files`` (name -> text)."""
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    plugin_dir.chmod(0o755)
+    for name, text in files.items():
+        (plugin_dir / name).write_text(text)
+    return plugin_dir
+
+
 async def test_a_plugin_under_a_directory_only_root_can_enter_loads(tmp_path: Any) -> None:
     # tmp_path lives under a 0700 directory (as an interpreter under /root does): the
     # worker, as nobody, reads the plugin file before dropping privileges and reaches
     # the plugin's directory, and so its sibling modules, through an fd
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    plugin_dir.chmod(0o755)
-    (plugin_dir / "helper_mod.py").write_text("GREETING = 'hi from a sibling module'\n")
-    (plugin_dir / "sibling.py").write_text(
-        "import json\nimport helper_mod\n\n"
-        "class SiblingPlugin:\n"
-        "    def process(self, input_data):\n"
-        "        return json.dumps([helper_mod.GREETING, input_data])\n")
+    plugin_dir = plugins_dir(tmp_path, {
+        "helper_mod.py": "GREETING = 'hi from a sibling module'\n",
+        "sibling.py": "import json\nimport helper_mod\n\n"
+                      "class SiblingPlugin:\n"
+                      "    def process(self, input_data):\n"
+                      "        return json.dumps([helper_mod.GREETING, input_data])\n"})
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(str(plugin_dir / "sibling.py"))
         out = await host.call("process", input_data="x")
@@ -123,16 +131,14 @@ async def test_a_plugin_imports_more_of_the_packages_its_zygote_loaded(tmp_path:
     # plugin importing a module of it that the zygote did not load finds it through
     # the package's remapped __path__ (ImportPaths.after_drop, over the packages the
     # zygote noted: confine.remember_packages)
-    assert "logging" in _zygote_modules() and "logging.handlers" not in _zygote_modules()
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    plugin_dir.chmod(0o755)
-    (plugin_dir / "deep_import.py").write_text(
-        "import os\n"
-        "import logging.handlers\n\n"
-        "class DeepImportPlugin:\n"
-        "    def process(self, input_data):\n"
-        "        return [logging.handlers.__name__, os.getuid()]\n")
+    zygote_modules = _zygote_modules()
+    assert "logging" in zygote_modules and "logging.handlers" not in zygote_modules
+    plugin_dir = plugins_dir(tmp_path, {
+        "deep_import.py": "import os\n"
+                          "import logging.handlers\n\n"
+                          "class DeepImportPlugin:\n"
+                          "    def process(self, input_data):\n"
+                          "        return [logging.handlers.__name__, os.getuid()]\n"})
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(str(plugin_dir / "deep_import.py"))
         out = await host.call("process", input_data=None)
