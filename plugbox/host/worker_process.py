@@ -80,7 +80,6 @@ class WorkerProcess:
         self.label = label
         self.limits = limits
         self.logger = logger
-        self.started = time.monotonic()
         #: the layers and RSS the worker reported before the plugin's code ran
         self.confined: Confined | None = None
         self.handshake: Handshake | None = None
