@@ -151,6 +151,12 @@ def distribution_of(module: str) -> tuple[str, str]:
     return "", ""
 
 
+def file_module_name(path: str) -> str:
+    """The name a plugin file's module is imported under (``import_source``)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return "plugbox_plugin_" + re.sub(r"\W", "_", stem)
+
+
 def import_source(source: Source) -> types.ModuleType:
     """Import the module or execute the file (plugin code runs from here on)."""
     if source.module is not None:
@@ -161,8 +167,7 @@ def import_source(source: Source) -> types.ModuleType:
                 raise LoadError(f"no module named {exc.name!r}") from None
             raise
     assert source.path is not None and source.text is not None
-    stem = os.path.splitext(os.path.basename(source.path))[0]
-    name = "plugbox_plugin_" + re.sub(r"\W", "_", stem)
+    name = file_module_name(source.path)
     module = types.ModuleType(name)
     module.__file__ = source.path
     sys.modules[name] = module

@@ -70,8 +70,9 @@ class RehearsalPlugin:
 """
 _STAND_IN_SPEC = {"hook": {"args": ["value"], "kind": "sync"},
                   "hook_async": {"args": ["value"], "kind": "async"}}
-#: the stand-in's module name (``loader.import_source`` names it from the file's stem)
-_STAND_IN_NAME = "plugbox_plugin_plugbox_rehearsal"
+#: the stand-in's file name and the name its module is imported under
+_STAND_IN_FILE = "plugbox_rehearsal.py"
+_STAND_IN_NAME = loader.file_module_name(_STAND_IN_FILE)
 
 
 def _rehearse_import(plugin: loader.Source | None) -> None:
@@ -85,7 +86,7 @@ def _rehearse_import(plugin: loader.Source | None) -> None:
     root.setLevel(root.level)
     path = plugin.path if plugin is not None else None
     directory = os.path.dirname(path) if path else "/nonexistent"
-    source = loader.Source(ref="rehearsal", path=os.path.join(directory, "plugbox_rehearsal.py"),
+    source = loader.Source(ref="rehearsal", path=os.path.join(directory, _STAND_IN_FILE),
                            text=_STAND_IN_MODULE,
                            import_dir=plugin.import_dir if plugin is not None else None)
     loader.precompile(source)
