@@ -14,9 +14,9 @@ flight ÷ the Protocol's. With ``--crash-rounds N`` each child also crashes its 
 times (run.py's crash rows: a standby worker ready, 50 ms between rounds) and reports
 the medians of respawn + next call and of death → PluginCrashed, in ms; with
 ``--start-rounds N``, the median of N starts (run.py's "add + first call, zygote
-running"), in ms. The rounds go
-through the trees in turn, so a machine whose speed drifts (a VM) weighs on every tree
-alike. Prints each round, then each tree's median and range.
+running"), in ms. The rounds go through the trees in turn, so a machine whose speed
+drifts (a VM) weighs on every tree alike. Prints each round, then each tree's median
+and range.
 """
 
 from __future__ import annotations
@@ -106,31 +106,29 @@ def main(argv: list[str] | None = None) -> int:
             f = run_child(tree, args.calls, args.tput_calls, args.crash_rounds,
                           args.start_rounds)
             results[tree].append(f)
-            crash = (f"  respawn {f['respawn_ms']:.2f} ms, death → report {f['death_ms']:.2f} ms"
-                     if "respawn_ms" in f else "")
+            more = (f"  respawn {f['respawn_ms']:.2f} ms, death → report {f['death_ms']:.2f} ms"
+                    if "respawn_ms" in f else "")
             if "start_ms" in f:
-                crash += f"  start {f['start_ms']:.2f} ms"
+                more += f"  start {f['start_ms']:.2f} ms"
             print(f"{rnd:>5}  {tree[-30:]:30s} {f['protocol_us']:8.1f}µs {f['plugbox_us']:8.1f}µs "
-                  f"{f['one_call']:8.2f}x {f['in_flight_64']:12.2f}x{crash}", flush=True)
+                  f"{f['one_call']:8.2f}x {f['in_flight_64']:12.2f}x{more}", flush=True)
     print("\nmedian (range) over the rounds, as ratios to the Protocol:")
+    summary = [("one call", "one_call", "x"), ("64 in flight", "in_flight_64", "x")]
+    if args.crash_rounds:
+        summary += [("respawn", "respawn_ms", " ms"), ("death → report", "death_ms", " ms")]
+    if args.start_rounds:
+        summary += [("start", "start_ms", " ms")]
     for tree, rounds in results.items():
-        one = sorted(r["one_call"] for r in rounds)
-        tput = sorted(r["in_flight_64"] for r in rounds)
-        crash = ""
-        if args.crash_rounds:
-            respawn = sorted(r["respawn_ms"] for r in rounds)
-            death = sorted(r["death_ms"] for r in rounds)
-            crash = (f"; respawn {statistics.median(respawn):.2f} ms ({respawn[0]:.2f}-"
-                     f"{respawn[-1]:.2f}); death → report {statistics.median(death):.2f} ms "
-                     f"({death[0]:.2f}-{death[-1]:.2f})")
-        if args.start_rounds:
-            start = sorted(r["start_ms"] for r in rounds)
-            crash += (f"; start {statistics.median(start):.2f} ms ({start[0]:.2f}-"
-                      f"{start[-1]:.2f})")
-        print(f"  {tree}: one call {statistics.median(one):.2f}x ({one[0]:.2f}-{one[-1]:.2f}); "
-              f"64 in flight {statistics.median(tput):.2f}x ({tput[0]:.2f}-{tput[-1]:.2f})"
-              f"{crash}")
+        print(f"  {tree}: " + "; ".join(f"{label} {spread([r[key] for r in rounds], unit)}"
+                                        for label, key, unit in summary))
     return 0
+
+
+def spread(values: list[float], unit: str) -> str:
+    """``median (lowest-highest)`` of ``values``, two decimals, with ``unit``."""
+    ordered = sorted(values)
+    return (f"{statistics.median(ordered):.2f}{unit} "
+            f"({ordered[0]:.2f}-{ordered[-1]:.2f})")
 
 
 if __name__ == "__main__":
