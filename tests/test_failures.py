@@ -102,6 +102,22 @@ async def test_memory_error_caught_then_other_exception_is_memory(behave: str) -
         assert exc.report.exc_type == "RuntimeError"
 
 
+async def test_an_error_raised_with_the_address_space_full_is_still_answered(
+        behave: str) -> None:
+    """The worker holds some address space back (its reserve) for a plugin that leaves
+    none: released, it builds the Error reply, so the report names what the plugin
+    raised. Without it the worker could send nothing and would only exit."""
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(behave, limits=TIGHT)
+        exc = await fail(host, "exhaust_then_raise")
+        assert isinstance(exc, PluginMemoryExceeded)
+        assert exc.report.cause == "memory"
+        # raising RuntimeError itself needed memory: a MemoryError is what was raised
+        assert exc.report.exc_type in ("RuntimeError", "MemoryError"), exc.report
+        assert exc.report.exit_code is None  # killed by the host, not exited
+        assert (await host.call("process", input_data={"do": "echo"})).value == {"do": "echo"}
+
+
 async def test_single_huge_allocation_is_memory(behave: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(behave, limits=TIGHT)

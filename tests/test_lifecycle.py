@@ -185,3 +185,31 @@ async def test_descendants_of_a_killed_worker_are_killed(behave: str, launcher: 
         with pytest.raises(PluginTimeout):
             await host.call("process", input_data={"do": "sleep"})
         assert wait_gone(children) == []
+
+
+@pytest.mark.linux
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux's /proc")
+def test_usage_reads_what_proc_says_of_a_live_process_and_none_once_it_is_gone() -> None:
+    """The RSS and CPU time the memory and CPU watch samples are psutil's own
+    figures for the process; a reaped process has none."""
+    from plugbox.host import _linux
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sum(range(10**6)); "
+                              "print('ready', flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        proc = psutil.Process(child.pid)
+        while proc.status() != psutil.STATUS_SLEEPING:  # blocked reading: nothing changes
+            pass
+        sample = _linux.usage(child.pid)
+        times = proc.cpu_times()
+        assert sample is not None and sample[1] == times.user + times.system
+        # /proc/<pid>/stat's RSS is the kernel's per-CPU estimate, psutil reads statm's
+        # exact sum: a few pages apart at most, where a wrong unit would be 4x
+        assert abs(sample[0] - proc.memory_info().rss // 1024) <= sample[0] // 50
+        assert _linux.cpu_time(child.pid) == times.user + times.system
+    finally:
+        child.communicate(b"")
+    assert _linux.usage(child.pid) is None
+    assert _linux.cpu_time(child.pid) == 0.0

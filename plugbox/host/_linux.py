@@ -15,6 +15,9 @@ import sys
 from ..worker._linux import parent_of as parent_of  # one implementation, both sides
 from ..worker._linux import pidfd_open as pidfd_open
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
+
 
 def send_signal(pid: int, pidfd: int | None, signum: int = signal.SIGKILL) -> bool:
     """Signal a process through its pidfd when there is one (no pid-reuse race)."""
@@ -103,17 +106,26 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of /proc/<pid>/stat after the command name (field 3 on: index 0 is
+    the state), read as bytes: a text-mode open costs twice the read itself."""
+    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 4096)  # one line of a few hundred bytes
+    finally:
+        os.close(fd)
+    return data.rpartition(b")")[2].split()
+
+
 def usage(pid: int) -> tuple[int, float] | None:
     """A live process's (RSS in KiB, user+system CPU seconds); None once it is gone.
 
     One read of /proc/<pid>/stat on Linux; psutil elsewhere.
     """
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
-        return int(fields[21]) * page_kb, (int(fields[11]) + int(fields[12])) / ticks
+        fields = _stat_fields(pid)
+        return (int(fields[21]) * _PAGE_KB,
+                (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, IndexError):
@@ -130,9 +142,7 @@ def usage(pid: int) -> tuple[int, float] | None:
 def cpu_time(pid: int) -> float:
     """A live process's user+system CPU seconds; 0.0 if unknown."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        fields = _stat_fields(pid)
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
     except (OSError, ValueError, IndexError):
         return 0.0

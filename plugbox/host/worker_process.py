@@ -523,6 +523,9 @@ class WorkerProcess:
         one second (the kernel's SIGXCPU comes first for any plugin that lets it).
         """
         await self._settled.wait()  # loaded (or failed to, or died: then the loop ends)
+        # behind the task that waited on the same Handshake to make a call (a restart):
+        # reading /proc here first would hold that call back by as long as the read
+        await anyio.lowlevel.checkpoint()
         baseline = self.handshake.baseline_rss_kb if self.handshake else 0
         memory_mb, cpu_seconds = self.limits.memory_mb, self.limits.cpu_seconds
         cpu_mark: float | None = None

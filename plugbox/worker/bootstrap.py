@@ -256,6 +256,7 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
                     loop.run_until_complete(result)
         plugin = loader.check(instance, start.hooks)  # after initialize: it may add hooks
     except MemoryError as exc:
+        state.reserve = None  # room for the error reply
         return fail(exc)
     except Exception as exc:
         return fail(exc)

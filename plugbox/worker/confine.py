@@ -9,6 +9,7 @@ host (and ``plugbox doctor``) can be told which layers are in force.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import resource
 import signal
@@ -35,6 +36,15 @@ class Confinement:
     #: the CPU clock when the soft limit was last renewed, and CLOCK_MONOTONIC before
     cpu_used: float = 0.0
     cpu_used_at: float = 0.0
+    #: address space held back under the memory cap (``RESERVE_BYTES``), released for
+    #: the error reply of a plugin that has used up the rest (``serve`` takes it over)
+    reserve: mmap.mmap | None = None
+
+
+#: what ``Confinement.reserve`` holds back: enough, once released, for an allocator to
+#: map a new region (a pymalloc arena, or glibc malloc's fallback: 1 MiB each). Untouched,
+#: it takes no memory, only address space, which the cap is raised by (made before it).
+RESERVE_BYTES = 2 << 20
 
 
 def new_session() -> bool:
@@ -207,6 +217,7 @@ def apply_rlimits(limits: dict[str, Any], state: Confinement) -> None:
     _thread.stack_size(max(stack, 256 * 1024))
     memory_mb = limits.get("memory_mb")
     if memory_mb:
+        state.reserve = mmap.mmap(-1, RESERVE_BYTES)
         base = _linux.address_space_kb()
         cap = (base + int(memory_mb) * 1024) * 1024
         set_limit(resource.RLIMIT_AS, cap, cap)

@@ -46,9 +46,6 @@ from .loader import LoadedPlugin
 
 del WORKER_TO_HOST  # the worker only decodes what the host sends
 
-#: memory set aside at start and released when the plugin exhausts its address space,
-#: so the worker can still encode and send the error reply.
-_RESERVE_BYTES = 256 * 1024
 
 
 def exception_chain(exc: BaseException) -> list[str]:
@@ -162,7 +159,9 @@ class WorkerChannel(asyncio.Protocol):
         self.cancelling: set[asyncio.Task[None]] = set()
         self.transport: asyncio.Transport | _EarlyWriter | None = None
         self.loop = done.get_loop()
-        self.reserve: bytearray | None = bytearray(_RESERVE_BYTES)
+        #: address space to release for the error reply of a plugin that used up the
+        #: rest (taken over: the confinement's reference would keep it mapped)
+        self.reserve, confinement.reserve = confinement.reserve, None
         self.methods = {hook: getattr(plugin.instance, hook) for hook in plugin.hooks}
 
     # -- asyncio.Protocol

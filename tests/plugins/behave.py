@@ -16,6 +16,7 @@ import time
 #: this worker's identity: the pid a plugin sees is its pid namespace's (2), the same
 #: in every worker, so "same worker" and "a fresh worker" are told by this token
 BOOT = os.urandom(8).hex()
+HOARD = []  # what "exhaust_then_raise" keeps
 
 
 def _channel_fd():
@@ -74,6 +75,16 @@ class BehavePlugin:
             except MemoryError:
                 hoard = None
                 raise RuntimeError("could not build the cache") from None
+        if do == "exhaust_then_raise":
+            # every byte of the address space taken and kept (in HOARD, past this
+            # frame): from chunks of 1 MiB down to the smallest object of each size
+            for size in [1 << 20, 1 << 16, 1 << 12, *range(1024, 1, -8)]:
+                try:
+                    while True:
+                        HOARD.append(b"x" * size)
+                except MemoryError:
+                    pass
+            raise RuntimeError("gave up with the address space full")
         if do == "grow_rss":
             hoard = []
             for _ in range(int(arg)):
