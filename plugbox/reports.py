@@ -76,7 +76,8 @@ class Outcome:
 
     ``value`` is the combined result (per the hook's mode), ``args`` the arguments as
     the plugins left them, ``failures`` the reports of plugins skipped during this
-    call, and ``called`` the names of the plugins that answered, in order.
+    call, and ``called`` the names of the plugins that answered, in the order they
+    were added (an observe hook's plugins too, which run at once).
     """
 
     value: Any = None

@@ -9,6 +9,7 @@ the calls they receive (the ``history`` hook), so "not called" is asked, not ass
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,10 +190,56 @@ async def test_observe_runs_plugins_concurrently() -> None:
             assert (await host.call("pick", query="release")).value == "released"
         (outcome,) = observed
         assert outcome.value is None and not outcome.failures
-        assert outcome.called == ["other", "holder"]  # in the order they finished
+        # in the order they were added, though "other" finished first
+        assert outcome.called == ["holder", "other"]
         calls = await history(host)
         assert calls["holder"] == [["notice", "deploy"], ["notice done", "deploy"]]
         assert calls["other"] == [["notice", "deploy"], ["notice done", "deploy"]]
+
+
+async def test_a_cancelled_observe_cancels_the_hook_in_every_plugin() -> None:
+    # the call goes to every plugin before any reply is read: when the caller gives up,
+    # each plugin's worker is told, not only the one whose reply was being read
+    async with PluginHost(HOOKS) as host:
+        for name in ("s1", "s2", "s3"):
+            await add(host, "StuckPlugin", name)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(host.call, "notice", event="e"))
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+        calls = await history(host)  # (a worker runs it after the cancelled hook ends)
+        assert calls == {name: [["notice", "e"], ["notice cancelled", "e"]]
+                         for name in ("s1", "s2", "s3")}
+        for plugin in host._plugins:  # no call is left waiting for a reply
+            assert plugin.worker is not None and plugin.worker.alive
+            assert not plugin.worker._pending
+
+
+async def test_an_observe_plugin_past_its_deadline_is_killed_while_another_is_read() -> None:
+    # "holder" (added first) is read first and holds; "stuck" never answers. Its
+    # deadline must end it when it passes, not when the reading gets to it.
+    async with PluginHost(HOOKS) as host:
+        await add(host, "GatedPlugin", "holder", hold=True)
+        await host.add(ref("StuckPlugin"), config={"name": "stuck"},
+                       limits=Limits(call_timeout=0.5, backoff_initial=0))
+        stuck = host._find("stuck")
+        observed: list[Outcome] = []
+
+        async def observe() -> None:
+            observed.append(await host.call("notice", event="deploy"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(observe)
+            assert stuck.worker is not None
+            with anyio.fail_after(30):  # (it would wait for the holder's release)
+                cause, _, _ = await stuck.worker.wait_verdict()
+            assert cause == "timeout" and observed == []  # the holder still holds
+            assert (await host.call("pick", query="release")).value == "released"
+        (outcome,) = observed
+        assert outcome.called == ["holder"]
+        (report,) = outcome.failures
+        assert (report.plugin, report.cause) == ("stuck", "timeout")
+        assert "notice did not answer within 0.5 s" in report.detail
 
 
 async def test_observe_failures_are_recorded_not_raised() -> None:

@@ -204,11 +204,11 @@ def test_usage_reads_what_proc_says_of_a_live_process_and_none_once_it_is_gone()
             pass
         sample = _linux.usage(child.pid)
         times = proc.cpu_times()
-        assert sample is not None and sample[1] == times.user + times.system
+        assert sample is not None and sample[1] == pytest.approx(times.user + times.system)
         # /proc/<pid>/stat's RSS is the kernel's per-CPU estimate, psutil reads statm's
         # exact sum: a few pages apart at most, where a wrong unit would be 4x
         assert abs(sample[0] - proc.memory_info().rss // 1024) <= sample[0] // 50
-        assert _linux.cpu_time(child.pid) == times.user + times.system
+        assert _linux.cpu_time(child.pid) == pytest.approx(times.user + times.system)
     finally:
         child.communicate(b"")
     assert _linux.usage(child.pid) is None

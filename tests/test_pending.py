@@ -11,15 +11,15 @@ from typing import Any
 import anyio
 import pytest
 
-from plugbox.host.pending import EXPIRED, Deadlines, deadlines_for_running_loop
+from plugbox.host.pending import EXPIRED, Deadlines, OnExpire, deadlines_for_running_loop
 from plugbox.protocol import Result
 
 pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def running_deadlines() -> AsyncIterator[Deadlines]:
-    deadlines = deadlines_for_running_loop()
+async def running_deadlines(on_expire: OnExpire | None = None) -> AsyncIterator[Deadlines]:
+    deadlines = deadlines_for_running_loop(on_expire)
     async with anyio.create_task_group() as tg:
         tg.start_soon(deadlines.run)
         try:
@@ -100,3 +100,31 @@ async def test_stop_ends_the_deadlines_task_with_deadlines_still_pending() -> No
             deadlines.stop()
             call.resolve(None)  # as a worker's death resolves its calls
     assert call.done
+
+
+async def test_an_armed_deadline_runs_from_its_send_and_is_told_as_it_passes() -> None:
+    # arm() starts the deadline when the call is sent: a wait that comes later (an
+    # observe hook reads its plugins' replies in turn) does not start it again
+    expired: list[tuple[str, float]] = []
+    async with running_deadlines(lambda what, timeout: expired.append((what, timeout))) \
+            as deadlines:
+        unanswered, answered = deadlines.pending("a"), deadlines.pending("b")
+        unanswered.arm(0.05)
+        answered.arm(0.05)
+        answered.resolve(Result(id=2, value="in time"))  # answered, its reply not read yet
+        with anyio.fail_after(30):  # a deadline started by the wait would be an hour
+            assert await unanswered.wait(3600) is EXPIRED
+        assert expired == [("a", 0.05)]  # told of the one that went unanswered only
+        assert await answered.wait(3600) == Result(id=2, value="in time")
+
+
+async def test_a_disarmed_call_does_not_expire() -> None:
+    expired: list[tuple[str, float]] = []
+    async with running_deadlines(lambda what, timeout: expired.append((what, timeout))) \
+            as deadlines:
+        given_up, later = deadlines.pending("given up"), deadlines.pending("later")
+        given_up.arm(0.05)
+        given_up.disarm()
+        with anyio.fail_after(30):
+            assert await later.wait(0.2) is EXPIRED  # past the given-up call's deadline
+        assert not given_up.done and expired == [("later", 0.2)]

@@ -19,7 +19,7 @@ from ..errors import PluginFailure
 from ..protocol import check_crossable, pack
 from ..reports import Outcome
 from ..specs import HookSpec, OnFailure
-from .supervision import SupervisedPlugin
+from .supervision import SentCall, SupervisedPlugin
 
 if TYPE_CHECKING:
     from ..audit import CallAudit
@@ -138,27 +138,75 @@ def _accepted(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any],
 async def _observe(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
                    packed: dict[str, bytes], outcome: Outcome,
                    default_policy: OnFailure | None, audit: CallAudit | None = None) -> None:
+    """Every plugin at once. The call goes to each running worker first, then their
+    replies are read in turn, with no task per plugin (each call's deadline runs from
+    its send, and kills its worker when it passes, read or not). A plugin whose worker
+    must be started first is invoked in a task, beside the reading; so is every plugin
+    when auditing (``CallAudit`` wraps ``invoke``). ``called`` and ``failures`` come in
+    the order the plugins were added, whichever answered first."""
     raised: list[PluginFailure] = []
 
+    def failed(plugin: SupervisedPlugin, failure: PluginFailure) -> None:
+        outcome.failures.append(failure.report)
+        if _policy(spec, plugin, default_policy) == "raise":
+            raised.append(failure)
+
+    sent: list[tuple[SupervisedPlugin, SentCall]] = []
+    starting: list[SupervisedPlugin] = list(plugins) if audit is not None else []
+    read = 0  # how many of ``sent`` have been read (or failed)
+
+    async def read_replies() -> None:
+        nonlocal read
+        while read < len(sent):
+            plugin, call = sent[read]
+            read += 1
+            try:
+                await plugin.finish(call)
+            except PluginFailure as failure:
+                failed(plugin, failure)
+                continue
+            outcome.called.append(plugin.name)
+
     async def one(plugin: SupervisedPlugin) -> None:
-        sent, sent_packed = _accepted(plugin, spec, args, packed)
+        accepted, accepted_packed = _accepted(plugin, spec, args, packed)
         try:
             if audit is None:
-                await plugin.invoke(spec.name, sent, sent_packed)
+                await plugin.invoke(spec.name, accepted, accepted_packed)
             else:
-                await audit.invoke(plugin, sent, sent_packed)
+                await audit.invoke(plugin, accepted, accepted_packed)
         except PluginFailure as failure:
-            outcome.failures.append(failure.report)
-            if _policy(spec, plugin, default_policy) == "raise":
-                raised.append(failure)
+            failed(plugin, failure)
             return
         outcome.called.append(plugin.name)
 
-    if len(plugins) == 1:  # nothing to run beside it: no task group
-        await one(plugins[0])
-    else:
-        async with anyio.create_task_group() as tg:
+    try:
+        if audit is None:
             for plugin in plugins:
-                tg.start_soon(one, plugin)
+                accepted, accepted_packed = _accepted(plugin, spec, args, packed)
+                try:
+                    call = plugin.send(spec.name, accepted, accepted_packed)
+                except PluginFailure as failure:  # quarantined
+                    failed(plugin, failure)
+                    continue
+                if call is None:
+                    starting.append(plugin)
+                else:
+                    sent.append((plugin, call))
+        if not starting:
+            await read_replies()
+        elif not sent and len(starting) == 1:  # nothing to run beside it: no task group
+            await one(starting[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for plugin in starting:
+                    tg.start_soon(one, plugin)
+                await read_replies()
+    finally:
+        for plugin, call in sent[read:]:  # cancelled or failed before reading them
+            plugin.abandon(call)
+    if starting and len(plugins) > 1:  # (tasks end in any order) in the order of adding
+        order = {plugin.name: i for i, plugin in enumerate(plugins)}
+        outcome.called.sort(key=order.__getitem__)
+        outcome.failures.sort(key=lambda report: order.get(report.plugin, len(order)))
     if raised:
         raise raised[0]

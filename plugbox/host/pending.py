@@ -16,6 +16,7 @@ import asyncio
 import heapq
 import math
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import Error, Result
@@ -28,10 +29,15 @@ EXPIRED: Any = object()
 GRAIN = 0.01
 
 Reply = Result | Error | None
+#: told (what the call was, its timeout) when a call's deadline passes unanswered
+OnExpire = Callable[[str, float], None]
 
 
 class Pending(Protocol):
     """One call in flight."""
+
+    what: str
+    timeout: float
 
     def resolve(self, reply: Reply) -> None:
         """Its reply (None: the worker died); later replies are ignored."""
@@ -40,15 +46,22 @@ class Pending(Protocol):
     def done(self) -> bool:
         """Whether a reply (or the death of the worker) came; a cancelled wait is not."""
 
+    def arm(self, timeout: float) -> None:
+        """Start the call's deadline now (``wait`` starts it if this did not)."""
+
+    def disarm(self) -> None:
+        """Drop the call's deadline (a call given up on)."""
+
     async def wait(self, timeout: float) -> Reply:
-        """The reply, or ``EXPIRED`` once ``timeout`` seconds have passed."""
+        """The reply, or ``EXPIRED`` once ``timeout`` seconds have passed (counted from
+        ``arm``, if it came first)."""
 
 
 class Deadlines(Protocol):
     """A worker's calls' deadlines, and the calls it makes."""
 
-    def pending(self) -> Pending:
-        """A new call in flight."""
+    def pending(self, what: str = "") -> Pending:
+        """A new call in flight (``what``: the call, for ``on_expire``)."""
 
     async def run(self) -> None:
         """What the deadlines need running (a task on trio) until ``stop``."""
@@ -57,12 +70,14 @@ class Deadlines(Protocol):
         """The worker is gone: no deadline is needed any more."""
 
 
-def deadlines_for_running_loop() -> Deadlines:
-    """The deadlines (and calls) for the event loop this runs in."""
+def deadlines_for_running_loop(on_expire: OnExpire | None = None) -> Deadlines:
+    """The deadlines (and calls) for the event loop this runs in. ``on_expire`` is
+    told of each call whose deadline passes unanswered, as it passes: whether or not
+    anyone is waiting on the call yet."""
     try:
-        return AsyncioDeadlines(asyncio.get_running_loop())
+        return AsyncioDeadlines(asyncio.get_running_loop(), on_expire)
     except RuntimeError:
-        return TrioDeadlines()
+        return TrioDeadlines(on_expire)
 
 
 class _Buckets:
@@ -70,10 +85,11 @@ class _Buckets:
     A flavour gives the clock (``_now``) and arms a wake-up for each new bucket
     (``_arm``), at which it calls ``_expire``."""
 
-    __slots__ = ("_buckets",)
+    __slots__ = ("_buckets", "_on_expire")
 
-    def __init__(self) -> None:
+    def __init__(self, on_expire: OnExpire | None = None) -> None:
         self._buckets: dict[int, set[Any]] = {}
+        self._on_expire = on_expire
 
     def add(self, pending: Any, timeout: float) -> set[Any]:
         """Expire ``pending`` ``timeout`` seconds from now unless it leaves its bucket
@@ -87,8 +103,12 @@ class _Buckets:
         return bucket
 
     def _expire(self, key: int) -> None:
-        for pending in self._buckets.pop(key, ()):
+        for pending in list(self._buckets.pop(key, ())):  # (killing may end others)
+            if pending.done:
+                continue  # answered, its reply not read yet
             pending.resolve(EXPIRED)
+            if self._on_expire is not None:
+                self._on_expire(pending.what, pending.timeout)
 
     def _now(self) -> float:
         raise NotImplementedError
@@ -101,11 +121,23 @@ class _Buckets:
 class AsyncioPending:
     """A call waiting on a future."""
 
-    __slots__ = ("_deadlines", "_future")
+    __slots__ = ("_bucket", "_deadlines", "_future", "timeout", "what")
 
-    def __init__(self, deadlines: AsyncioDeadlines) -> None:
+    def __init__(self, deadlines: AsyncioDeadlines, what: str) -> None:
         self._deadlines = deadlines
         self._future: asyncio.Future[Reply] = deadlines.loop.create_future()
+        self._bucket: set[Any] | None = None
+        self.what = what
+        self.timeout = 0.0
+
+    def arm(self, timeout: float) -> None:
+        if self._bucket is None:
+            self.timeout = timeout
+            self._bucket = self._deadlines.add(self, timeout)
+
+    def disarm(self) -> None:
+        if self._bucket is not None:
+            self._bucket.discard(self)
 
     def resolve(self, reply: Reply) -> None:
         if not self._future.done():
@@ -116,7 +148,10 @@ class AsyncioPending:
         return self._future.done() and not self._future.cancelled()
 
     async def wait(self, timeout: float) -> Reply:
-        bucket = self._deadlines.add(self, timeout)
+        bucket = self._bucket
+        if bucket is None:  # (arm, inline: every call waits)
+            self.timeout = timeout
+            bucket = self._bucket = self._deadlines.add(self, timeout)
         try:
             return await self._future
         finally:
@@ -128,12 +163,12 @@ class AsyncioDeadlines(_Buckets):
 
     __slots__ = ("loop",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_expire: OnExpire | None = None) -> None:
+        super().__init__(on_expire)
         self.loop = loop
 
-    def pending(self) -> AsyncioPending:
-        return AsyncioPending(self)
+    def pending(self, what: str = "") -> AsyncioPending:
+        return AsyncioPending(self, what)
 
     def _now(self) -> float:
         return self.loop.time()
@@ -156,13 +191,25 @@ def _trio() -> Any:
 class TrioPending:
     """A call whose task is parked until its reply, its expiry or its cancellation."""
 
-    __slots__ = ("_deadlines", "_task", "done", "reply")
+    __slots__ = ("_bucket", "_deadlines", "_task", "done", "reply", "timeout", "what")
 
-    def __init__(self, deadlines: TrioDeadlines) -> None:
+    def __init__(self, deadlines: TrioDeadlines, what: str) -> None:
         self._deadlines = deadlines
         self._task: trio.lowlevel.Task | None = None
+        self._bucket: set[Any] | None = None
         self.done = False
         self.reply: Reply = None
+        self.what = what
+        self.timeout = 0.0
+
+    def arm(self, timeout: float) -> None:
+        if self._bucket is None:
+            self.timeout = timeout
+            self._bucket = self._deadlines.add(self, timeout)
+
+    def disarm(self) -> None:
+        if self._bucket is not None:
+            self._bucket.discard(self)
 
     def resolve(self, reply: Reply) -> None:
         if self.done:
@@ -179,14 +226,15 @@ class TrioPending:
 
     async def wait(self, timeout: float) -> Reply:
         if self.done:
+            self.disarm()
             return self.reply
         lowlevel = _trio().lowlevel
-        bucket = self._deadlines.add(self, timeout)
+        self.arm(timeout)
         self._task = lowlevel.current_task()
         try:
             await lowlevel.wait_task_rescheduled(self._abort)
         finally:
-            bucket.discard(self)
+            self.disarm()
         return self.reply
 
 
@@ -195,14 +243,14 @@ class TrioDeadlines(_Buckets):
 
     __slots__ = ("_due", "_sleep", "_stopped")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, on_expire: OnExpire | None = None) -> None:
+        super().__init__(on_expire)
         self._due: list[int] = []  # the buckets' keys, a heap
         self._sleep: trio.CancelScope | None = None
         self._stopped = False
 
-    def pending(self) -> TrioPending:
-        return TrioPending(self)
+    def pending(self, what: str = "") -> TrioPending:
+        return TrioPending(self, what)
 
     def _now(self) -> float:
         return float(_trio().current_time())

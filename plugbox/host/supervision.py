@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import anyio.abc
@@ -64,6 +64,16 @@ class FirstCall:
     args: dict[str, Any]
     packed: dict[str, bytes] | None
     sent: int | None = None
+
+
+@dataclass(slots=True)
+class SentCall:
+    """A call sent to a plugin's worker, its reply still to be read."""
+
+    worker: WorkerProcess
+    hook: str
+    call_id: int | None
+    started: float
 
 
 class SupervisedPlugin:
@@ -403,10 +413,46 @@ class SupervisedPlugin:
             trace["wire_id"] = call_id
         reply = await worker.reply(call_id, hook, self.options.limits.call_timeout)
         if isinstance(reply, Result):
-            self.failures_in_row = 0
-            if self._want_spare:
-                self._schedule_spare()
-            return reply.value, reply.changed
+            return self._answered(reply)
+        await self._failed(worker, hook, reply, started)
+
+    def send(self, hook: str, args: dict[str, Any],
+             packed: dict[str, bytes] | None = None) -> SentCall | None:
+        """Send ``hook`` to the plugin's running worker without waiting (``finish``
+        waits for the reply, ``abandon`` gives it up): None, and nothing sent, when no
+        worker is running (``invoke`` starts one). PluginQuarantined if quarantined.
+        The call's timeout counts from now."""
+        self._check_quarantine(hook)
+        worker = self.worker
+        if worker is None or not worker.alive:
+            return None
+        started = time.monotonic()
+        self.calls += 1
+        call_id = worker.send_call(hook, args, packed, self.options.limits.call_timeout)
+        return SentCall(worker, hook, call_id, started)
+
+    def abandon(self, call: SentCall) -> None:
+        """Give up on a call ``send`` made, unanswered (the worker is told to cancel it)."""
+        call.worker.abandon(call.call_id)
+
+    async def finish(self, call: SentCall) -> tuple[Any, dict[str, Any]]:
+        """The reply to ``call`` (``send``): (value, changed arguments), or a
+        PluginFailure."""
+        reply = await call.worker.reply(call.call_id, call.hook,
+                                        self.options.limits.call_timeout)
+        if isinstance(reply, Result):
+            return self._answered(reply)
+        await self._failed(call.worker, call.hook, reply, call.started)
+
+    def _answered(self, reply: Result) -> tuple[Any, dict[str, Any]]:
+        self.failures_in_row = 0
+        if self._want_spare:
+            self._schedule_spare()
+        return reply.value, reply.changed
+
+    async def _failed(self, worker: WorkerProcess, hook: str, reply: Error | TimedOut | None,
+                      started: float) -> NoReturn:
+        """Raise the PluginFailure for a call ``reply`` did not answer with a Result."""
         duration = time.monotonic() - started
         if isinstance(reply, Error) and worker.memory_hint is None:
             report = self._report(worker, hook, "raised", _describe(reply), None, duration,

@@ -112,7 +112,7 @@ class WorkerProcess:
         self._abandoned: set[int] = set()
         self._next_id = 1
         self.channel = open_channel(spawned.channel)
-        self._deadlines = deadlines_for_running_loop()
+        self._deadlines = deadlines_for_running_loop(self._call_expired)
         self._decoder = FrameDecoder(
             peer="worker", accept=WORKER_TO_HOST,
             limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20))
@@ -282,11 +282,13 @@ class WorkerProcess:
 
     # ---------------------------------------------------------------- calls
     def send_call(self, hook: str, args: dict[str, Any],
-                  packed: Mapping[str, bytes] | None = None) -> int | None:
+                  packed: Mapping[str, bytes] | None = None,
+                  timeout: float | None = None) -> int | None:
         """Send a Call of ``hook`` now; its id for ``reply``, or None if the worker is
         dead. ``packed`` holds the arguments already msgpack-encoded (the host encodes
-        each argument once per call, however many plugins receive it). A frame over the
-        cap raises LocalProtocolError and nothing is sent."""
+        each argument once per call, however many plugins receive it). ``timeout``
+        starts the call's deadline now rather than when ``reply`` waits. A frame over
+        the cap raises LocalProtocolError and nothing is sent."""
         if not self.alive:
             return None
         call_id = self._next_id
@@ -294,7 +296,9 @@ class WorkerProcess:
         if packed is None:
             packed = {name: pack(value) for name, value in args.items()}
         frame = encode_call(call_id, hook, packed, side="host", max_frame_bytes=self._max_frame)
-        self._pending[call_id] = self._deadlines.pending()
+        pending = self._pending[call_id] = self._deadlines.pending(hook)
+        if timeout is not None:
+            pending.arm(timeout)
         self.calls += 1
         if len(self._pending) > 1:  # others in flight: coalesce this turn's sends
             self.channel.write_soon(frame)
@@ -314,17 +318,31 @@ class WorkerProcess:
             return None
         try:
             reply = await pending.wait(timeout)
-            if reply is EXPIRED:
-                self.kill("timeout", f"{hook} did not answer within {timeout:g} s")
+            if reply is EXPIRED:  # (the worker was killed as it expired: _call_expired)
                 return TimedOut(timeout)
             return reply
         except anyio.get_cancelled_exc_class():
-            if not pending.done and self.alive and not self.channel.broken:
-                self._abandoned.add(call_id)
-                self.send(encode(Cancel(id=call_id), side="host"))
+            self.abandon(call_id)
             raise
         finally:
             self._pending.pop(call_id, None)
+
+    def _call_expired(self, hook: str, timeout: float) -> None:
+        """A call's deadline passed unanswered: the worker is killed then, whether or
+        not its caller is waiting on the reply yet (an observe hook reads its plugins'
+        replies in turn)."""
+        self.kill("timeout", f"{hook} did not answer within {timeout:g} s")
+
+    def abandon(self, call_id: int | None) -> None:
+        """Give up on call ``call_id`` (``send_call``) without its reply: a worker that
+        has yet to answer it is sent a Cancel, and a reply that still comes is dropped."""
+        pending = self._pending.pop(call_id, None) if call_id is not None else None
+        if call_id is None or pending is None:
+            return
+        pending.disarm()
+        if not pending.done and self.alive and not self.channel.broken:
+            self._abandoned.add(call_id)
+            self.send(encode(Cancel(id=call_id), side="host"))
 
     def send(self, frame: bytes) -> None:
         """Send a frame; it never waits (what the socket cannot take now is queued)."""

@@ -120,6 +120,25 @@ class BadReturnPlugin(Recorder):
         return item
 
 
+class StuckPlugin(Recorder):
+    """An async ``notice`` that never returns by itself, and says when it is cancelled."""
+
+    name = "stuck"
+
+    async def notice(self, event):
+        self.calls.append(["notice", event])
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.calls.append(["notice cancelled", event])
+            raise
+
+    async def history(self):
+        # async: a call that comes behind a Cancel runs after the cancelled hook has
+        # seen its CancelledError (a sync hook would run at once, as it is decoded)
+        return super().history()
+
+
 class GatedPlugin(Recorder):
     """Proves observe hooks run concurrently, without timing.
 
