@@ -3,7 +3,7 @@ plain asyncio Protocol, in interleaved rounds.
 
     python benchmarks/compare_trees.py TREE [TREE ...] [--rounds R] [--calls N]
                                        [--tput-calls N] [--crash-rounds N]
-                                       [--start-rounds N]
+                                       [--start-rounds N] [--fanout-plugins N]
 
 A TREE is a checkout of plugbox (``git worktree add /tmp/base <commit>``, or ``.``).
 Each measurement runs in a child process with ``PYTHONPATH=TREE``, so the host, the
@@ -14,9 +14,10 @@ flight ÷ the Protocol's. With ``--crash-rounds N`` each child also crashes its 
 times (run.py's crash rows: a standby worker ready, 50 ms between rounds) and reports
 the medians of respawn + next call and of death → PluginCrashed, in ms; with
 ``--start-rounds N``, the median of N starts (run.py's "add + first call, zygote
-running"), in ms. The rounds go through the trees in turn, so a machine whose speed
-drifts (a VM) weighs on every tree alike. Prints each round, then each tree's median
-and range.
+running"), in ms; with ``--fanout-plugins N``, the p50 of an observe call reaching
+N plugins (run.py's fan-out row, 300 calls), in ms. The rounds go through the trees
+in turn, so a machine whose speed drifts (a VM) weighs on every tree alike. Prints
+each round, then each tree's median and range.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def measure(calls: int, tput_calls: int, crash_rounds: int = 0,
-            start_rounds: int = 0) -> dict[str, Any]:
+            start_rounds: int = 0, fanout_plugins: int = 0) -> dict[str, Any]:
     """This process's figures (run with PYTHONPATH set to the tree under test)."""
     import bench_baselines as bb
     import bench_plugbox as pb
@@ -58,16 +59,21 @@ def measure(calls: int, tput_calls: int, crash_rounds: int = 0,
     if start_rounds:
         pb.quiet_logging()
         figures["start_ms"] = statistics.median(pb.start_plugbox_warm(start_rounds)) / 1000
+    if fanout_plugins:
+        pb.quiet_logging()
+        fan = pb.fanout(fanout_plugins, 300)
+        figures["fanout_ms"] = statistics.median(fan["many"]) / 1000
     return figures
 
 
 def run_child(tree: str, calls: int, tput_calls: int, crash_rounds: int = 0,
-              start_rounds: int = 0) -> dict[str, Any]:
+              start_rounds: int = 0, fanout_plugins: int = 0) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
                           "--calls", str(calls), "--tput-calls", str(tput_calls),
                           "--crash-rounds", str(crash_rounds),
-                          "--start-rounds", str(start_rounds)],
+                          "--start-rounds", str(start_rounds),
+                          "--fanout-plugins", str(fanout_plugins)],
                          env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{tree}: the measurement failed:\n{out.stderr[-3000:]}")
@@ -90,11 +96,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="also crash the plugin this many times per round (respawn, death)")
     ap.add_argument("--start-rounds", type=int, default=0,
                     help="also start the plugin this many times per round (add + first call)")
+    ap.add_argument("--fanout-plugins", type=int, default=0,
+                    help="also time an observe call reaching this many plugins")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(measure(args.calls, args.tput_calls, args.crash_rounds,
-                                 args.start_rounds)))
+                                 args.start_rounds, args.fanout_plugins)))
         return 0
     if not args.trees:
         ap.error("name at least one tree")
@@ -104,12 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     for rnd in range(1, args.rounds + 1):
         for tree in args.trees:
             f = run_child(tree, args.calls, args.tput_calls, args.crash_rounds,
-                          args.start_rounds)
+                          args.start_rounds, args.fanout_plugins)
             results[tree].append(f)
             more = (f"  respawn {f['respawn_ms']:.2f} ms, death → report {f['death_ms']:.2f} ms"
                     if "respawn_ms" in f else "")
             if "start_ms" in f:
                 more += f"  start {f['start_ms']:.2f} ms"
+            if "fanout_ms" in f:
+                more += f"  fan-out {f['fanout_ms']:.2f} ms"
             print(f"{rnd:>5}  {tree[-30:]:30s} {f['protocol_us']:8.1f}µs {f['plugbox_us']:8.1f}µs "
                   f"{f['one_call']:8.2f}x {f['in_flight_64']:12.2f}x{more}", flush=True)
     print("\nmedian (range) over the rounds, as ratios to the Protocol:")
@@ -118,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         summary += [("respawn", "respawn_ms", " ms"), ("death → report", "death_ms", " ms")]
     if args.start_rounds:
         summary += [("start", "start_ms", " ms")]
+    if args.fanout_plugins:
+        summary += [(f"fan-out to {args.fanout_plugins}", "fanout_ms", " ms")]
     for tree, rounds in results.items():
         print(f"  {tree}: " + "; ".join(f"{label} {spread([r[key] for r in rounds], unit)}"
                                         for label, key, unit in summary))
