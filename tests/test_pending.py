@@ -18,7 +18,13 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def running_deadlines(on_expire: OnExpire | None = None) -> AsyncIterator[Deadlines]:
+async def running_deadlines(expired: list[tuple[str, float]] | None = None,
+                            ) -> AsyncIterator[Deadlines]:
+    """Deadlines with their task running; ``expired`` hears (what, timeout) of each
+    call that expires unanswered."""
+    on_expire: OnExpire | None = None
+    if expired is not None:
+        on_expire = lambda what, timeout: expired.append((what, timeout))  # noqa: E731
     deadlines = deadlines_for_running_loop(on_expire)
     async with anyio.create_task_group() as tg:
         tg.start_soon(deadlines.run)
@@ -106,8 +112,7 @@ async def test_an_armed_deadline_runs_from_its_send_and_is_told_as_it_passes() -
     # arm() starts the deadline when the call is sent: a wait that comes later (an
     # observe hook reads its plugins' replies in turn) does not start it again
     expired: list[tuple[str, float]] = []
-    async with running_deadlines(lambda what, timeout: expired.append((what, timeout))) \
-            as deadlines:
+    async with running_deadlines(expired) as deadlines:
         unanswered, answered = deadlines.pending("a"), deadlines.pending("b")
         unanswered.arm(0.05)
         answered.arm(0.05)
@@ -120,8 +125,7 @@ async def test_an_armed_deadline_runs_from_its_send_and_is_told_as_it_passes() -
 
 async def test_a_disarmed_call_does_not_expire() -> None:
     expired: list[tuple[str, float]] = []
-    async with running_deadlines(lambda what, timeout: expired.append((what, timeout))) \
-            as deadlines:
+    async with running_deadlines(expired) as deadlines:
         given_up, later = deadlines.pending("given up"), deadlines.pending("later")
         given_up.arm(0.05)
         given_up.disarm()

@@ -117,18 +117,16 @@ class _Buckets:
         raise NotImplementedError
 
 
-# --------------------------------------------------------------------- asyncio
-class AsyncioPending:
-    """A call waiting on a future."""
+class _Deadline:
+    """A call's place in its worker's buckets: what both flavours of call share (each
+    sets these slots itself, ``_bucket`` None until armed)."""
 
-    __slots__ = ("_bucket", "_deadlines", "_future", "timeout", "what")
+    __slots__ = ("_bucket", "_deadlines", "timeout", "what")
 
-    def __init__(self, deadlines: AsyncioDeadlines, what: str) -> None:
-        self._deadlines = deadlines
-        self._future: asyncio.Future[Reply] = deadlines.loop.create_future()
-        self._bucket: set[Any] | None = None
-        self.what = what
-        self.timeout = 0.0
+    _bucket: set[Any] | None
+    _deadlines: _Buckets
+    timeout: float
+    what: str
 
     def arm(self, timeout: float) -> None:
         if self._bucket is None:
@@ -138,6 +136,20 @@ class AsyncioPending:
     def disarm(self) -> None:
         if self._bucket is not None:
             self._bucket.discard(self)
+
+
+# --------------------------------------------------------------------- asyncio
+class AsyncioPending(_Deadline):
+    """A call waiting on a future."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, deadlines: AsyncioDeadlines, what: str) -> None:
+        self._deadlines = deadlines
+        self._future: asyncio.Future[Reply] = deadlines.loop.create_future()
+        self._bucket = None
+        self.what = what
+        self.timeout = 0.0
 
     def resolve(self, reply: Reply) -> None:
         if not self._future.done():
@@ -188,28 +200,19 @@ def _trio() -> Any:
     return sys.modules["trio"]  # imported: it is the running loop
 
 
-class TrioPending:
+class TrioPending(_Deadline):
     """A call whose task is parked until its reply, its expiry or its cancellation."""
 
-    __slots__ = ("_bucket", "_deadlines", "_task", "done", "reply", "timeout", "what")
+    __slots__ = ("_task", "done", "reply")
 
     def __init__(self, deadlines: TrioDeadlines, what: str) -> None:
         self._deadlines = deadlines
         self._task: trio.lowlevel.Task | None = None
-        self._bucket: set[Any] | None = None
+        self._bucket = None
         self.done = False
         self.reply: Reply = None
         self.what = what
         self.timeout = 0.0
-
-    def arm(self, timeout: float) -> None:
-        if self._bucket is None:
-            self.timeout = timeout
-            self._bucket = self._deadlines.add(self, timeout)
-
-    def disarm(self) -> None:
-        if self._bucket is not None:
-            self._bucket.discard(self)
 
     def resolve(self, reply: Reply) -> None:
         if self.done:
