@@ -242,6 +242,22 @@ async def test_an_observe_plugin_past_its_deadline_is_killed_while_another_is_re
         assert "notice did not answer within 0.5 s" in report.detail
 
 
+async def test_observe_failures_come_in_the_order_the_plugins_were_added() -> None:
+    # "stuck" is quarantined after its first timeout: in the next call its failure is
+    # known as the calls are sent, before "raiser"'s is read, and still comes second
+    async with PluginHost(HOOKS) as host:
+        await add(host, "ScriptedPlugin", "raiser", notice="raise")
+        await host.add(ref("StuckPlugin"), config={"name": "stuck"},
+                       limits=Limits(call_timeout=0.5, max_failures=1))
+        first = await host.call("notice", event="e")
+        assert [(r.plugin, r.cause) for r in first.failures] == [
+            ("raiser", "raised"), ("stuck", "timeout")]
+        second = await host.call("notice", event="e")
+        assert [(r.plugin, r.cause) for r in second.failures] == [
+            ("raiser", "raised"), ("stuck", "quarantined")]
+        assert first.called == second.called == []
+
+
 async def test_observe_failures_are_recorded_not_raised() -> None:
     async with PluginHost(HOOKS) as host:
         await add(host, "ScriptedPlugin", "first")

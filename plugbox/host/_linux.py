@@ -108,7 +108,7 @@ def peak_rss_kb(pid: int) -> int:
 
 def _stat_fields(pid: int) -> list[bytes]:
     """The fields of /proc/<pid>/stat after the command name (field 3 on: index 0 is
-    the state), read as bytes: a text-mode open costs twice the read itself."""
+    the state), read as bytes (``os.read``: none of a text-mode open's layers)."""
     fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, 4096)  # one line of a few hundred bytes

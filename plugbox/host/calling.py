@@ -204,7 +204,9 @@ async def _observe(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: di
     finally:
         for plugin, call in sent[read:]:  # cancelled or failed before reading them
             plugin.abandon(call)
-    if starting and len(plugins) > 1:  # (tasks end in any order) in the order of adding
+    if (starting and len(outcome.called) > 1) or len(outcome.failures) > 1:
+        # in the order of adding: tasks end in any order, and a quarantined plugin's
+        # failure comes as the calls are sent, before any read
         order = {plugin.name: i for i, plugin in enumerate(plugins)}
         outcome.called.sort(key=order.__getitem__)
         outcome.failures.sort(key=lambda report: order.get(report.plugin, len(order)))

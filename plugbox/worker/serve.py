@@ -47,7 +47,6 @@ from .loader import LoadedPlugin
 del WORKER_TO_HOST  # the worker only decodes what the host sends
 
 
-
 def exception_chain(exc: BaseException) -> list[str]:
     """Type names along ``__cause__`` / ``__context__`` (outermost excluded)."""
     names: list[str] = []
