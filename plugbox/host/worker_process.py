@@ -336,8 +336,10 @@ class WorkerProcess:
     def abandon(self, call_id: int | None) -> None:
         """Give up on call ``call_id`` (``send_call``) without its reply: a worker that
         has yet to answer it is sent a Cancel, and a reply that still comes is dropped."""
-        pending = self._pending.pop(call_id, None) if call_id is not None else None
-        if call_id is None or pending is None:
+        if call_id is None:
+            return
+        pending = self._pending.pop(call_id, None)
+        if pending is None:
             return
         pending.disarm()
         if not pending.done and self.alive and not self.channel.broken:
