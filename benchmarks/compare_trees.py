@@ -16,8 +16,12 @@ the medians of respawn + next call and of death → PluginCrashed, in ms; with
 ``--start-rounds N``, the median of N starts (run.py's "add + first call, zygote
 running"), in ms; with ``--fanout-plugins N``, the p50 of an observe call reaching
 N plugins (run.py's fan-out row, 300 calls), in ms. The rounds go through the trees
-in turn, so a machine whose speed drifts (a VM) weighs on every tree alike. Prints
-each round, then each tree's median and range.
+in turn, so a machine whose speed drifts (a VM) weighs on every tree alike, and each
+round starts one tree later than the last (A B, B A, A B...): on a VM where whichever
+tree ran second in a round did better, a fixed order made the trees' own difference
+and their place in the round one figure (``--fixed-order`` keeps the order given).
+Prints each round, then each tree's median and range, and how many rounds each tree
+did better than the first tree in, round by round.
 """
 
 from __future__ import annotations
@@ -98,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also start the plugin this many times per round (add + first call)")
     ap.add_argument("--fanout-plugins", type=int, default=0,
                     help="also time an observe call reaching this many plugins")
+    ap.add_argument("--fixed-order", action="store_true",
+                    help="run the trees in the order given in every round (default: each "
+                         "round starts one tree later)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -110,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'round':>5}  {'tree':30s} {'Protocol':>10} {'plugbox':>10} {'one call':>9} "
           f"{'64 in flight':>13}")
     for rnd in range(1, args.rounds + 1):
-        for tree in args.trees:
+        shift = 0 if args.fixed_order else (rnd - 1) % len(args.trees)
+        for tree in args.trees[shift:] + args.trees[:shift]:
             f = run_child(tree, args.calls, args.tput_calls, args.crash_rounds,
                           args.start_rounds, args.fanout_plugins)
             results[tree].append(f)
@@ -133,7 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     for tree, rounds in results.items():
         print(f"  {tree}: " + "; ".join(f"{label} {spread([r[key] for r in rounds], unit)}"
                                         for label, key, unit in summary))
+    first = args.trees[0]
+    if len(results) > 1:
+        print(f"\nrounds in which each tree did better than {first} (same round):")
+        for tree in args.trees[1:]:
+            print(f"  {tree}: " + "; ".join(
+                f"{label} {better(results[tree], results[first], key)}"
+                for label, key, _unit in summary))
     return 0
+
+
+def better(rounds: list[dict[str, Any]], base: list[dict[str, Any]], key: str) -> str:
+    """``k of R``: the rounds in which ``rounds`` beat ``base`` on ``key`` (lower in
+    ms and for one call's ratio, higher for the throughput ratio)."""
+    higher_is_better = key == "in_flight_64"
+    wins = sum((mine[key] > theirs[key]) == higher_is_better and mine[key] != theirs[key]
+               for mine, theirs in zip(rounds, base, strict=True))
+    return f"{wins} of {len(rounds)}"
 
 
 def spread(values: list[float], unit: str) -> str:

@@ -2,6 +2,7 @@
 exception, and from the next call to its answer (the restart), as medians over rounds.
 
     python benchmarks/crash_timeline.py [--rounds 30] [--gap 0.05] [--no-spare]
+                                        [--without LAYER ...]
 
 The plugin stamps CLOCK_MONOTONIC just before os._exit (as in benchmarks/run.py's
 crash rows); the host's steps are stamped by wrapping plugbox's own methods in this
@@ -26,10 +27,13 @@ import anyio
 import bench_common
 import bench_plugbox
 
-from plugbox import Limits, PluginHost
+from plugbox import Limits, PluginHost, Sandbox
 from plugbox.errors import PluginFailure
 from plugbox.host import output, supervision, worker_process
 from plugbox.protocol import Handshake
+
+#: the Sandbox switches ``--without`` can turn off
+SANDBOX_LAYERS = ("pid_namespace", "namespaces", "seccomp", "landlock")
 
 
 def now() -> int:
@@ -87,7 +91,13 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.05,
                         help="seconds between an answer and the next crash")
     parser.add_argument("--no-spare", action="store_true", help="Limits(warm_spare=False)")
+    parser.add_argument("--without", action="append", default=[], choices=SANDBOX_LAYERS,
+                        metavar="LAYER", help="turn a sandbox layer off (Sandbox(LAYER=False)); "
+                        f"one of {', '.join(SANDBOX_LAYERS)}; may be repeated")
     ns = parser.parse_args()
+    sandbox = Sandbox(**{layer: False for layer in ns.without})
+    if ns.without:
+        print("sandbox: " + ", ".join(f"{layer}=False" for layer in ns.without))
     print(bench_common.set_pinning("spread"))
     bench_plugbox.quiet_logging()
     instrument()
@@ -98,7 +108,7 @@ def main() -> None:
 
     async def run() -> None:
         async with PluginHost(bench_plugbox.HOOKS) as host:
-            await host.add(bench_plugbox.PLUGIN, limits=limits)
+            await host.add(bench_plugbox.PLUGIN, limits=limits, sandbox=sandbox)
             await host.call("echo", payload=bench_plugbox.PAYLOAD)
             bench_common.pin_children()
             for i in range(ns.rounds + 2):
