@@ -66,16 +66,29 @@ def test_anything_but_a_report_of_an_end_is_refused(data: bytes) -> None:
 # ------------------------------------------------------------------ the host
 class NoExitedLauncher(ZygoteLauncher):
     """The zygote launcher with the zygote's reports of exits (Exited) dropped, until
-    ``dropping`` is turned off (so that the host, closing, sees its last worker reaped)."""
+    ``dropping`` is turned off (so that the host, closing, sees its last worker reaped),
+    or held until ``release()``."""
 
     dropping = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Exited] = []
 
     def _dispatch(self, msg: object, fds: list[int]) -> None:
         if isinstance(msg, Exited) and self.dropping:
             for fd in fds:
                 os.close(fd)
+            self.held.append(msg)
             return
         super()._dispatch(msg, fds)
+
+    def release(self) -> None:
+        """Stop dropping, and hand over the Exited dropped so far."""
+        self.dropping = False
+        held, self.held = self.held, []
+        for msg in held:
+            super()._dispatch(msg, [])
 
 
 @pytest.mark.parametrize(("do", "cause", "exit_code", "signame"), [
@@ -156,6 +169,53 @@ async def test_a_plugin_whose_status_is_late_is_not_reported_as_killed(
         report = failure.report
         assert (report.cause, report.exit_code, report.signal) == ("crashed", 7, None)
         assert not report.killed
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # (it pauses asyncio's transport)
+async def test_a_report_already_in_its_pipe_is_taken_as_the_death_is_handled(
+        behave: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The task that reads the exit report waits its turn behind the handling of the
+    # worker's closed channel and streams; by the time that handling asks how the
+    # worker ended, the report is usually in its pipe already, and is read there and
+    # then. Here the task never reads, and no Exited comes: the report in the pipe is
+    # all the host has, and it is enough.
+    import select
+
+    from plugbox.host import worker_process
+
+    async def never_reads(self: object, fd: int) -> None:
+        await anyio.sleep_forever()
+
+    monkeypatch.setattr(worker_process.WorkerProcess, "_read_exit_report", never_reads)
+    launcher = NoExitedLauncher()
+    async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
+        await host.add(behave, limits=Limits(backoff_initial=0))
+        worker = host._plugins[0].worker
+        assert worker is not None and worker.channel.transport is not None
+        report_fd = worker.spawned.exit_report
+        assert report_fd is not None
+        worker.channel.transport.pause_reading()  # the death is not heard yet
+        failures: list[PluginFailure] = []
+
+        async def crash() -> None:
+            with pytest.raises(PluginFailure) as caught:
+                await host.call("process", input_data={"do": "exit", "arg": 5})
+            failures.append(caught.value)
+
+        try:
+            with anyio.fail_after(HANG_GUARD):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(crash)
+                    # until init has written the report (select reads nothing)
+                    ready = await anyio.to_thread.run_sync(
+                        select.select, [report_fd], [], [], HANG_GUARD)
+                    assert ready[0] == [report_fd]
+                    worker.channel.transport.resume_reading()  # now the EOF is heard
+        finally:
+            launcher.release()  # (the host, closing, waits for its reaps)
+        (failure,) = failures
+        assert (failure.report.cause, failure.report.exit_code) == ("crashed", 5)
+        assert worker.spawned.exit_report is None  # read, and its pipe closed
 
 
 # ------------------------------------------------------------------ the last reply

@@ -48,7 +48,7 @@ from . import _linux
 from .causes import Death, classify, is_memory_error
 from .channel import open_channel
 from .exits import ExitInfo, ExitWatch
-from .launchers import SpawnedWorker
+from .launchers import SpawnedWorker, close_watched
 from .output import OutputCapture
 from .pending import EXPIRED, Pending, deadlines_for_running_loop
 from .tasks import HostTasks
@@ -100,6 +100,8 @@ class WorkerProcess:
         self._settled = anyio.Event()
         #: how the plugin's process ended: from its init's exit report, or the reap
         self._ended = ExitWatch()
+        #: what of the exit report has come (``_take_exit_report``)
+        self._exit_report = b""
         self._confined = anyio.Event()  # (or died first)
         self._dead = anyio.Event()
         #: not ``_dead.is_set()``: read on every call (``alive``), so kept plain
@@ -224,6 +226,8 @@ class WorkerProcess:
 
     async def death(self) -> Death:
         """Everything known about the worker's end (waits for the reap and stderr)."""
+        if self.exit_info is None:
+            self._take_exit_report()
         info = self.exit_info  # (what is here already is not waited for again)
         if info is None:
             if self.kill_reason is None:
@@ -491,26 +495,41 @@ class WorkerProcess:
         launched process have exited and been reaped (``protocol._exit_report``): the
         worker's exit, as far as the host is concerned. Nothing comes where there is no
         pid namespace; then the launcher's report of the exit is the one."""
-        data = b""
         try:
-            while len(data) < EXIT_REPORT_SIZE:
+            while not self._take_exit_report():
                 await anyio.wait_readable(fd)
-                try:
-                    chunk = os.read(fd, EXIT_REPORT_SIZE - len(data))
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    return
-                data += chunk
         except (anyio.ClosedResourceError, OSError):
             return
-        report = unpack_exit_report(data)
-        if report is None:
-            return
-        exit_code, sig, max_rss_kb, cpu_time = report
-        self._ended.set(ExitInfo(exit_code=exit_code, signal=sig, max_rss_kb=max_rss_kb,
-                                 cpu_time=cpu_time))
-        self._mark_dead()
+
+    def _take_exit_report(self) -> bool:
+        """Read what the exit report pipe holds, without waiting; whether the reading is
+        over (the report taken, or the pipe ended without one). ``death()`` looks too,
+        as it starts: the report is usually there by then, while the task above waits
+        its turn behind the handling of the worker's closed channel and streams."""
+        fd = self.spawned.exit_report
+        if fd is None:
+            return True
+        while len(self._exit_report) < EXIT_REPORT_SIZE:
+            try:
+                chunk = os.read(fd, EXIT_REPORT_SIZE - len(self._exit_report))
+            except BlockingIOError:
+                return False
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            self._exit_report += chunk
+        # all there is to read: the pipe is closed now, which also ends the task that
+        # waits on it (rather than its waking as init exits, during a restart)
+        self.spawned.exit_report = None
+        close_watched(fd)
+        report = unpack_exit_report(self._exit_report)
+        if report is not None:
+            exit_code, sig, max_rss_kb, cpu_time = report
+            self._ended.set(ExitInfo(exit_code=exit_code, signal=sig, max_rss_kb=max_rss_kb,
+                                     cpu_time=cpu_time))
+            self._mark_dead()
+        return True
 
     async def _read_output(self, fd: int, capture: OutputCapture) -> None:
         try:
