@@ -12,6 +12,7 @@ while a standby is being forked, leaves nothing behind (the leak check in confte
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -106,6 +107,27 @@ async def test_a_restart_leaves_a_standby_and_the_next_restart_resumes_it(
 
         replacement = await ready_spare(host)  # and the next one is on its way
         assert replacement is not spare
+
+
+async def test_a_resumed_standby_sends_the_plugins_log_records(
+        plugin_file: str, caplog: pytest.LogCaptureFixture) -> None:
+    # the log handler is set up before the standby waits: the records the plugin logs
+    # as it loads (before the Handshake) and in its calls still reach the host
+    caplog.set_level(logging.WARNING, logger="plugbox.plugin")
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(plugin_file, limits=LIMITS, config={"log": True})
+        await crash(host)
+        await host.call("process", input_data="hello")
+        spare = await ready_spare(host)
+        caplog.clear()
+        await crash(host)
+        await host.call("process", input_data="log")
+        assert supervised(host).worker is spare
+        logged = [r.getMessage() for r in caplog.records if r.name == "plugbox.plugin.standby"]
+        loaded = [m for m in logged if m.startswith("standby: initialized at ")]
+        assert len(loaded) == 1, logged
+        stamp = loaded[0].rsplit(" ", 1)[1]
+        assert f"standby: called after {stamp}" in logged
 
 
 async def test_a_standby_that_read_an_older_plugin_file_is_not_used(

@@ -227,19 +227,21 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     # Handshake comes after it ran, so the host holds the Handshake to these
     sock.sendall(encode(Confined(layers=dict(state.layers), pid=host_pid,
                                  baseline_rss_kb=baseline_rss), side="worker"))
-    if start.limits.get("standby"):
+    standby = bool(start.limits.get("standby"))
+    if standby:
         loader.precompile(source)  # while waiting: it runs nothing of the plugin
         rehearsal.rehearse(loop, start.hooks, dict(state.layers), host_pid, source)
-        if not _await_resume(sock):
-            return 0  # a standby worker the host did not need: none of the plugin's code ran
-
+    # the plugin's log records go to the host; set up before a standby waits (nothing
+    # runs while it waits), so that a restart that resumes it does not wait on it
     sender = _Sender(sock)
     handler = ChannelLogHandler(sender)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(int(start.limits.get("log_level") or logging.INFO))
-
     limits = FrameLimits(max_frame_bytes=int(start.limits.get("max_message_mb") or 16) << 20)
+    if standby and not _await_resume(sock):
+        return 0  # a standby worker the host did not need: none of the plugin's code ran
+
     dist_name = dist_version = ""
     try:
         # plugbox's code only, before the plugin's: its code cannot have tampered yet
