@@ -423,8 +423,14 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
 
     crash = r["crash"]
     rows.append("crash: plugin os._exit()s in a call — ratio (respawn): forkserver start "
-                "p50 ÷ respawn p50")
+                "p50 ÷ respawn p50; (death → report): ÷ the floor's p50")
     floor_fig = crash["death_floor"]
+
+    def over_floor(fig: Figure) -> str:
+        """A death → report p50 as a multiple of the kernel's floor (a plain child's
+        exit seen as EOF), where the floor was measured."""
+        return fmt_x(ratio(fig.p50, floor_fig.p50), " floor") if floor_fig.ok else ""
+
     if floor_fig.ok:
         rows.append((f"  {floor_fig.label}", fmt_us(floor_fig.p50), fmt_us(floor_fig.p99),
                      "", "", ""))
@@ -445,12 +451,14 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
                 bound, met = f"{b1}; {t.bound}", f"{m1}; {t.verdict()}"
             elif kind == "death_to_report":
                 bound, met = tgt(f"death → report, {backend}")
+                x = over_floor(fig)
             rows.append((f"  {fig.label}", fmt_us(fig.p50), fmt_us(fig.p99), x, bound, met))
             for key, _, _ in CRASH_VARIANTS if backend == "asyncio" else ():
                 bare = crash.get(f"{kind}_{key}")
                 if bare is not None and bare.ok:
                     rows.append((f"  {bare.label}", fmt_us(bare.p50), fmt_us(bare.p99),
-                                 "", "", ""))
+                                 over_floor(bare) if kind == "death_to_report" else "",
+                                 "", ""))
                 elif bare is not None:
                     rows.append(status_row(bare))
 
