@@ -3,19 +3,18 @@
 A worker forked from the zygote shares the zygote's pages until it first writes to one,
 and the first write to each page costs a fault and a copy. A standby worker waits for
 Resume with time on its hands; it spends it running, once, the code that every load
-and first call run after Resume (the log handler made, a plugin file's module made and
-its code run, its class found, instantiated and initialized, its hooks checked, a
-Handshake encoded, the channel set up on the event loop, one call and its reply through
-the worker's channel) on stand-ins made here: a module text of its own, in the plugin's
-directory, and a socketpair. None of the plugin's code runs: it is not even imported
-yet. What the rehearsal touched is then the standby's own, and the restart that
-resumes it pays for the plugin's part alone.
+and first call run after Resume (a plugin file's module made and its code run, its
+class found, instantiated and initialized, its hooks checked, a Handshake encoded, the
+channel set up on the event loop, one call and its reply through the worker's channel)
+on stand-ins made here: a module text of its own, in the plugin's directory, and a
+socketpair. None of the plugin's code runs: it is not even imported yet. What the
+rehearsal touched is then the standby's own, and the restart that resumes it pays for
+the plugin's part alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import sys
@@ -31,7 +30,7 @@ from ..protocol import (
 )
 from . import loader
 from .confine import Confinement
-from .serve import ChannelLogHandler, serve
+from .serve import serve
 
 
 def rehearse(loop: asyncio.AbstractEventLoop, hooks: dict[str, Any],
@@ -76,14 +75,12 @@ _STAND_IN_NAME = loader.file_module_name(_STAND_IN_FILE)
 
 
 def _rehearse_import(plugin: loader.Source | None) -> None:
-    """A load's first half, on a module text of our own: the log handler made and the
-    log level set, as after Resume; the module made and its code run, its class found,
-    instantiated, initialized and checked. Only the stand-in's text is compiled; it is
-    given a path beside a file plugin's (nothing is read from it), and what its import
-    leaves behind, its module and its directory on ``sys.path``, is taken back."""
-    ChannelLogHandler(lambda frame: None)
-    root = logging.getLogger()
-    root.setLevel(root.level)
+    """A load's first half, on a module text of our own: the module made and its code
+    run, its class found, instantiated, initialized and checked. (The log handler is
+    set up for real before the standby waits: none of it is left for after Resume.)
+    Only the stand-in's text is compiled; it is given a path beside a file plugin's
+    (nothing is read from it), and what its import leaves behind, its module and its
+    directory on ``sys.path``, is taken back."""
     path = plugin.path if plugin is not None else None
     directory = os.path.dirname(path) if path else "/nonexistent"
     source = loader.Source(ref="rehearsal", path=os.path.join(directory, _STAND_IN_FILE),
