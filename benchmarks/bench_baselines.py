@@ -54,6 +54,7 @@ def pipe_echo_server(conn: Any) -> None:
 def lat_inprocess(warmup: int, n: int) -> list[float]:
     def call() -> Any:
         return echo(PAYLOAD)
+
     return timed_loop(call, warmup, n)
 
 
@@ -82,19 +83,25 @@ def lat_pluggy(warmup: int, n: int) -> list[float]:
 
     def call() -> Any:
         return hook(payload=PAYLOAD)
+
     return timed_loop(call, warmup, n)
 
 
 # ------------------------------------------------------------------ socket children
 @contextmanager
-def echo_child(mode: str, pin: bool = True,
-               ) -> Iterator[tuple[socket.socket, subprocess.Popen[bytes]]]:
+def echo_child(
+    mode: str,
+    pin: bool = True,
+) -> Iterator[tuple[socket.socket, subprocess.Popen[bytes]]]:
     """A fresh ``python -I bench_echo_child.py MODE`` on one end of a socketpair
     (moved to the child CPUs unless ``pin`` is false)."""
     host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        proc = subprocess.Popen([sys.executable, "-I", ECHO_CHILD, mode, str(child_end.fileno())],
-                                pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", ECHO_CHILD, mode, str(child_end.fileno())],
+            pass_fds=(child_end.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
     finally:
         child_end.close()
     if pin:
@@ -179,6 +186,7 @@ def uvloop_factory() -> LoopFactory:
 
 def lat_asyncio_protocol(warmup: int, n: int, loop_factory: LoopFactory = None) -> list[float]:
     with echo_child("asyncio") as (sock, _proc):
+
         async def main() -> list[float]:
             sock.setblocking(False)
             loop = asyncio.get_running_loop()
@@ -195,12 +203,14 @@ def lat_asyncio_protocol(warmup: int, n: int, loop_factory: LoopFactory = None) 
             finally:
                 transport.close()
                 await client.closed
+
         return _run_asyncio(main, loop_factory)  # type: ignore[no-any-return]
 
 
 def tput_asyncio_protocol(total: int, inflight: int, loop_factory: LoopFactory = None) -> float:
     """Calls per second with ``inflight`` tasks each calling in a loop."""
     with echo_child("asyncio") as (sock, _proc):
+
         async def main() -> float:
             sock.setblocking(False)
             loop = asyncio.get_running_loop()
@@ -210,6 +220,7 @@ def tput_asyncio_protocol(total: int, inflight: int, loop_factory: LoopFactory =
             async def worker(count: int) -> None:
                 for _ in range(count):
                     await client.call(PAYLOAD)
+
             try:
                 await asyncio.gather(*(worker(50) for _ in range(inflight)))  # warm-up
                 t0 = now_ns()
@@ -219,6 +230,7 @@ def tput_asyncio_protocol(total: int, inflight: int, loop_factory: LoopFactory =
             finally:
                 transport.close()
                 await client.closed
+
         return _run_asyncio(main, loop_factory)  # type: ignore[no-any-return]
 
 
@@ -252,6 +264,7 @@ def fanout_asyncio_protocol(n: int, calls: int, warmup: int = 50) -> dict[str, l
                     await fn()
                     out[i] = (now_ns() - t0) / 1000
                 return out
+
             try:
                 for _ in range(warmup):  # every child answered and settled first
                     await many()
@@ -260,6 +273,7 @@ def fanout_asyncio_protocol(n: int, calls: int, warmup: int = 50) -> dict[str, l
                 for transport, client in conns:
                     transport.close()
                     await client.closed
+
         return _run_asyncio(main, None)  # type: ignore[no-any-return]
 
 
@@ -291,8 +305,9 @@ def death_floor(rounds: int) -> list[float]:
 
 def idle_rss_bare_interpreter() -> dict[str, float]:
     """RSS / USS / PSS (MB) of ``python -I -S`` doing nothing: the floor of any worker."""
-    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import os; os.read(0, 1)"],
-                            stdin=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", "import os; os.read(0, 1)"], stdin=subprocess.PIPE
+    )
     try:
         import psutil
 
@@ -334,9 +349,11 @@ def lat_mp_pipe(warmup: int, n: int) -> list[float]:
     child.close()
     pin_children()
     try:
+
         def call() -> Any:
             parent.send(PAYLOAD)
             return parent.recv()
+
         return timed_loop(call, warmup, n)
     finally:
         try:
@@ -353,8 +370,9 @@ def lat_mp_pipe(warmup: int, n: int) -> list[float]:
 def lat_process_pool(warmup: int, n: int) -> list[float]:
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         pool.submit(echo, PAYLOAD).result()  # the worker exists from here on
         pin_children()
         return timed_loop(lambda: pool.submit(echo, PAYLOAD).result(), warmup, n)
@@ -404,11 +422,18 @@ def start_forkserver(rounds: int, helper: bool = True) -> list[float]:
     """
     if not helper:
         return _forkserver_rounds(rounds, stop=False)
-    code = ("import json, bench_baselines; "
-            "print(json.dumps(bench_baselines._forkserver_rounds(int(__import__('sys').argv[1]))))")
+    code = (
+        "import json, bench_baselines; "
+        "print(json.dumps(bench_baselines._forkserver_rounds(int(__import__('sys').argv[1]))))"
+    )
     env = dict(os.environ, PYTHONPATH=HERE)
-    proc = subprocess.run([sys.executable, "-c", code, str(rounds)], capture_output=True,
-                          text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(rounds)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     if proc.returncode:
         raise RuntimeError(f"the forkserver helper failed: {proc.stderr.strip()[-300:]}")
     return json.loads(proc.stdout)  # type: ignore[no-any-return]

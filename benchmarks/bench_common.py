@@ -45,21 +45,41 @@ class Scale:
     """How much work a run does (full or ``--quick``)."""
 
     name: str
-    blocks: int          # latency: each method runs this many times, in rotated order
-    calls: int           # latency: timed calls per block
-    warmup: int          # latency: untimed calls before each block
-    tput_calls: int      # throughput: calls per round
+    blocks: int  # latency: each method runs this many times, in rotated order
+    calls: int  # latency: timed calls per block
+    warmup: int  # latency: untimed calls before each block
+    tput_calls: int  # throughput: calls per round
     tput_rounds: int
-    start_rounds: int    # start: warm starts (cold starts: a third of it)
+    start_rounds: int  # start: warm starts (cold starts: a third of it)
     respawn_rounds: int
     fanout_plugins: int
     fanout_calls: int
 
 
-FULL = Scale("full", blocks=4, calls=3000, warmup=300, tput_calls=20_000, tput_rounds=5,
-             start_rounds=40, respawn_rounds=40, fanout_plugins=50, fanout_calls=500)
-QUICK = Scale("quick", blocks=2, calls=600, warmup=100, tput_calls=4_000, tput_rounds=2,
-              start_rounds=8, respawn_rounds=10, fanout_plugins=50, fanout_calls=100)
+FULL = Scale(
+    "full",
+    blocks=4,
+    calls=3000,
+    warmup=300,
+    tput_calls=20_000,
+    tput_rounds=5,
+    start_rounds=40,
+    respawn_rounds=40,
+    fanout_plugins=50,
+    fanout_calls=500,
+)
+QUICK = Scale(
+    "quick",
+    blocks=2,
+    calls=600,
+    warmup=100,
+    tput_calls=4_000,
+    tput_rounds=2,
+    start_rounds=8,
+    respawn_rounds=10,
+    fanout_plugins=50,
+    fanout_calls=100,
+)
 
 
 # ------------------------------------------------------------------ CPU placement
@@ -88,8 +108,10 @@ def set_pinning(mode: str) -> str:
     children = set(cpus[1:]) if mode == "spread" else host
     os.sched_setaffinity(0, host)
     os.environ[CHILD_CPUS_ENV] = ",".join(map(str, sorted(children)))
-    return (f"{mode}: this process on CPU {cpus[0]}, child processes on CPU "
-            f"{','.join(map(str, sorted(children)))}")
+    return (
+        f"{mode}: this process on CPU {cpus[0]}, child processes on CPU "
+        f"{','.join(map(str, sorted(children)))}"
+    )
 
 
 def pin_children(anywhere: bool = False) -> None:
@@ -132,8 +154,8 @@ class Figure:
     label: str
     unit: str = "µs"
     samples: list[float] = field(default_factory=list)
-    value: float | None = None          # for figures that are not sample sets
-    status: str = "ok"                  # "ok", "missing: ...", "error: ..."
+    value: float | None = None  # for figures that are not sample sets
+    status: str = "ok"  # "ok", "missing: ...", "error: ..."
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -156,9 +178,14 @@ class Figure:
         if self.ok:
             if self.samples:
                 s = sorted(self.samples)
-                out.update(p50=round(self.p50, 3), p99=round(percentile(s, 99), 3),
-                           mean=round(sum(s) / len(s), 3), min=round(s[0], 3),
-                           max=round(s[-1], 3), n=len(s))
+                out.update(
+                    p50=round(self.p50, 3),
+                    p99=round(percentile(s, 99), 3),
+                    mean=round(sum(s) / len(s), 3),
+                    min=round(s[0], 3),
+                    max=round(s[-1], 3),
+                    n=len(s),
+                )
             else:
                 out["value"] = round(self.p50, 3)
         if self.note:

@@ -21,15 +21,31 @@ from plugbox.errors import PluginFailure
 from plugbox.specs import HookSet, HookSpec
 
 #: the benchmark's hook set: one hook per figure.
-HOOKS = HookSet("bench", [
-    HookSpec(name="echo", args=("payload",), mode="first_result",
-             doc="returns its argument (sync hook)"),
-    HookSpec(name="aecho", args=("payload",), mode="first_result",
-             doc="returns its argument (async hook)"),
-    HookSpec(name="observe", args=("payload",), mode="observe", doc="returns None"),
-    HookSpec(name="crash", args=("code",), mode="first_result", on_failure="raise",
-             doc="leaves the time on stderr, then os._exit(code)"),
-])
+HOOKS = HookSet(
+    "bench",
+    [
+        HookSpec(
+            name="echo",
+            args=("payload",),
+            mode="first_result",
+            doc="returns its argument (sync hook)",
+        ),
+        HookSpec(
+            name="aecho",
+            args=("payload",),
+            mode="first_result",
+            doc="returns its argument (async hook)",
+        ),
+        HookSpec(name="observe", args=("payload",), mode="observe", doc="returns None"),
+        HookSpec(
+            name="crash",
+            args=("code",),
+            mode="first_result",
+            on_failure="raise",
+            doc="leaves the time on stderr, then os._exit(code)",
+        ),
+    ],
+)
 
 CRASH_MARK = "bench-crash-at "
 BACKENDS = ("asyncio", "trio", "uvloop")
@@ -51,6 +67,7 @@ MEASUREMENT_LIMIT = 300.0
 
 def run_on(backend: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     """``anyio.run(fn, *args)`` on ``backend``; Missing if its package is absent."""
+
     async def limited() -> Any:
         with anyio.fail_after(MEASUREMENT_LIMIT):
             return await fn(*args)
@@ -76,8 +93,9 @@ def _check_echo(value: Any) -> None:
 
 
 # ------------------------------------------------------------------ one call
-def lat_plugbox(warmup: int, n: int, backend: str = "asyncio",
-                launcher: str = "zygote") -> list[float]:
+def lat_plugbox(
+    warmup: int, n: int, backend: str = "asyncio", launcher: str = "zygote"
+) -> list[float]:
     async def main() -> list[float]:
         async with PluginHost(HOOKS, launcher=launcher) as host:
             await host.add(PLUGIN)
@@ -92,12 +110,14 @@ def lat_plugbox(warmup: int, n: int, backend: str = "asyncio",
                 await call("echo", payload=PAYLOAD)
                 out[i] = (now_ns() - t0) / 1000
             return out
+
     return run_on(backend, main)  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ 64 in flight
 async def wave(host: PluginHost, hook: str, inflight: int, count: int) -> None:
     """``inflight`` tasks, each calling ``hook`` ``count`` times in a loop."""
+
     async def calling() -> None:
         for _ in range(count):
             await host.call(hook, payload=PAYLOAD)
@@ -107,9 +127,9 @@ async def wave(host: PluginHost, hook: str, inflight: int, count: int) -> None:
             tg.start_soon(calling)
 
 
-def tput_plugbox(total: int, inflight: int, backend: str = "asyncio",
-                 hook: str = "aecho") -> float:
+def tput_plugbox(total: int, inflight: int, backend: str = "asyncio", hook: str = "aecho") -> float:
     """Calls per second with ``inflight`` tasks calling one worker in a loop."""
+
     async def main() -> float:
         async with PluginHost(HOOKS) as host:
             await host.add(PLUGIN)
@@ -120,12 +140,14 @@ def tput_plugbox(total: int, inflight: int, backend: str = "asyncio",
             t0 = now_ns()
             await wave(host, hook, inflight, per_task)
             return per_task * inflight / ((now_ns() - t0) / 1e9)
+
     return run_on(backend, main)  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ start
 def start_plugbox_warm(rounds: int, launcher: str = "zygote") -> list[float]:
     """host.add + first call answered, the launcher already running (µs)."""
+
     async def main() -> list[float]:
         out: list[float] = []
         async with PluginHost(HOOKS, launcher=launcher) as host:
@@ -141,11 +163,13 @@ def start_plugbox_warm(rounds: int, launcher: str = "zygote") -> list[float]:
                 else:
                     pin_children()  # the zygote: its workers inherit its CPUs
         return out
+
     return run_on("asyncio", main)  # type: ignore[no-any-return]
 
 
 def start_plugbox_cold(rounds: int) -> list[float]:
     """A new PluginHost (so a new zygote) + host.add + first call answered (µs)."""
+
     async def main() -> list[float]:
         out: list[float] = []
         for i in range(rounds + 1):
@@ -157,13 +181,18 @@ def start_plugbox_cold(rounds: int) -> list[float]:
             if i:
                 out.append(elapsed)
         return out
+
     return run_on("asyncio", main)  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ crash, report, respawn
-def crash_rounds(rounds: int, backend: str = "asyncio",
-                 sandbox: Sandbox | None = None, gap: float = 0.0,
-                 warm_spare: bool = True) -> dict[str, Any]:
+def crash_rounds(
+    rounds: int,
+    backend: str = "asyncio",
+    sandbox: Sandbox | None = None,
+    gap: float = 0.0,
+    warm_spare: bool = True,
+) -> dict[str, Any]:
     """Crash the worker ``rounds`` times; after each, time the next call.
 
     Returns µs samples: ``death_to_report`` (the plugin's last moment, stamped on
@@ -175,8 +204,9 @@ def crash_rounds(rounds: int, backend: str = "asyncio",
     seconds pass between the answer and the next crash (time for the standby worker a
     restart leaves behind to be ready: ``Limits.warm_spare``).
     """
-    limits = Limits(backoff_initial=0.0, max_failures=1_000_000, failure_window=1.0,
-                    warm_spare=warm_spare)
+    limits = Limits(
+        backoff_initial=0.0, max_failures=1_000_000, failure_window=1.0, warm_spare=warm_spare
+    )
 
     async def main() -> dict[str, Any]:
         death: list[float] = []
@@ -214,9 +244,15 @@ def crash_rounds(rounds: int, backend: str = "asyncio",
                 else:
                     death.append((t_caught - stamp) / 1000)
                     total.append((t_caught - stamp) / 1000 + (t1 - t0) / 1000)
-        return {"death_to_report": death, "call_to_report": call_to_report,
-                "respawn": respawn, "crash_to_answer": total, "causes": causes,
-                "unstamped": unstamped}
+        return {
+            "death_to_report": death,
+            "call_to_report": call_to_report,
+            "respawn": respawn,
+            "crash_to_answer": total,
+            "causes": causes,
+            "unstamped": unstamped,
+        }
+
     return run_on(backend, main)  # type: ignore[no-any-return]
 
 
@@ -233,6 +269,7 @@ def _crash_stamp(tail: tuple[str, ...] | list[str]) -> int | None:
 # ------------------------------------------------------------------ memory
 def idle_rss(launcher: str = "zygote") -> dict[str, Any]:
     """RSS / USS / PSS (MB) of an idle worker, after a few calls; the zygote's too."""
+
     async def main() -> dict[str, Any]:
         import psutil
 
@@ -263,20 +300,24 @@ def idle_rss(launcher: str = "zygote") -> dict[str, Any]:
                 except psutil.Error:
                     pass
             return out
+
     return run_on("asyncio", main)  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ fan-out
 def fanout(n_plugins: int, calls: int, warmup: int = 50) -> dict[str, Any]:
     """p50 of an observe hook with 1 plugin, then with ``n_plugins`` (µs samples)."""
+
     async def main() -> dict[str, Any]:
         async def measure(expect: int) -> list[float]:
             for _ in range(warmup):
                 await host.call("observe", payload=PAYLOAD)
             outcome = await host.call("observe", payload=PAYLOAD)
             if len(outcome.called) != expect or outcome.failures:
-                raise RuntimeError(f"observe reached {len(outcome.called)} of {expect} "
-                                   f"plugins ({len(outcome.failures)} failures)")
+                raise RuntimeError(
+                    f"observe reached {len(outcome.called)} of {expect} "
+                    f"plugins ({len(outcome.failures)} failures)"
+                )
             out = [0.0] * calls
             for i in range(calls):
                 t0 = now_ns()
@@ -294,4 +335,5 @@ def fanout(n_plugins: int, calls: int, warmup: int = 50) -> dict[str, Any]:
             add_ms = (now_ns() - t0) / 1e6
             many = await measure(n_plugins)
             return {"one": one, "many": many, "add_ms": add_ms}
+
     return run_on("asyncio", main)  # type: ignore[no-any-return]

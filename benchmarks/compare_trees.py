@@ -37,8 +37,13 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def measure(calls: int, tput_calls: int, crash_rounds: int = 0,
-            start_rounds: int = 0, fanout_plugins: int = 0) -> dict[str, Any]:
+def measure(
+    calls: int,
+    tput_calls: int,
+    crash_rounds: int = 0,
+    start_rounds: int = 0,
+    fanout_plugins: int = 0,
+) -> dict[str, Any]:
     """This process's figures (run with PYTHONPATH set to the tree under test)."""
     import bench_baselines as bb
     import bench_plugbox as pb
@@ -52,9 +57,13 @@ def measure(calls: int, tput_calls: int, crash_rounds: int = 0,
     ours = statistics.median(pb.lat_plugbox(warmup, calls))
     proto_tput = bb.tput_asyncio_protocol(tput_calls, 64)
     ours_tput = pb.tput_plugbox(tput_calls, 64)
-    figures = {"plugbox": os.path.dirname(os.path.abspath(plugbox.__file__)),
-               "protocol_us": proto, "plugbox_us": ours, "one_call": ours / proto,
-               "in_flight_64": ours_tput / proto_tput}
+    figures = {
+        "plugbox": os.path.dirname(os.path.abspath(plugbox.__file__)),
+        "protocol_us": proto,
+        "plugbox_us": ours,
+        "one_call": ours / proto,
+        "in_flight_64": ours_tput / proto_tput,
+    }
     if crash_rounds:
         pb.quiet_logging()
         crashes = pb.crash_rounds(crash_rounds, gap=0.05)
@@ -70,22 +79,44 @@ def measure(calls: int, tput_calls: int, crash_rounds: int = 0,
     return figures
 
 
-def run_child(tree: str, calls: int, tput_calls: int, crash_rounds: int = 0,
-              start_rounds: int = 0, fanout_plugins: int = 0) -> dict[str, Any]:
+def run_child(
+    tree: str,
+    calls: int,
+    tput_calls: int,
+    crash_rounds: int = 0,
+    start_rounds: int = 0,
+    fanout_plugins: int = 0,
+) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
-                          "--calls", str(calls), "--tput-calls", str(tput_calls),
-                          "--crash-rounds", str(crash_rounds),
-                          "--start-rounds", str(start_rounds),
-                          "--fanout-plugins", str(fanout_plugins)],
-                         env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            "--calls",
+            str(calls),
+            "--tput-calls",
+            str(tput_calls),
+            "--crash-rounds",
+            str(crash_rounds),
+            "--start-rounds",
+            str(start_rounds),
+            "--fanout-plugins",
+            str(fanout_plugins),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{tree}: the measurement failed:\n{out.stderr[-3000:]}")
     figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     expected = os.path.join(os.path.abspath(tree), "plugbox")
     if os.path.realpath(figures["plugbox"]) != os.path.realpath(expected):
-        raise SystemExit(f"{tree}: the child imported plugbox from {figures['plugbox']}, "
-                         f"not from the tree")
+        raise SystemExit(
+            f"{tree}: the child imported plugbox from {figures['plugbox']}, not from the tree"
+        )
     return figures
 
 
@@ -94,42 +125,81 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("trees", nargs="*", help="plugbox checkouts to compare")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=3000, help="one-call samples per round")
-    ap.add_argument("--tput-calls", type=int, default=20_000,
-                    help="calls per 64-in-flight measurement")
-    ap.add_argument("--crash-rounds", type=int, default=0,
-                    help="also crash the plugin this many times per round (respawn, death)")
-    ap.add_argument("--start-rounds", type=int, default=0,
-                    help="also start the plugin this many times per round (add + first call)")
-    ap.add_argument("--fanout-plugins", type=int, default=0,
-                    help="also time an observe call reaching this many plugins")
-    ap.add_argument("--fixed-order", action="store_true",
-                    help="run the trees in the order given in every round (default: each "
-                         "round starts one tree later)")
+    ap.add_argument(
+        "--tput-calls", type=int, default=20_000, help="calls per 64-in-flight measurement"
+    )
+    ap.add_argument(
+        "--crash-rounds",
+        type=int,
+        default=0,
+        help="also crash the plugin this many times per round (respawn, death)",
+    )
+    ap.add_argument(
+        "--start-rounds",
+        type=int,
+        default=0,
+        help="also start the plugin this many times per round (add + first call)",
+    )
+    ap.add_argument(
+        "--fanout-plugins",
+        type=int,
+        default=0,
+        help="also time an observe call reaching this many plugins",
+    )
+    ap.add_argument(
+        "--fixed-order",
+        action="store_true",
+        help="run the trees in the order given in every round (default: each "
+        "round starts one tree later)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.calls, args.tput_calls, args.crash_rounds,
-                                 args.start_rounds, args.fanout_plugins)))
+        print(
+            json.dumps(
+                measure(
+                    args.calls,
+                    args.tput_calls,
+                    args.crash_rounds,
+                    args.start_rounds,
+                    args.fanout_plugins,
+                )
+            )
+        )
         return 0
     if not args.trees:
         ap.error("name at least one tree")
     results: dict[str, list[dict[str, Any]]] = {tree: [] for tree in args.trees}
-    print(f"{'round':>5}  {'tree':30s} {'Protocol':>10} {'plugbox':>10} {'one call':>9} "
-          f"{'64 in flight':>13}")
+    print(
+        f"{'round':>5}  {'tree':30s} {'Protocol':>10} {'plugbox':>10} {'one call':>9} "
+        f"{'64 in flight':>13}"
+    )
     for rnd in range(1, args.rounds + 1):
         shift = 0 if args.fixed_order else (rnd - 1) % len(args.trees)
         for tree in args.trees[shift:] + args.trees[:shift]:
-            f = run_child(tree, args.calls, args.tput_calls, args.crash_rounds,
-                          args.start_rounds, args.fanout_plugins)
+            f = run_child(
+                tree,
+                args.calls,
+                args.tput_calls,
+                args.crash_rounds,
+                args.start_rounds,
+                args.fanout_plugins,
+            )
             results[tree].append(f)
-            more = (f"  respawn {f['respawn_ms']:.2f} ms, death → report {f['death_ms']:.2f} ms"
-                    if "respawn_ms" in f else "")
+            more = (
+                f"  respawn {f['respawn_ms']:.2f} ms, death → report {f['death_ms']:.2f} ms"
+                if "respawn_ms" in f
+                else ""
+            )
             if "start_ms" in f:
                 more += f"  start {f['start_ms']:.2f} ms"
             if "fanout_ms" in f:
                 more += f"  fan-out {f['fanout_ms']:.2f} ms"
-            print(f"{rnd:>5}  {tree[-30:]:30s} {f['protocol_us']:8.1f}µs {f['plugbox_us']:8.1f}µs "
-                  f"{f['one_call']:8.2f}x {f['in_flight_64']:12.2f}x{more}", flush=True)
+            print(
+                f"{rnd:>5}  {tree[-30:]:30s} {f['protocol_us']:8.1f}µs {f['plugbox_us']:8.1f}µs "
+                f"{f['one_call']:8.2f}x {f['in_flight_64']:12.2f}x{more}",
+                flush=True,
+            )
     print("\nmedian (range) over the rounds, as ratios to the Protocol:")
     summary = [("one call", "one_call", "x"), ("64 in flight", "in_flight_64", "x")]
     if args.crash_rounds:
@@ -139,15 +209,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.fanout_plugins:
         summary += [(f"fan-out to {args.fanout_plugins}", "fanout_ms", " ms")]
     for tree, rounds in results.items():
-        print(f"  {tree}: " + "; ".join(f"{label} {spread([r[key] for r in rounds], unit)}"
-                                        for label, key, unit in summary))
+        print(
+            f"  {tree}: "
+            + "; ".join(
+                f"{label} {spread([r[key] for r in rounds], unit)}" for label, key, unit in summary
+            )
+        )
     first = args.trees[0]
     if len(results) > 1:
         print(f"\nrounds in which each tree did better than {first} (same round):")
         for tree in args.trees[1:]:
-            print(f"  {tree}: " + "; ".join(
-                f"{label} {better(results[tree], results[first], key)}"
-                for label, key, _unit in summary))
+            print(
+                f"  {tree}: "
+                + "; ".join(
+                    f"{label} {better(results[tree], results[first], key)}"
+                    for label, key, _unit in summary
+                )
+            )
     return 0
 
 
@@ -155,16 +233,17 @@ def better(rounds: list[dict[str, Any]], base: list[dict[str, Any]], key: str) -
     """``k of R``: the rounds in which ``rounds`` beat ``base`` on ``key`` (lower in
     ms and for one call's ratio, higher for the throughput ratio)."""
     higher_is_better = key == "in_flight_64"
-    wins = sum((mine[key] > theirs[key]) == higher_is_better and mine[key] != theirs[key]
-               for mine, theirs in zip(rounds, base, strict=True))
+    wins = sum(
+        (mine[key] > theirs[key]) == higher_is_better and mine[key] != theirs[key]
+        for mine, theirs in zip(rounds, base, strict=True)
+    )
     return f"{wins} of {len(rounds)}"
 
 
 def spread(values: list[float], unit: str) -> str:
     """``median (lowest-highest)`` of ``values``, two decimals, with ``unit``."""
     ordered = sorted(values)
-    return (f"{statistics.median(ordered):.2f}{unit} "
-            f"({ordered[0]:.2f}-{ordered[-1]:.2f})")
+    return f"{statistics.median(ordered):.2f}{unit} ({ordered[0]:.2f}-{ordered[-1]:.2f})"
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def cpu_seconds() -> dict[int, float]:
     return out
 
 
-async def measured(calls: int, spawn: Callable[[int], Awaitable[None]],
-                   ) -> tuple[float, dict[int, float]]:
+async def measured(
+    calls: int,
+    spawn: Callable[[int], Awaitable[None]],
+) -> tuple[float, dict[int, float]]:
     """(calls/s, CPU µs per call by pid) for ``calls`` calls: ``spawn(count)`` runs
     64 tasks making ``count`` calls each."""
     per_task = calls // INFLIGHT
@@ -53,8 +55,11 @@ async def measured(calls: int, spawn: Callable[[int], Awaitable[None]],
     await spawn(per_task)
     elapsed, after = (now_ns() - t0) / 1e9, cpu_seconds()
     n = per_task * INFLIGHT
-    return n / elapsed, {pid: (after[pid] - before[pid]) * 1e6 / n
-                         for pid in after if pid in before and after[pid] > before[pid]}
+    return n / elapsed, {
+        pid: (after[pid] - before[pid]) * 1e6 / n
+        for pid in after
+        if pid in before and after[pid] > before[pid]
+    }
 
 
 async def plugbox_round(calls: int, hook: str) -> tuple[float, float, float]:
@@ -75,6 +80,7 @@ async def plugbox_round(calls: int, hook: str) -> tuple[float, float, float]:
 
 def protocol_round(calls: int) -> tuple[float, float, float]:
     with bb.echo_child("asyncio") as (sock, proc):
+
         async def main() -> tuple[float, float, float]:
             sock.setblocking(False)
             loop = asyncio.get_running_loop()
@@ -84,6 +90,7 @@ def protocol_round(calls: int) -> tuple[float, float, float]:
                 async def one() -> None:
                     for _ in range(count):
                         await client.call(PAYLOAD)
+
                 await asyncio.gather(*(one() for _ in range(INFLIGHT)))
 
             try:
@@ -92,6 +99,7 @@ def protocol_round(calls: int) -> tuple[float, float, float]:
                 transport.close()
                 await client.closed
             return rate, cpu.get(psutil.Process().pid, 0.0), cpu.get(proc.pid, 0.0)
+
         return asyncio.run(main())
 
 
@@ -107,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{INFLIGHT} calls in flight, {args.calls} calls per round; CPU µs per call")
     print(f"{'round':>5}  {'what':<9} {'calls/s':>10} {'host/client':>12} {'worker/server':>14}")
     for i in range(args.rounds):
-        for name, run in (("plugbox", lambda: anyio.run(plugbox_round, args.calls, args.hook)),
-                          ("Protocol", lambda: protocol_round(args.calls))):
+        for name, run in (
+            ("plugbox", lambda: anyio.run(plugbox_round, args.calls, args.hook)),
+            ("Protocol", lambda: protocol_round(args.calls)),
+        ):
             rate, host, child = run()
             rows[name].append((rate, host, child))
             print(f"{i + 1:>5}  {name:<9} {rate:>10,.0f} {host:>12.1f} {child:>14.1f}")

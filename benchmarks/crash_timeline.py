@@ -47,20 +47,24 @@ def stamp(cls: type, name: str, label: str) -> None:
     """Note the first call of ``cls.name`` (and, as ``label done``, its return)."""
     original: Callable[..., Any] = getattr(cls, name)
     if inspect.iscoroutinefunction(original):
+
         @functools.wraps(original)
         async def wrapped_async(*args: Any, **kwargs: Any) -> Any:
             STAMPS.setdefault(label, now())
             result = await original(*args, **kwargs)
             STAMPS.setdefault(f"{label} done", now())
             return result
+
         setattr(cls, name, wrapped_async)
     else:
+
         @functools.wraps(original)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             STAMPS.setdefault(label, now())
             result = original(*args, **kwargs)
             STAMPS.setdefault(f"{label} done", now())
             return result
+
         setattr(cls, name, wrapped)
 
 
@@ -82,18 +86,26 @@ def instrument() -> None:
         if isinstance(msg, Handshake):
             STAMPS.setdefault("Handshake in", now())
         dispatch(self, msg)
+
     wp._dispatch = dispatch_stamped  # type: ignore[method-assign]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--gap", type=float, default=0.05,
-                        help="seconds between an answer and the next crash")
+    parser.add_argument(
+        "--gap", type=float, default=0.05, help="seconds between an answer and the next crash"
+    )
     parser.add_argument("--no-spare", action="store_true", help="Limits(warm_spare=False)")
-    parser.add_argument("--without", action="append", default=[], choices=SANDBOX_LAYERS,
-                        metavar="LAYER", help="turn a sandbox layer off (Sandbox(LAYER=False)); "
-                        f"one of {', '.join(SANDBOX_LAYERS)}; may be repeated")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=SANDBOX_LAYERS,
+        metavar="LAYER",
+        help="turn a sandbox layer off (Sandbox(LAYER=False)); "
+        f"one of {', '.join(SANDBOX_LAYERS)}; may be repeated",
+    )
     ns = parser.parse_args()
     sandbox = Sandbox(**{layer: False for layer in ns.without})
     if ns.without:
@@ -101,8 +113,9 @@ def main() -> None:
     print(bench_common.set_pinning("spread"))
     bench_plugbox.quiet_logging()
     instrument()
-    limits = Limits(backoff_initial=0, max_failures=10**9, failure_window=1.0,
-                    warm_spare=not ns.no_spare)
+    limits = Limits(
+        backoff_initial=0, max_failures=10**9, failure_window=1.0, warm_spare=not ns.no_spare
+    )
     deaths: dict[str, list[float]] = collections.defaultdict(list)
     restarts: dict[str, list[float]] = collections.defaultdict(list)
 
@@ -137,8 +150,10 @@ def main() -> None:
                     restarts[label].append((at - start) / 1e6)
 
     anyio.run(run)
-    for title, table in (("from the plugin's death", deaths),
-                         ("from the next call's start", restarts)):
+    for title, table in (
+        ("from the plugin's death", deaths),
+        ("from the next call's start", restarts),
+    ):
         print(f"\n{title} (ms, median of {ns.rounds} rounds)")
         for label, values in sorted(table.items(), key=lambda kv: statistics.median(kv[1])):
             print(f"  {statistics.median(values):8.3f}  {label}")

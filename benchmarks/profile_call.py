@@ -33,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=20_000)
     ap.add_argument("--backend", default="asyncio", choices=pb.BACKENDS)
     ap.add_argument("--launcher", default="zygote", choices=("zygote", "subprocess"))
-    ap.add_argument("--inflight", type=int, default=1,
-                    help="tasks calling at once (64: the throughput figure's shape)")
+    ap.add_argument(
+        "--inflight",
+        type=int,
+        default=1,
+        help="tasks calling at once (64: the throughput figure's shape)",
+    )
     ap.add_argument("--hook", default="echo", choices=("echo", "aecho"))
     ap.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"))
     ap.add_argument("--top", type=int, default=35)
@@ -63,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             profiler.disable()
             elapsed = (now_ns() - t0) / 1e9
             n = per_task * args.inflight
-            print(f"{n} calls in {elapsed:.2f} s under cProfile: {elapsed / n * 1e6:.1f} µs "
-                  f"per call, {args.inflight} in flight, {args.backend}, {args.launcher}")
+            print(
+                f"{n} calls in {elapsed:.2f} s under cProfile: {elapsed / n * 1e6:.1f} µs "
+                f"per call, {args.inflight} in flight, {args.backend}, {args.launcher}"
+            )
 
     pb.run_on(args.backend, run)
     out = io.StringIO()

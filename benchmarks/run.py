@@ -62,6 +62,7 @@ def _uvloop_protocol(warmup: int, n: int) -> list[float]:
 def _plugbox(backend: str, launcher: str = "zygote") -> LatencyFn:
     def fn(warmup: int, n: int) -> list[float]:
         return pb.lat_plugbox(warmup, n, backend, launcher)
+
     return fn
 
 
@@ -78,8 +79,11 @@ LATENCY: list[tuple[str, str, LatencyFn]] = [
     ("plugbox_asyncio", "plugbox zygote, asyncio", _plugbox("asyncio")),
     ("plugbox_trio", "plugbox zygote, trio", _plugbox("trio")),
     ("plugbox_uvloop", "plugbox zygote, uvloop", _plugbox("uvloop")),
-    ("plugbox_subprocess", "plugbox subprocess launcher, asyncio",
-     _plugbox("asyncio", "subprocess")),
+    (
+        "plugbox_subprocess",
+        "plugbox subprocess launcher, asyncio",
+        _plugbox("asyncio", "subprocess"),
+    ),
 ]
 
 
@@ -101,18 +105,36 @@ def measure_latency(scale: Scale) -> dict[str, Figure]:
 
 def measure_throughput(scale: Scale) -> dict[str, Figure]:
     runs: list[tuple[str, str, Callable[[], float]]] = [
-        ("asyncio_protocol", "plain asyncio Protocol echo, 64 in flight",
-         lambda: base.tput_asyncio_protocol(scale.tput_calls, INFLIGHT)),
-        ("plugbox_asyncio", "plugbox, asyncio, async hook",
-         lambda: pb.tput_plugbox(scale.tput_calls, INFLIGHT, "asyncio")),
-        ("plugbox_asyncio_sync", "plugbox, asyncio, sync hook",
-         lambda: pb.tput_plugbox(scale.tput_calls, INFLIGHT, "asyncio", hook="echo")),
-        ("plugbox_trio", "plugbox, trio, async hook",
-         lambda: pb.tput_plugbox(scale.tput_calls, INFLIGHT, "trio")),
-        ("plugbox_uvloop", "plugbox, uvloop, async hook",
-         lambda: pb.tput_plugbox(scale.tput_calls, INFLIGHT, "uvloop")),
-        ("asyncio_protocol_uvloop", "plain asyncio Protocol echo, uvloop host",
-         lambda: base.tput_asyncio_protocol(scale.tput_calls, INFLIGHT, base.uvloop_factory())),
+        (
+            "asyncio_protocol",
+            "plain asyncio Protocol echo, 64 in flight",
+            lambda: base.tput_asyncio_protocol(scale.tput_calls, INFLIGHT),
+        ),
+        (
+            "plugbox_asyncio",
+            "plugbox, asyncio, async hook",
+            lambda: pb.tput_plugbox(scale.tput_calls, INFLIGHT, "asyncio"),
+        ),
+        (
+            "plugbox_asyncio_sync",
+            "plugbox, asyncio, sync hook",
+            lambda: pb.tput_plugbox(scale.tput_calls, INFLIGHT, "asyncio", hook="echo"),
+        ),
+        (
+            "plugbox_trio",
+            "plugbox, trio, async hook",
+            lambda: pb.tput_plugbox(scale.tput_calls, INFLIGHT, "trio"),
+        ),
+        (
+            "plugbox_uvloop",
+            "plugbox, uvloop, async hook",
+            lambda: pb.tput_plugbox(scale.tput_calls, INFLIGHT, "uvloop"),
+        ),
+        (
+            "asyncio_protocol_uvloop",
+            "plain asyncio Protocol echo, uvloop host",
+            lambda: base.tput_asyncio_protocol(scale.tput_calls, INFLIGHT, base.uvloop_factory()),
+        ),
     ]
     figs = {key: Figure(key, label, unit="calls/s") for key, label, _ in runs}
     for rnd in range(scale.tput_rounds):
@@ -130,18 +152,36 @@ def measure_throughput(scale: Scale) -> dict[str, Figure]:
 def measure_start(scale: Scale) -> dict[str, Figure]:
     cold = max(3, scale.start_rounds // 3)
     runs: list[tuple[str, str, Callable[[], list[float]]]] = [
-        ("plugbox_zygote_warm", "plugbox add + first call, zygote running",
-         lambda: pb.start_plugbox_warm(scale.start_rounds, "zygote")),
-        ("plugbox_zygote_cold", "plugbox new host + add + first call (zygote start)",
-         lambda: pb.start_plugbox_cold(cold)),
-        ("plugbox_subprocess", "plugbox add + first call, subprocess launcher",
-         lambda: pb.start_plugbox_warm(cold, "subprocess")),
-        ("forkserver", "multiprocessing forkserver, worker preloaded",
-         lambda: base.start_forkserver(scale.start_rounds)),
-        ("forkserver_script", "  same, from a script (children re-import __main__)",
-         lambda: base.start_forkserver(cold, helper=False)),
-        ("fresh_interpreter", "fresh interpreter (python -I, msgpack), subprocess",
-         lambda: base.start_fresh_interpreter(cold)),
+        (
+            "plugbox_zygote_warm",
+            "plugbox add + first call, zygote running",
+            lambda: pb.start_plugbox_warm(scale.start_rounds, "zygote"),
+        ),
+        (
+            "plugbox_zygote_cold",
+            "plugbox new host + add + first call (zygote start)",
+            lambda: pb.start_plugbox_cold(cold),
+        ),
+        (
+            "plugbox_subprocess",
+            "plugbox add + first call, subprocess launcher",
+            lambda: pb.start_plugbox_warm(cold, "subprocess"),
+        ),
+        (
+            "forkserver",
+            "multiprocessing forkserver, worker preloaded",
+            lambda: base.start_forkserver(scale.start_rounds),
+        ),
+        (
+            "forkserver_script",
+            "  same, from a script (children re-import __main__)",
+            lambda: base.start_forkserver(cold, helper=False),
+        ),
+        (
+            "fresh_interpreter",
+            "fresh interpreter (python -I, msgpack), subprocess",
+            lambda: base.start_fresh_interpreter(cold),
+        ),
     ]
     figs = {}
     for key, label, fn in runs:
@@ -158,8 +198,7 @@ def measure_start(scale: Scale) -> dict[str, Figure]:
 #: restart leaves behind (Limits.warm_spare) to be ready
 CRASH_GAP = 0.05
 CRASH_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
-    ("nopidns", "  … with Sandbox(pid_namespace=False)",
-     {"sandbox": Sandbox(pid_namespace=False)}),
+    ("nopidns", "  … with Sandbox(pid_namespace=False)", {"sandbox": Sandbox(pid_namespace=False)}),
     ("nospare", "  … with Limits(warm_spare=False): no standby worker", {"warm_spare": False}),
     ("backtoback", "  … crashing at once after each answer (standby not ready)", {"gap": 0.0}),
 ]
@@ -168,7 +207,8 @@ CRASH_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
 def measure_crash(scale: Scale) -> dict[str, Figure]:
     figs: dict[str, Figure] = {}
     floor = figs["death_floor"] = Figure(
-        "death_floor", "floor: plain child os._exit → EOF on its socket")
+        "death_floor", "floor: plain child os._exit → EOF on its socket"
+    )
     log("crash: the floor (a plain child's exit noticed through EOF)")
     samples = attempt(floor, lambda: base.death_floor(scale.respawn_rounds))
     if samples:
@@ -176,14 +216,17 @@ def measure_crash(scale: Scale) -> dict[str, Figure]:
     for backend in BACKENDS:
         keys = {
             "respawn": Figure(f"respawn_{backend}", f"respawn + next call answered, {backend}"),
-            "death_to_report": Figure(f"death_to_report_{backend}",
-                                      f"death → PluginCrashed in the caller, {backend}"),
-            "call_to_report": Figure(f"call_to_report_{backend}",
-                                     f"crashing call's start → exception, {backend}"),
+            "death_to_report": Figure(
+                f"death_to_report_{backend}", f"death → PluginCrashed in the caller, {backend}"
+            ),
+            "call_to_report": Figure(
+                f"call_to_report_{backend}", f"crashing call's start → exception, {backend}"
+            ),
         }
         log(f"crash and respawn: {backend}")
-        got = attempt(keys["respawn"], partial(pb.crash_rounds, scale.respawn_rounds, backend,
-                                               gap=CRASH_GAP))
+        got = attempt(
+            keys["respawn"], partial(pb.crash_rounds, scale.respawn_rounds, backend, gap=CRASH_GAP)
+        )
         for name, fig in keys.items():
             if got is None:
                 fig.status = keys["respawn"].status
@@ -200,8 +243,12 @@ def measure_crash(scale: Scale) -> dict[str, Figure]:
     for key, label, kwargs in CRASH_VARIANTS:
         log(f"crash and respawn: asyncio, {label.strip(' …')}")
         bare = {kind: Figure(f"{kind}_{key}", label) for kind in ("respawn", "death_to_report")}
-        got = attempt(bare["respawn"], partial(pb.crash_rounds, scale.respawn_rounds,
-                                               "asyncio", **{"gap": CRASH_GAP, **kwargs}))
+        got = attempt(
+            bare["respawn"],
+            partial(
+                pb.crash_rounds, scale.respawn_rounds, "asyncio", **{"gap": CRASH_GAP, **kwargs}
+            ),
+        )
         for name, fig in bare.items():
             if got is None:
                 fig.status = bare["respawn"].status
@@ -224,32 +271,45 @@ def measure_memory() -> dict[str, Figure]:
         log(f"idle RSS: {launcher}")
         probe = Figure("tmp", "tmp")
         got = attempt(probe, partial(pb.idle_rss, launcher))
-        record(f"worker_{launcher}", f"idle plugbox worker, {launcher} launcher",
-               got["worker"] if got else None, probe.status)
+        record(
+            f"worker_{launcher}",
+            f"idle plugbox worker, {launcher} launcher",
+            got["worker"] if got else None,
+            probe.status,
+        )
         if launcher == "zygote":
-            record("zygote", "the zygote itself (shared with its workers)",
-                   got.get("zygote") if got else None, probe.status)
+            record(
+                "zygote",
+                "the zygote itself (shared with its workers)",
+                got.get("zygote") if got else None,
+                probe.status,
+            )
     log("idle RSS: plain asyncio echo child, bare interpreter")
     probe = Figure("tmp", "tmp")
     got = attempt(probe, base.idle_rss_asyncio_child)
     record("asyncio_child", "plain asyncio echo child (fresh interpreter)", got, probe.status)
     probe = Figure("tmp", "tmp")
     got = attempt(probe, base.idle_rss_bare_interpreter)
-    record("bare_interpreter", "bare interpreter (python -I -S, nothing imported)", got,
-           probe.status)
+    record(
+        "bare_interpreter", "bare interpreter (python -I -S, nothing imported)", got, probe.status
+    )
     return figs
 
 
 def measure_fanout(scale: Scale) -> dict[str, Figure]:
     n = scale.fanout_plugins
-    figs = {"one": Figure("observe_1", "plugbox observe hook, 1 plugin"),
-            "many": Figure(f"observe_{n}", f"plugbox observe hook, {n} plugins"),
-            "floor_one": Figure("protocol_1", "plain asyncio Protocol echo, 1 child"),
-            "floor_many": Figure(f"protocol_{n}",
-                                 f"plain asyncio Protocol echo to {n} children, gathered")}
-    for fn, one, many in ((lambda: pb.fanout(n, scale.fanout_calls), "one", "many"),
-                          (lambda: base.fanout_asyncio_protocol(n, scale.fanout_calls),
-                           "floor_one", "floor_many")):
+    figs = {
+        "one": Figure("observe_1", "plugbox observe hook, 1 plugin"),
+        "many": Figure(f"observe_{n}", f"plugbox observe hook, {n} plugins"),
+        "floor_one": Figure("protocol_1", "plain asyncio Protocol echo, 1 child"),
+        "floor_many": Figure(
+            f"protocol_{n}", f"plain asyncio Protocol echo to {n} children, gathered"
+        ),
+    }
+    for fn, one, many in (
+        (lambda: pb.fanout(n, scale.fanout_calls), "one", "many"),
+        (lambda: base.fanout_asyncio_protocol(n, scale.fanout_calls), "floor_one", "floor_many"),
+    ):
         log(f"fan-out: {figs[many].label}")
         got = attempt(figs[one], fn)
         if got is None:
@@ -268,8 +328,8 @@ class Target:
     bound: str
     value: float
     shown: str
-    met: bool | None          # None: not measurable in this run
-    binding: bool = True      # False: "reported" (trio, uvloop), not a target of its own
+    met: bool | None  # None: not measurable in this run
+    binding: bool = True  # False: "reported" (trio, uvloop), not a target of its own
 
     def verdict(self) -> str:
         if self.met is None:
@@ -278,9 +338,14 @@ class Target:
         return text if self.binding else f"({text.lower()})"
 
     def to_json(self) -> dict[str, Any]:
-        return {"figure": self.figure, "target": self.bound,
-                "value": None if math.isnan(self.value) else round(self.value, 3),
-                "shown": self.shown, "met": self.met, "binding": self.binding}
+        return {
+            "figure": self.figure,
+            "target": self.bound,
+            "value": None if math.isnan(self.value) else round(self.value, 3),
+            "shown": self.shown,
+            "met": self.met,
+            "binding": self.binding,
+        }
 
 
 def _check(value: float, bound: float, *, at_most: bool) -> bool | None:
@@ -303,38 +368,101 @@ def evaluate(r: dict[str, dict[str, Figure]]) -> list[Target]:
         binding = backend == "asyncio"
         mine = p50(lat, f"plugbox_{backend}")
         x = ratio(mine, floor)
-        out.append(Target(f"one call, {backend}", f"≤ 1.5{X} asyncio Protocol", x,
-                          f"{x:.2f}{X} Protocol", _check(x, 1.5, at_most=True), binding))
-        for key, name, bound in (("process_pool", "ProcessPoolExecutor", 5.0),
-                                 ("pebble", "pebble", 3.0)):
+        out.append(
+            Target(
+                f"one call, {backend}",
+                f"≤ 1.5{X} asyncio Protocol",
+                x,
+                f"{x:.2f}{X} Protocol",
+                _check(x, 1.5, at_most=True),
+                binding,
+            )
+        )
+        for key, name, bound in (
+            ("process_pool", "ProcessPoolExecutor", 5.0),
+            ("pebble", "pebble", 3.0),
+        ):
             x = ratio(p50(lat, key), mine)
-            out.append(Target(f"one call, {backend}, vs {name}", f"≥ {bound:g}{X} faster", x,
-                              fmt_x(x, " faster"), _check(x, bound, at_most=False), binding))
+            out.append(
+                Target(
+                    f"one call, {backend}, vs {name}",
+                    f"≥ {bound:g}{X} faster",
+                    x,
+                    fmt_x(x, " faster"),
+                    _check(x, bound, at_most=False),
+                    binding,
+                )
+            )
     floor_tput = p50(tput, "asyncio_protocol")
     for backend in BACKENDS:
         x = ratio(p50(tput, f"plugbox_{backend}"), floor_tput)
-        out.append(Target(f"{INFLIGHT} in flight, {backend}", f"≥ 0.8{X} Protocol's calls/s", x,
-                          f"{x:.2f}{X} Protocol", _check(x, 0.8, at_most=False),
-                          backend == "asyncio"))
+        out.append(
+            Target(
+                f"{INFLIGHT} in flight, {backend}",
+                f"≥ 0.8{X} Protocol's calls/s",
+                x,
+                f"{x:.2f}{X} Protocol",
+                _check(x, 0.8, at_most=False),
+                backend == "asyncio",
+            )
+        )
     fork = p50(start, "forkserver")
     for backend in BACKENDS:
         binding = backend == "asyncio"
         resp = p50(crash, f"respawn_{backend}")
-        out.append(Target(f"respawn, {backend}", "≤ 3 ms p50", resp / 1000,
-                          fmt_us(resp), _check(resp, 3000, at_most=True), binding))
+        out.append(
+            Target(
+                f"respawn, {backend}",
+                "≤ 3 ms p50",
+                resp / 1000,
+                fmt_us(resp),
+                _check(resp, 3000, at_most=True),
+                binding,
+            )
+        )
         x = ratio(fork, resp)
-        out.append(Target(f"respawn, {backend}, vs forkserver start", f"≥ 5{X} faster", x,
-                          fmt_x(x, " faster"), _check(x, 5.0, at_most=False), binding))
+        out.append(
+            Target(
+                f"respawn, {backend}, vs forkserver start",
+                f"≥ 5{X} faster",
+                x,
+                fmt_x(x, " faster"),
+                _check(x, 5.0, at_most=False),
+                binding,
+            )
+        )
         death = p50(crash, f"death_to_report_{backend}")
-        out.append(Target(f"death → report, {backend}", "≤ 2 ms p50", death / 1000,
-                          fmt_us(death), _check(death, 2000, at_most=True), binding))
+        out.append(
+            Target(
+                f"death → report, {backend}",
+                "≤ 2 ms p50",
+                death / 1000,
+                fmt_us(death),
+                _check(death, 2000, at_most=True),
+                binding,
+            )
+        )
     rss = p50(mem, "worker_zygote")
-    out.append(Target("idle worker RSS (zygote)", "≤ 10 MB", rss, f"{rss:.1f} MB",
-                      _check(rss, 10.0, at_most=True)))
+    out.append(
+        Target(
+            "idle worker RSS (zygote)",
+            "≤ 10 MB",
+            rss,
+            f"{rss:.1f} MB",
+            _check(rss, 10.0, at_most=True),
+        )
+    )
     x = ratio(p50(fan, "many"), p50(fan, "one"))
     n = fan["many"].key.split("_")[-1]
-    out.append(Target(f"observe over {n} plugins", f"≤ 3{X} one plugin's call", x,
-                      f"{x:.2f}{X} one", _check(x, 3.0, at_most=True)))
+    out.append(
+        Target(
+            f"observe over {n} plugins",
+            f"≤ 3{X} one plugin's call",
+            x,
+            f"{x:.2f}{X} one",
+            _check(x, 3.0, at_most=True),
+        )
+    )
     return out
 
 
@@ -364,8 +492,8 @@ def fmt_x(x: float, suffix: str = "") -> str:
 
 
 Row = tuple[str, str, str, str, str, str]
-StatusRow = tuple[str, str]           # a figure that could not be measured: label, why
-AnyRow = Row | StatusRow | str        # str: a section's heading
+StatusRow = tuple[str, str]  # a figure that could not be measured: label, why
+AnyRow = Row | StatusRow | str  # str: a section's heading
 
 
 def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[AnyRow]:
@@ -381,8 +509,10 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
 
     lat = r["latency"]
     floor = p50(lat, "asyncio_protocol")
-    rows.append(f"one small call ({PAYLOAD_BYTES} B msgpack args), round trip — "
-                f"ratio: p50 ÷ plain asyncio Protocol p50")
+    rows.append(
+        f"one small call ({PAYLOAD_BYTES} B msgpack args), round trip — "
+        f"ratio: p50 ÷ plain asyncio Protocol p50"
+    )
     for key, _label, _fn in LATENCY:
         fig = lat[key]
         if not fig.ok:
@@ -390,26 +520,52 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
             continue
         backend = key.removeprefix("plugbox_")
         bound, met = tgt(f"one call, {backend}") if backend in BACKENDS else ("", "")
-        rows.append((f"  {fig.label}", fmt_us(fig.p50), fmt_us(fig.p99),
-                     fmt_x(ratio(fig.p50, floor)), bound, met))
+        rows.append(
+            (
+                f"  {fig.label}",
+                fmt_us(fig.p50),
+                fmt_us(fig.p99),
+                fmt_x(ratio(fig.p50, floor)),
+                bound,
+                met,
+            )
+        )
         if backend in BACKENDS:
             for name in ("ProcessPoolExecutor", "pebble"):
                 t = by_fig[f"one call, {backend}, vs {name}"]
-                rows.append((f"    … vs {name} (its p50 ÷ plugbox's)", "", "",
-                             fmt_x(t.value, " faster"), t.bound, t.verdict()))
+                rows.append(
+                    (
+                        f"    … vs {name} (its p50 ÷ plugbox's)",
+                        "",
+                        "",
+                        fmt_x(t.value, " faster"),
+                        t.bound,
+                        t.verdict(),
+                    )
+                )
 
     tput = r["throughput"]
     floor_t = p50(tput, "asyncio_protocol")
-    rows.append(f"{INFLIGHT} calls in flight on one worker — median of rounds (p99 column: "
-                f"slowest round); ratio: ÷ plain asyncio Protocol")
+    rows.append(
+        f"{INFLIGHT} calls in flight on one worker — median of rounds (p99 column: "
+        f"slowest round); ratio: ÷ plain asyncio Protocol"
+    )
     for key, fig in tput.items():
         if not fig.ok:
             rows.append(status_row(fig))
             continue
         backend = key.removeprefix("plugbox_")
         bound, met = tgt(f"{INFLIGHT} in flight, {backend}") if backend in BACKENDS else ("", "")
-        rows.append((f"  {fig.label}", fmt_rate(fig.p50), fmt_rate(min(fig.samples)),
-                     fmt_x(ratio(fig.p50, floor_t)), bound, met))
+        rows.append(
+            (
+                f"  {fig.label}",
+                fmt_rate(fig.p50),
+                fmt_rate(min(fig.samples)),
+                fmt_x(ratio(fig.p50, floor_t)),
+                bound,
+                met,
+            )
+        )
 
     start = r["start"]
     fork = p50(start, "forkserver")
@@ -418,12 +574,22 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
         if not fig.ok:
             rows.append(status_row(fig))
             continue
-        rows.append((f"  {fig.label}", fmt_us(fig.p50), fmt_us(fig.p99),
-                     fmt_x(ratio(fig.p50, fork)), "", ""))
+        rows.append(
+            (
+                f"  {fig.label}",
+                fmt_us(fig.p50),
+                fmt_us(fig.p99),
+                fmt_x(ratio(fig.p50, fork)),
+                "",
+                "",
+            )
+        )
 
     crash = r["crash"]
-    rows.append("crash: plugin os._exit()s in a call — ratio (respawn): forkserver start "
-                "p50 ÷ respawn p50; (death → report): ÷ the floor's p50")
+    rows.append(
+        "crash: plugin os._exit()s in a call — ratio (respawn): forkserver start "
+        "p50 ÷ respawn p50; (death → report): ÷ the floor's p50"
+    )
     floor_fig = crash["death_floor"]
 
     def over_floor(fig: Figure) -> str:
@@ -432,8 +598,9 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
         return fmt_x(ratio(fig.p50, floor_fig.p50), " floor") if floor_fig.ok else ""
 
     if floor_fig.ok:
-        rows.append((f"  {floor_fig.label}", fmt_us(floor_fig.p50), fmt_us(floor_fig.p99),
-                     "", "", ""))
+        rows.append(
+            (f"  {floor_fig.label}", fmt_us(floor_fig.p50), fmt_us(floor_fig.p99), "", "", "")
+        )
     else:
         rows.append(status_row(floor_fig))
     for backend in BACKENDS:
@@ -456,14 +623,23 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
             for key, _, _ in CRASH_VARIANTS if backend == "asyncio" else ():
                 bare = crash.get(f"{kind}_{key}")
                 if bare is not None and bare.ok:
-                    rows.append((f"  {bare.label}", fmt_us(bare.p50), fmt_us(bare.p99),
-                                 over_floor(bare) if kind == "death_to_report" else "",
-                                 "", ""))
+                    rows.append(
+                        (
+                            f"  {bare.label}",
+                            fmt_us(bare.p50),
+                            fmt_us(bare.p99),
+                            over_floor(bare) if kind == "death_to_report" else "",
+                            "",
+                            "",
+                        )
+                    )
                 elif bare is not None:
                     rows.append(status_row(bare))
 
-    rows.append("idle memory (psutil, after 20 calls and 0.3 s idle) — p50 column: RSS; "
-                "ratio column: USS / PSS")
+    rows.append(
+        "idle memory (psutil, after 20 calls and 0.3 s idle) — p50 column: RSS; "
+        "ratio column: USS / PSS"
+    )
     for key, fig in r["memory"].items():
         if not fig.ok:
             rows.append(status_row(fig))
@@ -472,11 +648,21 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
         detail = " / ".join(f"{v:.1f}" for v in (uss, pss) if v is not None)
         if fig.extra.get("processes", 1) > 1 and "uss_all" in fig.extra:
             # a pid namespace: the launched process and the namespace's init too
-            detail += (f" (with its {int(fig.extra['processes']) - 1} parents: "
-                       f"{fig.extra['uss_all']:.1f} / {fig.extra.get('pss_all', 0):.1f})")
+            detail += (
+                f" (with its {int(fig.extra['processes']) - 1} parents: "
+                f"{fig.extra['uss_all']:.1f} / {fig.extra.get('pss_all', 0):.1f})"
+            )
         bound, met = tgt("idle worker RSS (zygote)") if key == "worker_zygote" else ("", "")
-        rows.append((f"  {fig.label}", f"{fig.p50:.1f} MB", "",
-                     f"{detail} MB" if detail else "", bound, met))
+        rows.append(
+            (
+                f"  {fig.label}",
+                f"{fig.p50:.1f} MB",
+                "",
+                f"{detail} MB" if detail else "",
+                bound,
+                met,
+            )
+        )
 
     fan = r["fanout"]
     rows.append("fan-out: one call reaching every plugin (child) — ratio: ÷ the same with 1")
@@ -489,12 +675,28 @@ def build_rows(r: dict[str, dict[str, Figure]], targets: list[Target]) -> list[A
             t = targets[-1]
             bound, met = t.bound, t.verdict()
         one = p50(fan, "floor_one" if name.startswith("floor") else "one")
-        rows.append((f"  {fig.label}", fmt_us(fig.p50), fmt_us(fig.p99),
-                     fmt_x(ratio(fig.p50, one)), bound, met))
+        rows.append(
+            (
+                f"  {fig.label}",
+                fmt_us(fig.p50),
+                fmt_us(fig.p99),
+                fmt_x(ratio(fig.p50, one)),
+                bound,
+                met,
+            )
+        )
     floor_many, many_fig = p50(fan, "floor_many"), fan["many"]
     if many_fig.ok and not math.isnan(floor_many):
-        rows.append((f"    … {many_fig.label.removeprefix('plugbox ')} ÷ the Protocol's", "", "",
-                     fmt_x(ratio(many_fig.p50, floor_many)), "", ""))
+        rows.append(
+            (
+                f"    … {many_fig.label.removeprefix('plugbox ')} ÷ the Protocol's",
+                "",
+                "",
+                fmt_x(ratio(many_fig.p50, floor_many)),
+                "",
+                "",
+            )
+        )
     return rows
 
 
@@ -523,8 +725,10 @@ def render(rows: list[AnyRow], header: str, targets: list[Target]) -> str:
     met = [t for t in binding if t.met]
     missed = [t for t in binding if t.met is False]
     unknown = [t for t in binding if t.met is None]
-    out.append(f"targets met: {len(met)} of {len(binding)} (asyncio; trio and uvloop rows in "
-               f"parentheses are reported against the same bounds)")
+    out.append(
+        f"targets met: {len(met)} of {len(binding)} (asyncio; trio and uvloop rows in "
+        f"parentheses are reported against the same bounds)"
+    )
     for t in missed:
         out.append(f"  NOT MET: {t.figure}: {t.shown} (target {t.bound})")
     for t in unknown:
@@ -544,29 +748,49 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions: dict[str, str | None] = {}
-    for dist in ("plugbox", "anyio", "msgpack", "psutil", "trio", "uvloop", "pluggy", "loky",
-                 "pebble", "matplotlib"):
+    for dist in (
+        "plugbox",
+        "anyio",
+        "msgpack",
+        "psutil",
+        "trio",
+        "uvloop",
+        "pluggy",
+        "loky",
+        "pebble",
+        "matplotlib",
+    ):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             versions[dist] = None
-    return {"nproc": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "cpu": cpu, "python": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "kernel": platform.release(), "system": platform.system(),
-            "packages": versions, "git": _git()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "kernel": platform.release(),
+        "system": platform.system(),
+        "packages": versions,
+        "git": _git(),
+    }
 
 
 def _git() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", ROOT, *args], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
+
     changed = git("status", "--porcelain", "--", "plugbox")
-    return {"commit": git("rev-parse", "HEAD"),
-            "plugbox_changed_files": len(changed.splitlines()) if changed else 0}
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "plugbox_changed_files": len(changed.splitlines()) if changed else 0,
+    }
 
 
 def write_png(path: str, lat: dict[str, Figure], title: str) -> bool:
@@ -630,17 +854,28 @@ def cleanup_children() -> list[int]:
 
 # ====================================================================== main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="fewer rounds (under a minute); figures are noisier")
-    ap.add_argument("--json", default=os.path.join(HERE, "results.json"), metavar="PATH",
-                    help="where to write the figures (default: benchmarks/results.json)")
-    ap.add_argument("--png", metavar="PATH",
-                    help="also draw one call's latency per method (needs matplotlib)")
-    ap.add_argument("--pin", choices=("spread", "same", "none"), default="spread",
-                    help="CPU placement: this process on one CPU and child processes on the "
-                         "others (spread, default), all on one CPU (same), or unpinned (none)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="fewer rounds (under a minute); figures are noisier"
+    )
+    ap.add_argument(
+        "--json",
+        default=os.path.join(HERE, "results.json"),
+        metavar="PATH",
+        help="where to write the figures (default: benchmarks/results.json)",
+    )
+    ap.add_argument(
+        "--png", metavar="PATH", help="also draw one call's latency per method (needs matplotlib)"
+    )
+    ap.add_argument(
+        "--pin",
+        choices=("spread", "same", "none"),
+        default="spread",
+        help="CPU placement: this process on one CPU and child processes on the "
+        "others (spread, default), all on one CPU (same), or unpinned (none)",
+    )
     args = ap.parse_args(argv)
     scale = QUICK if args.quick else FULL
     pb.quiet_logging()
@@ -648,8 +883,10 @@ def main(argv: list[str] | None = None) -> int:
     info["pinning"] = set_pinning(args.pin)
     info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     if info["loadavg_at_start"][0] > 0.5 * (os.cpu_count() or 1):
-        log(f"the machine is busy (load average {info['loadavg_at_start'][0]}): "
-            f"expect noisy figures")
+        log(
+            f"the machine is busy (load average {info['loadavg_at_start'][0]}): "
+            f"expect noisy figures"
+        )
     began = time.monotonic()
     results: dict[str, dict[str, Figure]] = {}
     try:
@@ -666,30 +903,42 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - began
     info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     targets = evaluate(results)
-    header = (f"plugbox benchmarks ({scale.name} run, {elapsed:.0f} s) — {info['nproc']} CPUs, "
-              f"Python {info['python']}, Linux {info['kernel']}, {args.pin} pinning, plugbox "
-              f"{(info['git']['commit'] or '?')[:10]}"
-              f"{' + uncommitted changes' if info['git']['plugbox_changed_files'] else ''}")
-    header += (f"\nload average {info['loadavg_at_start'][0]:.2f} at start, "
-               f"{info['loadavg_at_end'][0]:.2f} at end; {PAYLOAD_BYTES} B payload; "
-               f"{scale.blocks} blocks x {scale.calls} calls per method after "
-               f"{scale.warmup} warm-up calls each")
+    header = (
+        f"plugbox benchmarks ({scale.name} run, {elapsed:.0f} s) — {info['nproc']} CPUs, "
+        f"Python {info['python']}, Linux {info['kernel']}, {args.pin} pinning, plugbox "
+        f"{(info['git']['commit'] or '?')[:10]}"
+        f"{' + uncommitted changes' if info['git']['plugbox_changed_files'] else ''}"
+    )
+    header += (
+        f"\nload average {info['loadavg_at_start'][0]:.2f} at start, "
+        f"{info['loadavg_at_end'][0]:.2f} at end; {PAYLOAD_BYTES} B payload; "
+        f"{scale.blocks} blocks x {scale.calls} calls per method after "
+        f"{scale.warmup} warm-up calls each"
+    )
     print(render(build_rows(results, targets), header, targets))
 
-    doc = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "scale": scale.__dict__,
-           "elapsed_s": round(elapsed, 1), "payload_bytes": PAYLOAD_BYTES,
-           "inflight": INFLIGHT, "machine": info,
-           "figures": {section: {k: f.to_json() for k, f in figs.items()}
-                       for section, figs in results.items()},
-           "targets": [t.to_json() for t in targets]}
+    doc = {
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "scale": scale.__dict__,
+        "elapsed_s": round(elapsed, 1),
+        "payload_bytes": PAYLOAD_BYTES,
+        "inflight": INFLIGHT,
+        "machine": info,
+        "figures": {
+            section: {k: f.to_json() for k, f in figs.items()} for section, figs in results.items()
+        },
+        "targets": [t.to_json() for t in targets],
+    }
     with open(args.json, "w") as f:
         json.dump(doc, f, indent=2, ensure_ascii=False)
         f.write("\n")
     log(f"wrote {args.json}")
     if args.png:
-        title = (f"plugbox and baselines: one small call ({PAYLOAD_BYTES} B args), round trip\n"
-                 f"{info['nproc']} CPUs, Python {info['python']}, Linux {info['kernel']}, "
-                 f"{args.pin} pinning, {time.strftime('%Y-%m-%d')}")
+        title = (
+            f"plugbox and baselines: one small call ({PAYLOAD_BYTES} B args), round trip\n"
+            f"{info['nproc']} CPUs, Python {info['python']}, Linux {info['kernel']}, "
+            f"{args.pin} pinning, {time.strftime('%Y-%m-%d')}"
+        )
         if write_png(args.png, results["latency"], title):
             log(f"wrote {args.png}")
         else:

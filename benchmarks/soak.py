@@ -86,12 +86,28 @@ def plugin_of(fault: Fault) -> str:
     return f"fault-{fault.name}"
 
 
-HOOKS = HookSet("soak", [
-    HookSpec(name="answer", args=("payload",), mode="first_result", on_failure="raise",
-             doc="the healthy plugin's hook: returns its argument"),
-    *(HookSpec(name=hook_of(f), args=(), mode="first_result", on_failure="raise",
-               doc=f"one fault plugin's hook: {f.name}") for f in FAULTS.values()),
-])
+HOOKS = HookSet(
+    "soak",
+    [
+        HookSpec(
+            name="answer",
+            args=("payload",),
+            mode="first_result",
+            on_failure="raise",
+            doc="the healthy plugin's hook: returns its argument",
+        ),
+        *(
+            HookSpec(
+                name=hook_of(f),
+                args=(),
+                mode="first_result",
+                on_failure="raise",
+                doc=f"one fault plugin's hook: {f.name}",
+            )
+            for f in FAULTS.values()
+        ),
+    ],
+)
 
 
 # ====================================================================== judging
@@ -101,8 +117,13 @@ def deadline_first(fault: Fault, report: FailureReport) -> bool:
     core). The budget is the RLIMIT_CPU soft limit the worker sets before a call:
     ``ceil(used + cpu_seconds)``, less than ``cpu_seconds + 1`` past a fresh start."""
     budget = fault.limits.cpu_seconds
-    return (fault.cause == "cpu" and report.cause == "timeout" and report.killed
-            and budget is not None and report.cpu_time < budget + 1)
+    return (
+        fault.cause == "cpu"
+        and report.cause == "timeout"
+        and report.killed
+        and budget is not None
+        and report.cpu_time < budget + 1
+    )
 
 
 def judge(fault: Fault, report: FailureReport | None, error: str | None) -> str | None:
@@ -126,10 +147,15 @@ def judge(fault: Fault, report: FailureReport | None, error: str | None) -> str 
         return None
     exact = report.cause == fault.cause
     try:
-        assert_report(report, cause=fault.causes, plugin=plugin_of(fault), hook=hook_of(fault),
-                      signal=fault.signal if exact else None,
-                      exit_code=fault.exit_code if exact else None,
-                      exc_type=fault.exc_type if exact else None)
+        assert_report(
+            report,
+            cause=fault.causes,
+            plugin=plugin_of(fault),
+            hook=hook_of(fault),
+            signal=fault.signal if exact else None,
+            exit_code=fault.exit_code if exact else None,
+            exc_type=fault.exc_type if exact else None,
+        )
     except AssertionError as exc:
         return f"{exc}".splitlines()[0][:300] or report.summary()
     return None
@@ -186,8 +212,9 @@ class Stream:
     """The healthy plugin's calls: latencies (µs) by phase, and failures."""
 
     phase: str = "warm-up"
-    samples: dict[str, array[float]] = field(default_factory=lambda: defaultdict(
-        lambda: array("d")))
+    samples: dict[str, array[float]] = field(
+        default_factory=lambda: defaultdict(lambda: array("d"))
+    )
     made: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -201,8 +228,9 @@ class Stream:
                 self.failures.append(f"[{phase}] {failure}")
 
 
-async def healthy_caller(host: PluginHost, stream: Stream, index: int, tasks: int,
-                         interval: float, stop: anyio.Event) -> None:
+async def healthy_caller(
+    host: PluginHost, stream: Stream, index: int, tasks: int, interval: float, stop: anyio.Event
+) -> None:
     """One of ``tasks`` callers, each calling every ``interval`` seconds, staggered."""
     next_at = anyio.current_time() + interval * index / tasks
     while not stop.is_set():
@@ -244,8 +272,12 @@ class Footprint:
             ctypes.CDLL(None).malloc_trim(0)
         except (OSError, AttributeError):  # not glibc
             pass
-        return cls(rss=rss, trimmed=me.memory_info().rss, fds=me.num_fds(),
-                   descendants=len(me.children(recursive=True)))
+        return cls(
+            rss=rss,
+            trimmed=me.memory_info().rss,
+            fds=me.num_fds(),
+            descendants=len(me.children(recursive=True)),
+        )
 
 
 def open_fds() -> set[int]:
@@ -328,8 +360,13 @@ async def soak(args: argparse.Namespace, faults: list[Fault]) -> Results:
         log(f"adding the healthy plugin and {len(faults)} fault plugins ({args.launcher})")
         await host.add(HEALTHY)
         for fault in faults:
-            await fault.add_to(host, hooks=[hook_of(fault)], on_failure="raise",
-                               limits=fault_limits(fault), name=plugin_of(fault))
+            await fault.add_to(
+                host,
+                hooks=[hook_of(fault)],
+                on_failure="raise",
+                limits=fault_limits(fault),
+                name=plugin_of(fault),
+            )
         stop_healthy = anyio.Event()
         stop_monitor = anyio.Event()
 
@@ -339,8 +376,7 @@ async def soak(args: argparse.Namespace, faults: list[Fault]) -> Results:
                 rss = me.memory_info().rss
                 res.peak_rss = max(res.peak_rss, rss)
                 res.rss_timeline.append((stream.phase, time.monotonic() - began, rss))
-                res.peak_descendants = max(res.peak_descendants,
-                                           len(me.children(recursive=True)))
+                res.peak_descendants = max(res.peak_descendants, len(me.children(recursive=True)))
                 with anyio.move_on_after(0.5):
                     await stop_monitor.wait()
 
@@ -364,11 +400,14 @@ async def soak(args: argparse.Namespace, faults: list[Fault]) -> Results:
         async with anyio.create_task_group() as healthy:
             interval = args.tasks / args.rate
             for i in range(args.tasks):
-                healthy.start_soon(healthy_caller, host, stream, i, args.tasks, interval,
-                                   stop_healthy)
+                healthy.start_soon(
+                    healthy_caller, host, stream, i, args.tasks, interval, stop_healthy
+                )
             healthy.start_soon(monitor)
-            log("warm-up: the healthy stream, every fault struck once, then cheap ones "
-                f"until the host holds {args.max_reports} reports")
+            log(
+                "warm-up: the healthy stream, every fault struck once, then cheap ones "
+                f"until the host holds {args.max_reports} reports"
+            )
             await round_of_strikes()
             await fill_reports()
             await anyio.sleep(args.warmup)
@@ -380,8 +419,10 @@ async def soak(args: argparse.Namespace, faults: list[Fault]) -> Results:
             log(f"calm: {args.calm:g} s of the healthy stream alone")
             stream.phase = "calm"
             await anyio.sleep(args.calm)
-            log(f"storm: until {args.crashes} crashes and {args.min_per_kind} strikes of each "
-                f"of {len(faults)} kinds (at most {args.max_storm:g} s)")
+            log(
+                f"storm: until {args.crashes} crashes and {args.min_per_kind} strikes of each "
+                f"of {len(faults)} kinds (at most {args.max_storm:g} s)"
+            )
             stream.phase = "storm"
             storm_began = time.monotonic()
             await run_storm(host, res, faults)
@@ -413,8 +454,9 @@ def worker_states(host: PluginHost) -> dict[str, str]:
     return {p.name: p.state for p in host.plugins}
 
 
-async def restore_states(host: PluginHost, res: Results, faults: list[Fault],
-                         wanted: dict[str, str]) -> None:
+async def restore_states(
+    host: PluginHost, res: Results, faults: list[Fault], wanted: dict[str, str]
+) -> None:
     """Strike again each fault whose worker is not in the state the warm-up left it in
     (alive, or dead awaiting a restart), so the host holds the same workers (and fds)
     at the end as at the start: a fault that usually leaves its worker alive (raised)
@@ -437,7 +479,8 @@ async def run_storm(host: PluginHost, res: Results, faults: list[Fault]) -> None
     def enough() -> bool:
         crashes = sum(s.crashes for s in res.kinds.values())
         return crashes >= args.crashes and all(
-            s.struck >= args.min_per_kind for s in res.kinds.values())
+            s.struck >= args.min_per_kind for s in res.kinds.values()
+        )
 
     async def kind_loop(fault: Fault) -> None:
         stats = res.kinds[fault.name]
@@ -461,9 +504,11 @@ async def run_storm(host: PluginHost, res: Results, faults: list[Fault]) -> None
                 struck = sum(s.struck for s in res.kinds.values())
                 crashes = sum(s.crashes for s in res.kinds.values())
                 slowest = min(res.kinds.values(), key=lambda s: s.struck)
-                log(f"  {struck} strikes, {crashes} crashes; fewest: {slowest.fault.name} "
+                log(
+                    f"  {struck} strikes, {crashes} crashes; fewest: {slowest.fault.name} "
                     f"({slowest.struck}); healthy calls {res.stream.made}, "
-                    f"failed {res.stream.failed}")
+                    f"failed {res.stream.failed}"
+                )
 
     began = time.monotonic()
     async with anyio.create_task_group() as tg:
@@ -520,51 +565,103 @@ def rows(res: Results) -> list[Row]:
     fewest = min(kinds, key=lambda k: k.struck)
     s = res.stream.samples
     out = [
-        Row("healthy calls made / failed", f"{res.stream.made} / {res.stream.failed}",
-            "0 failed", res.stream.failed == 0),
-        Row("faults injected (all kinds)", f"{struck} in {len(kinds)} kinds; fewest "
-            f"{fewest.struck} ({fewest.fault.name})", f"every kind >= {a.min_per_kind}",
-            fewest.struck >= a.min_per_kind),
-        Row("crashes injected (worker killed)", f"{crashes}", f">= {a.crashes}",
-            crashes >= a.crashes),
+        Row(
+            "healthy calls made / failed",
+            f"{res.stream.made} / {res.stream.failed}",
+            "0 failed",
+            res.stream.failed == 0,
+        ),
+        Row(
+            "faults injected (all kinds)",
+            f"{struck} in {len(kinds)} kinds; fewest {fewest.struck} ({fewest.fault.name})",
+            f"every kind >= {a.min_per_kind}",
+            fewest.struck >= a.min_per_kind,
+        ),
+        Row(
+            "crashes injected (worker killed)",
+            f"{crashes}",
+            f">= {a.crashes}",
+            crashes >= a.crashes,
+        ),
         Row("failures injected (crashes + raised)", f"{failures}", "", None),
-        Row("reported with the right cause", f"{right} / {struck} "
-            f"({100 * right / max(struck, 1):.2f} %)", "100 %", right == struck),
+        Row(
+            "reported with the right cause",
+            f"{right} / {struck} ({100 * right / max(struck, 1):.2f} %)",
+            "100 %",
+            right == struck,
+        ),
     ]
     if res.start and res.end:
         grow = (res.end.rss - res.start.rss) / MIB
         trimmed = (res.end.trimmed - res.start.trimmed) / MIB
         out += [
-            Row("host RSS start -> end", f"{res.start.rss / MIB:.1f} -> "
+            Row(
+                "host RSS start -> end",
+                f"{res.start.rss / MIB:.1f} -> "
                 f"{res.end.rss / MIB:.1f} MiB ({grow:+.1f}); peak {res.peak_rss / MIB:.1f}",
-                "", None),
+                "",
+                None,
+            ),
             Row("host RSS at 1/4, 1/2, 3/4 of the storm", f"{storm_rss(res)} MiB", "", None),
-            Row("host RSS start -> end, after gc and malloc_trim",
+            Row(
+                "host RSS start -> end, after gc and malloc_trim",
                 f"{res.start.trimmed / MIB:.1f} -> {res.end.trimmed / MIB:.1f} MiB "
-                f"({trimmed:+.1f})", f"<= +{a.rss_tolerance:g} MiB", trimmed <= a.rss_tolerance),
-            Row("host fds start -> end", f"{res.start.fds} -> {res.end.fds}", "equal",
-                res.end.fds == res.start.fds),
+                f"({trimmed:+.1f})",
+                f"<= +{a.rss_tolerance:g} MiB",
+                trimmed <= a.rss_tolerance,
+            ),
+            Row(
+                "host fds start -> end",
+                f"{res.start.fds} -> {res.end.fds}",
+                "equal",
+                res.end.fds == res.start.fds,
+            ),
         ]
     out += [
         Row("processes left after close", f"{len(res.left)}", "0", not res.left),
         Row("fds left after close", f"{len(res.fds_left)}", "0", not res.fds_left),
-        Row("healthy p50: calm / storm / after",
+        Row(
+            "healthy p50: calm / storm / after",
             f"{ms(p(s['calm'], 50))} / {ms(p(s['storm'], 50))} / {ms(p(s['after'], 50))}",
-            "", None),
-        Row("healthy p99: calm / storm / after",
+            "",
+            None,
+        ),
+        Row(
+            "healthy p99: calm / storm / after",
             f"{ms(p(s['calm'], 99))} / {ms(p(s['storm'], 99))} / {ms(p(s['after'], 99))}",
-            "", None),
-        Row("healthy max: calm / storm / after",
+            "",
+            None,
+        ),
+        Row(
+            "healthy max: calm / storm / after",
             f"{ms(max(s['calm'], default=math.nan))} / {ms(max(s['storm'], default=math.nan))}"
-            f" / {ms(max(s['after'], default=math.nan))}", "", None),
-        Row("healthy samples: calm / storm / after",
-            f"{len(s['calm'])} / {len(s['storm'])} / {len(s['after'])}", "", None),
-        Row("storm length", f"{res.storm_seconds:.0f} s; peak {res.peak_descendants} "
-            f"processes under the host; {res.workers_seen} worker pids seen", "", None),
+            f" / {ms(max(s['after'], default=math.nan))}",
+            "",
+            None,
+        ),
+        Row(
+            "healthy samples: calm / storm / after",
+            f"{len(s['calm'])} / {len(s['storm'])} / {len(s['after'])}",
+            "",
+            None,
+        ),
+        Row(
+            "storm length",
+            f"{res.storm_seconds:.0f} s; peak {res.peak_descendants} "
+            f"processes under the host; {res.workers_seen} worker pids seen",
+            "",
+            None,
+        ),
     ]
     if not res.storm_complete:
-        out.append(Row("storm reached its targets", f"no: stopped at --max-storm "
-                       f"{a.max_storm:g} s", "yes", False))
+        out.append(
+            Row(
+                "storm reached its targets",
+                f"no: stopped at --max-storm {a.max_storm:g} s",
+                "yes",
+                False,
+            )
+        )
     return out
 
 
@@ -577,13 +674,21 @@ def kind_rows(res: Results) -> list[list[str]]:
         right = f"{k.right}/{k.struck}"
         if k.deadline_first:
             right += f" ({k.deadline_first} deadline first)"
-        out.append([f.name, expected, str(k.struck), str(k.crashes), right, seen,
-                    f"{p(k.seconds, 50) * 1000:.0f}"])
+        out.append(
+            [
+                f.name,
+                expected,
+                str(k.struck),
+                str(k.crashes),
+                right,
+                seen,
+                f"{p(k.seconds, 50) * 1000:.0f}",
+            ]
+        )
     return out
 
 
-KIND_HEAD = ["fault", "expected cause", "struck", "crashes", "right", "causes reported",
-             "p50 ms"]
+KIND_HEAD = ["fault", "expected cause", "struck", "crashes", "right", "causes reported", "p50 ms"]
 
 
 def text_table(head: list[str], body: list[list[str]]) -> str:
@@ -613,19 +718,22 @@ def problems(res: Results) -> list[str]:
     return out
 
 
-def write_markdown(path: str, res: Results, command: str, info: dict[str, Any],
-                   header: str) -> None:
+def write_markdown(
+    path: str, res: Results, command: str, info: dict[str, Any], header: str
+) -> None:
     main_rows = [[r.figure, r.value, r.target, met(r)] for r in rows(res)]
     wrong = problems(res)
     a = res.args
     cpu = info["cpu_seconds"]
     busy = ""
     if cpu["others"] > 0.1 * cpu["available"]:
-        busy = (f"\n\nThe machine was shared while this ran: other processes used "
-                f"{cpu['others']:.0f} CPU-seconds of the {cpu['available']:.0f} its "
-                f"{info['nproc']} CPUs offered in the run, beside the soak's "
-                f"{cpu['soak']:.0f}; the latencies include time spent waiting for a CPU "
-                f"that other work held.")
+        busy = (
+            f"\n\nThe machine was shared while this ran: other processes used "
+            f"{cpu['others']:.0f} CPU-seconds of the {cpu['available']:.0f} its "
+            f"{info['nproc']} CPUs offered in the run, beside the soak's "
+            f"{cpu['soak']:.0f}; the latencies include time spent waiting for a CPU "
+            f"that other work held."
+        )
     text = f"""# Reliability
 
 The soak runs one `PluginHost` with a healthy plugin answering a steady stream of
@@ -714,35 +822,72 @@ def cpu_seconds() -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--crashes", type=int, default=1000,
-                    help="worker-killing faults to inject in the storm (default 1000)")
-    ap.add_argument("--min-per-kind", type=int, default=10,
-                    help="strikes of every fault kind in the storm (default 10)")
-    ap.add_argument("--max-storm", type=float, default=240.0,
-                    help="give up the storm after this many seconds (default 240)")
-    ap.add_argument("--calm", type=float, default=10.0,
-                    help="seconds of the healthy stream alone before and after (default 10)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--crashes",
+        type=int,
+        default=1000,
+        help="worker-killing faults to inject in the storm (default 1000)",
+    )
+    ap.add_argument(
+        "--min-per-kind",
+        type=int,
+        default=10,
+        help="strikes of every fault kind in the storm (default 10)",
+    )
+    ap.add_argument(
+        "--max-storm",
+        type=float,
+        default=240.0,
+        help="give up the storm after this many seconds (default 240)",
+    )
+    ap.add_argument(
+        "--calm",
+        type=float,
+        default=10.0,
+        help="seconds of the healthy stream alone before and after (default 10)",
+    )
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up (default 2)")
-    ap.add_argument("--rate", type=float, default=200.0,
-                    help="healthy calls per second, all tasks together (default 200)")
-    ap.add_argument("--tasks", type=int, default=8,
-                    help="concurrent healthy callers (default 8)")
-    ap.add_argument("--rss-tolerance", type=float, default=8.0, metavar="MIB",
-                    help="growth of the RSS in use (after gc and malloc_trim) allowed from "
-                         "start to end (default 8 MiB)")
-    ap.add_argument("--max-reports", type=int, default=2000,
-                    help="the host's max_reports; the warm-up fills it (default 2000)")
-    ap.add_argument("--tracemalloc", type=int, default=0, metavar="N",
-                    help="trace the host's allocations from start to end and print the N "
-                         "that grew most (slows the host down)")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=200.0,
+        help="healthy calls per second, all tasks together (default 200)",
+    )
+    ap.add_argument("--tasks", type=int, default=8, help="concurrent healthy callers (default 8)")
+    ap.add_argument(
+        "--rss-tolerance",
+        type=float,
+        default=8.0,
+        metavar="MIB",
+        help="growth of the RSS in use (after gc and malloc_trim) allowed from "
+        "start to end (default 8 MiB)",
+    )
+    ap.add_argument(
+        "--max-reports",
+        type=int,
+        default=2000,
+        help="the host's max_reports; the warm-up fills it (default 2000)",
+    )
+    ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="N",
+        help="trace the host's allocations from start to end and print the N "
+        "that grew most (slows the host down)",
+    )
     ap.add_argument("--tracemalloc-depth", type=int, default=12, help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="+", metavar="FAULT", help="these fault kinds only")
     ap.add_argument("--launcher", choices=("zygote", "subprocess"), default="zygote")
     ap.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
-    ap.add_argument("--write", metavar="PATH",
-                    help="write the figures and the command as Markdown (docs/RELIABILITY.md)")
+    ap.add_argument(
+        "--write",
+        metavar="PATH",
+        help="write the figures and the command as Markdown (docs/RELIABILITY.md)",
+    )
     args = ap.parse_args(argv)
     faults = [FAULTS[n] for n in args.only] if args.only else list(FAULTS.values())
     quiet_logging()
@@ -753,18 +898,22 @@ def main(argv: list[str] | None = None) -> int:
     res = anyio.run(soak, args, faults, backend=args.backend)
     busy1, mine1 = cpu_seconds()  # after the host closed: its zygote and workers reaped
     info["loadavg"]["end"] = [round(x, 2) for x in os.getloadavg()]
-    info["cpu_seconds"] = {"available": (time.monotonic() - began) * len(os.sched_getaffinity(0)),
-                           "soak": mine1 - mine0,
-                           "others": max(0.0, (busy1 - busy0) - (mine1 - mine0))}
+    info["cpu_seconds"] = {
+        "available": (time.monotonic() - began) * len(os.sched_getaffinity(0)),
+        "soak": mine1 - mine0,
+        "others": max(0.0, (busy1 - busy0) - (mine1 - mine0)),
+    }
     git = info["git"]
-    header = (f"Run {time.strftime('%Y-%m-%d %H:%M')}, {res.elapsed:.0f} s: {info['nproc']} "
-              f"CPUs ({info['cpu'] or '?'}), Python {info['python']}, Linux "
-              f"{info['kernel']}, {args.backend}, {args.launcher} launcher, plugbox "
-              f"{(git['commit'] or '?')[:10]}"
-              f"{' + uncommitted changes' if git['plugbox_changed_files'] else ''}; "
-              f"CPU-seconds used by the soak {info['cpu_seconds']['soak']:.0f}, by other "
-              f"processes {info['cpu_seconds']['others']:.0f}, of "
-              f"{info['cpu_seconds']['available']:.0f} available.")
+    header = (
+        f"Run {time.strftime('%Y-%m-%d %H:%M')}, {res.elapsed:.0f} s: {info['nproc']} "
+        f"CPUs ({info['cpu'] or '?'}), Python {info['python']}, Linux "
+        f"{info['kernel']}, {args.backend}, {args.launcher} launcher, plugbox "
+        f"{(git['commit'] or '?')[:10]}"
+        f"{' + uncommitted changes' if git['plugbox_changed_files'] else ''}; "
+        f"CPU-seconds used by the soak {info['cpu_seconds']['soak']:.0f}, by other "
+        f"processes {info['cpu_seconds']['others']:.0f}, of "
+        f"{info['cpu_seconds']['available']:.0f} available."
+    )
     table = [[r.figure, r.value, r.target, met(r)] for r in rows(res)]
     print(header)
     print(text_table(["figure", "value", "target", "met"], table))
@@ -773,12 +922,13 @@ def main(argv: list[str] | None = None) -> int:
     wrong = problems(res)
     if wrong:
         print("\nwhat went wrong:\n  " + "\n  ".join(wrong))
-    for stat in res.growth[:args.tracemalloc]:
+    for stat in res.growth[: args.tracemalloc]:
         print(f"\n{stat.size_diff / 1024:+.0f} KiB in {stat.count_diff:+d} blocks, allocated at:")
         print("\n".join(stat.traceback.format(limit=args.tracemalloc_depth)))
     if args.write:
         command = "python benchmarks/soak.py" + "".join(
-            f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))
+            f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
+        )
         write_markdown(args.write, res, command, info, header)
         log(f"wrote {args.write}")
     return 0 if all(r.met is not False for r in rows(res)) else 1

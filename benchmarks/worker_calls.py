@@ -38,8 +38,10 @@ class Echo:
         return payload
 
 
-SPEC = {"echo": {"args": ["payload"], "kind": "sync"},
-        "aecho": {"args": ["payload"], "kind": "async"}}
+SPEC = {
+    "echo": {"args": ["payload"], "kind": "sync"},
+    "aecho": {"args": ["payload"], "kind": "async"},
+}
 
 
 class Dropping:
@@ -55,11 +57,14 @@ class Dropping:
 async def per_call(hook: str, reads: int) -> float:
     """µs per call over ``reads`` reads of 64 Calls (after 50 reads of warm-up)."""
     loop = asyncio.get_running_loop()
-    channel = WorkerChannel(loader.check(Echo(), SPEC), {}, Confinement(), FrameLimits(),
-                            loop.create_future())
+    channel = WorkerChannel(
+        loader.check(Echo(), SPEC), {}, Confinement(), FrameLimits(), loop.create_future()
+    )
     channel.transport = Dropping()  # type: ignore[assignment]
-    read = b"".join(encode(Call(id=i + 1, hook=hook, args={"payload": PAYLOAD}), side="host")
-                    for i in range(PER_READ))
+    read = b"".join(
+        encode(Call(id=i + 1, hook=hook, args={"payload": PAYLOAD}), side="host")
+        for i in range(PER_READ)
+    )
 
     async def run(count: int) -> None:
         for _ in range(count):

@@ -80,8 +80,7 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     widths[-1] = len(header[-1])  # the last column is free text: do not pad it
     for row in [header, ["-" * w for w in widths], *rows]:
-        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-              .rstrip())
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def shorten(text: str, width: int = 64) -> str:
@@ -91,19 +90,33 @@ def shorten(text: str, width: int = 64) -> str:
 
 def report_row(name: str, expected: str, report: FailureReport | None) -> list[str]:
     if report is None:
-        return [name, "ok", "-", "-", "-", "-", "yes" if expected == "ok" else "NO",
-                "answered normally"]
+        return [
+            name,
+            "ok",
+            "-",
+            "-",
+            "-",
+            "-",
+            "yes" if expected == "ok" else "NO",
+            "answered normally",
+        ]
     how = report.signal or (f"exit {report.exit_code}" if report.exit_code is not None else "-")
     if report.cause == "raised":
         how = "alive"  # the plugin's own exception: the worker lives on
-    return [name, report.cause, how, f"{report.duration:.2f} s",
-            f"{report.peak_rss_kb / 1024:.0f} MB", f"{report.cpu_time:.2f} s",
-            "yes" if report.cause == expected else "NO", shorten(report.detail)]
+    return [
+        name,
+        report.cause,
+        how,
+        f"{report.duration:.2f} s",
+        f"{report.peak_rss_kb / 1024:.0f} MB",
+        f"{report.cpu_time:.2f} s",
+        "yes" if report.cause == expected else "NO",
+        shorten(report.detail),
+    ]
 
 
 async def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="  | %(name)s: %(message)s",
-                        stream=sys.stdout)
+    logging.basicConfig(level=logging.INFO, format="  | %(name)s: %(message)s", stream=sys.stdout)
     # The host logs a worker's stdout and stderr under plugbox.plugin.<name>, rate-limited.
     # The misbehaving plugins' output (the flood's lines and "lines dropped" notes, the
     # segfault's faulthandler trace) is muted here: the host's own warnings (logger
@@ -123,35 +136,52 @@ async def main() -> int:
     exit_code = 0
     try:
         async with PluginHost(specs.PIPELINE) as host:
-            print(f"1. Starting plugins, each in its own worker, under {LIMITS.memory_mb} MB, "
-                  f"{LIMITS.cpu_seconds:g} s CPU per call, a {LIMITS.call_timeout:g} s deadline")
+            print(
+                f"1. Starting plugins, each in its own worker, under {LIMITS.memory_mb} MB, "
+                f"{LIMITS.cpu_seconds:g} s CPU per call, a {LIMITS.call_timeout:g} s deadline"
+            )
             t0 = time.monotonic()
-            await host.add(str(PLUGINS / "message_logger.py"), config={"path": log_path},
-                           limits=LIMITS, on_failure="skip", sandbox=Sandbox(scratch=log_dir))
+            await host.add(
+                str(PLUGINS / "message_logger.py"),
+                config={"path": log_path},
+                limits=LIMITS,
+                on_failure="skip",
+                sandbox=Sandbox(scratch=log_dir),
+            )
             await host.add(str(PLUGINS / "upper.py"), limits=LIMITS, on_failure="skip")
             for file, _name, _expected in MISBEHAVING:
-                await host.add(str(PLUGINS / "misbehaving" / file), limits=LIMITS,
-                               on_failure="skip")
+                await host.add(
+                    str(PLUGINS / "misbehaving" / file), limits=LIMITS, on_failure="skip"
+                )
             elapsed = time.monotonic() - t0
-            print(f"   {len(host.plugins)} plugins started in {elapsed * 1000:.0f} ms "
-                  f"({elapsed / len(host.plugins) * 1000:.1f} ms each): "
-                  f"{', '.join(p.name for p in host.plugins)}")
+            print(
+                f"   {len(host.plugins)} plugins started in {elapsed * 1000:.0f} ms "
+                f"({elapsed / len(host.plugins) * 1000:.1f} ms each): "
+                f"{', '.join(p.name for p in host.plugins)}"
+            )
 
             message = "hello, plugins"
             print(f"\n2. One message through the whole pipeline: {message!r}")
             t0 = time.monotonic()
             outcome, failures = await run_pipeline(host, message)
             elapsed = time.monotonic() - t0
-            print(f"\n   The chain's result: {outcome.value!r} after {elapsed:.2f} s; "
-                  f"answered by {', '.join(outcome.called)}")
+            print(
+                f"\n   The chain's result: {outcome.value!r} after {elapsed:.2f} s; "
+                f"answered by {', '.join(outcome.called)}"
+            )
             by_name = {r.plugin: r for r in failures}
-            rows = [report_row("message-logger", "ok", by_name.get("message-logger")),
-                    report_row("upper", "ok", by_name.get("upper"))]
-            rows += [report_row(name, expected, by_name.get(name))
-                     for _file, name, expected in MISBEHAVING]
+            rows = [
+                report_row("message-logger", "ok", by_name.get("message-logger")),
+                report_row("upper", "ok", by_name.get("upper")),
+            ]
+            rows += [
+                report_row(name, expected, by_name.get(name))
+                for _file, name, expected in MISBEHAVING
+            ]
             print()
-            print_table(rows, ["plugin", "cause", "exit/sig", "took", "peak RSS", "CPU",
-                               "true?", "detail"])
+            print_table(
+                rows, ["plugin", "cause", "exit/sig", "took", "peak RSS", "CPU", "true?", "detail"]
+            )
             if any(row[6] != "yes" for row in rows):
                 print("\n   !! some plugin was not reported with its true cause")
                 exit_code = 1
@@ -163,9 +193,13 @@ async def main() -> int:
                             print(f"     {line.strip()}")
 
             print("\n3. The workers afterwards (a killed worker is restarted on its next call)")
-            print_table([[p.name, p.state, str(p.pid or "-"), str(p.calls), str(p.failures)]
-                         for p in host.plugins],
-                        ["plugin", "state", "pid", "calls", "killed"])
+            print_table(
+                [
+                    [p.name, p.state, str(p.pid or "-"), str(p.calls), str(p.failures)]
+                    for p in host.plugins
+                ],
+                ["plugin", "state", "pid", "calls", "killed"],
+            )
 
             print("\n4. The misbehaving plugins removed, the same host serves on")
             for _file, name, _expected in MISBEHAVING:
@@ -174,8 +208,10 @@ async def main() -> int:
                 t0 = time.monotonic()
                 outcome, failures = await run_pipeline(host, message)
                 elapsed = time.monotonic() - t0
-                print(f"   {message!r} -> {outcome.value!r}: {elapsed * 1000:.2f} ms for "
-                      f"pre_process + process + post_process, {len(failures)} failures")
+                print(
+                    f"   {message!r} -> {outcome.value!r}: {elapsed * 1000:.2f} ms for "
+                    f"pre_process + process + post_process, {len(failures)} failures"
+                )
                 if failures:
                     exit_code = 1
             logging.getLogger("plugbox.plugin.message-logger").setLevel(logging.WARNING)
@@ -188,9 +224,11 @@ async def main() -> int:
             latencies.sort()
             median = statistics.median(latencies)
             p95 = latencies[int(len(latencies) * 0.95)]
-            print(f"   {TIMED_CALLS} more process calls (2 plugins, one round trip each): "
-                  f"median {median * 1e6:.0f} us, p95 {p95 * 1e6:.0f} us per call "
-                  f"(the message logger's log lines muted)")
+            print(
+                f"   {TIMED_CALLS} more process calls (2 plugins, one round trip each): "
+                f"median {median * 1e6:.0f} us, p95 {p95 * 1e6:.0f} us per call "
+                f"(the message logger's log lines muted)"
+            )
             print(f"   Failures recorded by the host in all: {len(host.reports)}")
             print("\n5. Closing the host (plugins close in reverse order)")
 
@@ -199,8 +237,10 @@ async def main() -> int:
         for line in lines:
             entry: dict[str, Any] = json.loads(line)
             hooks[entry["hook"]] = hooks.get(entry["hook"], 0) + 1
-        print(f"   The message logger wrote {len(lines)} JSON lines to {log_path}: "
-              + ", ".join(f"{n} {hook}" for hook, n in hooks.items()))
+        print(
+            f"   The message logger wrote {len(lines)} JSON lines to {log_path}: "
+            + ", ".join(f"{n} {hook}" for hook, n in hooks.items())
+        )
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
     print(f"\nThe host survived every plugin. Total time: {time.monotonic() - started:.1f} s")

@@ -40,9 +40,25 @@ _LAZY = {
     "specs": ".specs",
 }
 
-__all__ = ["DiscoveredPlugin", "FailureReport", "HookSet", "HookSpec", "Limits", "Lock",
-           "Outcome", "PluginHost", "PluginInfo", "Sandbox", "SyncPluginHost", "discover",
-           "errors", "read_lock", "specs", "verify_lock", "write_lock"]
+__all__ = [
+    "DiscoveredPlugin",
+    "FailureReport",
+    "HookSet",
+    "HookSpec",
+    "Limits",
+    "Lock",
+    "Outcome",
+    "PluginHost",
+    "PluginInfo",
+    "Sandbox",
+    "SyncPluginHost",
+    "discover",
+    "errors",
+    "read_lock",
+    "specs",
+    "verify_lock",
+    "write_lock",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -50,16 +50,28 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _add_doctor(sub: SubParsers) -> None:
     parser = sub.add_parser(
-        "doctor", help="show which sandbox layers this system offers and a worker has",
-        description=DOCTOR_HELP, epilog=EXIT_STATUS,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", action="store_true",
-                        help="print the diagnosis as one JSON object")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 1 unless every layer is in force in the probe worker "
-                             "and every probe was refused")
-    parser.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
-                        help="give up on the probe worker after this long (default 20)")
+        "doctor",
+        help="show which sandbox layers this system offers and a worker has",
+        description=DOCTOR_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the diagnosis as one JSON object"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 unless every layer is in force in the probe worker "
+        "and every probe was refused",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="give up on the probe worker after this long (default 20)",
+    )
     parser.set_defaults(func=_doctor)
 
 
@@ -72,12 +84,13 @@ def _doctor(args: argparse.Namespace) -> int:
     else:
         print(diagnosis.render())
     if diagnosis.error is not None:
-        print(f"plugbox doctor: no probe worker could be run: {diagnosis.error}",
-              file=sys.stderr)
+        print(f"plugbox doctor: no probe worker could be run: {diagnosis.error}", file=sys.stderr)
         return EXIT_ERROR
     if args.strict and not diagnosis.ok:
-        problems = [*(f"layer {name} not in force" for name in diagnosis.missing),
-                    *(f"{name} got through" for name in diagnosis.got_through)]
+        problems = [
+            *(f"layer {name} not in force" for name in diagnosis.missing),
+            *(f"{name} got through" for name in diagnosis.got_through),
+        ]
         print(f"plugbox doctor --strict: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
@@ -95,22 +108,31 @@ BENCH_SUITE = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 
 def _add_bench(sub: SubParsers) -> None:
     parser = sub.add_parser(
-        "bench", help="run the benchmark suite (from a source checkout)",
+        "bench",
+        help="run the benchmark suite (from a source checkout)",
         description="Run benchmarks/run.py: plugbox beside its baselines in one run, with "
-                    "the ratios against the speed targets. Needs the bench extra "
-                    "(pip install -e '.[bench]') for the baselines.")
+        "the ratios against the speed targets. Needs the bench extra "
+        "(pip install -e '.[bench]') for the baselines.",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about 20 s)")
     parser.add_argument("--json", metavar="PATH", help="where to write the figures")
-    parser.add_argument("--suite", metavar="PATH", default=str(BENCH_SUITE),
-                        help="the suite's run.py (default: the checkout's)")
+    parser.add_argument(
+        "--suite",
+        metavar="PATH",
+        default=str(BENCH_SUITE),
+        help="the suite's run.py (default: the checkout's)",
+    )
     parser.set_defaults(func=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
     suite = Path(args.suite)
     if not suite.is_file():
-        print(f"plugbox bench: no benchmark suite at {suite}; it ships with the source "
-              f"repository, not the installed package", file=sys.stderr)
+        print(
+            f"plugbox bench: no benchmark suite at {suite}; it ships with the source "
+            f"repository, not the installed package",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     cmd = [sys.executable, str(suite)]
     if args.quick:
@@ -127,15 +149,21 @@ def _add_lock_commands(sub: SubParsers) -> None:
 
 
 #: the subcommands, in the order --help lists them
-COMMANDS: list[Callable[[SubParsers], None]] = [_add_run_commands, _add_lock_commands,
-                                                 _add_doctor, _add_bench]
+COMMANDS: list[Callable[[SubParsers], None]] = [
+    _add_run_commands,
+    _add_lock_commands,
+    _add_doctor,
+    _add_bench,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plugbox",
         description="Run untrusted plugins in sandboxed worker processes.",
-        epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"plugbox {__version__}")
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     sub.required = True
@@ -159,5 +187,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-__all__ = ["COMMANDS", "EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser",
-           "main"]
+__all__ = ["COMMANDS", "EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]

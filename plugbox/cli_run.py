@@ -129,12 +129,18 @@ def _report_dict(report: Any) -> dict[str, Any]:
 
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits (default: plugbox.Limits())")
-    group.add_argument("--memory-mb", type=int, metavar="N",
-                       help="memory the plugin may allocate beyond the bare worker")
-    group.add_argument("--cpu-seconds", type=float, metavar="S",
-                       help="CPU seconds per call (SIGXCPU beyond)")
-    group.add_argument("--timeout", type=float, metavar="T",
-                       help="wall-clock deadline of each call, in seconds")
+    group.add_argument(
+        "--memory-mb",
+        type=int,
+        metavar="N",
+        help="memory the plugin may allocate beyond the bare worker",
+    )
+    group.add_argument(
+        "--cpu-seconds", type=float, metavar="S", help="CPU seconds per call (SIGXCPU beyond)"
+    )
+    group.add_argument(
+        "--timeout", type=float, metavar="T", help="wall-clock deadline of each call, in seconds"
+    )
 
 
 def _usage(command: str, exc: Exception) -> int:
@@ -160,17 +166,30 @@ examples:
 
 
 def _add_run(sub: SubParsers) -> None:
-    parser = sub.add_parser("run", help="call one hook of a plugin and print the outcome "
-                                        "as JSON", description=RUN_HELP, epilog=EXIT_STATUS,
-                            formatter_class=_fmt())
+    parser = sub.add_parser(
+        "run",
+        help="call one hook of a plugin and print the outcome as JSON",
+        description=RUN_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=_fmt(),
+    )
     parser.add_argument("plugin", metavar="PLUGIN", help="the plugin's reference")
     parser.add_argument("--hook", required=True, metavar="NAME", help="the hook to call")
-    parser.add_argument("--args", default="{}", metavar="JSON",
-                        help="the hook's arguments, a JSON object (default {})")
-    parser.add_argument("--spec", choices=("pipeline", "agent"), default="pipeline",
-                        help="the hook set the host serves (default pipeline)")
-    parser.add_argument("--config", metavar="JSON",
-                        help="the plugin's config, a JSON object handed to initialize")
+    parser.add_argument(
+        "--args",
+        default="{}",
+        metavar="JSON",
+        help="the hook's arguments, a JSON object (default {})",
+    )
+    parser.add_argument(
+        "--spec",
+        choices=("pipeline", "agent"),
+        default="pipeline",
+        help="the hook set the host serves (default pipeline)",
+    )
+    parser.add_argument(
+        "--config", metavar="JSON", help="the plugin's config, a JSON object handed to initialize"
+    )
     _add_limit_options(parser)
     parser.set_defaults(func=run_command)
 
@@ -183,8 +202,9 @@ def run_command(args: argparse.Namespace) -> int:
         limits = _limits(args)
         spec = _spec(args.spec)
         if args.hook not in spec:
-            raise UsageError(f"the {args.spec} spec has no hook {args.hook!r} "
-                             f"(it has: {', '.join(spec)})")
+            raise UsageError(
+                f"the {args.spec} spec has no hook {args.hook!r} (it has: {', '.join(spec)})"
+            )
     except UsageError as exc:
         return _usage("run", exc)
     from .errors import PluginFailure, PluginLoadError
@@ -194,14 +214,19 @@ def run_command(args: argparse.Namespace) -> int:
 
         async with PluginHost(spec) as host:
             try:
-                info = await host.add(args.plugin, config=config, limits=limits,
-                                      on_failure="raise")
+                info = await host.add(args.plugin, config=config, limits=limits, on_failure="raise")
             except PluginLoadError as exc:
                 print(f"plugbox run: {exc}", file=sys.stderr)
                 return EXIT_ERROR
-            result: dict[str, Any] = {"ok": True, "plugin": info.name,
-                                      "version": info.version, "hook": args.hook,
-                                      "value": None, "args": hook_args, "failure": None}
+            result: dict[str, Any] = {
+                "ok": True,
+                "plugin": info.name,
+                "version": info.version,
+                "hook": args.hook,
+                "value": None,
+                "args": hook_args,
+                "failure": None,
+            }
             try:
                 outcome = await host.call(args.hook, **hook_args)
             except TypeError as exc:
@@ -240,14 +265,23 @@ named like a hook the spec does not declare.
 
 
 def _add_check(sub: SubParsers) -> None:
-    parser = sub.add_parser("check", help="load a plugin sandboxed and list its hooks and "
-                                          "problems", description=CHECK_HELP,
-                            epilog=EXIT_STATUS, formatter_class=_fmt())
+    parser = sub.add_parser(
+        "check",
+        help="load a plugin sandboxed and list its hooks and problems",
+        description=CHECK_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=_fmt(),
+    )
     parser.add_argument("plugin", metavar="PLUGIN", help="the plugin's reference")
-    parser.add_argument("--spec", choices=("pipeline", "agent"), default="pipeline",
-                        help="the hook set to check it against (default pipeline)")
-    parser.add_argument("--config", metavar="JSON",
-                        help="the plugin's config, a JSON object handed to initialize")
+    parser.add_argument(
+        "--spec",
+        choices=("pipeline", "agent"),
+        default="pipeline",
+        help="the hook set to check it against (default pipeline)",
+    )
+    parser.add_argument(
+        "--config", metavar="JSON", help="the plugin's config, a JSON object handed to initialize"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=check_command)
 
@@ -269,16 +303,25 @@ def check_command(args: argparse.Namespace) -> int:
             try:
                 info = await host.add(args.plugin, config=config)
             except PluginLoadError as exc:
-                found: dict[str, Any] = {"plugin": args.plugin, "loaded": False,
-                                         "problems": [exc.reason]}
+                found: dict[str, Any] = {
+                    "plugin": args.plugin,
+                    "loaded": False,
+                    "problems": [exc.reason],
+                }
                 if args.json:
                     print(json.dumps(found))
                 print(f"plugbox check: {exc}", file=sys.stderr)
                 return EXIT_FAILED
             hooks = {h: list(p.hooks.get(h, [])) for p in host._plugins for h in p.hooks}
-            found = {"plugin": info.name, "version": info.version, "ref": info.ref,
-                     "loaded": True, "hooks": hooks, "problems": list(info.problems),
-                     "layers": {k: v for k, v in info.layers.items()}}
+            found = {
+                "plugin": info.name,
+                "version": info.version,
+                "ref": info.ref,
+                "loaded": True,
+                "hooks": hooks,
+                "problems": list(info.problems),
+                "layers": {k: v for k, v in info.layers.items()},
+            }
         if args.json:
             print(json.dumps(found))
         else:
@@ -312,9 +355,13 @@ reported for each and shows it serving on. Takes about six seconds.
 
 
 def _add_demo(sub: SubParsers) -> None:
-    parser = sub.add_parser("demo", help="run the chapter exercise: misbehaving plugins "
-                                         "contained", description=DEMO_HELP,
-                            epilog=EXIT_STATUS, formatter_class=_fmt())
+    parser = sub.add_parser(
+        "demo",
+        help="run the chapter exercise: misbehaving plugins contained",
+        description=DEMO_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=_fmt(),
+    )
     parser.add_argument("--script", type=Path, default=DEMO_SCRIPT, help=argparse.SUPPRESS)
     parser.set_defaults(func=demo_command)
 
@@ -323,8 +370,11 @@ def demo_command(args: argparse.Namespace) -> int:
     """``plugbox demo``: load the demo script and run its async ``main``."""
     script: Path = args.script
     if not script.is_file():
-        print(f"plugbox demo: {script} is missing (the demo ships with plugbox's source "
-              f"tree, under examples/)", file=sys.stderr)
+        print(
+            f"plugbox demo: {script} is missing (the demo ships with plugbox's source "
+            f"tree, under examples/)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     spec = importlib.util.spec_from_file_location("plugbox_demo", script)
     assert spec is not None and spec.loader is not None
@@ -353,12 +403,27 @@ TOP_PLUGINS: list[tuple[str, dict[str, Any]]] = [
 
 
 def _add_top(sub: SubParsers) -> None:
-    parser = sub.add_parser("top", help="a live view of a demo host's workers",
-                            description=TOP_HELP, epilog=EXIT_STATUS, formatter_class=_fmt())
-    parser.add_argument("--iterations", type=int, default=0, metavar="N",
-                        help="stop after N refreshes (default 0: until interrupted)")
-    parser.add_argument("--interval", type=float, default=1.0, metavar="S",
-                        help="seconds between refreshes (default 1)")
+    parser = sub.add_parser(
+        "top",
+        help="a live view of a demo host's workers",
+        description=TOP_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=_fmt(),
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stop after N refreshes (default 0: until interrupted)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between refreshes (default 1)",
+    )
     parser.set_defaults(func=top_command)
 
 
@@ -381,26 +446,46 @@ def worker_rows(host: PluginHost) -> list[dict[str, Any]]:
                 cpu_s = times.user + times.system
             except psutil.Error:
                 pass
-        rows.append({"pid": info.pid, "plugin": info.name, "rss_mb": rss_mb, "cpu_s": cpu_s,
-                     "calls": info.calls, "failures": failures.get(info.name, 0),
-                     "restarts": info.restarts, "state": info.state})
+        rows.append(
+            {
+                "pid": info.pid,
+                "plugin": info.name,
+                "rss_mb": rss_mb,
+                "cpu_s": cpu_s,
+                "calls": info.calls,
+                "failures": failures.get(info.name, 0),
+                "restarts": info.restarts,
+                "state": info.state,
+            }
+        )
     return rows
 
 
 def render(rows: list[dict[str, Any]], title: str) -> str:
     """The table ``top`` prints."""
     header = ["PID", "PLUGIN", "RSS MB", "CPU s", "CALLS", "FAILURES", "RESTARTS", "STATE"]
-    table = [[str(r["pid"] or "-"), r["plugin"],
-              "-" if r["rss_mb"] is None else f"{r['rss_mb']:.1f}",
-              "-" if r["cpu_s"] is None else f"{r['cpu_s']:.2f}",
-              str(r["calls"]), str(r["failures"]), str(r["restarts"]), r["state"]]
-             for r in rows]
+    table = [
+        [
+            str(r["pid"] or "-"),
+            r["plugin"],
+            "-" if r["rss_mb"] is None else f"{r['rss_mb']:.1f}",
+            "-" if r["cpu_s"] is None else f"{r['cpu_s']:.2f}",
+            str(r["calls"]),
+            str(r["failures"]),
+            str(r["restarts"]),
+            r["state"],
+        ]
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     lines = [title, ""]
     for row in [header, *table]:
-        lines.append("  ".join(cell.rjust(w) if i in (0, 2, 3, 4, 5, 6) else cell.ljust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-                     .rstrip())
+        lines.append(
+            "  ".join(
+                cell.rjust(w) if i in (0, 2, 3, 4, 5, 6) else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -413,8 +498,9 @@ def top_command(args: argparse.Namespace) -> int:
     from . import specs
     from .limits import Limits
 
-    limits = Limits(memory_mb=128, cpu_seconds=2, call_timeout=2.0, backoff_initial=0.0,
-                    max_failures=1_000_000)
+    limits = Limits(
+        memory_mb=128, cpu_seconds=2, call_timeout=2.0, backoff_initial=0.0, max_failures=1_000_000
+    )
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
 
     # the table shows every failure: the host's warnings and the plugins' output would
@@ -430,8 +516,11 @@ def top_command(args: argparse.Namespace) -> int:
 
         async with PluginHost(specs.PIPELINE, on_failure="skip") as host:
             for cls, config in TOP_PLUGINS:
-                await host.add(f"plugbox.testing.faults:{cls}",
-                               config={**config, "hooks": ["process"]}, limits=limits)
+                await host.add(
+                    f"plugbox.testing.faults:{cls}",
+                    config={**config, "hooks": ["process"]},
+                    limits=limits,
+                )
             n = 0
             started = time.monotonic()
             while args.iterations == 0 or n < args.iterations:
@@ -440,8 +529,10 @@ def top_command(args: argparse.Namespace) -> int:
                 n += 1
                 await host.call("process", input_data=n)
                 count = f"/{args.iterations}" if args.iterations else ""
-                title = (f"plugbox top - demo host pid {os.getpid()}, refresh {n}{count}, "
-                         f"{time.monotonic() - started:.1f} s, {len(host.reports)} failures")
+                title = (
+                    f"plugbox top - demo host pid {os.getpid()}, refresh {n}{count}, "
+                    f"{time.monotonic() - started:.1f} s, {len(host.reports)} failures"
+                )
                 print(clear + render(worker_rows(host), title), flush=True)
                 if not clear:
                     print(flush=True)
@@ -460,6 +551,17 @@ def add_commands(subparsers: SubParsers) -> None:
         register(subparsers)
 
 
-__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",
-           "add_commands", "check_command", "demo_command", "render", "run_command",
-           "top_command", "worker_rows"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "add_commands",
+    "check_command",
+    "demo_command",
+    "render",
+    "run_command",
+    "top_command",
+    "worker_rows",
+]

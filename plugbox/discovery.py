@@ -41,9 +41,14 @@ def discover(group: str = "plugbox.plugins") -> list[DiscoveredPlugin]:
     for ep in metadata.entry_points(group=group):
         dist = ep.dist
         ref = ep.value.split("[", 1)[0].strip().replace(" ", "")
-        found.append(DiscoveredPlugin(
-            name=ep.name, ref=ref, group=group,
-            dist_name=dist.metadata["Name"] if dist is not None else None,
-            dist_version=dist.version if dist is not None else None))
+        found.append(
+            DiscoveredPlugin(
+                name=ep.name,
+                ref=ref,
+                group=group,
+                dist_name=dist.metadata["Name"] if dist is not None else None,
+                dist_version=dist.version if dist is not None else None,
+            )
+        )
     found.sort(key=lambda d: (d.name, d.dist_name or ""))
     return found

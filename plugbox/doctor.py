@@ -48,7 +48,7 @@ LAYERS: dict[str, str] = {
     "network_namespace": "own network namespace, without interfaces",
     "mount_namespace": "own mount namespace, with a /proc of its pid namespace's own",
     "pid_namespace": "own pid namespace under a minimal init: no host process in sight, "
-                     "and whatever the plugin starts dies with it",
+    "and whatever the plugin starts dies with it",
     "no_new_privs": "no privileges gained through execve (PR_SET_NO_NEW_PRIVS)",
     "landlock_filesystem": "Landlock: filesystem read-only but the scratch directory",
     "landlock_tcp": "Landlock: TCP bind and connect denied (ABI 4+)",
@@ -106,9 +106,14 @@ class Diagnosis:
     def to_json(self) -> dict[str, Any]:
         return {
             "system": self.system,
-            "layers": {layer.name: {"kernel": layer.kernel, "worker": layer.worker,
-                                    "description": layer.description}
-                       for layer in self.layers},
+            "layers": {
+                layer.name: {
+                    "kernel": layer.kernel,
+                    "worker": layer.worker,
+                    "description": layer.description,
+                }
+                for layer in self.layers
+            },
             "probe": self.actions,
             "missing": self.missing,
             "got_through": self.got_through,
@@ -118,19 +123,20 @@ class Diagnosis:
 
     def render(self) -> str:
         s = self.system
-        lines = [f"plugbox doctor: {s['system']} {s['release']} ({s['machine']}), "
-                 f"Python {s['python']}",
-                 f"host euid {s['euid']}: workers run as "
-                 f"{repr(s['worker_user']) if s['worker_user'] else 'the host uid'}; "
-                 f"Landlock ABI {s['landlock_abi'] or 'absent'}; seccomp filters "
-                 f"{'supported' if s['seccomp'] else 'unsupported'}", ""]
+        lines = [
+            f"plugbox doctor: {s['system']} {s['release']} ({s['machine']}), Python {s['python']}",
+            f"host euid {s['euid']}: workers run as "
+            f"{repr(s['worker_user']) if s['worker_user'] else 'the host uid'}; "
+            f"Landlock ABI {s['landlock_abi'] or 'absent'}; seccomp filters "
+            f"{'supported' if s['seccomp'] else 'unsupported'}",
+            "",
+        ]
         width = max(len(name) for name in LAYERS)
         lines.append(f"{'layer':<{width}}  kernel  worker  what it does")
         for layer in self.layers:
             worker = "?" if layer.worker is None else "on" if layer.worker else "OFF"
             kernel = "yes" if layer.kernel else "no"
-            lines.append(f"{layer.name:<{width}}  {kernel:<6}  {worker:<6}  "
-                         f"{layer.description}")
+            lines.append(f"{layer.name:<{width}}  {kernel:<6}  {worker:<6}  {layer.description}")
         lines.append("")
         if self.error is not None:
             lines.append(f"the probe worker could not be run: {self.error}")
@@ -138,8 +144,9 @@ class Diagnosis:
             lines.append("a probe worker tried what the sandbox must refuse:")
             for name, result in self.actions.items():
                 verdict = "refused" if result.get("refused") else "GOT THROUGH"
-                lines.append(f"  {ACTIONS.get(name, name):<44}  {verdict:<11}  "
-                             f"{result.get('detail', '')}")
+                lines.append(
+                    f"  {ACTIONS.get(name, name):<44}  {verdict:<11}  {result.get('detail', '')}"
+                )
         lines.append("")
         if self.ok:
             lines.append(f"all {len(self.layers)} layers in force; every probe refused.")
@@ -210,18 +217,27 @@ def kernel_offers(user: str | None = "nobody") -> tuple[dict[str, bool], dict[st
     abi = landlock.abi_version() if linux else 0
     filters = seccomp.supported()
     offers = {name: False for name in LAYERS}
-    offers.update({"new_session": hasattr(os, "setsid"), "fds_closed": True,
-                   "clean_environment": True, "rlimits": True,
-                   "landlock_filesystem": abi >= 1, "landlock_tcp": abi >= 4,
-                   "landlock_signals": abi >= 6, "landlock_abstract_unix": abi >= 6,
-                   "seccomp": filters})
+    offers.update(
+        {
+            "new_session": hasattr(os, "setsid"),
+            "fds_closed": True,
+            "clean_environment": True,
+            "rlimits": True,
+            "landlock_filesystem": abi >= 1,
+            "landlock_tcp": abi >= 4,
+            "landlock_signals": abi >= 6,
+            "landlock_abstract_unix": abi >= 6,
+            "seccomp": filters,
+        }
+    )
     offers.update({k: v for k, v in _forked_probe(user).items() if k in offers})
     return offers, {"landlock_abi": abi, "seccomp": filters}
 
 
 # --- a worker's side ------------------------------------------------------------------------
-async def probe_worker(*, actions: bool = True, launcher: str = "zygote",
-                       timeout: float = 20.0) -> tuple[dict[str, bool], dict[str, Any]]:
+async def probe_worker(
+    *, actions: bool = True, launcher: str = "zygote", timeout: float = 20.0
+) -> tuple[dict[str, bool], dict[str, Any]]:
     """Start a worker with the default Sandbox; return the layers it reported and, with
     ``actions``, what the probe plugin's attempts came to."""
     import anyio
@@ -268,10 +284,15 @@ def diagnose(timeout: float = 20.0) -> Diagnosis:
     offers, facts = kernel_offers(user if root else None)
     if not root:
         offers["unprivileged"] = True  # the workers run as this unprivileged uid
-    system = {"system": platform.system(), "release": platform.release(),
-              "machine": platform.machine(), "python": platform.python_version(),
-              "euid": os.geteuid() if hasattr(os, "geteuid") else None,
-              "worker_user": user if root else None, **facts}
+    system = {
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "euid": os.geteuid() if hasattr(os, "geteuid") else None,
+        "worker_user": user if root else None,
+        **facts,
+    }
     error = None
     reported: dict[str, bool] = {}
     actions: dict[str, Any] = {}
@@ -282,7 +303,13 @@ def diagnose(timeout: float = 20.0) -> Diagnosis:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     names = list(LAYERS) + [name for name in reported if name not in LAYERS]
-    layers = [Layer(name, LAYERS.get(name, ""), offers.get(name, False),
-                    None if error else bool(reported.get(name)))
-              for name in names]
+    layers = [
+        Layer(
+            name,
+            LAYERS.get(name, ""),
+            offers.get(name, False),
+            None if error else bool(reported.get(name)),
+        )
+        for name in names
+    ]
     return Diagnosis(system=system, layers=layers, actions=actions, error=error)

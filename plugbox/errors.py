@@ -69,10 +69,14 @@ class PluginIntegrityError(PluginLoadError):
     any worker started) or ``"worker"`` (on the bytes the worker was about to load).
     """
 
-    def __init__(self, ref: str, expected: str, actual: str, *, checked_by: str,
-                 what: str = "") -> None:
-        super().__init__(ref, f"integrity check failed ({checked_by}): sha256 of "
-                              f"{what or 'its code'} is {actual}, expected {expected}")
+    def __init__(
+        self, ref: str, expected: str, actual: str, *, checked_by: str, what: str = ""
+    ) -> None:
+        super().__init__(
+            ref,
+            f"integrity check failed ({checked_by}): sha256 of "
+            f"{what or 'its code'} is {actual}, expected {expected}",
+        )
         self.expected = expected
         self.actual = actual
         self.checked_by = checked_by
@@ -137,6 +141,13 @@ class PluginQuarantined(PluginFailure):
 #: the exception class for each ``FailureReport.cause``.
 FAILURE_TYPES: dict[str, type[PluginFailure]] = {
     cls.cause: cls
-    for cls in (PluginRaised, PluginCrashed, PluginTimeout, PluginMemoryExceeded,
-                PluginCPUExceeded, PluginProtocolError, PluginQuarantined)
+    for cls in (
+        PluginRaised,
+        PluginCrashed,
+        PluginTimeout,
+        PluginMemoryExceeded,
+        PluginCPUExceeded,
+        PluginProtocolError,
+        PluginQuarantined,
+    )
 }

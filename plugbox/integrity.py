@@ -33,8 +33,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["IntegrityMismatch", "Located", "digest", "file_digest", "guard_source_loads",
-           "locate", "split_ref", "tree_digest", "tree_manifest"]
+__all__ = [
+    "IntegrityMismatch",
+    "Located",
+    "digest",
+    "file_digest",
+    "guard_source_loads",
+    "locate",
+    "split_ref",
+    "tree_digest",
+    "tree_manifest",
+]
 
 _SKIP_DIRS = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -62,8 +71,7 @@ class Located:
         """'file /a/b.py' or 'package directory /a/pkg'."""
         if self.file is not None:
             return f"file {self.file}"
-        return "package director" + ("y " if len(self.dirs) == 1 else "ies ") + ", ".join(
-            self.dirs)
+        return "package director" + ("y " if len(self.dirs) == 1 else "ies ") + ", ".join(self.dirs)
 
 
 def split_ref(ref: str) -> tuple[str, bool]:
@@ -98,8 +106,9 @@ def locate(ref: str) -> Located:
             raise LookupError(f"package {top!r} has no directory to hash")
         return Located(ref=ref, dirs=dirs)
     if spec.origin is None or not spec.has_location or not os.path.isfile(spec.origin):
-        raise LookupError(f"module {top!r} is not a file on disk (origin: {spec.origin}); "
-                          f"it cannot be hashed")
+        raise LookupError(
+            f"module {top!r} is not a file on disk (origin: {spec.origin}); it cannot be hashed"
+        )
     return Located(ref=ref, file=os.path.abspath(spec.origin))
 
 

@@ -63,10 +63,14 @@ class Limits:
 
     def __post_init__(self) -> None:
         positive = {
-            "call_timeout": self.call_timeout, "start_timeout": self.start_timeout,
-            "close_timeout": self.close_timeout, "open_files": self.open_files,
-            "file_size_mb": self.file_size_mb, "stack_kb": self.stack_kb,
-            "max_message_mb": self.max_message_mb, "max_failures": self.max_failures,
+            "call_timeout": self.call_timeout,
+            "start_timeout": self.start_timeout,
+            "close_timeout": self.close_timeout,
+            "open_files": self.open_files,
+            "file_size_mb": self.file_size_mb,
+            "stack_kb": self.stack_kb,
+            "max_message_mb": self.max_message_mb,
+            "max_failures": self.max_failures,
             "failure_window": self.failure_window,
         }
         if self.memory_mb is not None:
@@ -164,8 +168,15 @@ class Sandbox:
 
     def to_worker(self, scratch: str, env: dict[str, str]) -> dict[str, Any]:
         """The sandbox settings as msgpack-able data for the worker."""
-        return {"user": self.user, "network": self.network, "read_only": list(self.read_only),
-                "scratch": scratch, "processes": self.processes, "env": env,
-                "namespaces": self.namespaces, "pid_namespace": self.pid_namespace,
-                "landlock": self.landlock,
-                "seccomp": self.seccomp}
+        return {
+            "user": self.user,
+            "network": self.network,
+            "read_only": list(self.read_only),
+            "scratch": scratch,
+            "processes": self.processes,
+            "env": env,
+            "namespaces": self.namespaces,
+            "pid_namespace": self.pid_namespace,
+            "landlock": self.landlock,
+            "seccomp": self.seccomp,
+        }

@@ -29,33 +29,50 @@ def add_lock_commands(subparsers: Any) -> None:
     """Register ``lock write`` and ``lock verify`` on an argparse subparsers object;
     each sets ``func`` to its handler ``(args) -> exit status``."""
     lock = subparsers.add_parser(
-        "lock", help="write or verify a plugbox.lock (plugin names, versions, hashes)",
-        description="Pin the name, version and sha256 of a set of plugins, and check them.")
+        "lock",
+        help="write or verify a plugbox.lock (plugin names, versions, hashes)",
+        description="Pin the name, version and sha256 of a set of plugins, and check them.",
+    )
     commands = lock.add_subparsers(dest="lock_command", metavar="{write,verify}")
     commands.required = True
     write = commands.add_parser(
-        "write", help="lock plugins: hash them and load each in a sandboxed worker",
+        "write",
+        help="lock plugins: hash them and load each in a sandboxed worker",
         description="Hash each plugin (without importing it in this process), load it in "
-                    "a sandboxed worker (initialize is not called) to read its name and "
-                    "versions, and write the lock file.")
-    write.add_argument("refs", nargs="+", metavar="REF",
-                       help="plugin references: path/to/file.py[:Class] or "
-                            "package.module[:Class]")
-    write.add_argument("--output", "-o", default="plugbox.lock",
-                       help="the lock file to write (default: plugbox.lock)")
-    write.add_argument("--launcher", choices=("zygote", "subprocess"), default="zygote",
-                       help=argparse.SUPPRESS)
+        "a sandboxed worker (initialize is not called) to read its name and "
+        "versions, and write the lock file.",
+    )
+    write.add_argument(
+        "refs",
+        nargs="+",
+        metavar="REF",
+        help="plugin references: path/to/file.py[:Class] or package.module[:Class]",
+    )
+    write.add_argument(
+        "--output",
+        "-o",
+        default="plugbox.lock",
+        help="the lock file to write (default: plugbox.lock)",
+    )
+    write.add_argument(
+        "--launcher", choices=("zygote", "subprocess"), default="zygote", help=argparse.SUPPRESS
+    )
     write.set_defaults(func=run_lock_write)
     verify = commands.add_parser(
-        "verify", help="check the plugins on disk against a lock file",
+        "verify",
+        help="check the plugins on disk against a lock file",
         description="Hash every locked plugin again and load it in a sandboxed worker; "
-                    "list every difference from the lock file.")
-    verify.add_argument("--lock", "-l", default="plugbox.lock",
-                        help="the lock file (default: plugbox.lock)")
-    verify.add_argument("--hash-only", action="store_true",
-                        help="only compare hashes; start no worker")
-    verify.add_argument("--launcher", choices=("zygote", "subprocess"), default="zygote",
-                        help=argparse.SUPPRESS)
+        "list every difference from the lock file.",
+    )
+    verify.add_argument(
+        "--lock", "-l", default="plugbox.lock", help="the lock file (default: plugbox.lock)"
+    )
+    verify.add_argument(
+        "--hash-only", action="store_true", help="only compare hashes; start no worker"
+    )
+    verify.add_argument(
+        "--launcher", choices=("zygote", "subprocess"), default="zygote", help=argparse.SUPPRESS
+    )
     verify.set_defaults(func=run_lock_verify)
 
 
@@ -71,10 +88,13 @@ def run_lock_write(args: argparse.Namespace) -> int:
         return 1
     for entry in lock.entries:
         dist = f" ({entry.dist_name} {entry.dist_version})" if entry.dist_name else ""
-        print(f"locked {entry.name} {entry.version or '(no version)'}{dist} "
-              f"sha256:{entry.sha256[:16]}… {entry.ref}")
-    print(f"wrote {args.output} ({len(lock.entries)} plugin"
-          f"{'' if len(lock.entries) == 1 else 's'})")
+        print(
+            f"locked {entry.name} {entry.version or '(no version)'}{dist} "
+            f"sha256:{entry.sha256[:16]}… {entry.ref}"
+        )
+    print(
+        f"wrote {args.output} ({len(lock.entries)} plugin{'' if len(lock.entries) == 1 else 's'})"
+    )
     return 0
 
 
@@ -88,15 +108,18 @@ def run_lock_verify(args: argparse.Namespace) -> int:
     except LockFileError as exc:
         print(f"plugbox lock verify: {exc}", file=sys.stderr)
         return 2
-    problems = anyio.run(lambda: verify_lock(lock, load=not args.hash_only,
-                                             launcher=args.launcher))
+    problems = anyio.run(lambda: verify_lock(lock, load=not args.hash_only, launcher=args.launcher))
     if problems:
-        print(f"{args.lock}: {len(problems)} problem{'' if len(problems) == 1 else 's'}:",
-              file=sys.stderr)
+        print(
+            f"{args.lock}: {len(problems)} problem{'' if len(problems) == 1 else 's'}:",
+            file=sys.stderr,
+        )
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     what = "hashes match" if args.hash_only else "hashes, names and versions match"
-    print(f"{args.lock}: {len(lock.entries)} plugin"
-          f"{'' if len(lock.entries) == 1 else 's'} verified ({what})")
+    print(
+        f"{args.lock}: {len(lock.entries)} plugin"
+        f"{'' if len(lock.entries) == 1 else 's'} verified ({what})"
+    )
     return 0

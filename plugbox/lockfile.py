@@ -46,8 +46,16 @@ if TYPE_CHECKING:
     from .host.launchers import Launcher
     from .limits import Limits, Sandbox
 
-__all__ = ["FORMAT_VERSION", "Lock", "LockEntry", "LockFileError", "inspect_plugins",
-           "read_lock", "verify_lock", "write_lock"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Lock",
+    "LockEntry",
+    "LockFileError",
+    "inspect_plugins",
+    "read_lock",
+    "verify_lock",
+    "write_lock",
+]
 
 #: the ``plugbox_lock`` field of the files this version writes and reads.
 FORMAT_VERSION = 1
@@ -72,10 +80,18 @@ class LockEntry:
 
     def to_json(self) -> dict[str, Any]:
         """The entry as it is stored."""
-        dist = (None if self.dist_name is None
-                else {"name": self.dist_name, "version": self.dist_version or ""})
-        return {"name": self.name, "ref": self.ref, "version": self.version,
-                "distribution": dist, "sha256": self.sha256}
+        dist = (
+            None
+            if self.dist_name is None
+            else {"name": self.dist_name, "version": self.dist_version or ""}
+        )
+        return {
+            "name": self.name,
+            "ref": self.ref,
+            "version": self.version,
+            "distribution": dist,
+            "sha256": self.sha256,
+        }
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> LockEntry:
@@ -84,23 +100,31 @@ class LockEntry:
             raise LockFileError(f"{where}: an entry must be an object, not {data!r}")
         for key in ("name", "ref", "version", "sha256"):
             if not isinstance(data.get(key), str):
-                raise LockFileError(f"{where}: entry {data.get('ref', data)!r} needs a "
-                                    f"string {key!r}")
+                raise LockFileError(
+                    f"{where}: entry {data.get('ref', data)!r} needs a string {key!r}"
+                )
         dist = data.get("distribution")
-        if dist is not None and not (isinstance(dist, dict)
-                                     and isinstance(dist.get("name"), str)
-                                     and isinstance(dist.get("version"), str)):
-            raise LockFileError(f"{where}: entry {data['ref']!r}: 'distribution' must be "
-                                f"null or {{\"name\": str, \"version\": str}}")
-        return cls(name=data["name"], ref=data["ref"], version=data["version"],
-                   sha256=data["sha256"].lower(),
-                   dist_name=dist["name"] if dist else None,
-                   dist_version=dist["version"] if dist else None)
+        if dist is not None and not (
+            isinstance(dist, dict)
+            and isinstance(dist.get("name"), str)
+            and isinstance(dist.get("version"), str)
+        ):
+            raise LockFileError(
+                f"{where}: entry {data['ref']!r}: 'distribution' must be "
+                f'null or {{"name": str, "version": str}}'
+            )
+        return cls(
+            name=data["name"],
+            ref=data["ref"],
+            version=data["version"],
+            sha256=data["sha256"].lower(),
+            dist_name=dist["name"] if dist else None,
+            dist_version=dist["version"] if dist else None,
+        )
 
     def pin(self, source: str) -> VersionPin:
         """The exact version pin this entry makes."""
-        return VersionPin.exact(self.version, self.dist_version if self.dist_name else None,
-                                source)
+        return VersionPin.exact(self.version, self.dist_version if self.dist_name else None, source)
 
 
 def _same_ref(a: str, b: str) -> bool:
@@ -109,7 +133,7 @@ def _same_ref(a: str, b: str) -> bool:
     (ta, fa), (tb, fb) = integrity.split_ref(a), integrity.split_ref(b)
     if not (fa and fb):
         return False
-    ca, cb = a[len(ta):], b[len(tb):]  # ":Class" or ""
+    ca, cb = a[len(ta) :], b[len(tb) :]  # ":Class" or ""
     return ca == cb and os.path.abspath(ta) == os.path.abspath(tb)
 
 
@@ -130,8 +154,7 @@ class Lock:
 
     def to_json(self) -> dict[str, Any]:
         """The lock file's content."""
-        return {"plugbox_lock": FORMAT_VERSION,
-                "plugins": [e.to_json() for e in self.entries]}
+        return {"plugbox_lock": FORMAT_VERSION, "plugins": [e.to_json() for e in self.entries]}
 
     def dumps(self) -> str:
         """The lock file's text."""
@@ -145,15 +168,16 @@ def read_lock(path: LockPath) -> Lock:
         with open(where, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise LockFileError(f"no lock file {where} (write one with 'plugbox lock write')"
-                            ) from None
+        raise LockFileError(f"no lock file {where} (write one with 'plugbox lock write')") from None
     except (OSError, ValueError) as exc:
         raise LockFileError(f"cannot read lock file {where}: {exc}") from None
     if not isinstance(data, dict) or "plugins" not in data:
         raise LockFileError(f"{where}: not a plugbox lock file (no 'plugins')")
     if data.get("plugbox_lock") != FORMAT_VERSION:
-        raise LockFileError(f"{where}: lock format {data.get('plugbox_lock')!r} is not "
-                            f"supported (this plugbox reads {FORMAT_VERSION})")
+        raise LockFileError(
+            f"{where}: lock format {data.get('plugbox_lock')!r} is not "
+            f"supported (this plugbox reads {FORMAT_VERSION})"
+        )
     plugins = data["plugins"]
     if not isinstance(plugins, list):
         raise LockFileError(f"{where}: 'plugins' must be a list")
@@ -166,9 +190,13 @@ def as_lock(lock: Lock | LockPath) -> Lock:
     return lock if isinstance(lock, Lock) else read_lock(lock)
 
 
-async def inspect_plugins(refs: Iterable[str], *, launcher: str | Launcher = "zygote",
-                          limits: Limits | None = None, sandbox: Sandbox | None = None,
-                          ) -> list[LockEntry]:
+async def inspect_plugins(
+    refs: Iterable[str],
+    *,
+    launcher: str | Launcher = "zygote",
+    limits: Limits | None = None,
+    sandbox: Sandbox | None = None,
+) -> list[LockEntry]:
     """Hash each plugin (host side, without importing it), then load it in a sandboxed
     worker, without calling ``initialize``, to learn its name and versions.
 
@@ -182,8 +210,10 @@ async def inspect_plugins(refs: Iterable[str], *, launcher: str | Launcher = "zy
             entry = await _inspect(host, ref, limits, sandbox)
             clash = next((e for e in entries if e.name == entry.name), None)
             if clash is not None:
-                raise LockFileError(f"{ref!r} and {clash.ref!r} are both plugins named "
-                                    f"{entry.name!r}; a host would refuse the second")
+                raise LockFileError(
+                    f"{ref!r} and {clash.ref!r} are both plugins named "
+                    f"{entry.name!r}; a host would refuse the second"
+                )
             entries.append(entry)
     return entries
 
@@ -195,19 +225,32 @@ def _inspector(launcher: str | Launcher) -> PluginHost:
     return PluginHost(HookSet("lock", []), launcher=launcher)
 
 
-async def _inspect(host: PluginHost, ref: str, limits: Limits | None,
-                   sandbox: Sandbox | None) -> LockEntry:
+async def _inspect(
+    host: PluginHost, ref: str, limits: Limits | None, sandbox: Sandbox | None
+) -> LockEntry:
     from .host.supervision import PluginOptions
     from .limits import Limits, Sandbox
 
     digest = await anyio.to_thread.run_sync(_digest_or_load_error, ref)
-    plugin = await host._start(PluginOptions(
-        ref=ref, limits=limits or Limits(), sandbox=sandbox or Sandbox(),
-        sha256=digest, distribution=True, initialize=False))
+    plugin = await host._start(
+        PluginOptions(
+            ref=ref,
+            limits=limits or Limits(),
+            sandbox=sandbox or Sandbox(),
+            sha256=digest,
+            distribution=True,
+            initialize=False,
+        )
+    )
     await plugin.close()
-    return LockEntry(name=plugin.name, ref=ref, version=plugin.version, sha256=digest,
-                     dist_name=plugin.dist_name or None,
-                     dist_version=plugin.dist_version if plugin.dist_name else None)
+    return LockEntry(
+        name=plugin.name,
+        ref=ref,
+        version=plugin.version,
+        sha256=digest,
+        dist_name=plugin.dist_name or None,
+        dist_version=plugin.dist_version if plugin.dist_name else None,
+    )
 
 
 def _digest_or_load_error(ref: str) -> str:
@@ -219,14 +262,23 @@ def _digest_or_load_error(ref: str) -> str:
         raise PluginLoadError(ref, f"cannot hash it: {exc}") from None
 
 
-async def write_lock(refs: Iterable[str], path: LockPath = "plugbox.lock", *,
-                     launcher: str | Launcher = "zygote", limits: Limits | None = None,
-                     sandbox: Sandbox | None = None) -> Lock:
+async def write_lock(
+    refs: Iterable[str],
+    path: LockPath = "plugbox.lock",
+    *,
+    launcher: str | Launcher = "zygote",
+    limits: Limits | None = None,
+    sandbox: Sandbox | None = None,
+) -> Lock:
     """Lock ``refs``: hash and inspect each (``inspect_plugins``), then write the lock
     file at ``path`` (atomically: a reader sees the old file or the new one)."""
     where = os.fspath(path)
-    lock = Lock(entries=tuple(await inspect_plugins(refs, launcher=launcher, limits=limits,
-                                                    sandbox=sandbox)), path=where)
+    lock = Lock(
+        entries=tuple(
+            await inspect_plugins(refs, launcher=launcher, limits=limits, sandbox=sandbox)
+        ),
+        path=where,
+    )
     directory = os.path.dirname(os.path.abspath(where))
     fd, tmp = tempfile.mkstemp(prefix=".plugbox-lock-", dir=directory)
     try:
@@ -245,9 +297,14 @@ async def write_lock(refs: Iterable[str], path: LockPath = "plugbox.lock", *,
     return lock
 
 
-async def verify_lock(lock: Lock | LockPath, *, load: bool = True,
-                      launcher: str | Launcher = "zygote", limits: Limits | None = None,
-                      sandbox: Sandbox | None = None) -> list[str]:
+async def verify_lock(
+    lock: Lock | LockPath,
+    *,
+    load: bool = True,
+    launcher: str | Launcher = "zygote",
+    limits: Limits | None = None,
+    sandbox: Sandbox | None = None,
+) -> list[str]:
     """Every way the plugins on disk differ from the lock; an empty list if none.
 
     Each plugin's hash is computed again in the host (no import); with ``load`` (the
@@ -266,8 +323,10 @@ async def verify_lock(lock: Lock | LockPath, *, load: bool = True,
             problems.append(f"{entry.ref}: cannot hash it: {exc}")
             continue
         if actual != entry.sha256:
-            problems.append(f"{entry.ref}: sha256 is {actual}, the lock says {entry.sha256} "
-                            f"(the plugin's code changed)")
+            problems.append(
+                f"{entry.ref}: sha256 is {actual}, the lock says {entry.sha256} "
+                f"(the plugin's code changed)"
+            )
         else:
             matching.append(entry)
     if not load:
@@ -290,13 +349,15 @@ def _show_dist(name: str | None, version: str | None) -> str:
 def _differences(entry: LockEntry, found: LockEntry) -> list[str]:
     problems = []
     if found.name != entry.name:
-        problems.append(f"{entry.ref}: plugin name is {found.name!r}, the lock says "
-                        f"{entry.name!r}")
+        problems.append(f"{entry.ref}: plugin name is {found.name!r}, the lock says {entry.name!r}")
     if found.version != entry.version:
-        problems.append(f"{entry.ref}: declared version is {found.version!r}, the lock "
-                        f"says {entry.version!r}")
+        problems.append(
+            f"{entry.ref}: declared version is {found.version!r}, the lock says {entry.version!r}"
+        )
     if (found.dist_name, found.dist_version) != (entry.dist_name, entry.dist_version):
-        problems.append(f"{entry.ref}: distribution is "
-                        f"{_show_dist(found.dist_name, found.dist_version)}, the lock says "
-                        f"{_show_dist(entry.dist_name, entry.dist_version)}")
+        problems.append(
+            f"{entry.ref}: distribution is "
+            f"{_show_dist(found.dist_name, found.dist_version)}, the lock says "
+            f"{_show_dist(entry.dist_name, entry.dist_version)}"
+        )
     return problems

@@ -49,8 +49,11 @@ class Found:
             parts.append(f"declared version {self.declared!r}")
         if self.dist_name:
             parts.append(f"distribution {self.dist_name} {self.dist_version!r}")
-        return ", ".join(parts) or "no version at all (the class declares none and it "\
-                                   "is not from an installed distribution)"
+        return (
+            ", ".join(parts)
+            or "no version at all (the class declares none and it "
+            "is not from an installed distribution)"
+        )
 
 
 class VersionPin:
@@ -58,15 +61,18 @@ class VersionPin:
 
     def __init__(self, spec: str) -> None:
         if not isinstance(spec, str) or not spec.strip():
-            raise ValueError(f"a version pin must be a PEP 440 specifier such as '~=1.2', "
-                             f"not {spec!r}")
+            raise ValueError(
+                f"a version pin must be a PEP 440 specifier such as '~=1.2', not {spec!r}"
+            )
         from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
         try:
             self._set: SpecifierSet | None = SpecifierSet(spec)
         except InvalidSpecifier:
-            raise ValueError(f"invalid version pin {spec!r}: not a PEP 440 specifier "
-                             f"(for example '~=1.2', '>=1,<2', '==1.4.*')") from None
+            raise ValueError(
+                f"invalid version pin {spec!r}: not a PEP 440 specifier "
+                f"(for example '~=1.2', '>=1,<2', '==1.4.*')"
+            ) from None
         self.spec = spec
         self._exact: tuple[str, str | None] | None = None
         self.source = ""
@@ -95,17 +101,24 @@ class VersionPin:
         assert self._set is not None
         from packaging.version import InvalidVersion, Version
 
-        present = [(what, v) for what, v in (("declared version", found.declared),
-                                              ("distribution version", found.dist_version))
-                   if v]
+        present = [
+            (what, v)
+            for what, v in (
+                ("declared version", found.declared),
+                ("distribution version", found.dist_version),
+            )
+            if v
+        ]
         if not present:
             return f"pinned to {self.spec!r} but found {found.describe()}"
         for what, text in present:
             try:
                 version = Version(text)
             except InvalidVersion:
-                return (f"pinned to {self.spec!r} but the {what} {text!r} is not a PEP 440 "
-                        f"version ({found.describe()})")
+                return (
+                    f"pinned to {self.spec!r} but the {what} {text!r} is not a PEP 440 "
+                    f"version ({found.describe()})"
+                )
             if not self._set.contains(version, prereleases=True):
                 return f"pinned to {self.spec!r} but found {found.describe()}"
         return None

@@ -33,8 +33,17 @@ Kind = Literal["sync", "async", "either"]
 MODES: tuple[str, ...] = ("first_result", "chain", "collect", "observe")
 KINDS: tuple[str, ...] = ("sync", "async", "either")
 
-__all__ = ["AGENT", "KINDS", "MODES", "PIPELINE", "HookSet", "HookSpec", "Kind", "Mode",
-           "OnFailure"]
+__all__ = [
+    "AGENT",
+    "KINDS",
+    "MODES",
+    "PIPELINE",
+    "HookSet",
+    "HookSpec",
+    "Kind",
+    "Mode",
+    "OnFailure",
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -71,8 +80,10 @@ class HookSpec:
         if self.mode == "chain" and not self.args:
             raise ValueError(f"hook {self.name}: a chain hook needs a first argument")
         if self.mode == "observe" and self.mutable:
-            raise ValueError(f"hook {self.name}: an observe hook's plugins run concurrently, "
-                             f"so its arguments cannot be mutable")
+            raise ValueError(
+                f"hook {self.name}: an observe hook's plugins run concurrently, "
+                f"so its arguments cannot be mutable"
+            )
         if self.on_failure not in (None, "raise", "skip"):
             raise ValueError(f"hook {self.name}: on_failure must be 'raise' or 'skip'")
         if self.kind not in KINDS:
@@ -126,14 +137,29 @@ class HookSet(Mapping[str, HookSpec]):
         return {name: spec.to_worker() for name, spec in self._specs.items()}
 
 
-PIPELINE = HookSet("pipeline", [
-    HookSpec(name="pre_process", args=("input_data",), mode="observe",
-             doc="Sees the input before processing; return ignored."),
-    HookSpec(name="process", args=("input_data",), mode="chain",
-             doc="Each plugin's non-None output is the next one's input; the last is the result."),
-    HookSpec(name="post_process", args=("input_data", "output"), mode="observe",
-             doc="Sees the input and the final output; return ignored."),
-])
+PIPELINE = HookSet(
+    "pipeline",
+    [
+        HookSpec(
+            name="pre_process",
+            args=("input_data",),
+            mode="observe",
+            doc="Sees the input before processing; return ignored.",
+        ),
+        HookSpec(
+            name="process",
+            args=("input_data",),
+            mode="chain",
+            doc="Each plugin's non-None output is the next one's input; the last is the result.",
+        ),
+        HookSpec(
+            name="post_process",
+            args=("input_data", "output"),
+            mode="observe",
+            doc="Sees the input and the final output; return ignored.",
+        ),
+    ],
+)
 
 
 #: The shapes the AGENT hooks' arguments take by convention (plain msgpack data; the
@@ -150,51 +176,103 @@ PIPELINE = HookSet("pipeline", [
 #:   ``{"content": str, "tool_calls": [{"id", "name", "args"}], ...}``.
 #: - ``error``: ``{"type": str, "message": str}``; ``event``: ``{"id", "author",
 #:   "type", "content", "tags": [str, ...], ...}``.
-AGENT = HookSet("agent", [
-    HookSpec(name="on_user_message", args=("message", "context"), mode="first_result",
-             mutable=frozenset({"message", "context"}),
-             doc="The user's message as the run receives it. A non-None return replaces "
-                 "it (later plugins are not called); changes in place are kept."),
-    HookSpec(name="before_run", args=("message", "context"), mode="first_result",
-             mutable=frozenset({"message", "context"}),
-             doc="Before the run starts. A non-None return ends the run early with that "
-                 "output: the agent does not run, later plugins are not called."),
-    HookSpec(name="before_agent", args=("agent", "message", "context"), mode="first_result",
-             mutable=frozenset({"message", "context"}),
-             doc="Before an agent runs. A non-None return is the agent's output: the agent "
-                 "is skipped (trpc CustomResponse, ADK non-None)."),
-    HookSpec(name="after_agent", args=("agent", "message", "output", "context"),
-             mode="first_result", mutable=frozenset({"output", "context"}),
-             doc="After an agent finished. A non-None return replaces its output."),
-    HookSpec(name="before_model", args=("request", "context"), mode="first_result",
-             mutable=frozenset({"request", "context"}),
-             doc="Before a model request is sent; the request may be changed in place. A "
-                 "non-None return is the response: the model is not called."),
-    HookSpec(name="after_model", args=("request", "response", "context"),
-             mode="first_result", mutable=frozenset({"response", "context"}),
-             doc="After the model answered. A non-None return replaces the response."),
-    HookSpec(name="on_model_error", args=("request", "error", "context"),
-             mode="first_result", mutable=frozenset({"context"}),
-             doc="The model call failed. A non-None return replaces the error (a response "
-                 "to use instead); None lets the error stand."),
-    HookSpec(name="before_tool", args=("tool", "args", "context"), mode="first_result",
-             mutable=frozenset({"args", "context"}),
-             doc="Before a tool is called; its arguments may be rewritten in place (trpc "
-                 "ModifiedArguments). A non-None return is the result: the tool is not "
-                 "called."),
-    HookSpec(name="after_tool", args=("tool", "args", "result", "context"),
-             mode="first_result", mutable=frozenset({"result", "context"}),
-             doc="After a tool returned. A non-None return replaces the result."),
-    HookSpec(name="on_tool_error", args=("tool", "args", "error", "context"),
-             mode="first_result", mutable=frozenset({"context"}),
-             doc="The tool failed. A non-None return replaces the error (a result to use "
-                 "instead); None lets the error stand."),
-    HookSpec(name="on_event", args=("event", "context"), mode="chain",
-             mutable=frozenset({"event", "context"}), on_failure="skip",
-             doc="Every event the run emits. A plugin may change it in place or return a "
-                 "replacement, which the next plugin sees; the last is the result. A "
-                 "failing plugin is logged and skipped: the event goes on as it was."),
-    HookSpec(name="after_run", args=("message", "output", "context"), mode="observe",
-             doc="After the run. Plugins run concurrently; returns are ignored; failures "
-                 "are collected (outcome.failures) and logged."),
-])
+AGENT = HookSet(
+    "agent",
+    [
+        HookSpec(
+            name="on_user_message",
+            args=("message", "context"),
+            mode="first_result",
+            mutable=frozenset({"message", "context"}),
+            doc="The user's message as the run receives it. A non-None return replaces "
+            "it (later plugins are not called); changes in place are kept.",
+        ),
+        HookSpec(
+            name="before_run",
+            args=("message", "context"),
+            mode="first_result",
+            mutable=frozenset({"message", "context"}),
+            doc="Before the run starts. A non-None return ends the run early with that "
+            "output: the agent does not run, later plugins are not called.",
+        ),
+        HookSpec(
+            name="before_agent",
+            args=("agent", "message", "context"),
+            mode="first_result",
+            mutable=frozenset({"message", "context"}),
+            doc="Before an agent runs. A non-None return is the agent's output: the agent "
+            "is skipped (trpc CustomResponse, ADK non-None).",
+        ),
+        HookSpec(
+            name="after_agent",
+            args=("agent", "message", "output", "context"),
+            mode="first_result",
+            mutable=frozenset({"output", "context"}),
+            doc="After an agent finished. A non-None return replaces its output.",
+        ),
+        HookSpec(
+            name="before_model",
+            args=("request", "context"),
+            mode="first_result",
+            mutable=frozenset({"request", "context"}),
+            doc="Before a model request is sent; the request may be changed in place. A "
+            "non-None return is the response: the model is not called.",
+        ),
+        HookSpec(
+            name="after_model",
+            args=("request", "response", "context"),
+            mode="first_result",
+            mutable=frozenset({"response", "context"}),
+            doc="After the model answered. A non-None return replaces the response.",
+        ),
+        HookSpec(
+            name="on_model_error",
+            args=("request", "error", "context"),
+            mode="first_result",
+            mutable=frozenset({"context"}),
+            doc="The model call failed. A non-None return replaces the error (a response "
+            "to use instead); None lets the error stand.",
+        ),
+        HookSpec(
+            name="before_tool",
+            args=("tool", "args", "context"),
+            mode="first_result",
+            mutable=frozenset({"args", "context"}),
+            doc="Before a tool is called; its arguments may be rewritten in place (trpc "
+            "ModifiedArguments). A non-None return is the result: the tool is not "
+            "called.",
+        ),
+        HookSpec(
+            name="after_tool",
+            args=("tool", "args", "result", "context"),
+            mode="first_result",
+            mutable=frozenset({"result", "context"}),
+            doc="After a tool returned. A non-None return replaces the result.",
+        ),
+        HookSpec(
+            name="on_tool_error",
+            args=("tool", "args", "error", "context"),
+            mode="first_result",
+            mutable=frozenset({"context"}),
+            doc="The tool failed. A non-None return replaces the error (a result to use "
+            "instead); None lets the error stand.",
+        ),
+        HookSpec(
+            name="on_event",
+            args=("event", "context"),
+            mode="chain",
+            mutable=frozenset({"event", "context"}),
+            on_failure="skip",
+            doc="Every event the run emits. A plugin may change it in place or return a "
+            "replacement, which the next plugin sees; the last is the result. A "
+            "failing plugin is logged and skipped: the event goes on as it was.",
+        ),
+        HookSpec(
+            name="after_run",
+            args=("message", "output", "context"),
+            mode="observe",
+            doc="After the run. Plugins run concurrently; returns are ignored; failures "
+            "are collected (outcome.failures) and logged.",
+        ),
+    ],
+)

@@ -75,8 +75,10 @@ def no_leaks() -> Iterator[None]:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines = [f"plugbox: python {sys.version.split()[0]}, euid {os.geteuid()}, "
-             f"kernel {os.uname().release}"]
+    lines = [
+        f"plugbox: python {sys.version.split()[0]}, euid {os.geteuid()}, "
+        f"kernel {os.uname().release}"
+    ]
     # what the sandbox tests really ran against: the layers a worker reports in force
     # (one worker start; `plugbox doctor` says more)
     try:

@@ -66,8 +66,9 @@ EXAMPLE = TESTS.parent / "examples" / "adk" / "agent_run.py"
 INSTRUCTION = "You must follow security policies."
 
 #: the AGENT set plus ``history``, to ask the recorder plugin what it received.
-HOOKS = HookSet("agent-tests", [*specs.AGENT.values(),
-                                HookSpec(name="history", args=(), mode="collect")])
+HOOKS = HookSet(
+    "agent-tests", [*specs.AGENT.values(), HookSpec(name="history", args=(), mode="collect")]
+)
 
 
 @pytest.fixture
@@ -86,29 +87,45 @@ class ScriptedLlm(BaseLlm):
     script: list[Any] = Field(default_factory=list)
     requests: list[dict[str, Any]] = Field(default_factory=list)
 
-    async def generate_content_async(self, llm_request: LlmRequest, stream: bool = False
-                                     ) -> AsyncGenerator[LlmResponse, None]:
+    async def generate_content_async(
+        self, llm_request: LlmRequest, stream: bool = False
+    ) -> AsyncGenerator[LlmResponse, None]:
         system = llm_request.config.system_instruction
-        self.requests.append({
-            "system": system if isinstance(system, str) else convert.text_of(system),
-            "texts": [convert.text_of(c) for c in llm_request.contents],
-            "tools": [d.name for t in llm_request.config.tools or []
-                      if isinstance(t, types.Tool) for d in t.function_declarations or []],
-        })
+        self.requests.append(
+            {
+                "system": system if isinstance(system, str) else convert.text_of(system),
+                "texts": [convert.text_of(c) for c in llm_request.contents],
+                "tools": [
+                    d.name
+                    for t in llm_request.config.tools or []
+                    if isinstance(t, types.Tool)
+                    for d in t.function_declarations or []
+                ],
+            }
+        )
         step = self.script.pop(0)
         if isinstance(step, Exception):
             raise step
         if isinstance(step, dict):
-            part = types.Part(function_call=types.FunctionCall(
-                id=f"call-{len(self.requests)}", name=step["call"], args=step["args"]))
+            part = types.Part(
+                function_call=types.FunctionCall(
+                    id=f"call-{len(self.requests)}", name=step["call"], args=step["args"]
+                )
+            )
         else:
-            results = [p.function_response.response for c in llm_request.contents
-                       for p in c.parts or [] if p.function_response is not None]
+            results = [
+                p.function_response.response
+                for c in llm_request.contents
+                for p in c.parts or []
+                if p.function_response is not None
+            ]
             part = types.Part(text=step.replace("{tool}", str(results[-1] if results else "")))
         yield LlmResponse(
             content=types.Content(role="model", parts=[part]),
             usage_metadata=types.GenerateContentResponseUsageMetadata(
-                prompt_token_count=1, candidates_token_count=1, total_token_count=2))
+                prompt_token_count=1, candidates_token_count=1, total_token_count=2
+            ),
+        )
 
 
 class Weather:
@@ -127,10 +144,10 @@ class Weather:
         self.tool = FunctionTool(func=weather)
 
 
-def runner_for(host: PluginHost | SyncPluginHost, model: ScriptedLlm, weather: Weather
-               ) -> Runner:
-    agent = LlmAgent(name="assistant", model=model, instruction="Answer briefly.",
-                     tools=[weather.tool])
+def runner_for(host: PluginHost | SyncPluginHost, model: ScriptedLlm, weather: Weather) -> Runner:
+    agent = LlmAgent(
+        name="assistant", model=model, instruction="Answer briefly.", tools=[weather.tool]
+    )
     app = App(name="plugbox_tests", root_agent=agent, plugins=[PlugboxPlugin(host)])
     return Runner(app=app, session_service=InMemorySessionService())
 
@@ -141,12 +158,16 @@ def user(text: str) -> types.Content:
 
 async def ask(runner: Runner, text: str) -> tuple[list[Event], Session]:
     """One run in a new session: its events, and the session as ADK stored it."""
-    session = await runner.session_service.create_session(app_name=runner.app_name,
-                                                          user_id="user")
-    events = [event async for event in adk.run_async(
-        runner, user_id="user", session_id=session.id, new_message=user(text))]
-    stored = await runner.session_service.get_session(app_name=runner.app_name,
-                                                      user_id="user", session_id=session.id)
+    session = await runner.session_service.create_session(app_name=runner.app_name, user_id="user")
+    events = [
+        event
+        async for event in adk.run_async(
+            runner, user_id="user", session_id=session.id, new_message=user(text)
+        )
+    ]
+    stored = await runner.session_service.get_session(
+        app_name=runner.app_name, user_id="user", session_id=session.id
+    )
     assert stored is not None
     return events, stored
 
@@ -164,15 +185,19 @@ async def history(host: PluginHost, name: str = "agent-recorder") -> list[list[A
 # ---------------------------------------------------------------------- the recipes
 async def test_the_recipes_shape_a_real_adk_run() -> None:
     weather = Weather()
-    model = ScriptedLlm(script=[
-        {"call": "weather", "args": {"city": "Paris", "units": "fahrenheit"}},
-        "The weather tool says: {tool}. (debug: api_key=sk-live-1234)",
-    ])
+    model = ScriptedLlm(
+        script=[
+            {"call": "weather", "args": {"city": "Paris", "units": "fahrenheit"}},
+            "The weather tool says: {tool}. (debug: api_key=sk-live-1234)",
+        ]
+    )
     async with PluginHost(specs.AGENT) as host:
         await host.add("plugbox.plugins.global_instruction", config={"instruction": INSTRUCTION})
         await host.add(str(RECIPES / "block_keyword.py"), config={"keyword": "/deny"})
-        await host.add(str(RECIPES / "rewrite_tool_args.py"),
-                       config={"overrides": {"weather": {"units": "celsius"}}})
+        await host.add(
+            str(RECIPES / "rewrite_tool_args.py"),
+            config={"overrides": {"weather": {"units": "celsius"}}},
+        )
         await host.add(str(RECIPES / "redact.py"))
         await host.add(str(RECIPES / "tag_events.py"), config={"tag": "audited"})
         runner = runner_for(host, model, weather)
@@ -187,8 +212,10 @@ async def test_the_recipes_shape_a_real_adk_run() -> None:
         # the model asked for fahrenheit; the tool ran with the rewritten arguments
         assert weather.calls == [{"city": "Paris", "units": "celsius"}]
         # the model's answer leaked a key: after_model replaced the response
-        assert texts(events)[-1] == ("The weather tool says: {'city': 'Paris', 'temperature': "
-                                     "18, 'units': 'celsius'}. (debug: api_key=[redacted])")
+        assert texts(events)[-1] == (
+            "The weather tool says: {'city': 'Paris', 'temperature': "
+            "18, 'units': 'celsius'}. (debug: api_key=[redacted])"
+        )
         # every event the run yielded is tagged, and so is every event ADK stored
         assert len(events) == 3
         assert all(e.custom_metadata == {"tags": ["audited"]} for e in events)
@@ -217,8 +244,11 @@ async def test_the_builtin_logging_plugins_under_adk(caplog: pytest.LogCaptureFi
         async with PluginHost(specs.AGENT) as host:
             await host.add("plugbox.plugins.logging")
             # the plugin may write only in its scratch directory: make that the log's
-            await host.add("plugbox.plugins.message_logger", config={"path": str(path)},
-                           sandbox=Sandbox(scratch=directory))
+            await host.add(
+                "plugbox.plugins.message_logger",
+                config={"path": str(path)},
+                sandbox=Sandbox(scratch=directory),
+            )
             runner = runner_for(host, model, weather)
             events, _ = await ask(runner, "Weather in Oslo?")
             await runner.close()
@@ -226,10 +256,12 @@ async def test_the_builtin_logging_plugins_under_adk(caplog: pytest.LogCaptureFi
     answer = texts(events)[-1]
     assert [(e["hook"], e["invocation_id"]) for e in entries] == [
         (hook, events[0].invocation_id)
-        for hook in ("on_user_message", "after_model", "after_tool", "after_model", "after_run")]
+        for hook in ("on_user_message", "after_model", "after_tool", "after_model", "after_run")
+    ]
     assert entries[0]["message"] == {"role": "user", "content": "Weather in Oslo?"}
     assert entries[1]["response"]["tool_calls"] == [
-        {"id": "call-1", "name": "weather", "args": {"city": "Oslo"}}]
+        {"id": "call-1", "name": "weather", "args": {"city": "Oslo"}}
+    ]
     assert entries[2]["result"] == {"city": "Oslo", "temperature": 45, "units": "fahrenheit"}
     assert entries[4]["output"] == {"role": "assistant", "content": answer}
     lifecycle = [r.getMessage() for r in caplog.records if r.name == "plugbox.plugin.logging"]
@@ -250,9 +282,22 @@ async def test_every_adk_callback_reaches_its_agent_hook() -> None:
         await runner.close()
 
     hooks = [hook for hook, _ in calls]
-    assert hooks == ["on_user_message", "before_run", "before_agent", "before_model",
-                     "after_model", "on_event", "before_tool", "after_tool", "on_event",
-                     "before_model", "after_model", "on_event", "after_agent", "after_run"]
+    assert hooks == [
+        "on_user_message",
+        "before_run",
+        "before_agent",
+        "before_model",
+        "after_model",
+        "on_event",
+        "before_tool",
+        "after_tool",
+        "on_event",
+        "before_model",
+        "after_model",
+        "on_event",
+        "after_agent",
+        "after_run",
+    ]
     args = dict(calls[:5])  # the first call of each hook up to after_model
     invocation = events[0].invocation_id
     assert args["on_user_message"]["message"] == {"role": "user", "content": "Weather in Oslo?"}
@@ -263,26 +308,43 @@ async def test_every_adk_callback_reaches_its_agent_hook() -> None:
     request = args["before_model"]["request"]
     assert request["model"] == "scripted-1"
     assert request["messages"] == [
-        {"role": "system", "content": "Answer briefly.\n\nYou are an agent. Your internal "
-                                      "name is \"assistant\"."},
-        {"role": "user", "content": "Weather in Oslo?"}]
+        {
+            "role": "system",
+            "content": 'Answer briefly.\n\nYou are an agent. Your internal name is "assistant".',
+        },
+        {"role": "user", "content": "Weather in Oslo?"},
+    ]
     assert [t["name"] for t in request["tools"]] == ["weather"]
     assert "city" in request["tools"][0]["parameters"]["properties"]
     assert args["after_model"]["response"] == {
-        "role": "assistant", "content": "",
-        "tool_calls": [{"id": "call-1", "name": "weather", "args": {"city": "Oslo"}}]}
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"id": "call-1", "name": "weather", "args": {"city": "Oslo"}}],
+    }
     assert args["after_model"]["request"] == request
     tool_calls = [a for h, a in calls if h in ("before_tool", "after_tool")]
-    assert all(a["tool"]["name"] == "weather" and a["args"] == {"city": "Oslo"}
-               and a["context"]["tool_call_id"] == "call-1" for a in tool_calls)
+    assert all(
+        a["tool"]["name"] == "weather"
+        and a["args"] == {"city": "Oslo"}
+        and a["context"]["tool_call_id"] == "call-1"
+        for a in tool_calls
+    )
     assert tool_calls[1]["result"] == {"city": "Oslo", "temperature": 45, "units": "fahrenheit"}
     # the second model call sees the tool's turn as messages of the conventional shapes
     second = [a for h, a in calls if h == "before_model"][1]["request"]["messages"]
     assert second[2:] == [
-        {"role": "assistant", "content": "",
-         "tool_calls": [{"id": "call-1", "name": "weather", "args": {"city": "Oslo"}}]},
-        {"role": "tool", "tool_call_id": "call-1", "name": "weather",
-         "content": {"city": "Oslo", "temperature": 45, "units": "fahrenheit"}}]
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "call-1", "name": "weather", "args": {"city": "Oslo"}}],
+        },
+        {
+            "role": "tool",
+            "tool_call_id": "call-1",
+            "name": "weather",
+            "content": {"city": "Oslo", "temperature": 45, "units": "fahrenheit"},
+        },
+    ]
     seen = [a["event"] for h, a in calls if h == "on_event"]
     assert [e["type"] for e in seen] == ["tool_call", "tool_result", "model_response"]
     assert [e["id"] for e in seen] == [e.id for e in events]
@@ -301,8 +363,10 @@ async def test_returns_and_changes_in_place_are_applied_to_adk() -> None:
             # changes in place: the user message ADK stores, the run's state
             # (state: before the agent runs, ADK has no state delta; in a callback context
             # it has. A key the plugin's new state lacks is not removed.)
-            "on_user_message": {"message": {"content": "Weather in Paris, politely?"},
-                                "context": {"state": {"greeted": True}}},
+            "on_user_message": {
+                "message": {"content": "Weather in Paris, politely?"},
+                "context": {"state": {"greeted": True}},
+            },
             "before_model": {"context": {"state": {"model_calls_seen": 1}}},
             # a tool result changed in place: the model gets it
             "after_tool": {"result": {"checked": True}},
@@ -320,8 +384,9 @@ async def test_returns_and_changes_in_place_are_applied_to_adk() -> None:
     assert model.requests[0]["texts"] == ["Weather in Paris, politely?"]
     assert session.events[0].author == "user"
     assert convert.text_of(session.events[0].content) == "Weather in Paris, politely?"
-    assert texts(events)[-1] == ("Done: {'city': 'Paris', 'temperature': -1, 'source': "
-                                 "'plugin', 'checked': True}.")
+    assert texts(events)[-1] == (
+        "Done: {'city': 'Paris', 'temperature': -1, 'source': 'plugin', 'checked': True}."
+    )
     assert session.state == {"greeted": True, "model_calls_seen": 1}
 
 
@@ -329,8 +394,14 @@ async def test_short_circuits_before_the_run_and_the_agent() -> None:
     weather = Weather()
     model = ScriptedLlm(script=[])
     async with PluginHost(HOOKS) as host:
-        await host.add(RECORDER, config={"returns": {
-            "before_run": {"role": "assistant", "content": "Closed for maintenance."}}})
+        await host.add(
+            RECORDER,
+            config={
+                "returns": {
+                    "before_run": {"role": "assistant", "content": "Closed for maintenance."}
+                }
+            },
+        )
         runner = runner_for(host, model, weather)
         events, _ = await ask(runner, "hi")
         assert texts(events) == ["Closed for maintenance."]
@@ -349,8 +420,10 @@ async def test_a_model_error_answered_by_a_plugin() -> None:
     weather = Weather()
     model = ScriptedLlm(script=[ConnectionError("model unreachable")])
     async with PluginHost(HOOKS) as host:
-        await host.add(RECORDER, config={"returns": {
-            "on_model_error": {"content": "The model is down; try later."}}})
+        await host.add(
+            RECORDER,
+            config={"returns": {"on_model_error": {"content": "The model is down; try later."}}},
+        )
         runner = runner_for(host, model, weather)
         events, _ = await ask(runner, "hi")
         calls = await history(host)
@@ -363,8 +436,13 @@ async def test_a_model_error_answered_by_a_plugin() -> None:
 # ---------------------------------------------------------------------- failures
 async def test_a_fail_closed_plugin_that_crashes_or_hangs_fails_the_run_typed() -> None:
     weather = Weather()
-    model = ScriptedLlm(script=[{"call": "weather", "args": {"city": "Atlantis"}},
-                                {"call": "weather", "args": {"city": "Paris"}}, "Fine: {tool}."])
+    model = ScriptedLlm(
+        script=[
+            {"call": "weather", "args": {"city": "Atlantis"}},
+            {"call": "weather", "args": {"city": "Paris"}},
+            "Fine: {tool}.",
+        ]
+    )
     async with PluginHost(specs.AGENT) as host:
         await host.add("plugbox.plugins.global_instruction", config={"instruction": INSTRUCTION})
         await host.add(TRIPWIRE, limits=Limits(call_timeout=0.5))
@@ -375,15 +453,21 @@ async def test_a_fail_closed_plugin_that_crashes_or_hangs_fails_the_run_typed() 
             await ask(runner, "please segfault")
         report = crashed.value.report
         assert (report.cause, report.signal, report.hook, report.plugin) == (
-            "crashed", "SIGSEGV", "before_model", "tripwire")
+            "crashed",
+            "SIGSEGV",
+            "before_model",
+            "tripwire",
+        )
         assert model.requests == []
 
         # what ADK itself raises: its RuntimeError, with the typed failure as the cause
-        session = await runner.session_service.create_session(app_name=runner.app_name,
-                                                              user_id="user")
+        session = await runner.session_service.create_session(
+            app_name=runner.app_name, user_id="user"
+        )
         with pytest.raises(RuntimeError) as wrapped:
-            async for _ in runner.run_async(user_id="user", session_id=session.id,
-                                            new_message=user("segfault again")):
+            async for _ in runner.run_async(
+                user_id="user", session_id=session.id, new_message=user("segfault again")
+            ):
                 pass
         assert not isinstance(wrapped.value, PluginFailure)
         assert isinstance(wrapped.value.__cause__, PluginCrashed)
@@ -393,8 +477,7 @@ async def test_a_fail_closed_plugin_that_crashes_or_hangs_fails_the_run_typed() 
         with pytest.raises(PluginTimeout) as timed_out:
             await ask(runner, "Weather in Atlantis?")
         report = timed_out.value.report
-        assert (report.cause, report.hook, report.plugin) == ("timeout", "before_tool",
-                                                              "tripwire")
+        assert (report.cause, report.hook, report.plugin) == ("timeout", "before_tool", "tripwire")
         assert weather.calls == []
 
         # the host serves on: the tripwire's restarted worker takes part in the next run
@@ -410,8 +493,9 @@ async def test_a_fail_closed_plugin_that_crashes_or_hangs_fails_the_run_typed() 
 
 async def test_observe_and_skip_hooks_that_crash_or_hang_let_the_run_go_on() -> None:
     weather = Weather()
-    model = ScriptedLlm(script=[{"call": "weather", "args": {"city": "Oslo"}}, "Brr: {tool}.",
-                                "Still here."])
+    model = ScriptedLlm(
+        script=[{"call": "weather", "args": {"city": "Oslo"}}, "Brr: {tool}.", "Still here."]
+    )
     async with PluginHost(specs.AGENT) as host:
         await host.add(TRIPWIRE, config={"events": True}, limits=Limits(call_timeout=0.5))
         await host.add(str(RECIPES / "tag_events.py"))
@@ -419,8 +503,11 @@ async def test_observe_and_skip_hooks_that_crash_or_hang_let_the_run_go_on() -> 
 
         # on_event segfaults on the tool result, after_run hangs: the run completes
         events, session = await ask(runner, "Weather in Oslo? (and linger)")
-        assert [convert.event_type(e) for e in events] == ["tool_call", "tool_result",
-                                                           "model_response"]
+        assert [convert.event_type(e) for e in events] == [
+            "tool_call",
+            "tool_result",
+            "model_response",
+        ]
         assert texts(events)[-1].startswith("Brr: {'city': 'Oslo'")
         # the event the crashed plugin got went on to the next plugin, tagged, and ADK
         # stored it
@@ -445,10 +532,10 @@ def test_adk_blocking_runner_with_a_sync_host() -> None:
     with SyncPluginHost(specs.AGENT) as host:
         host.add("plugbox.plugins.global_instruction", config={"instruction": INSTRUCTION})
         runner = runner_for(host, model, weather)
-        session = runner.session_service.create_session_sync(app_name=runner.app_name,
-                                                             user_id="user")
-        events = list(runner.run(user_id="user", session_id=session.id,
-                                 new_message=user("hi")))
+        session = runner.session_service.create_session_sync(
+            app_name=runner.app_name, user_id="user"
+        )
+        events = list(runner.run(user_id="user", session_id=session.id, new_message=user("hi")))
     assert texts(events) == ["Hello."]
     assert model.requests[0]["system"].startswith(INSTRUCTION)
 
@@ -457,14 +544,17 @@ async def test_a_plugin_host_on_another_loop_is_refused_clearly() -> None:
     async with PluginHost(specs.AGENT) as host:
         await host.add("plugbox.plugins.global_instruction", config={"instruction": INSTRUCTION})
         runner = runner_for(host, ScriptedLlm(script=["Hello."]), Weather())
-        session = await runner.session_service.create_session(app_name=runner.app_name,
-                                                              user_id="user")
+        session = await runner.session_service.create_session(
+            app_name=runner.app_name, user_id="user"
+        )
 
         def elsewhere() -> None:  # as ADK's Runner.run does: a loop of its own, in a thread
             async def drain() -> None:
-                async for _ in runner.run_async(user_id="user", session_id=session.id,
-                                                new_message=user("hi")):
+                async for _ in runner.run_async(
+                    user_id="user", session_id=session.id, new_message=user("hi")
+                ):
                     pass
+
             asyncio.run(drain())
 
         with pytest.raises(RuntimeError) as refused:
@@ -477,9 +567,14 @@ async def test_a_plugin_host_on_another_loop_is_refused_clearly() -> None:
 def _request(contents: list[types.Content], system: Any = "Be brief.") -> LlmRequest:
     declaration = types.FunctionDeclaration(name="weather", description="w")
     other = types.FunctionDeclaration(name="stocks", description="s")
-    return LlmRequest(model="m", contents=contents, config=types.GenerateContentConfig(
-        system_instruction=system, tools=[types.Tool(function_declarations=[declaration,
-                                                                             other])]))
+    return LlmRequest(
+        model="m",
+        contents=contents,
+        config=types.GenerateContentConfig(
+            system_instruction=system,
+            tools=[types.Tool(function_declarations=[declaration, other])],
+        ),
+    )
 
 
 def test_an_unchanged_request_is_left_as_it_was() -> None:
@@ -487,8 +582,10 @@ def test_an_unchanged_request_is_left_as_it_was() -> None:
     contents = [types.Content(role="user", parts=[types.Part(text="look"), image])]
     request = _request(contents)
     view = convert.RequestView(request)
-    assert view.data["messages"] == [{"role": "system", "content": "Be brief."},
-                                     {"role": "user", "content": "look"}]
+    assert view.data["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "look"},
+    ]
     assert view.apply(request, view.data) == []
     assert request.contents[0] is contents[0]
 
@@ -496,16 +593,19 @@ def test_an_unchanged_request_is_left_as_it_was() -> None:
 def test_request_changes_keep_what_plain_data_cannot_say() -> None:
     image = types.Part(inline_data=types.Blob(mime_type="image/png", data=b"\x89PNG"))
     call = types.Part(function_call=types.FunctionCall(id="c1", name="weather", args={}))
-    reply = types.Part(function_response=types.FunctionResponse(id="c1", name="weather",
-                                                                response={"t": 1}))
-    contents = [types.Content(role="user", parts=[types.Part(text="look"), image]),
-                types.Content(role="model", parts=[call]),
-                types.Content(role="user", parts=[reply])]
+    reply = types.Part(
+        function_response=types.FunctionResponse(id="c1", name="weather", response={"t": 1})
+    )
+    contents = [
+        types.Content(role="user", parts=[types.Part(text="look"), image]),
+        types.Content(role="model", parts=[call]),
+        types.Content(role="user", parts=[reply]),
+    ]
     request = _request(contents)
     view = convert.RequestView(request)
     new = view.data
     new["messages"][0]["content"] = "Rules.\n\n" + new["messages"][0]["content"]
-    new["messages"][1]["content"] = "look closely"            # changed text, same image
+    new["messages"][1]["content"] = "look closely"  # changed text, same image
     new["messages"].append({"role": "user", "content": "and?"})  # a new message
     new["tools"] = [t for t in new["tools"] if t["name"] == "weather"]
     assert view.apply(request, new) == ["system", "messages", "tools"]
@@ -517,8 +617,9 @@ def test_request_changes_keep_what_plain_data_cannot_say() -> None:
     assert request.contents[1] is contents[1] and request.contents[2] is contents[2]
     assert request.contents[3] == types.Content(role="user", parts=[types.Part(text="and?")])
     assert request.config.tools is not None
-    assert [d.name for t in request.config.tools
-            for d in t.function_declarations or []] == ["weather"]
+    assert [d.name for t in request.config.tools for d in t.function_declarations or []] == [
+        "weather"
+    ]
 
 
 def test_a_system_instruction_added_where_there_was_none() -> None:
@@ -531,30 +632,44 @@ def test_a_system_instruction_added_where_there_was_none() -> None:
 
 
 def test_responses_and_events_as_plain_data_and_back() -> None:
-    response = convert.llm_response_of({"content": "hi", "tool_calls": [
-        {"id": "c9", "name": "weather", "args": {"city": "Oslo"}}]})
+    response = convert.llm_response_of(
+        {"content": "hi", "tool_calls": [{"id": "c9", "name": "weather", "args": {"city": "Oslo"}}]}
+    )
     assert convert.response_of(response) == {
-        "role": "assistant", "content": "hi",
-        "tool_calls": [{"id": "c9", "name": "weather", "args": {"city": "Oslo"}}]}
-    event = Event(author="assistant", invocation_id="i",
-                  content=types.Content(role="model", parts=[types.Part(text="hello")]),
-                  custom_metadata={"tags": ["a"], "mine": 1})
+        "role": "assistant",
+        "content": "hi",
+        "tool_calls": [{"id": "c9", "name": "weather", "args": {"city": "Oslo"}}],
+    }
+    event = Event(
+        author="assistant",
+        invocation_id="i",
+        content=types.Content(role="model", parts=[types.Part(text="hello")]),
+        custom_metadata={"tags": ["a"], "mine": 1},
+    )
     view = convert.EventView(event)
     assert (view.data["type"], view.data["content"], view.data["tags"]) == (
-        "model_response", "hello", ["a"])
+        "model_response",
+        "hello",
+        ["a"],
+    )
     view.data["tags"].append("b")
     view.data["content"] = "hello!"
     assert view.apply(event, view.data) == ["tags", "content"]
     assert event.custom_metadata == {"tags": ["a", "b"], "mine": 1}
     assert convert.text_of(event.content) == "hello!"
     assert convert.plain({"n": 2**70, "s": {1}, "t": (1, 2)}) == {
-        "n": str(2**70), "s": [1], "t": [1, 2]}
+        "n": str(2**70),
+        "s": [1],
+        "t": [1, 2],
+    }
 
 
 def test_plugin_failures_are_found_behind_wrappers_and_others_pass() -> None:
     from plugbox.reports import FailureReport
-    failure = PluginCrashed(FailureReport(plugin="p", version="1", hook="before_model",
-                                          cause="crashed", detail="died"))
+
+    failure = PluginCrashed(
+        FailureReport(plugin="p", version="1", hook="before_model", cause="crashed", detail="died")
+    )
     try:
         try:
             raise failure
@@ -572,8 +687,9 @@ def test_plugin_failures_are_found_behind_wrappers_and_others_pass() -> None:
 
 # ---------------------------------------------------------------------- the example
 def test_the_adk_example_runs() -> None:
-    done = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     for shown in [
@@ -582,8 +698,7 @@ def test_the_adk_example_runs() -> None:
         "'celsius'}; custom_metadata {'tags': ['plugin_demo']}",
         "=> Blocked by plugin policy. (model calls in this run: 0)",
         "=> 6 times 7 is {'result': 42}. (debug: api_key=[redacted])",
-        "=> the run raised PluginCrashed: plugin 'misbehaving' in before_model, crashed by "
-        "SIGABRT",
+        "=> the run raised PluginCrashed: plugin 'misbehaving' in before_model, crashed by SIGABRT",
         "=> You're welcome.",
     ]:
         assert shown in out, shown

@@ -11,8 +11,9 @@ LOOP = Path(__file__).parent.parent / "examples" / "agent" / "agent_loop.py"
 
 
 def test_the_agent_loop_example() -> None:
-    done = subprocess.run([sys.executable, str(LOOP)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, str(LOOP)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     for shown in [
@@ -25,8 +26,7 @@ def test_the_agent_loop_example() -> None:
         "=> Blocked by plugin policy. (model calls in this run: 0)",
         "after_model: 'redact' replaced the response",
         "=> 6 times 7 is 42. (debug: api_key=[redacted])",
-        "=> the run raised PluginCrashed: plugin 'misbehaving' in before_model, crashed by "
-        "SIGABRT",
+        "=> the run raised PluginCrashed: plugin 'misbehaving' in before_model, crashed by SIGABRT",
         "=> You're welcome.",
         "lifecycle: tool weather ended after ",
     ]:

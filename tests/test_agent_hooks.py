@@ -34,31 +34,55 @@ RECIPES = TESTS.parent / "examples" / "agent" / "plugins"
 CHAPTER_LOGGER = str(TESTS.parent / "examples" / "plugins" / "message_logger.py")
 
 #: the AGENT set plus a ``history`` hook to ask the test plugins what they received.
-HOOKS = HookSet("agent-tests", [*specs.AGENT.values(),
-                                HookSpec(name="history", args=(), mode="collect")])
+HOOKS = HookSet(
+    "agent-tests", [*specs.AGENT.values(), HookSpec(name="history", args=(), mode="collect")]
+)
 
-FIRST_RESULT_HOOKS = ["on_user_message", "before_run", "before_agent", "after_agent",
-                      "before_model", "after_model", "on_model_error", "before_tool",
-                      "after_tool", "on_tool_error"]
+FIRST_RESULT_HOOKS = [
+    "on_user_message",
+    "before_run",
+    "before_agent",
+    "after_agent",
+    "before_model",
+    "after_model",
+    "on_model_error",
+    "before_tool",
+    "after_tool",
+    "on_tool_error",
+]
 
 #: the semantics table: hook -> (arguments, may change, mode, default on failure)
 TABLE: dict[str, tuple[tuple[str, ...], set[str], str, str]] = {
-    "on_user_message": (("message", "context"), {"message", "context"}, "first_result",
-                        "raise"),
+    "on_user_message": (("message", "context"), {"message", "context"}, "first_result", "raise"),
     "before_run": (("message", "context"), {"message", "context"}, "first_result", "raise"),
-    "before_agent": (("agent", "message", "context"), {"message", "context"}, "first_result",
-                     "raise"),
-    "after_agent": (("agent", "message", "output", "context"), {"output", "context"},
-                    "first_result", "raise"),
+    "before_agent": (
+        ("agent", "message", "context"),
+        {"message", "context"},
+        "first_result",
+        "raise",
+    ),
+    "after_agent": (
+        ("agent", "message", "output", "context"),
+        {"output", "context"},
+        "first_result",
+        "raise",
+    ),
     "before_model": (("request", "context"), {"request", "context"}, "first_result", "raise"),
-    "after_model": (("request", "response", "context"), {"response", "context"},
-                    "first_result", "raise"),
+    "after_model": (
+        ("request", "response", "context"),
+        {"response", "context"},
+        "first_result",
+        "raise",
+    ),
     "on_model_error": (("request", "error", "context"), {"context"}, "first_result", "raise"),
     "before_tool": (("tool", "args", "context"), {"args", "context"}, "first_result", "raise"),
-    "after_tool": (("tool", "args", "result", "context"), {"result", "context"},
-                   "first_result", "raise"),
-    "on_tool_error": (("tool", "args", "error", "context"), {"context"}, "first_result",
-                      "raise"),
+    "after_tool": (
+        ("tool", "args", "result", "context"),
+        {"result", "context"},
+        "first_result",
+        "raise",
+    ),
+    "on_tool_error": (("tool", "args", "error", "context"), {"context"}, "first_result", "raise"),
     "on_event": (("event", "context"), {"event", "context"}, "chain", "skip"),
     "after_run": (("message", "output", "context"), set(), "observe", "skip"),
 }
@@ -82,8 +106,7 @@ def sample_args(hook: str) -> dict[str, Any]:
     return {name: copy.deepcopy(values[name]) for name in specs.AGENT[hook].args}
 
 
-async def add(host: PluginHost, name: str, cls: str = "AgentRecorderPlugin",
-              **config: Any) -> None:
+async def add(host: PluginHost, name: str, cls: str = "AgentRecorderPlugin", **config: Any) -> None:
     await host.add(f"{RECORDER}:{cls}", config={"name": name, **config})
 
 
@@ -103,15 +126,23 @@ async def test_the_agent_set_is_the_documented_table() -> None:
     for hook, (args, mutable, mode, on_failure) in TABLE.items():
         spec = specs.AGENT[hook]
         assert (spec.args, set(spec.mutable), spec.mode, spec.default_on_failure) == (
-            args, mutable, mode, on_failure), hook
+            args,
+            mutable,
+            mode,
+            on_failure,
+        ), hook
         assert spec.kind == "either" and spec.doc
-        assert spec.to_worker() == {"args": list(args), "mutable": sorted(mutable),
-                                    "kind": "either"}
+        assert spec.to_worker() == {
+            "args": list(args),
+            "mutable": sorted(mutable),
+            "kind": "either",
+        }
     # the pipeline set is what it was
     assert {n: (s.args, s.mode, s.default_on_failure) for n, s in specs.PIPELINE.items()} == {
         "pre_process": (("input_data",), "observe", "skip"),
         "process": (("input_data",), "chain", "raise"),
-        "post_process": (("input_data", "output"), "observe", "skip")}
+        "post_process": (("input_data", "output"), "observe", "skip"),
+    }
 
 
 async def test_the_readme_documents_every_agent_hook() -> None:
@@ -119,8 +150,7 @@ async def test_the_readme_documents_every_agent_hook() -> None:
     section = readme.split("## Agent lifecycle hooks", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1].split("(")[0] for row in rows] == list(TABLE)
-    for row, (hook, (args, _mutable, _mode, on_failure)) in zip(rows, TABLE.items(),
-                                                               strict=True):
+    for row, (hook, (args, _mutable, _mode, on_failure)) in zip(rows, TABLE.items(), strict=True):
         assert f"`{hook}({', '.join(args)})`" in row
         assert on_failure in row
 
@@ -136,17 +166,21 @@ async def test_plugins_run_in_the_order_they_were_added() -> None:
         assert out.called == ["b-first", "a-second", "c-third"]
         calls = await history(host)
         # each saw the changes of the ones before it, none of the ones after
-        assert [set(calls_of(calls[n], "before_model")[0]["request"]) - {"model", "messages"}
-                for n in ("b-first", "a-second", "c-third")] == [
-            set(), {"b-first"}, {"b-first", "a-second"}]
-        assert request == {**sample_args("before_model")["request"], "b-first": True,
-                           "a-second": True, "c-third": True}
+        assert [
+            set(calls_of(calls[n], "before_model")[0]["request"]) - {"model", "messages"}
+            for n in ("b-first", "a-second", "c-third")
+        ] == [set(), {"b-first"}, {"b-first", "a-second"}]
+        assert request == {
+            **sample_args("before_model")["request"],
+            "b-first": True,
+            "a-second": True,
+            "c-third": True,
+        }
 
 
 # ---------------------------------------------------------------- short-circuit / replace
 @pytest.mark.parametrize("hook", FIRST_RESULT_HOOKS)
-async def test_a_non_none_return_short_circuits_and_later_plugins_are_not_called(
-        hook: str) -> None:
+async def test_a_non_none_return_short_circuits_and_later_plugins_are_not_called(hook: str) -> None:
     answer = {"content": f"custom answer from {hook}"}
     async with PluginHost(HOOKS) as host:
         await add(host, "silent")
@@ -165,7 +199,8 @@ async def test_a_non_none_return_short_circuits_and_later_plugins_are_not_called
 
 @pytest.mark.parametrize("hook", FIRST_RESULT_HOOKS)
 async def test_when_every_plugin_returns_none_all_are_called_and_the_value_is_none(
-        hook: str) -> None:
+    hook: str,
+) -> None:
     # for on_model_error / on_tool_error: None lets the error stand
     async with PluginHost(HOOKS) as host:
         for name in ("one", "two", "three"):
@@ -177,12 +212,16 @@ async def test_when_every_plugin_returns_none_all_are_called_and_the_value_is_no
 # ---------------------------------------------------------------- in-place changes
 @pytest.mark.parametrize("hook", list(TABLE))
 async def test_changes_in_place_reach_the_next_plugin_and_the_caller_only_where_allowed(
-        hook: str) -> None:
+    hook: str,
+) -> None:
     mutable = TABLE[hook][1]
     async with PluginHost(HOOKS) as host:
         # "changer" changes every argument; "observer" records what it then receives
-        await add(host, "changer",
-                  mutate={hook: {arg: {"changed_by": "changer"} for arg in TABLE[hook][0]}})
+        await add(
+            host,
+            "changer",
+            mutate={hook: {arg: {"changed_by": "changer"} for arg in TABLE[hook][0]}},
+        )
         await add(host, "observer")
         args = sample_args(hook)
         caller_objects = dict(args)
@@ -206,8 +245,9 @@ async def test_before_tool_rewrites_the_arguments_for_the_next_plugin_and_the_to
         await host.add(str(RECIPES / "rewrite_tool_args.py"))  # the guide's default
         await add(host, "after-rewrite")
         tool_args = {"operation": "mul", "a": 6, "b": 7}
-        out = await host.call("before_tool", tool={"name": "calculator"}, args=tool_args,
-                              context={})
+        out = await host.call(
+            "before_tool", tool={"name": "calculator"}, args=tool_args, context={}
+        )
         assert out.value is None  # the tool runs, with the rewritten arguments
         assert tool_args == {"operation": "add", "a": 1, "b": 2}
         (seen,) = calls_of((await history(host))["after-rewrite"], "before_tool")
@@ -238,13 +278,18 @@ async def test_on_event_replacements_chain_from_plugin_to_plugin() -> None:
 
 @pytest.mark.parametrize("how", ["raise", "crash"])
 async def test_a_failing_on_event_plugin_is_logged_and_skipped_with_the_event_as_it_was(
-        how: str, caplog: pytest.LogCaptureFixture) -> None:
+    how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async with PluginHost(HOOKS) as host:
         await add(host, "tagger", mutate={"on_event": {"event": {"tagged": True}}})
         # changes the event in place, then fails: its change must not survive
-        await add(host, "failing", **{how: ["on_event"]},
-                  mutate={"on_event": {"event": {"spoiled": True}}},
-                  returns={"on_event": {"never": "seen"}})
+        await add(
+            host,
+            "failing",
+            **{how: ["on_event"]},
+            mutate={"on_event": {"event": {"spoiled": True}}},
+            returns={"on_event": {"never": "seen"}},
+        )
         await add(host, "after")
         event = sample_args("on_event")["event"]
         out = await host.call("on_event", event=event, context={})
@@ -260,8 +305,11 @@ async def test_a_failing_on_event_plugin_is_logged_and_skipped_with_the_event_as
         assert host.reports == [report]
         calls = await history(host)  # the next plugin got the event as it was
         assert calls_of(calls["after"], "on_event")[0]["event"] == expected
-    warned = [r.getMessage() for r in caplog.records
-              if r.name == "plugbox.host" and r.levelno == logging.WARNING]
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "plugbox.host" and r.levelno == logging.WARNING
+    ]
     assert report.summary() in warned
 
 
@@ -276,7 +324,10 @@ async def test_a_failing_plugin_fails_the_call_by_default(hook: str) -> None:
             await host.call(hook, **sample_args(hook))
         report = info.value.report
         assert (report.plugin, report.hook, report.exc_message) == (
-            "failing", hook, f"failing fails in {hook}")
+            "failing",
+            hook,
+            f"failing fails in {hook}",
+        )
         calls = await history(host)
         assert len(calls_of(calls["first"], hook)) == 1
         assert calls_of(calls["later"], hook) == []  # the run stops: later is not called
@@ -284,16 +335,18 @@ async def test_a_failing_plugin_fails_the_call_by_default(hook: str) -> None:
 
 async def test_a_plugin_added_with_skip_is_skipped_in_a_fail_closed_hook() -> None:
     async with PluginHost(HOOKS) as host:
-        await host.add(f"{RECORDER}:AgentRecorderPlugin", on_failure="skip",
-                       config={"name": "lenient", "crash": ["before_model"]})
+        await host.add(
+            f"{RECORDER}:AgentRecorderPlugin",
+            on_failure="skip",
+            config={"name": "lenient", "crash": ["before_model"]},
+        )
         await add(host, "answers", returns={"before_model": {"content": "ok"}})
         out = await host.call("before_model", **sample_args("before_model"))
         assert (out.value, out.called) == ({"content": "ok"}, ["answers"])
         assert [(r.plugin, r.cause) for r in out.failures] == [("lenient", "crashed")]
 
 
-async def test_a_crash_in_before_model_is_a_typed_failure_and_the_next_call_restarts(
-        ) -> None:
+async def test_a_crash_in_before_model_is_a_typed_failure_and_the_next_call_restarts() -> None:
     async with PluginHost(HOOKS) as host:
         await add(host, "crashy", crash=["before_model"])
         with pytest.raises(PluginCrashed) as info:
@@ -305,7 +358,8 @@ async def test_a_crash_in_before_model_is_a_typed_failure_and_the_next_call_rest
 
 # ---------------------------------------------------------------- after_run
 async def test_after_run_runs_every_plugin_and_collects_the_failures(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with PluginHost(HOOKS) as host:
         await add(host, "first")
         await add(host, "failing", **{"raise": ["after_run"]})
@@ -315,14 +369,20 @@ async def test_after_run_runs_every_plugin_and_collects_the_failures(
         assert out.value is None
         assert sorted(out.called) == ["first", "last"]
         assert sorted((r.plugin, r.cause) for r in out.failures) == [
-            ("crashing", "crashed"), ("failing", "raised")]
+            ("crashing", "crashed"),
+            ("failing", "raised"),
+        ]
         assert sorted(host.reports, key=lambda r: r.plugin) == sorted(
-            out.failures, key=lambda r: r.plugin)
+            out.failures, key=lambda r: r.plugin
+        )
         calls = await history(host)
         for name in ("first", "failing", "last"):  # everybody ran
             assert calls_of(calls[name], "after_run") == [sample_args("after_run")], name
-    warned = {r.getMessage() for r in caplog.records
-              if r.name == "plugbox.host" and r.levelno == logging.WARNING}
+    warned = {
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "plugbox.host" and r.levelno == logging.WARNING
+    }
     assert {r.summary() for r in out.failures} <= warned
 
 
@@ -333,8 +393,11 @@ async def test_after_run_plugins_run_concurrently() -> None:
     # holder holds, and the call would end in a timeout.
     async with PluginHost(HOOKS) as host:
         await add(host, "holder", "AsyncAgentRecorderPlugin", hold=True)
-        await host.add(f"{RECORDER}:AsyncAgentRecorderPlugin", config={"name": "other"},
-                       limits=Limits(call_timeout=5))
+        await host.add(
+            f"{RECORDER}:AsyncAgentRecorderPlugin",
+            config={"name": "other"},
+            limits=Limits(call_timeout=5),
+        )
         done: list[Outcome] = []
 
         async def after_run() -> None:
@@ -351,19 +414,20 @@ async def test_after_run_plugins_run_concurrently() -> None:
         (outcome,) = done
         # in the order they were added, though "other" finished first
         assert outcome.called == ["holder", "other"] and not outcome.failures
-        assert calls_of((await history(host))["holder"], "after_run") == [
-            sample_args("after_run")]
+        assert calls_of((await history(host))["holder"], "after_run") == [sample_args("after_run")]
 
 
 # ---------------------------------------------------------------- closing
-async def test_plugins_close_in_reverse_order_of_adding(
-        caplog: pytest.LogCaptureFixture) -> None:
+async def test_plugins_close_in_reverse_order_of_adding(caplog: pytest.LogCaptureFixture) -> None:
     async with PluginHost(specs.AGENT) as host:
         for name in ("first", "second", "third"):
             await add(host, name)
     closing = [r.getMessage() for r in caplog.records if r.getMessage().endswith(" closing")]
-    assert closing == ["agent-recorder: third closing", "agent-recorder: second closing",
-                       "agent-recorder: first closing"]
+    assert closing == [
+        "agent-recorder: third closing",
+        "agent-recorder: second closing",
+        "agent-recorder: first closing",
+    ]
     assert [p.state for p in host.plugins] == ["closed"] * 3
 
 
@@ -383,47 +447,74 @@ async def load_error(hooks: HookSet, ref: str) -> PluginLoadError:
 
 
 async def test_a_hook_argument_the_agent_spec_lacks_names_plugin_hook_and_argument(
-        tmp_path: Path) -> None:
-    ref = write(tmp_path, "extra.py", """\
+    tmp_path: Path,
+) -> None:
+    ref = write(
+        tmp_path,
+        "extra.py",
+        """\
         class ExtraPlugin:
             name = "extra"
 
             def before_model(self, request, ctx):
                 return None
-        """)
+        """,
+    )
     exc = await load_error(specs.AGENT, ref)
-    assert exc.reason == ("plugin 'extra': hook 'before_model' takes argument 'ctx', which the "
-                          "spec does not have (it has: request, context)")
+    assert exc.reason == (
+        "plugin 'extra': hook 'before_model' takes argument 'ctx', which the "
+        "spec does not have (it has: request, context)"
+    )
 
 
-SYNC_ASYNC = HookSet("kinds", [
-    HookSpec(name="on_sync", args=("x",), kind="sync"),
-    HookSpec(name="on_async", args=("x",), kind="async"),
-    HookSpec(name="on_either", args=("x",)),
-])
+SYNC_ASYNC = HookSet(
+    "kinds",
+    [
+        HookSpec(name="on_sync", args=("x",), kind="sync"),
+        HookSpec(name="on_async", args=("x",), kind="async"),
+        HookSpec(name="on_either", args=("x",)),
+    ],
+)
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    ("async def on_sync(self, x):", "plugin 'kinds': hook 'on_sync' is defined with "
-     "'async def', but the spec requires a plain function (def)"),
-    ("def on_async(self, x):", "plugin 'kinds': hook 'on_async' is defined with 'def', "
-     "but the spec requires a coroutine function (async def)"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            "async def on_sync(self, x):",
+            "plugin 'kinds': hook 'on_sync' is defined with "
+            "'async def', but the spec requires a plain function (def)",
+        ),
+        (
+            "def on_async(self, x):",
+            "plugin 'kinds': hook 'on_async' is defined with 'def', "
+            "but the spec requires a coroutine function (async def)",
+        ),
+    ],
+)
 async def test_a_sync_async_mix_the_spec_forbids_is_a_load_error(
-        tmp_path: Path, body: str, reason: str) -> None:
-    ref = write(tmp_path, "kinds.py", f"""\
+    tmp_path: Path, body: str, reason: str
+) -> None:
+    ref = write(
+        tmp_path,
+        "kinds.py",
+        f"""\
         class KindsPlugin:
             name = "kinds"
 
             {body}
                 return x
-        """)
+        """,
+    )
     exc = await load_error(SYNC_ASYNC, ref)
     assert exc.reason == reason
 
 
 async def test_hooks_of_the_kind_the_spec_asks_for_load_and_run(tmp_path: Path) -> None:
-    ref = write(tmp_path, "kinds.py", """\
+    ref = write(
+        tmp_path,
+        "kinds.py",
+        """\
         import functools
 
         class KindsPlugin:
@@ -440,7 +531,8 @@ async def test_hooks_of_the_kind_the_spec_asks_for_load_and_run(tmp_path: Path) 
 
             def __init__(self):  # a partial of a coroutine function is async too
                 self.on_either = functools.partial(self._either, "partial")
-        """)
+        """,
+    )
     async with PluginHost(SYNC_ASYNC) as host:
         info = await host.add(ref)
         assert set(info.hooks) == {"on_sync", "on_async", "on_either"} and not info.problems
@@ -450,8 +542,12 @@ async def test_hooks_of_the_kind_the_spec_asks_for_load_and_run(tmp_path: Path) 
 
 
 async def test_methods_named_like_hooks_the_spec_lacks_are_reported_and_logged(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    ref = write(tmp_path, "typos.py", """\
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = write(
+        tmp_path,
+        "typos.py",
+        """\
         class TyposPlugin:
             name = "typos"
 
@@ -469,7 +565,8 @@ async def test_methods_named_like_hooks_the_spec_lacks_are_reported_and_logged(
 
             def summarize(self):  # an ordinary helper
                 return None
-        """)
+        """,
+    )
     async with PluginHost(specs.AGENT) as host:
         info = await host.add(ref)
         assert info.hooks == ("before_tool",)
@@ -477,23 +574,26 @@ async def test_methods_named_like_hooks_the_spec_lacks_are_reported_and_logged(
         assert info.problems == (
             start.format("BeforeModel") + "of that name (did you mean 'before_model'?)",
             start.format("before_modle") + "of that name (did you mean 'before_model'?)",
-            start.format("on_run_start") + "of that name")
-    warned = [r.getMessage() for r in caplog.records
-              if r.name == "plugbox.host" and r.levelno == logging.WARNING]
+            start.format("on_run_start") + "of that name",
+        )
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "plugbox.host" and r.levelno == logging.WARNING
+    ]
     assert set(info.problems) <= set(warned)
 
 
-async def test_a_plugin_for_another_hook_set_is_reported(
-        caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_plugin_for_another_hook_set_is_reported(caplog: pytest.LogCaptureFixture) -> None:
     # the chapter's PIPELINE message logger, added to an AGENT host by mistake
     async with PluginHost(specs.AGENT) as host:
         info = await host.add(CHAPTER_LOGGER)
         assert info.hooks == ()
         assert info.problems[-1] == (
             f"plugin 'message-logger' implements none of the host's hooks "
-            f"({', '.join(specs.AGENT)}): it will never be called")
-        assert {"'pre_process'", "'post_process'"} <= {
-            p.split()[3] for p in info.problems[:-1]}
+            f"({', '.join(specs.AGENT)}): it will never be called"
+        )
+        assert {"'pre_process'", "'post_process'"} <= {p.split()[3] for p in info.problems[:-1]}
 
 
 async def test_hook_specs_refuse_what_they_cannot_honour() -> None:
@@ -506,13 +606,16 @@ async def test_hook_specs_refuse_what_they_cannot_honour() -> None:
 # ---------------------------------------------------------------- built-in plugins
 async def test_global_instruction_prepends_a_system_message() -> None:
     async with PluginHost(HOOKS) as host:
-        await host.add("plugbox.plugins.global_instruction",
-                       config={"instruction": "Follow the policy."})
+        await host.add(
+            "plugbox.plugins.global_instruction", config={"instruction": "Follow the policy."}
+        )
         await add(host, "model-side")
         request = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         out = await host.call("before_model", request=request, context={})
-        expected = [{"role": "system", "content": "Follow the policy."},
-                    {"role": "user", "content": "hi"}]
+        expected = [
+            {"role": "system", "content": "Follow the policy."},
+            {"role": "user", "content": "hi"},
+        ]
         assert out.value is None and request["messages"] == expected
         (seen,) = calls_of((await history(host))["model-side"], "before_model")
         assert seen["request"]["messages"] == expected  # the next plugin sees it too
@@ -522,20 +625,28 @@ async def test_global_instruction_prepends_a_system_message() -> None:
 
 async def test_global_instruction_merges_into_the_first_system_message() -> None:
     async with PluginHost(specs.AGENT) as host:
-        await host.add("plugbox.plugins.global_instruction",
-                       config={"instruction": "Follow the policy."})
-        request = {"messages": [{"role": "system", "content": "You are a poet."},
-                                {"role": "user", "content": "hi"}]}
+        await host.add(
+            "plugbox.plugins.global_instruction", config={"instruction": "Follow the policy."}
+        )
+        request = {
+            "messages": [
+                {"role": "system", "content": "You are a poet."},
+                {"role": "user", "content": "hi"},
+            ]
+        }
         await host.call("before_model", request=request, context={})
         assert request["messages"] == [
             {"role": "system", "content": "Follow the policy.\n\nYou are a poet."},
-            {"role": "user", "content": "hi"}]
+            {"role": "user", "content": "hi"},
+        ]
         await host.call("before_model", request=request, context={})
         assert request["messages"][0]["content"] == "Follow the policy.\n\nYou are a poet."
         empty: dict[str, Any] = {"model": "m"}  # no messages at all
         await host.call("before_model", request=empty, context={})
-        assert empty == {"model": "m",
-                         "messages": [{"role": "system", "content": "Follow the policy."}]}
+        assert empty == {
+            "model": "m",
+            "messages": [{"role": "system", "content": "Follow the policy."}],
+        }
 
 
 async def test_global_instruction_without_an_instruction_does_not_load() -> None:
@@ -545,12 +656,16 @@ async def test_global_instruction_without_an_instruction_does_not_load() -> None
 
 
 def lifecycle_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
-    return [(r.levelno, r.getMessage().removeprefix("lifecycle: ")) for r in caplog.records
-            if r.name == "plugbox.plugin.logging"]
+    return [
+        (r.levelno, r.getMessage().removeprefix("lifecycle: "))
+        for r in caplog.records
+        if r.name == "plugbox.plugin.logging"
+    ]
 
 
 async def test_the_logging_plugin_logs_start_and_end_with_durations(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="plugbox.plugin")
     ctx = {"invocation_id": "inv-7", "agent_name": "helper", "state": {}}
     agent = {"name": "helper"}
@@ -558,16 +673,20 @@ async def test_the_logging_plugin_logs_start_and_end_with_durations(
         info = await host.add("plugbox.plugins.logging")
         assert info.problems == ()
         await host.call("before_agent", agent=agent, message={}, context=ctx)
-        await host.call("before_model", request={"model": "m1", "messages": [{}, {}]},
-                        context=ctx)
+        await host.call("before_model", request={"model": "m1", "messages": [{}, {}]}, context=ctx)
         await host.call("after_model", request={}, response={"tool_calls": [{}]}, context=ctx)
         tool_ctx = {**ctx, "tool_call_id": "call-1"}
         await host.call("before_tool", tool={"name": "calculator"}, args={}, context=tool_ctx)
-        await host.call("on_tool_error", tool={"name": "calculator"}, args={},
-                        error={"type": "ZeroDivisionError", "message": "division by zero"},
-                        context=tool_ctx)
-        await host.call("after_tool", tool={"name": "weather"}, args={}, result={},
-                        context=ctx)  # no start seen for this one
+        await host.call(
+            "on_tool_error",
+            tool={"name": "calculator"},
+            args={},
+            error={"type": "ZeroDivisionError", "message": "division by zero"},
+            context=tool_ctx,
+        )
+        await host.call(
+            "after_tool", tool={"name": "weather"}, args={}, result={}, context=ctx
+        )  # no start seen for this one
         await host.call("after_agent", agent=agent, message={}, output={}, context=ctx)
     records = lifecycle_records(caplog)
     ms = r"after (\d+\.\d) ms"
@@ -592,7 +711,8 @@ async def test_the_logging_plugin_logs_start_and_end_with_durations(
 
 
 async def test_the_message_logger_logs_every_agent_message(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="plugbox.plugin")
     # the worker runs as nobody when the tests run as root: pytest's tmp_path is under
     # directories only root may enter
@@ -601,17 +721,21 @@ async def test_the_message_logger_logs_every_agent_message(
         path = Path(directory) / "messages.jsonl"
         await log_some_messages(path)
         entries = [json.loads(line) for line in path.read_text().splitlines()]
-    logged = [r.getMessage() for r in caplog.records
-              if r.name == "plugbox.plugin.message-logger"]
-    assert logged == ["message-logger: ready (writing JSON lines to " + str(path) + ")",
-                      "message-logger: #1 user: 2+2?",
-                      "message-logger: #2 model: [tool calls: calc({'a': 2})]",
-                      "message-logger: #3 tool calc: 4",
-                      "message-logger: #4 output: 4",
-                      "message-logger: closing after 4 messages"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "plugbox.plugin.message-logger"]
+    assert logged == [
+        "message-logger: ready (writing JSON lines to " + str(path) + ")",
+        "message-logger: #1 user: 2+2?",
+        "message-logger: #2 model: [tool calls: calc({'a': 2})]",
+        "message-logger: #3 tool calc: 4",
+        "message-logger: #4 output: 4",
+        "message-logger: closing after 4 messages",
+    ]
     assert [(e["n"], e["hook"], e["invocation_id"]) for e in entries] == [
-        (1, "on_user_message", "inv-9"), (2, "after_model", "inv-9"),
-        (3, "after_tool", "inv-9"), (4, "after_run", "inv-9")]
+        (1, "on_user_message", "inv-9"),
+        (2, "after_model", "inv-9"),
+        (3, "after_tool", "inv-9"),
+        (4, "after_run", "inv-9"),
+    ]
     assert entries[2]["result"] == 4
 
 
@@ -619,12 +743,18 @@ async def log_some_messages(path: Path) -> None:
     ctx = {"invocation_id": "inv-9"}
     async with PluginHost(specs.AGENT) as host:
         # the plugin may write only in its scratch directory: make that the log's
-        await host.add("plugbox.plugins.message_logger", config={"path": str(path)},
-                       sandbox=Sandbox(scratch=str(path.parent)))
-        await host.call("on_user_message", message={"role": "user", "content": "2+2?"},
-                        context=ctx)
-        await host.call("after_model", request={}, context=ctx, response={
-            "content": "", "tool_calls": [{"id": "c", "name": "calc", "args": {"a": 2}}]})
+        await host.add(
+            "plugbox.plugins.message_logger",
+            config={"path": str(path)},
+            sandbox=Sandbox(scratch=str(path.parent)),
+        )
+        await host.call("on_user_message", message={"role": "user", "content": "2+2?"}, context=ctx)
+        await host.call(
+            "after_model",
+            request={},
+            context=ctx,
+            response={"content": "", "tool_calls": [{"id": "c", "name": "calc", "args": {"a": 2}}]},
+        )
         await host.call("after_tool", tool={"name": "calc"}, args={}, result=4, context=ctx)
         await host.call("after_run", message={}, output={"content": "4"}, context=ctx)
 
@@ -634,12 +764,20 @@ async def test_recipe_block_keyword_short_circuits_the_model() -> None:
     async with PluginHost(HOOKS) as host:
         await host.add(str(RECIPES / "block_keyword.py"), config={"keyword": "/deny"})
         await add(host, "model-side")
-        blocked = {"messages": [{"role": "system", "content": "/deny is fine here"},
-                                {"role": "user", "content": "please /deny this"}]}
+        blocked = {
+            "messages": [
+                {"role": "system", "content": "/deny is fine here"},
+                {"role": "user", "content": "please /deny this"},
+            ]
+        }
         out = await host.call("before_model", request=blocked, context={})
         assert out.value["content"] == "Blocked by plugin policy." and out.called == ["policy"]
-        allowed = {"messages": [{"role": "system", "content": "/deny is fine here"},
-                                {"role": "user", "content": "hello"}]}
+        allowed = {
+            "messages": [
+                {"role": "system", "content": "/deny is fine here"},
+                {"role": "user", "content": "hello"},
+            ]
+        }
         out = await host.call("before_model", request=allowed, context={})
         assert out.value is None and out.called == ["policy", "model-side"]
         calls = calls_of((await history(host))["model-side"], "before_model")

@@ -56,10 +56,13 @@ from plugbox.specs import HookSet, HookSpec
 
 ATTACKS = str(Path(__file__).parent / "plugins" / "attacks.py")
 SCENARIO = Path(__file__).parent / "scripts" / "attack_host.py"
-SPECS = HookSet("attacks", [
-    HookSpec(name="attack", args=("what", "target"), mode="first_result"),
-    HookSpec(name="ping", args=(), mode="collect"),
-])
+SPECS = HookSet(
+    "attacks",
+    [
+        HookSpec(name="attack", args=("what", "target"), mode="first_result"),
+        HookSpec(name="ping", args=(), mode="collect"),
+    ],
+)
 EPERM, EACCES = errno.EPERM, errno.EACCES
 #: a buffer in the host's memory that process_vm_readv and /proc/<host>/mem aim at
 SECRET = ctypes.create_string_buffer(b"the host's secret 1e4c")
@@ -128,8 +131,9 @@ class Arena:
             value = await self.host.call("attack", what=what, target=target)
             pytest.fail(f"{what} got through ({layer} expected to stop it): {value}")
         report = caught.value.report
-        assert (report.plugin, report.cause, report.exc_type) == (
-            "attacker", "raised", exc_type), report.summary()
+        assert (report.plugin, report.cause, report.exc_type) == ("attacker", "raised", exc_type), (
+            report.summary()
+        )
         prefix = f"[Errno {err}]" if isinstance(err, int) else err
         assert (report.exc_message or "").startswith(prefix), report.summary()
         assert report.pid == self.attacker.pid and not report.killed
@@ -147,14 +151,15 @@ class Arena:
 
 
 @asynccontextmanager
-async def arena(sandbox: Sandbox | None = None, limits: Limits | None = None,
-                **config: Any) -> AsyncIterator[Arena]:
+async def arena(
+    sandbox: Sandbox | None = None, limits: Limits | None = None, **config: Any
+) -> AsyncIterator[Arena]:
     async with PluginHost(SPECS) as host:
         bystander = await host.add(f"{ATTACKS}:HealthyPlugin")
-        config = {"host": os.getpid(), "pgid": os.getpgid(0), "sibling": bystander.pid,
-                  **config}
-        attacker = await host.add(f"{ATTACKS}:AttackPlugin", config=config,
-                                  sandbox=sandbox, limits=limits)
+        config = {"host": os.getpid(), "pgid": os.getpgid(0), "sibling": bystander.pid, **config}
+        attacker = await host.add(
+            f"{ATTACKS}:AttackPlugin", config=config, sandbox=sandbox, limits=limits
+        )
         yield Arena(host, bystander, attacker)
 
 
@@ -210,9 +215,11 @@ def nothing_received(sock: socket.socket) -> bool:
 
 pytestmark = pytest.mark.anyio
 
-SIGNAL_HOST: list[Denial] = [("seccomp", "PermissionError", EPERM),
-                             ("unprivileged", "PermissionError", EPERM),
-                             ("landlock_signals", "PermissionError", EPERM)]
+SIGNAL_HOST: list[Denial] = [
+    ("seccomp", "PermissionError", EPERM),
+    ("unprivileged", "PermissionError", EPERM),
+    ("landlock_signals", "PermissionError", EPERM),
+]
 
 
 # --- signals at the host, everyone, the host's process group ------------------------------
@@ -226,8 +233,11 @@ async def test_sigkill_to_every_process_is_refused() -> None:
     # kill(-1): the uid check alone would let it through to every process of user
     # nobody, the bystander included; seccomp refuses it (Landlock's signal scope would)
     async with arena() as a:
-        await a.denied("kill", [("seccomp", "PermissionError", EPERM),
-                                ("landlock_signals", "PermissionError", EPERM)], pid=-1)
+        await a.denied(
+            "kill",
+            [("seccomp", "PermissionError", EPERM), ("landlock_signals", "PermissionError", EPERM)],
+            pid=-1,
+        )
 
 
 async def test_sigkill_to_the_hosts_process_group_is_refused() -> None:
@@ -242,8 +252,7 @@ async def test_sigio_at_the_host_through_f_setown_is_refused(wide: bool) -> None
     # bit 32 set is still F_SETOWN to the kernel and still refused
     async with arena() as a:
         needs(a.layers, "seccomp")
-        await a.denied("setown", [("seccomp", "PermissionError", EPERM)], pid="$host",
-                       wide=wide)
+        await a.denied("setown", [("seccomp", "PermissionError", EPERM)], pid="$host", wide=wide)
 
 
 @pytest.mark.parametrize("wide", [False, True], ids=["F_SETOWN", "F_SETOWN|1<<32"])
@@ -251,8 +260,7 @@ async def test_sigio_at_a_sibling_worker(wide: bool) -> None:
     # the bystander runs as the same user nobody: only the sandbox protects it
     async with arena() as a:
         needs(a.layers, "seccomp")
-        await a.denied("setown", [("seccomp", "PermissionError", EPERM)], pid="$sibling",
-                       wide=wide)
+        await a.denied("setown", [("seccomp", "PermissionError", EPERM)], pid="$sibling", wide=wide)
 
 
 async def test_sigio_at_a_sibling_without_seccomp_is_stopped_by_landlock() -> None:
@@ -261,8 +269,7 @@ async def test_sigio_at_a_sibling_without_seccomp_is_stopped_by_landlock() -> No
     # (no namespaces: in a pid namespace the sibling's pid names no process at all)
     async with arena(sandbox=Sandbox(seccomp=False, namespaces=False)) as a:
         needs(a.layers, "landlock_signals")
-        assert await a.attack("setown", pid="$sibling") == {
-            "ok": True, "owner": a.bystander.pid}
+        assert await a.attack("setown", pid="$sibling") == {"ok": True, "owner": a.bystander.pid}
         await a.unharmed()
 
 
@@ -273,17 +280,22 @@ async def test_control_sigio_at_a_sibling_without_seccomp_and_landlock_kills_it(
 
 
 # --- another process's memory -------------------------------------------------------------
-TRACE_HOST: list[Denial] = [("seccomp", "PermissionError", EPERM),
-                            ("unprivileged", "PermissionError", EPERM),
-                            ("user_namespace", "PermissionError", EPERM),
-                            ("landlock_filesystem", "PermissionError", EPERM)]
+TRACE_HOST: list[Denial] = [
+    ("seccomp", "PermissionError", EPERM),
+    ("unprivileged", "PermissionError", EPERM),
+    ("user_namespace", "PermissionError", EPERM),
+    ("landlock_filesystem", "PermissionError", EPERM),
+]
 #: opening /proc/<host>/mem or environ: the ptrace-access check (uid, the host not
 #: dumpable, capabilities confined to the worker's user namespace, Landlock's domain)
 #: with a mount namespace the worker's /proc is its pid namespace's own: no host pid in it
 OWN_PROC: Denial = ("mount_namespace", "FileNotFoundError", errno.ENOENT)
-PROC_READ: list[Denial] = [OWN_PROC, ("unprivileged", "PermissionError", EACCES),
-                           ("user_namespace", "PermissionError", EACCES),
-                           ("landlock_filesystem", "PermissionError", EACCES)]
+PROC_READ: list[Denial] = [
+    OWN_PROC,
+    ("unprivileged", "PermissionError", EACCES),
+    ("user_namespace", "PermissionError", EACCES),
+    ("landlock_filesystem", "PermissionError", EACCES),
+]
 
 
 async def test_ptrace_attach_to_the_host_is_refused() -> None:
@@ -293,23 +305,38 @@ async def test_ptrace_attach_to_the_host_is_refused() -> None:
 
 async def test_process_vm_readv_of_the_host_is_refused() -> None:
     async with arena() as a:
-        await a.denied("vm_read", TRACE_HOST, pid="$host", address=ctypes.addressof(SECRET),
-                       length=len(SECRET.value))
+        await a.denied(
+            "vm_read",
+            TRACE_HOST,
+            pid="$host",
+            address=ctypes.addressof(SECRET),
+            length=len(SECRET.value),
+        )
 
 
 async def test_reading_the_hosts_proc_mem_is_refused() -> None:
     async with arena() as a:
-        await a.denied("proc_mem", PROC_READ, pid="$host", address=ctypes.addressof(SECRET),
-                       length=len(SECRET.value))
+        await a.denied(
+            "proc_mem",
+            PROC_READ,
+            pid="$host",
+            address=ctypes.addressof(SECRET),
+            length=len(SECRET.value),
+        )
 
 
 async def test_writing_the_hosts_proc_mem_is_refused() -> None:
     # Landlock first: /proc is read-only to the worker, so the open for writing fails
     before = SECRET.raw
     async with arena() as a:
-        await a.denied("proc_mem", [OWN_PROC, ("landlock_filesystem", "PermissionError", EACCES),
-                                    *PROC_READ[1:]], pid="$host",
-                       address=ctypes.addressof(SECRET), length=len(SECRET.value), write=True)
+        await a.denied(
+            "proc_mem",
+            [OWN_PROC, ("landlock_filesystem", "PermissionError", EACCES), *PROC_READ[1:]],
+            pid="$host",
+            address=ctypes.addressof(SECRET),
+            length=len(SECRET.value),
+            write=True,
+        )
     assert SECRET.raw == before
 
 
@@ -321,8 +348,11 @@ async def test_reading_the_hosts_environ_is_refused() -> None:
 
 async def test_changing_the_hosts_rlimits_is_refused() -> None:
     async with arena() as a:
-        await a.denied("prlimit", [("seccomp", "PermissionError", EPERM),
-                                   ("unprivileged", "PermissionError", EPERM)], pid="$host")
+        await a.denied(
+            "prlimit",
+            [("seccomp", "PermissionError", EPERM), ("unprivileged", "PermissionError", EPERM)],
+            pid="$host",
+        )
 
 
 # --- the network --------------------------------------------------------------------------
@@ -341,48 +371,74 @@ def udp_listener() -> Iterator[socket.socket]:
         yield s
 
 
-@pytest.mark.parametrize(("sandbox", "expected"), [
-    # seccomp: no AF_INET socket at all
-    pytest.param({}, [("seccomp", "PermissionError", EPERM),
-                      ("landlock_tcp", "PermissionError", EACCES),
-                      ("network_namespace", "OSError", errno.ENETUNREACH)], id="default"),
-    # Landlock checks connect() before routing
-    pytest.param({"seccomp": False}, [("landlock_tcp", "PermissionError", EACCES)],
-                 id="landlock"),
-    # the worker's network namespace has no interface, not even loopback up
-    pytest.param({"seccomp": False, "landlock": False},
-                 [("network_namespace", "OSError", errno.ENETUNREACH)], id="netns"),
-    pytest.param({"seccomp": False, "namespaces": False},
-                 [("landlock_tcp", "PermissionError", EACCES)], id="landlock-alone"),
-])
-async def test_tcp_to_a_localhost_listener_is_refused(tcp_listener: socket.socket,
-                                                      sandbox: dict[str, bool],
-                                                      expected: list[Denial]) -> None:
+@pytest.mark.parametrize(
+    ("sandbox", "expected"),
+    [
+        # seccomp: no AF_INET socket at all
+        pytest.param(
+            {},
+            [
+                ("seccomp", "PermissionError", EPERM),
+                ("landlock_tcp", "PermissionError", EACCES),
+                ("network_namespace", "OSError", errno.ENETUNREACH),
+            ],
+            id="default",
+        ),
+        # Landlock checks connect() before routing
+        pytest.param(
+            {"seccomp": False}, [("landlock_tcp", "PermissionError", EACCES)], id="landlock"
+        ),
+        # the worker's network namespace has no interface, not even loopback up
+        pytest.param(
+            {"seccomp": False, "landlock": False},
+            [("network_namespace", "OSError", errno.ENETUNREACH)],
+            id="netns",
+        ),
+        pytest.param(
+            {"seccomp": False, "namespaces": False},
+            [("landlock_tcp", "PermissionError", EACCES)],
+            id="landlock-alone",
+        ),
+    ],
+)
+async def test_tcp_to_a_localhost_listener_is_refused(
+    tcp_listener: socket.socket, sandbox: dict[str, bool], expected: list[Denial]
+) -> None:
     async with arena(sandbox=Sandbox(**sandbox)) as a:
         await a.denied("tcp", expected, port=tcp_listener.getsockname()[1])
     assert nothing_pending(tcp_listener)
 
 
-@pytest.mark.parametrize(("sandbox", "expected"), [
-    pytest.param({}, [("seccomp", "PermissionError", EPERM),
-                      ("network_namespace", "OSError", errno.ENETUNREACH)], id="default"),
-    pytest.param({"seccomp": False}, [("network_namespace", "OSError", errno.ENETUNREACH)],
-                 id="netns"),
-])
-async def test_udp_to_a_localhost_listener_is_refused(udp_listener: socket.socket,
-                                                      sandbox: dict[str, bool],
-                                                      expected: list[Denial]) -> None:
+@pytest.mark.parametrize(
+    ("sandbox", "expected"),
+    [
+        pytest.param(
+            {},
+            [
+                ("seccomp", "PermissionError", EPERM),
+                ("network_namespace", "OSError", errno.ENETUNREACH),
+            ],
+            id="default",
+        ),
+        pytest.param(
+            {"seccomp": False}, [("network_namespace", "OSError", errno.ENETUNREACH)], id="netns"
+        ),
+    ],
+)
+async def test_udp_to_a_localhost_listener_is_refused(
+    udp_listener: socket.socket, sandbox: dict[str, bool], expected: list[Denial]
+) -> None:
     async with arena(sandbox=Sandbox(**sandbox)) as a:
         await a.denied("udp", expected, port=udp_listener.getsockname()[1])
     assert nothing_received(udp_listener)
 
 
 async def test_control_udp_gets_through_without_seccomp_and_netns(
-        udp_listener: socket.socket) -> None:
+    udp_listener: socket.socket,
+) -> None:
     # Landlock has no UDP rules: seccomp and the network namespace are the two layers
     async with arena(sandbox=Sandbox(seccomp=False, namespaces=False)) as a:
-        assert await a.attack("udp", port=udp_listener.getsockname()[1]) == {
-            "ok": True, "sent": 4}
+        assert await a.attack("udp", port=udp_listener.getsockname()[1]) == {"ok": True, "sent": 4}
     assert udp_listener.recv(100) == b"leak"
 
 
@@ -418,7 +474,8 @@ def abstract_listener() -> Iterator[tuple[bytes, socket.socket]]:
 
 
 async def test_connect_to_the_hosts_pathname_unix_socket_is_refused(
-        unix_listener: tuple[str, socket.socket]) -> None:
+    unix_listener: tuple[str, socket.socket],
+) -> None:
     # seccomp alone: with the network off, no connect() at all. Landlock (up to ABI 7)
     # has no rule for connecting to a pathname socket, and network namespaces do not
     # separate them (see the control below)
@@ -429,7 +486,8 @@ async def test_connect_to_the_hosts_pathname_unix_socket_is_refused(
 
 
 async def test_control_pathname_unix_socket_without_seccomp_is_reached(
-        unix_listener: tuple[str, socket.socket]) -> None:
+    unix_listener: tuple[str, socket.socket],
+) -> None:
     path, listener = unix_listener
     async with arena(sandbox=Sandbox(seccomp=False)) as a:
         needs(a.layers, "landlock_filesystem", "network_namespace")  # in force, and no help
@@ -438,7 +496,8 @@ async def test_control_pathname_unix_socket_without_seccomp_is_reached(
 
 
 async def test_datagram_to_the_hosts_unix_socket_is_refused(
-        unix_dgram: tuple[str, socket.socket]) -> None:
+    unix_dgram: tuple[str, socket.socket],
+) -> None:
     # seccomp: with the network off, AF_UNIX sockets are stream or seqpacket only (a
     # datagram's destination is behind a pointer no filter can read)
     path, sock = unix_dgram
@@ -448,27 +507,42 @@ async def test_datagram_to_the_hosts_unix_socket_is_refused(
 
 
 async def test_control_datagram_without_seccomp_arrives(
-        unix_dgram: tuple[str, socket.socket]) -> None:
+    unix_dgram: tuple[str, socket.socket],
+) -> None:
     path, sock = unix_dgram
     async with arena(sandbox=Sandbox(seccomp=False)) as a:
         assert await a.attack("unix_dgram", address=path) == {"ok": True, "sent": 4}
     assert sock.recv(100) == b"leak"
 
 
-@pytest.mark.parametrize(("sandbox", "expected"), [
-    pytest.param({}, [("seccomp", "PermissionError", EPERM),
-                      ("network_namespace", "ConnectionRefusedError", errno.ECONNREFUSED),
-                      ("landlock_abstract_unix", "PermissionError", EPERM)], id="default"),
-    # abstract names belong to a network namespace: nothing listens in the worker's
-    pytest.param({"seccomp": False},
-                 [("network_namespace", "ConnectionRefusedError", errno.ECONNREFUSED)],
-                 id="netns"),
-    pytest.param({"seccomp": False, "namespaces": False},
-                 [("landlock_abstract_unix", "PermissionError", EPERM)], id="landlock"),
-])
+@pytest.mark.parametrize(
+    ("sandbox", "expected"),
+    [
+        pytest.param(
+            {},
+            [
+                ("seccomp", "PermissionError", EPERM),
+                ("network_namespace", "ConnectionRefusedError", errno.ECONNREFUSED),
+                ("landlock_abstract_unix", "PermissionError", EPERM),
+            ],
+            id="default",
+        ),
+        # abstract names belong to a network namespace: nothing listens in the worker's
+        pytest.param(
+            {"seccomp": False},
+            [("network_namespace", "ConnectionRefusedError", errno.ECONNREFUSED)],
+            id="netns",
+        ),
+        pytest.param(
+            {"seccomp": False, "namespaces": False},
+            [("landlock_abstract_unix", "PermissionError", EPERM)],
+            id="landlock",
+        ),
+    ],
+)
 async def test_connect_to_the_hosts_abstract_unix_socket_is_refused(
-        abstract_listener: tuple[bytes, socket.socket], sandbox: dict[str, bool],
-        expected: list[Denial]) -> None:
+    abstract_listener: tuple[bytes, socket.socket], sandbox: dict[str, bool], expected: list[Denial]
+) -> None:
     name, listener = abstract_listener
     async with arena(sandbox=Sandbox(**sandbox)) as a:
         await a.denied("unix", expected, address=name)
@@ -476,7 +550,8 @@ async def test_connect_to_the_hosts_abstract_unix_socket_is_refused(
 
 
 async def test_control_abstract_unix_socket_without_the_layers_is_reached(
-        abstract_listener: tuple[bytes, socket.socket]) -> None:
+    abstract_listener: tuple[bytes, socket.socket],
+) -> None:
     name, listener = abstract_listener
     async with arena(sandbox=Sandbox(seccomp=False, namespaces=False, landlock=False)) as a:
         assert await a.attack("unix", address=name) == {"ok": True, "connected": True}
@@ -491,9 +566,11 @@ async def test_the_host_processes_cannot_be_listed_or_read_through_proc() -> Non
     async with arena() as a:
         assert (await a.attack("read_own_status"))["has_pid"]
         await a.denied("list_processes", [("landlock_filesystem", "PermissionError", EACCES)])
-        await a.denied("read_cmdline", [OWN_PROC,
-                                        ("landlock_filesystem", "PermissionError", EACCES)],
-                       pid=os.getpid())
+        await a.denied(
+            "read_cmdline",
+            [OWN_PROC, ("landlock_filesystem", "PermissionError", EACCES)],
+            pid=os.getpid(),
+        )
 
 
 async def test_without_landlock_proc_shows_only_the_pid_namespace() -> None:
@@ -511,23 +588,30 @@ async def test_writing_outside_the_scratch_directory_is_refused(open_dir: Path) 
     # Landlock alone: the directory is world-writable, so no uid check applies
     async with arena() as a:
         assert (await a.attack("scratch_write"))["ok"]  # its own scratch dir is writable
-        await a.denied("write", [("landlock_filesystem", "PermissionError", EACCES)],
-                       path=str(open_dir / "pwned.txt"))
+        await a.denied(
+            "write",
+            [("landlock_filesystem", "PermissionError", EACCES)],
+            path=str(open_dir / "pwned.txt"),
+        )
     assert list(open_dir.iterdir()) == []
 
 
 async def test_writing_through_a_symlink_in_the_scratch_dir_is_refused(open_dir: Path) -> None:
     # Landlock checks the file the path resolves to, not the link in the scratch dir
     async with arena() as a:
-        await a.denied("symlink_write", [("landlock_filesystem", "PermissionError", EACCES)],
-                       outside=str(open_dir))
+        await a.denied(
+            "symlink_write",
+            [("landlock_filesystem", "PermissionError", EACCES)],
+            outside=str(open_dir),
+        )
     assert list(open_dir.iterdir()) == []
 
 
 @pytest.mark.parametrize("what", ["write", "symlink_write"])
 async def test_control_without_landlock_the_write_lands(open_dir: Path, what: str) -> None:
-    target = {"path": str(open_dir / "pwned.txt")} if what == "write" else {
-        "outside": str(open_dir)}
+    target = (
+        {"path": str(open_dir / "pwned.txt")} if what == "write" else {"outside": str(open_dir)}
+    )
     async with arena(sandbox=Sandbox(landlock=False)) as a:
         assert (await a.attack(what, **target))["ok"]
     assert (open_dir / "pwned.txt").read_text() == "pwned"
@@ -538,8 +622,7 @@ async def test_fork_bomb_is_refused_at_the_first_fork() -> None:
     # seccomp: fork/vfork/clone without CLONE_THREAD are EPERM (clone3 is ENOSYS, so
     # libc falls back to clone); no other layer limits the number of processes
     async with arena() as a:
-        await a.denied("fork_bomb", [("seccomp", "PermissionError",
-                                      "[Errno 1] fork #1 refused")])
+        await a.denied("fork_bomb", [("seccomp", "PermissionError", "[Errno 1] fork #1 refused")])
 
 
 async def test_thread_bomb_ends_in_a_clean_failure() -> None:
@@ -616,18 +699,30 @@ async def test_double_forked_daemon_dies_when_the_host_closes() -> None:
 
 
 # --- a sibling worker ---------------------------------------------------------------------
-@pytest.mark.parametrize(("sandbox", "expected"), [
-    pytest.param({}, [("seccomp", "PermissionError", EPERM),
-                      ("landlock_signals", "PermissionError", EPERM)], id="default"),
-    pytest.param({"landlock": False}, [("seccomp", "PermissionError", EPERM)],
-                 id="seccomp"),
-    pytest.param({"seccomp": False, "namespaces": False},
-                 [("landlock_signals", "PermissionError", EPERM)], id="landlock"),
-    pytest.param({"seccomp": False, "landlock": False},
-                 [("pid_namespace", "ProcessLookupError", errno.ESRCH)], id="pid_namespace"),
-])
-async def test_signalling_a_sibling_worker_is_refused(sandbox: dict[str, bool],
-                                                      expected: list[Denial]) -> None:
+@pytest.mark.parametrize(
+    ("sandbox", "expected"),
+    [
+        pytest.param(
+            {},
+            [("seccomp", "PermissionError", EPERM), ("landlock_signals", "PermissionError", EPERM)],
+            id="default",
+        ),
+        pytest.param({"landlock": False}, [("seccomp", "PermissionError", EPERM)], id="seccomp"),
+        pytest.param(
+            {"seccomp": False, "namespaces": False},
+            [("landlock_signals", "PermissionError", EPERM)],
+            id="landlock",
+        ),
+        pytest.param(
+            {"seccomp": False, "landlock": False},
+            [("pid_namespace", "ProcessLookupError", errno.ESRCH)],
+            id="pid_namespace",
+        ),
+    ],
+)
+async def test_signalling_a_sibling_worker_is_refused(
+    sandbox: dict[str, bool], expected: list[Denial]
+) -> None:
     # both workers run as nobody: the kernel's uid check lets this through
     async with arena(sandbox=Sandbox(**sandbox)) as a:
         await a.denied("kill", expected, pid="$sibling")
@@ -635,8 +730,7 @@ async def test_signalling_a_sibling_worker_is_refused(sandbox: dict[str, bool],
 
 async def test_control_without_seccomp_and_landlock_the_sibling_dies() -> None:
     async with arena(sandbox=Sandbox(seccomp=False, landlock=False, namespaces=False)) as a:
-        assert await a.attack("kill", pid="$sibling") == {
-            "ok": True, "signalled": a.bystander.pid}
+        assert await a.attack("kill", pid="$sibling") == {"ok": True, "signalled": a.bystander.pid}
         await bystander_died_of(a, "SIGKILL")
 
 
@@ -647,10 +741,14 @@ async def test_raising_a_hard_rlimit_is_refused(which: str) -> None:
     # namespace, which neither nobody nor a worker in its own user namespace has
     async with arena() as a:
         needs(a.layers, "rlimits")
-        await a.denied("raise_hard_limit", [
-            ("unprivileged", "ValueError", "not allowed to raise maximum limit"),
-            ("user_namespace", "ValueError", "not allowed to raise maximum limit")],
-            which=which)
+        await a.denied(
+            "raise_hard_limit",
+            [
+                ("unprivileged", "ValueError", "not allowed to raise maximum limit"),
+                ("user_namespace", "ValueError", "not allowed to raise maximum limit"),
+            ],
+            which=which,
+        )
 
 
 # --- the same attacks on a host whose workers share its uid -------------------------------
@@ -674,36 +772,69 @@ SECCOMP_STOPS = ("kill", "killpg", "setown", "setown_wide", "ptrace", "vm_read",
 #: has one): the shape of a host that does not run as root.
 SAME_UID_RUNS: list[tuple[str, bool, dict[str, Any], dict[str, Any]]] = [
     # (the worker's own /proc has no entry for the host: its files are not even found)
-    ("all_layers", False, {"user": None}, {
-        **{name: ("seccomp", "PermissionError", EPERM) for name in SECCOMP_STOPS},
-        "mem_read": OWN_PROC, "mem_write": OWN_PROC, "environ": OWN_PROC}),
-    ("dumpable_host", True, {"user": None}, {
-        "mem_read": OWN_PROC, "mem_write": OWN_PROC, "environ": OWN_PROC}),
+    (
+        "all_layers",
+        False,
+        {"user": None},
+        {
+            **{name: ("seccomp", "PermissionError", EPERM) for name in SECCOMP_STOPS},
+            "mem_read": OWN_PROC,
+            "mem_write": OWN_PROC,
+            "environ": OWN_PROC,
+        },
+    ),
+    (
+        "dumpable_host",
+        True,
+        {"user": None},
+        {"mem_read": OWN_PROC, "mem_write": OWN_PROC, "environ": OWN_PROC},
+    ),
     # the namespaces alone (user, pid, mount...): the host has no pid and no /proc entry
     # the worker could name
-    ("namespaces_alone", True, {"user": None, "seccomp": False, "landlock": False}, {
-        "kill": ("pid_namespace", "ProcessLookupError", errno.ESRCH),
-        "ptrace": ("pid_namespace", "ProcessLookupError", errno.ESRCH),
-        "vm_read": ("pid_namespace", "ProcessLookupError", errno.ESRCH),
-        "mem_read": OWN_PROC, "mem_write": OWN_PROC, "environ": OWN_PROC}),
+    (
+        "namespaces_alone",
+        True,
+        {"user": None, "seccomp": False, "landlock": False},
+        {
+            "kill": ("pid_namespace", "ProcessLookupError", errno.ESRCH),
+            "ptrace": ("pid_namespace", "ProcessLookupError", errno.ESRCH),
+            "vm_read": ("pid_namespace", "ProcessLookupError", errno.ESRCH),
+            "mem_read": OWN_PROC,
+            "mem_write": OWN_PROC,
+            "environ": OWN_PROC,
+        },
+    ),
     # seccomp alone: a worker with root's capabilities; /proc/<host> is open to it,
     # the control that shows the secret would be seen if it leaked
-    ("seccomp_alone", True, {"user": None, "namespaces": False, "landlock": False}, {
-        **{name: ("seccomp", "PermissionError", EPERM) for name in SECCOMP_STOPS},
-        "mem_read": GETS_THROUGH, "environ": GETS_THROUGH}),
+    (
+        "seccomp_alone",
+        True,
+        {"user": None, "namespaces": False, "landlock": False},
+        {
+            **{name: ("seccomp", "PermissionError", EPERM) for name in SECCOMP_STOPS},
+            "mem_read": GETS_THROUGH,
+            "environ": GETS_THROUGH,
+        },
+    ),
     # Landlock alone, against a worker with root's capabilities: signals and the
     # ptrace-mode attach checks stay inside its domain. F_SETOWN goes through, but
     # the SIGIO it would send never arrives (the host lives on to print later lines).
     # Last: if Landlock failed here, this would kill the host.
-    ("landlock_alone", True, {"user": None, "namespaces": False, "seccomp": False}, {
-        "kill": ("landlock_signals", "PermissionError", EPERM),
-        "killpg": ("landlock_signals", "PermissionError", EPERM),
-        "ptrace": ("landlock_filesystem", "PermissionError", EPERM),
-        "vm_read": ("landlock_filesystem", "PermissionError", EPERM),
-        "mem_read": ("landlock_filesystem", "PermissionError", EACCES),
-        "mem_write": ("landlock_filesystem", "PermissionError", EACCES),
-        "setown": ("landlock_signals", GETS_THROUGH, 0),
-        "setown_wide": ("landlock_signals", GETS_THROUGH, 0)}),
+    (
+        "landlock_alone",
+        True,
+        {"user": None, "namespaces": False, "seccomp": False},
+        {
+            "kill": ("landlock_signals", "PermissionError", EPERM),
+            "killpg": ("landlock_signals", "PermissionError", EPERM),
+            "ptrace": ("landlock_filesystem", "PermissionError", EPERM),
+            "vm_read": ("landlock_filesystem", "PermissionError", EPERM),
+            "mem_read": ("landlock_filesystem", "PermissionError", EACCES),
+            "mem_write": ("landlock_filesystem", "PermissionError", EACCES),
+            "setown": ("landlock_signals", GETS_THROUGH, 0),
+            "setown_wide": ("landlock_signals", GETS_THROUGH, 0),
+        },
+    ),
 ]
 SAME_UID_CASES = [(run, label) for run, _, _, expect in SAME_UID_RUNS for label in expect]
 HOST_SECRET = f"plugbox-secret-{uuid.uuid4().hex}"
@@ -713,26 +844,42 @@ HOST_SECRET = f"plugbox-secret-{uuid.uuid4().hex}"
 def same_uid_host() -> dict[str, Any]:
     """Run every same-uid attack in one host process started with HOST_SECRET in its
     environment; collect its report lines by (run, attack)."""
-    plan = [{"run": run, "dumpable": dumpable, "sandbox": sandbox,
-             "attacks": [[label, *HOST_ATTACKS[label]] for label in expect]}
-            for run, dumpable, sandbox, expect in SAME_UID_RUNS]
-    proc = subprocess.run([sys.executable, str(SCENARIO), json.dumps(plan)],
-                          env={**os.environ, "PLUGBOX_ATTACK_SECRET": HOST_SECRET},
-                          capture_output=True, text=True, timeout=90, start_new_session=True)
+    plan = [
+        {
+            "run": run,
+            "dumpable": dumpable,
+            "sandbox": sandbox,
+            "attacks": [[label, *HOST_ATTACKS[label]] for label in expect],
+        }
+        for run, dumpable, sandbox, expect in SAME_UID_RUNS
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(SCENARIO), json.dumps(plan)],
+        env={**os.environ, "PLUGBOX_ATTACK_SECRET": HOST_SECRET},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        start_new_session=True,
+    )
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    return {"by_case": {(d["run"], d["label"]): d for d in lines if "run" in d},
-            "done": next((d for d in lines if d.get("done")), None),
-            "returncode": proc.returncode, "stderr": proc.stderr[-4000:]}
+    return {
+        "by_case": {(d["run"], d["label"]): d for d in lines if "run" in d},
+        "done": next((d for d in lines if d.get("done")), None),
+        "returncode": proc.returncode,
+        "stderr": proc.stderr[-4000:],
+    }
 
 
-@pytest.mark.parametrize(("run", "label"), SAME_UID_CASES,
-                         ids=[f"{run}-{label}" for run, label in SAME_UID_CASES])
+@pytest.mark.parametrize(
+    ("run", "label"), SAME_UID_CASES, ids=[f"{run}-{label}" for run, label in SAME_UID_CASES]
+)
 def test_same_uid_host_attack(same_uid_host: dict[str, Any], run: str, label: str) -> None:
     expected = dict((r, e) for r, _, _, e in SAME_UID_RUNS)[run][label]
     line = same_uid_host["by_case"].get((run, label))
     assert line is not None, (
         f"no report of {run}/{label}: the host died during it or before (exit status "
-        f"{same_uid_host['returncode']}); stderr:\n{same_uid_host['stderr']}")
+        f"{same_uid_host['returncode']}); stderr:\n{same_uid_host['stderr']}"
+    )
     layers = line["layers"]
     assert line["healthy"], "the bystander stopped answering"
     assert line["secret_intact"], "the host's memory was written"
@@ -759,6 +906,7 @@ def test_same_uid_host_environ_secret_does_not_leak(same_uid_host: dict[str, Any
     # the secret really is in the host's /proc/<pid>/environ (put there at exec: a
     # change to os.environ never reaches that file)
     assert done["secret_in_own_environ"]
-    leaked = [case for case, line in same_uid_host["by_case"].items()
-              if HOST_SECRET in json.dumps(line)]
+    leaked = [
+        case for case, line in same_uid_host["by_case"].items() if HOST_SECRET in json.dumps(line)
+    ]
     assert leaked == [("seccomp_alone", "mem_read"), ("seccomp_alone", "environ")]

@@ -29,8 +29,14 @@ pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).parent / "plugins"
 AUDITED = str(PLUGINS / "audited.py")
 SCRIPT = Path(__file__).parent / "scripts" / "audit_host.py"
-HOOKS = HookSet("audit-test", [HookSpec(name="ask", args=("query", "state"),
-                                        mode="first_result", mutable=frozenset({"state"}))])
+HOOKS = HookSet(
+    "audit-test",
+    [
+        HookSpec(
+            name="ask", args=("query", "state"), mode="first_result", mutable=frozenset({"state"})
+        )
+    ],
+)
 LIMITS = Limits(call_timeout=0.5, backoff_initial=0, max_failures=10)
 
 
@@ -39,28 +45,35 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def calls(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(r["call"], r["plugin"], r["outcome"], r["short_circuit"], r["changed"])
-            for r in records if r["event"] == "call"]
+    return [
+        (r["call"], r["plugin"], r["outcome"], r["short_circuit"], r["changed"])
+        for r in records
+        if r["event"] == "call"
+    ]
 
 
 async def test_audit_records_of_a_mixed_run_match_what_happened(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="plugbox.audit")
     path = tmp_path / "audit.jsonl"
     async with PluginHost(HOOKS, audit_path=path, on_failure="skip") as host:
-        infos = [await host.add(AUDITED, config={"name": n, "answer": a}, limits=LIMITS)
-                 for n, a in (("a", None), ("b", "from b"), ("c", "from c"))]
-        touched = await host.call("ask", query="touch", state={"n": 1})    # 1: all change
-        answered = await host.call("ask", query="q", state={})             # 2: b answers
-        crashed = await host.call("ask", query="crash:a", state={})        # 3: a crashes
-        timed_out = await host.call("ask", query="hang:b", state={})       # 4: b hangs
+        infos = [
+            await host.add(AUDITED, config={"name": n, "answer": a}, limits=LIMITS)
+            for n, a in (("a", None), ("b", "from b"), ("c", "from c"))
+        ]
+        touched = await host.call("ask", query="touch", state={"n": 1})  # 1: all change
+        answered = await host.call("ask", query="q", state={})  # 2: b answers
+        crashed = await host.call("ask", query="crash:a", state={})  # 3: a crashes
+        timed_out = await host.call("ask", query="hang:b", state={})  # 4: b hangs
         with pytest.raises(PluginLoadError):
             await host.add(AUDITED, config={"name": "d"}, version=">=9")
     records = read_records(path)
 
     registrations = [r for r in records if r["event"] == "register"]
     assert [(r["plugin"], r["version"], r["pid"]) for r in registrations] == [
-        (i.name, "1.4.2", i.pid) for i in infos]
+        (i.name, "1.4.2", i.pid) for i in infos
+    ]
     reg = registrations[0]
     assert reg["sha256"] == integrity.digest(AUDITED) and reg["sha256_pinned"] is False
     assert reg["hooks"] == {"ask": ["query", "state"]} and reg["ref"] == AUDITED
@@ -72,11 +85,16 @@ async def test_audit_records_of_a_mixed_run_match_what_happened(
     assert crashed.value == "from b" and [f.cause for f in crashed.failures] == ["crashed"]
     assert timed_out.value == "from c" and [f.cause for f in timed_out.failures] == ["timeout"]
     assert calls(records) == [
-        (1, "a", "ok", False, ["state"]), (1, "b", "ok", False, ["state"]),
+        (1, "a", "ok", False, ["state"]),
+        (1, "b", "ok", False, ["state"]),
         (1, "c", "ok", False, ["state"]),
-        (2, "a", "ok", False, []), (2, "b", "ok", True, []),          # c never asked
-        (3, "a", "crashed", False, []), (3, "b", "ok", True, []),
-        (4, "a", "ok", False, []), (4, "b", "timeout", False, []), (4, "c", "ok", True, []),
+        (2, "a", "ok", False, []),
+        (2, "b", "ok", True, []),  # c never asked
+        (3, "a", "crashed", False, []),
+        (3, "b", "ok", True, []),
+        (4, "a", "ok", False, []),
+        (4, "b", "timeout", False, []),
+        (4, "c", "ok", True, []),
     ]
     by_call = {(r["call"], r["plugin"]): r for r in records if r["event"] == "call"}
     crash = by_call[3, "a"]
@@ -104,8 +122,9 @@ async def test_audit_records_of_a_mixed_run_match_what_happened(
     logged = [r.audit for r in caplog.records if r.name == "plugbox.audit"]  # type: ignore[attr-defined]
     assert json.loads(json.dumps(logged)) == records  # the same records (tuples: lists)
     messages = [r.getMessage() for r in caplog.records if r.name == "plugbox.audit"]
-    assert any(m.startswith("call #2 ask -> b: ok in ") and m.endswith("short-circuit")
-               for m in messages)
+    assert any(
+        m.startswith("call #2 ask -> b: ok in ") and m.endswith("short-circuit") for m in messages
+    )
 
 
 async def test_arguments_are_recorded_only_when_asked(tmp_path: Path) -> None:
@@ -121,7 +140,8 @@ async def test_arguments_are_recorded_only_when_asked(tmp_path: Path) -> None:
 
 
 async def test_auditing_off_costs_nothing_and_writes_nothing(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="plugbox.audit")
     async with PluginHost(HOOKS) as host:
         assert not host._audit.active()
@@ -132,11 +152,14 @@ async def test_auditing_off_costs_nothing_and_writes_nothing(
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_the_audit_file_is_complete_after_the_host_is_killed(tmp_path: Path,
-                                                             backend: str) -> None:
+def test_the_audit_file_is_complete_after_the_host_is_killed(tmp_path: Path, backend: str) -> None:
     path = tmp_path / "audit.jsonl"
-    host = subprocess.Popen([sys.executable, str(SCRIPT), AUDITED, str(path), backend],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    host = subprocess.Popen(
+        [sys.executable, str(SCRIPT), AUDITED, str(path), backend],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     descendants: list[int] = []
     try:
         assert host.stdout is not None

@@ -27,15 +27,22 @@ SCRIPTED = str(PLUGINS / "scripted.py")
 CHATTY = str(PLUGINS / "chatty.py")
 CHAPTER = str(PLUGINS / "chapter.py")
 
-HOOKS = HookSet("calling-tests", [
-    HookSpec(name="pick", args=("query",), mode="first_result"),
-    HookSpec(name="transform", args=("text", "note"), mode="chain"),
-    HookSpec(name="gather", args=("item",), mode="collect"),
-    HookSpec(name="notice", args=("event",), mode="observe"),
-    HookSpec(name="edit", args=("doc", "meta", "tags"), mode="collect",
-             mutable=frozenset({"doc", "tags"})),
-    HookSpec(name="history", args=(), mode="collect"),
-])
+HOOKS = HookSet(
+    "calling-tests",
+    [
+        HookSpec(name="pick", args=("query",), mode="first_result"),
+        HookSpec(name="transform", args=("text", "note"), mode="chain"),
+        HookSpec(name="gather", args=("item",), mode="collect"),
+        HookSpec(name="notice", args=("event",), mode="observe"),
+        HookSpec(
+            name="edit",
+            args=("doc", "meta", "tags"),
+            mode="collect",
+            mutable=frozenset({"doc", "tags"}),
+        ),
+        HookSpec(name="history", args=(), mode="collect"),
+    ],
+)
 
 
 def ref(cls: str) -> str:
@@ -57,8 +64,12 @@ async def test_first_result_stops_at_the_first_non_none_in_registration_order() 
     async with PluginHost(HOOKS) as host:
         await add(host, "ScriptedPlugin", "silent")
         await add(host, "AsyncScriptedPlugin", "answers-q", answers={"q": "from answers-q"})
-        await add(host, "ScriptedPlugin", "answers-both",
-                  answers={"q": "from answers-both", "r": "r from answers-both"})
+        await add(
+            host,
+            "ScriptedPlugin",
+            "answers-both",
+            answers={"q": "from answers-both", "r": "r from answers-both"},
+        )
 
         out = await host.call("pick", query="q")
         assert out.value == "from answers-q"
@@ -147,8 +158,11 @@ async def test_collect_failure_raises_by_default_and_stops_the_call() -> None:
         with pytest.raises(PluginRaised) as info:
             await host.call("gather", item=1)
         report = info.value.report
-        assert (report.plugin, report.hook, report.exc_type) == ("refuser", "gather",
-                                                                 "RuntimeError")
+        assert (report.plugin, report.hook, report.exc_type) == (
+            "refuser",
+            "gather",
+            "RuntimeError",
+        )
         assert report.exc_message == "refuser refuses to gather 1"
         assert (await history(host))["three"] == []
 
@@ -156,15 +170,19 @@ async def test_collect_failure_raises_by_default_and_stops_the_call() -> None:
 async def test_collect_failure_with_skip_is_recorded_and_the_call_goes_on() -> None:
     async with PluginHost(HOOKS) as host:
         await add(host, "ScriptedPlugin", "one")
-        await host.add(ref("ScriptedPlugin"), config={"name": "refuser", "gather": "raise"},
-                       on_failure="skip")
+        await host.add(
+            ref("ScriptedPlugin"), config={"name": "refuser", "gather": "raise"}, on_failure="skip"
+        )
         await add(host, "ScriptedPlugin", "three")
         out = await host.call("gather", item=1)
         assert out.value == ["one:1", "three:1"]
         assert out.called == ["one", "three"]
         (report,) = out.failures
-        assert (report.plugin, report.cause, report.exc_type) == ("refuser", "raised",
-                                                                  "RuntimeError")
+        assert (report.plugin, report.cause, report.exc_type) == (
+            "refuser",
+            "raised",
+            "RuntimeError",
+        )
         assert host.reports == [report]
 
 
@@ -175,8 +193,7 @@ async def test_observe_runs_plugins_concurrently() -> None:
     # other, that pick would wait forever (call_timeout ends the test with a failure).
     async with PluginHost(HOOKS) as host:
         await add(host, "GatedPlugin", "holder", hold=True)
-        await host.add(ref("GatedPlugin"), config={"name": "other"},
-                       limits=Limits(call_timeout=5))
+        await host.add(ref("GatedPlugin"), config={"name": "other"}, limits=Limits(call_timeout=5))
         observed: list[Outcome] = []
 
         async def observe() -> None:
@@ -208,8 +225,9 @@ async def test_a_cancelled_observe_cancels_the_hook_in_every_plugin() -> None:
             await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
         calls = await history(host)  # (a worker runs it after the cancelled hook ends)
-        assert calls == {name: [["notice", "e"], ["notice cancelled", "e"]]
-                         for name in ("s1", "s2", "s3")}
+        assert calls == {
+            name: [["notice", "e"], ["notice cancelled", "e"]] for name in ("s1", "s2", "s3")
+        }
         for plugin in host._plugins:  # no call is left waiting for a reply
             assert plugin.worker is not None and plugin.worker.alive
             assert not plugin.worker._pending
@@ -220,8 +238,11 @@ async def test_an_observe_plugin_past_its_deadline_is_killed_while_another_is_re
     # deadline must end it when it passes, not when the reading gets to it.
     async with PluginHost(HOOKS) as host:
         await add(host, "GatedPlugin", "holder", hold=True)
-        await host.add(ref("StuckPlugin"), config={"name": "stuck"},
-                       limits=Limits(call_timeout=0.5, backoff_initial=0))
+        await host.add(
+            ref("StuckPlugin"),
+            config={"name": "stuck"},
+            limits=Limits(call_timeout=0.5, backoff_initial=0),
+        )
         stuck = host._find("stuck")
         observed: list[Outcome] = []
 
@@ -247,14 +268,21 @@ async def test_observe_failures_come_in_the_order_the_plugins_were_added() -> No
     # known as the calls are sent, before "raiser"'s is read, and still comes second
     async with PluginHost(HOOKS) as host:
         await add(host, "ScriptedPlugin", "raiser", notice="raise")
-        await host.add(ref("StuckPlugin"), config={"name": "stuck"},
-                       limits=Limits(call_timeout=0.5, max_failures=1))
+        await host.add(
+            ref("StuckPlugin"),
+            config={"name": "stuck"},
+            limits=Limits(call_timeout=0.5, max_failures=1),
+        )
         first = await host.call("notice", event="e")
         assert [(r.plugin, r.cause) for r in first.failures] == [
-            ("raiser", "raised"), ("stuck", "timeout")]
+            ("raiser", "raised"),
+            ("stuck", "timeout"),
+        ]
         second = await host.call("notice", event="e")
         assert [(r.plugin, r.cause) for r in second.failures] == [
-            ("raiser", "raised"), ("stuck", "quarantined")]
+            ("raiser", "raised"),
+            ("stuck", "quarantined"),
+        ]
         assert first.called == second.called == []
 
 
@@ -279,8 +307,9 @@ async def test_observe_failures_are_recorded_not_raised() -> None:
 
 async def test_observe_failure_with_raise_policy_raises_after_all_ran() -> None:
     async with PluginHost(HOOKS) as host:
-        await host.add(ref("ScriptedPlugin"), config={"name": "strict", "notice": "raise"},
-                       on_failure="raise")
+        await host.add(
+            ref("ScriptedPlugin"), config={"name": "strict", "notice": "raise"}, on_failure="raise"
+        )
         await add(host, "ScriptedPlugin", "after")
         with pytest.raises(PluginRaised) as info:
             await host.call("notice", event="e")
@@ -289,8 +318,7 @@ async def test_observe_failure_with_raise_policy_raises_after_all_ran() -> None:
 
 
 # ---------------------------------------------------------------- arguments
-async def test_mutable_arguments_changed_in_place_reach_the_next_plugin_and_the_caller(
-        ) -> None:
+async def test_mutable_arguments_changed_in_place_reach_the_next_plugin_and_the_caller() -> None:
     async with PluginHost(HOOKS) as host:
         await add(host, "ScriptedPlugin", "one")
         await add(host, "AsyncScriptedPlugin", "two")  # edit is sync on both
@@ -301,8 +329,7 @@ async def test_mutable_arguments_changed_in_place_reach_the_next_plugin_and_the_
         # what each plugin saw: two sees one's changes to doc and tags, not to meta
         assert out.value == [
             {"doc": {"title": "t"}, "meta": {"k": 1}, "tags": ["start"]},
-            {"doc": {"title": "t", "seen": ["one"]}, "meta": {"k": 1},
-             "tags": ["start", "one"]},
+            {"doc": {"title": "t", "seen": ["one"]}, "meta": {"k": 1}, "tags": ["start", "one"]},
         ]
         # the caller's own objects were updated in place
         assert doc == {"title": "t", "seen": ["one", "two"]}
@@ -323,13 +350,17 @@ async def test_plugins_receive_only_the_arguments_they_name() -> None:
         assert out.called == ["partial", "all-args"]
         calls = await history(host)
         assert calls["partial"] == [["transform", {"note": "n"}], ["edit", {"meta": {"m": 1}}]]
-        assert calls["all-args"] == [["transform", {"text": "x", "note": "n"}],
-                                     ["edit", {"doc": {}, "meta": {"m": 1}, "tags": []}]]
+        assert calls["all-args"] == [
+            ["transform", {"text": "x", "note": "n"}],
+            ["edit", {"doc": {}, "meta": {"m": 1}, "tags": []}],
+        ]
         # a change made through **kwargs to a mutable argument reaches the caller too
         assert doc == {"kwargs_was_here": True}
         hooks = {p.name: set(p.hooks) for p in host.plugins}
-        assert hooks == {"partial": {"transform", "edit", "gather", "history"},
-                         "all-args": {"transform", "edit", "history"}}
+        assert hooks == {
+            "partial": {"transform", "edit", "gather", "history"},
+            "all-args": {"transform", "edit", "history"},
+        }
 
 
 async def test_a_return_value_with_a_tuple_key_is_the_plugins_error() -> None:
@@ -346,8 +377,7 @@ async def test_a_return_value_with_a_tuple_key_is_the_plugins_error() -> None:
 
 
 # ---------------------------------------------------------------- many calls in flight
-async def test_fifty_concurrent_calls_on_one_worker_each_get_their_own_answer(
-        behave: str) -> None:
+async def test_fifty_concurrent_calls_on_one_worker_each_get_their_own_answer(behave: str) -> None:
     async with PluginHost(specs.PIPELINE, on_failure="raise") as host:
         info = await host.add(f"{behave}:AsyncBehave")
         answers: dict[int, Any] = {}
@@ -373,27 +403,31 @@ async def test_fifty_concurrent_calls_on_one_worker_each_get_their_own_answer(
 
 # ---------------------------------------------------------------- output and logging
 def records_of(caplog: pytest.LogCaptureFixture, name: str) -> list[tuple[int, str]]:
-    return [(r.levelno, r.getMessage()) for r in caplog.records
-            if r.name == f"plugbox.plugin.{name}"]
+    return [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == f"plugbox.plugin.{name}"
+    ]
 
 
 async def test_plugin_logging_arrives_under_the_plugins_logger(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="plugbox.plugin")
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(CHATTY)
         out = await host.call("process", input_data="hello")
         assert out.value == {"echo": "hello", "by": "chatty"}
         # records travel on the channel ahead of the reply: all here when it returns
-        logged = [(lvl, msg) for lvl, msg in records_of(caplog, "chatty")
-                  if msg.startswith("chatty: ")]
-        assert logged == [(logging.WARNING, "chatty: chatty initialized"),
-                          (logging.INFO, "chatty: info record: hello"),
-                          (logging.WARNING, "chatty: warning record: hello")]
+        logged = [
+            (lvl, msg) for lvl, msg in records_of(caplog, "chatty") if msg.startswith("chatty: ")
+        ]
+        assert logged == [
+            (logging.WARNING, "chatty: chatty initialized"),
+            (logging.INFO, "chatty: info record: hello"),
+            (logging.WARNING, "chatty: warning record: hello"),
+        ]
 
 
-async def test_plugin_stdout_and_stderr_go_to_its_logger(
-        caplog: pytest.LogCaptureFixture) -> None:
+async def test_plugin_stdout_and_stderr_go_to_its_logger(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="plugbox.plugin")
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(CHATTY, config={"name": "talker"})
@@ -401,49 +435,61 @@ async def test_plugin_stdout_and_stderr_go_to_its_logger(
             out = await host.call("process", input_data=word)
             assert out.value == {"echo": word, "by": "talker"}  # the channel is intact
     # the output pipes are drained by the time the host has closed the worker
-    output = [(lvl, msg) for lvl, msg in records_of(caplog, "talker")
-              if not msg.startswith("chatty: ")]
+    output = [
+        (lvl, msg) for lvl, msg in records_of(caplog, "talker") if not msg.startswith("chatty: ")
+    ]
     assert [msg for lvl, msg in output if lvl == logging.INFO] == [
-        "stdout line from talker: one", "raw bytes on fd 1",
+        "stdout line from talker: one",
+        "raw bytes on fd 1",
         # the unterminated write joins the next line
-        "no newline at the endstdout line from talker: two", "raw bytes on fd 1",
-        "no newline at the end"]  # flushed at exit
+        "no newline at the endstdout line from talker: two",
+        "raw bytes on fd 1",
+        "no newline at the end",
+    ]  # flushed at exit
     assert [msg for lvl, msg in output if lvl == logging.WARNING] == [
-        "stderr line from talker", "stderr line from talker"]
+        "stderr line from talker",
+        "stderr line from talker",
+    ]
 
 
 async def test_an_output_flood_does_not_disturb_the_channel(behave: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(behave)
-        assert (await host.call("process", input_data={"do": "flood", "arg": 5000})).value \
-            == "flooded"
+        assert (
+            await host.call("process", input_data={"do": "flood", "arg": 5000})
+        ).value == "flooded"
         out = await host.call("process", input_data={"do": "echo", "n": 1})
         assert out.value == {"do": "echo", "n": 1}
         assert host.reports == []
 
 
 # ---------------------------------------------------------------- closing
-async def test_plugins_close_in_reverse_order_of_adding(
-        caplog: pytest.LogCaptureFixture) -> None:
+async def test_plugins_close_in_reverse_order_of_adding(caplog: pytest.LogCaptureFixture) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         for name in ("first", "second", "third"):
             await host.add(CHATTY, config={"name": name})
-    closing = [(r.name, r.getMessage()) for r in caplog.records
-               if r.getMessage().endswith(" closing")]
-    assert closing == [("plugbox.plugin.third", "chatty: third closing"),
-                       ("plugbox.plugin.second", "chatty: second closing"),
-                       ("plugbox.plugin.first", "chatty: first closing")]
+    closing = [
+        (r.name, r.getMessage()) for r in caplog.records if r.getMessage().endswith(" closing")
+    ]
+    assert closing == [
+        ("plugbox.plugin.third", "chatty: third closing"),
+        ("plugbox.plugin.second", "chatty: second closing"),
+        ("plugbox.plugin.first", "chatty: first closing"),
+    ]
     assert [p.state for p in host.plugins] == ["closed"] * 3
 
 
 async def test_a_plugin_whose_close_hangs_is_killed_and_the_others_still_close(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(CHATTY, config={"name": "first"})
-        hanging = await host.add(CHATTY, config={"name": "hanging", "hang_on_close": True},
-                                 limits=Limits(close_timeout=0.3))
+        hanging = await host.add(
+            CHATTY,
+            config={"name": "hanging", "hang_on_close": True},
+            limits=Limits(close_timeout=0.3),
+        )
         await host.add(CHATTY, config={"name": "third"})
     closing = [r.getMessage() for r in caplog.records if r.getMessage().endswith(" closing")]
-    assert closing == ["chatty: third closing", "chatty: hanging closing",
-                       "chatty: first closing"]
+    assert closing == ["chatty: third closing", "chatty: hanging closing", "chatty: first closing"]
     assert hanging.pid is not None and not psutil.pid_exists(hanging.pid)

@@ -31,18 +31,24 @@ SCRIPTS = Path(__file__).parent / "scripts"
 WITHOUT_LANDLOCK = [sys.executable, str(SCRIPTS / "without_landlock.py")]
 PROBE = "plugbox.plugins.probe"
 HOOKS = HookSet("doctor", [HookSpec(name="probe", args=(), mode="first_result")])
-LANDLOCK_LAYERS = {"landlock_filesystem", "landlock_tcp", "landlock_signals",
-                   "landlock_abstract_unix"}
+LANDLOCK_LAYERS = {
+    "landlock_filesystem",
+    "landlock_tcp",
+    "landlock_signals",
+    "landlock_abstract_unix",
+}
 
 needs_landlock = pytest.mark.skipif(
     landlock.abi_version() < 6 or not seccomp.supported(),
-    reason="needs Landlock ABI 6+ (to take away) and seccomp (to take it away with)")
+    reason="needs Landlock ABI 6+ (to take away) and seccomp (to take it away with)",
+)
 
 
 def doctor(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [*(prefix or []), sys.executable, "-m", "plugbox", "doctor", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).parent.parent)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent
+    )
 
 
 def table(stdout: str) -> dict[str, tuple[str, str]]:
@@ -84,7 +90,9 @@ def test_doctor_json_reports_every_layer_and_the_probes() -> None:
     if found["layers"]["seccomp"]["worker"]:
         assert found["probe"]["fork"]["refused"]
         assert found["probe"]["tcp_connect"] == {
-            "refused": True, "detail": "PermissionError: [Errno 1] Operation not permitted"}
+            "refused": True,
+            "detail": "PermissionError: [Errno 1] Operation not permitted",
+        }
     if found["layers"]["landlock_filesystem"]["worker"]:
         assert found["probe"]["write_outside_scratch"]["refused"]
         assert "[Errno 13]" in found["probe"]["write_outside_scratch"]["detail"]
@@ -109,8 +117,10 @@ def test_doctor_strict_fails_naming_what_is_missing_without_landlock() -> None:
     for name in LANDLOCK_LAYERS:
         assert rows[name] == ("no", "OFF"), name  # neither offered nor in force
     assert rows["seccomp"] == ("yes", "on")
-    assert "not in force: landlock_filesystem, landlock_tcp, landlock_signals, " \
-           "landlock_abstract_unix" in done.stdout
+    assert (
+        "not in force: landlock_filesystem, landlock_tcp, landlock_signals, "
+        "landlock_abstract_unix" in done.stdout
+    )
     # without Landlock the write outside the scratch directory really gets through
     assert "got through: write_outside_scratch" in done.stdout
     assert "layer landlock_filesystem not in force" in done.stderr
@@ -137,8 +147,7 @@ def test_help_documents_the_exit_status(capsys: pytest.CaptureFixture[str]) -> N
 
 
 @pytest.mark.parametrize("argv", [[], ["bogus"], ["doctor", "--bogus"]])
-def test_usage_errors_exit_2_on_stderr(argv: list[str],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_exit_2_on_stderr(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == EXIT_USAGE
     captured = capsys.readouterr()
     assert captured.out == "" and "usage: plugbox" in captured.err
@@ -150,8 +159,9 @@ def test_console_script_is_declared() -> None:
 
 
 def test_python_dash_m_plugbox_without_a_command_is_a_usage_error() -> None:
-    done = subprocess.run([sys.executable, "-m", "plugbox"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "plugbox"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == EXIT_USAGE and "usage: plugbox" in done.stderr
 
 

@@ -34,15 +34,32 @@ def plugbox(*argv: str) -> int:
 def test_run_prints_the_outcome_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert plugbox("run", UPPER, "--hook", "process", "--args", '{"input_data": "hi"}') == 0
     out = json.loads(capsys.readouterr().out)
-    assert out == {"ok": True, "plugin": "upper", "version": "1.0.0", "hook": "process",
-                   "value": "HI", "args": {"input_data": "HI"}, "failure": None}
+    assert out == {
+        "ok": True,
+        "plugin": "upper",
+        "version": "1.0.0",
+        "hook": "process",
+        "value": "HI",
+        "args": {"input_data": "HI"},
+        "failure": None,
+    }
 
 
-def test_run_a_failing_plugin_exits_1_with_its_report(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    code = plugbox("run", "plugbox.testing.faults:SleepPlugin", "--hook", "process",
-                   "--args", '{"input_data": 1}', "--timeout", "0.3", "--memory-mb", "64",
-                   "--cpu-seconds", "1")
+def test_run_a_failing_plugin_exits_1_with_its_report(capsys: pytest.CaptureFixture[str]) -> None:
+    code = plugbox(
+        "run",
+        "plugbox.testing.faults:SleepPlugin",
+        "--hook",
+        "process",
+        "--args",
+        '{"input_data": 1}',
+        "--timeout",
+        "0.3",
+        "--memory-mb",
+        "64",
+        "--cpu-seconds",
+        "1",
+    )
     assert code == EXIT_FAILED
     captured = capsys.readouterr()
     out = json.loads(captured.out)
@@ -52,23 +69,36 @@ def test_run_a_failing_plugin_exits_1_with_its_report(
 
 
 def test_run_on_the_agent_spec_with_config(capsys: pytest.CaptureFixture[str]) -> None:
-    code = plugbox("run", "plugbox.plugins.global_instruction", "--spec", "agent",
-                   "--config", '{"instruction": "Be brief."}', "--hook", "before_model",
-                   "--args", '{"request": {"messages": []}, "context": {}}')
+    code = plugbox(
+        "run",
+        "plugbox.plugins.global_instruction",
+        "--spec",
+        "agent",
+        "--config",
+        '{"instruction": "Be brief."}',
+        "--hook",
+        "before_model",
+        "--args",
+        '{"request": {"messages": []}, "context": {}}',
+    )
     assert code == EXIT_OK
     out = json.loads(capsys.readouterr().out)
     assert out["args"]["request"]["messages"][0]["content"] == "Be brief."
 
 
-@pytest.mark.parametrize(("argv", "words"), [
-    (["--hook", "nope"], "has no hook 'nope'"),
-    (["--hook", "process", "--args", "[1]"], "--args must be a JSON object"),
-    (["--hook", "process", "--args", "{"], "--args is not valid JSON"),
-    (["--hook", "process", "--args", '{"x": 1}'], "x"),
-    (["--hook", "process", "--timeout", "-1"], "call_timeout must be a positive number"),
-])
-def test_run_usage_errors_exit_2_on_stderr(capsys: pytest.CaptureFixture[str],
-                                           argv: list[str], words: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--hook", "nope"], "has no hook 'nope'"),
+        (["--hook", "process", "--args", "[1]"], "--args must be a JSON object"),
+        (["--hook", "process", "--args", "{"], "--args is not valid JSON"),
+        (["--hook", "process", "--args", '{"x": 1}'], "x"),
+        (["--hook", "process", "--timeout", "-1"], "call_timeout must be a positive number"),
+    ],
+)
+def test_run_usage_errors_exit_2_on_stderr(
+    capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
     assert plugbox("run", UPPER, *argv) == EXIT_USAGE
     captured = capsys.readouterr()
     assert words in captured.err and captured.out == ""
@@ -102,7 +132,8 @@ def test_check_reports_problems_and_load_errors(capsys: pytest.CaptureFixture[st
 
 
 def test_demo_runs_a_script_main_and_says_when_it_is_missing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = tmp_path / "demo.py"
     script.write_text("async def main():\n    print('demo ran')\n    return 0\n")
     assert plugbox("demo", "--script", str(script)) == EXIT_OK
@@ -117,8 +148,18 @@ def test_top_refreshes_a_bounded_number_of_times(capsys: pytest.CaptureFixture[s
     frames = [f for f in out.split("plugbox top - ") if f]
     assert len(frames) == 5 and "refresh 5/5" in frames[-1]
     last = frames[-1].splitlines()
-    assert last[2].split() == ["PID", "PLUGIN", "RSS", "MB", "CPU", "s", "CALLS", "FAILURES",
-                               "RESTARTS", "STATE"]
+    assert last[2].split() == [
+        "PID",
+        "PLUGIN",
+        "RSS",
+        "MB",
+        "CPU",
+        "s",
+        "CALLS",
+        "FAILURES",
+        "RESTARTS",
+        "STATE",
+    ]
     rows = {line.split()[1]: line.split() for line in last[3:] if line.strip()}
     assert set(rows) == {"canary", "busy", "flaky", "crashy"}
     assert rows["canary"][4] == "5" and rows["canary"][5] == "0"
@@ -128,7 +169,23 @@ def test_top_refreshes_a_bounded_number_of_times(capsys: pytest.CaptureFixture[s
 
 
 def test_render_marks_unknown_figures() -> None:
-    row: dict[str, Any] = {"pid": None, "plugin": "p", "rss_mb": None, "cpu_s": None,
-                           "calls": 0, "failures": 0, "restarts": 0, "state": "stopped"}
-    assert render([row], "t").splitlines()[-1].split() == ["-", "p", "-", "-", "0", "0",
-                                                           "0", "stopped"]
+    row: dict[str, Any] = {
+        "pid": None,
+        "plugin": "p",
+        "rss_mb": None,
+        "cpu_s": None,
+        "calls": 0,
+        "failures": 0,
+        "restarts": 0,
+        "state": "stopped",
+    }
+    assert render([row], "t").splitlines()[-1].split() == [
+        "-",
+        "p",
+        "-",
+        "-",
+        "0",
+        "0",
+        "0",
+        "stopped",
+    ]

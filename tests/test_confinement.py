@@ -23,7 +23,8 @@ async def worker_info(behave: str, launcher: str = "zygote", **kw: Any) -> tuple
 
 
 async def test_without_the_pid_namespace_the_plugin_runs_as_the_launched_process(
-        behave: str) -> None:
+    behave: str,
+) -> None:
     info, seen = await worker_info(behave, sandbox=Sandbox(pid_namespace=False))
     assert info.layers["user_namespace"] and info.layers["mount_namespace"]
     assert not info.layers["pid_namespace"]
@@ -31,9 +32,9 @@ async def test_without_the_pid_namespace_the_plugin_runs_as_the_launched_process
 
 
 @pytest.mark.parametrize("launcher", ["zygote", "subprocess"])
-async def test_worker_is_confined_before_the_plugin_runs(behave: str, launcher: str,
-                                                         monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Any) -> None:
+async def test_worker_is_confined_before_the_plugin_runs(
+    behave: str, launcher: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     monkeypatch.setenv("PLUGBOX_TEST_SECRET", "hunter2")
     with open(tmp_path / "secret.txt", "w") as secret:  # an inheritable fd the host holds
         os.set_inheritable(secret.fileno(), True)
@@ -113,12 +114,16 @@ async def test_a_plugin_under_a_directory_only_root_can_enter_loads(tmp_path: An
     # tmp_path lives under a 0700 directory (as an interpreter under /root does): the
     # worker, as nobody, reads the plugin file before dropping privileges and reaches
     # the plugin's directory, and so its sibling modules, through an fd
-    plugin_dir = plugins_dir(tmp_path, {
-        "helper_mod.py": "GREETING = 'hi from a sibling module'\n",
-        "sibling.py": "import json\nimport helper_mod\n\n"
-                      "class SiblingPlugin:\n"
-                      "    def process(self, input_data):\n"
-                      "        return json.dumps([helper_mod.GREETING, input_data])\n"})
+    plugin_dir = plugins_dir(
+        tmp_path,
+        {
+            "helper_mod.py": "GREETING = 'hi from a sibling module'\n",
+            "sibling.py": "import json\nimport helper_mod\n\n"
+            "class SiblingPlugin:\n"
+            "    def process(self, input_data):\n"
+            "        return json.dumps([helper_mod.GREETING, input_data])\n",
+        },
+    )
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(str(plugin_dir / "sibling.py"))
         out = await host.call("process", input_data="x")
@@ -133,12 +138,16 @@ async def test_a_plugin_imports_more_of_the_packages_its_zygote_loaded(tmp_path:
     # zygote noted: confine.remember_packages)
     zygote_modules = _zygote_modules()
     assert "logging" in zygote_modules and "logging.handlers" not in zygote_modules
-    plugin_dir = plugins_dir(tmp_path, {
-        "deep_import.py": "import os\n"
-                          "import logging.handlers\n\n"
-                          "class DeepImportPlugin:\n"
-                          "    def process(self, input_data):\n"
-                          "        return [logging.handlers.__name__, os.getuid()]\n"})
+    plugin_dir = plugins_dir(
+        tmp_path,
+        {
+            "deep_import.py": "import os\n"
+            "import logging.handlers\n\n"
+            "class DeepImportPlugin:\n"
+            "    def process(self, input_data):\n"
+            "        return [logging.handlers.__name__, os.getuid()]\n"
+        },
+    )
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(str(plugin_dir / "deep_import.py"))
         out = await host.call("process", input_data=None)
@@ -151,17 +160,19 @@ def _zygote_modules() -> set[str]:
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "from plugbox.worker import lean; lean.import_asyncio()\n"
-            "from plugbox.worker import bootstrap; bootstrap.prepare()\n"
-            "print(' '.join(sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys\n"
+        "from plugbox.worker import lean; lean.import_asyncio()\n"
+        "from plugbox.worker import bootstrap; bootstrap.prepare()\n"
+        "print(' '.join(sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
 
 
 def test_a_worker_looks_at_the_zygotes_packages_unless_a_module_was_loaded_since(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import sys
     import types
 
@@ -184,6 +195,7 @@ class FakeClocks:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from plugbox.worker import confine
+
         self.wall = 1000.0
         self.cpu = 0.0
         self.cpu_reads = 0
@@ -203,8 +215,10 @@ class FakeClocks:
 
 
 def test_the_cpu_budget_is_renewed_without_reading_the_cpu_clock_while_it_cannot_move(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from plugbox.worker.confine import Confinement, renew_cpu_budget
+
     clocks = FakeClocks(monkeypatch)
     state = Confinement(cpu_seconds=2.0)
     clocks.cpu = 0.25
@@ -223,11 +237,13 @@ def test_the_cpu_budget_is_renewed_without_reading_the_cpu_clock_while_it_cannot
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_every_call_starts_with_its_whole_cpu_budget(monkeypatch: pytest.MonkeyPatch,
-                                                     seed: int) -> None:
+def test_every_call_starts_with_its_whole_cpu_budget(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
     import random
 
     from plugbox.worker.confine import Confinement, renew_cpu_budget
+
     rng = random.Random(seed)
     clocks = FakeClocks(monkeypatch)
     state = Confinement(cpu_seconds=rng.choice([0.5, 1.0, 2.5]))

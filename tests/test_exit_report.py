@@ -43,22 +43,29 @@ def killed_by(sig: int) -> int:
 
 
 def test_a_report_round_trips_an_exit_code_and_a_signal() -> None:
-    assert unpack_exit_report(pack_exit_report(exited_with(3), 2048, 0.25)) == (
-        3, None, 2048, 0.25)
+    assert unpack_exit_report(pack_exit_report(exited_with(3), 2048, 0.25)) == (3, None, 2048, 0.25)
     assert unpack_exit_report(pack_exit_report(killed_by(signal.SIGSEGV), 10, 1.5)) == (
-        None, signal.SIGSEGV, 10, 1.5)
+        None,
+        signal.SIGSEGV,
+        10,
+        1.5,
+    )
     assert len(pack_exit_report(0, 0, 0.0)) == EXIT_REPORT_SIZE
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    pack_exit_report(0, 1, 0.0)[:-1],
-    pack_exit_report(0, 1, 0.0) + b"\0",
-    pack_exit_report(0x137f, 1, 0.0),  # a stopped process's status: it has not ended
-    pack_exit_report(0, -1, 0.0),
-    struct.pack("<iqd", 0, 1, math.nan),
-    struct.pack("<iqd", 0, 1, -1.0),
-], ids=["empty", "short", "long", "stopped", "negative-rss", "nan-cpu", "negative-cpu"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        pack_exit_report(0, 1, 0.0)[:-1],
+        pack_exit_report(0, 1, 0.0) + b"\0",
+        pack_exit_report(0x137F, 1, 0.0),  # a stopped process's status: it has not ended
+        pack_exit_report(0, -1, 0.0),
+        struct.pack("<iqd", 0, 1, math.nan),
+        struct.pack("<iqd", 0, 1, -1.0),
+    ],
+    ids=["empty", "short", "long", "stopped", "negative-rss", "nan-cpu", "negative-cpu"],
+)
 def test_anything_but_a_report_of_an_end_is_refused(data: bytes) -> None:
     assert unpack_exit_report(data) is None
 
@@ -91,14 +98,18 @@ class NoExitedLauncher(ZygoteLauncher):
             super()._dispatch(msg, [])
 
 
-@pytest.mark.parametrize(("do", "cause", "exit_code", "signame"), [
-    ("exit", "crashed", 3, None),
-    ("segfault", "crashed", None, "SIGSEGV"),
-    ("abort", "crashed", None, "SIGABRT"),
-], ids=["exit", "segfault", "abort"])
-async def test_the_exit_report_alone_names_each_death(behave: str, do: str, cause: str,
-                                                      exit_code: int | None,
-                                                      signame: str | None) -> None:
+@pytest.mark.parametrize(
+    ("do", "cause", "exit_code", "signame"),
+    [
+        ("exit", "crashed", 3, None),
+        ("segfault", "crashed", None, "SIGSEGV"),
+        ("abort", "crashed", None, "SIGABRT"),
+    ],
+    ids=["exit", "segfault", "abort"],
+)
+async def test_the_exit_report_alone_names_each_death(
+    behave: str, do: str, cause: str, exit_code: int | None, signame: str | None
+) -> None:
     launcher = NoExitedLauncher()
     async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
         await host.add(behave, limits=Limits(backoff_initial=0))
@@ -126,7 +137,8 @@ async def test_the_exit_report_carries_the_plugins_cpu_time(behave: str) -> None
 
 
 async def test_a_plugin_whose_status_is_late_is_not_reported_as_killed(
-        behave: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    behave: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The host gives a worker whose channel closed CLOSED_CHANNEL_GRACE to report its
     # end, then kills it as one that closed its channel and lives on. A plugin that
     # has ended, whose status is only late (its init not yet scheduled, on a loaded
@@ -173,7 +185,8 @@ async def test_a_plugin_whose_status_is_late_is_not_reported_as_killed(
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # (it pauses asyncio's transport)
 async def test_a_report_already_in_its_pipe_is_taken_as_the_death_is_handled(
-        behave: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    behave: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The task that reads the exit report waits its turn behind the handling of the
     # worker's closed channel and streams; by the time that handling asks how the
     # worker ended, the report is usually in its pipe already, and is read there and
@@ -208,7 +221,8 @@ async def test_a_report_already_in_its_pipe_is_taken_as_the_death_is_handled(
                     tg.start_soon(crash)
                     # until init has written the report (select reads nothing)
                     ready = await anyio.to_thread.run_sync(
-                        select.select, [report_fd], [], [], HANG_GUARD)
+                        select.select, [report_fd], [], [], HANG_GUARD
+                    )
                     assert ready[0] == [report_fd]
                     worker.channel.transport.resume_reading()  # now the EOF is heard
         finally:
@@ -222,7 +236,8 @@ async def test_a_report_already_in_its_pipe_is_taken_as_the_death_is_handled(
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # (it pauses asyncio's transport)
 @pytest.mark.parametrize("pid_namespace", [True, False])
 async def test_a_reply_still_unread_when_the_worker_ends_answers_its_call(
-        pid_namespace: bool) -> None:
+    pid_namespace: bool,
+) -> None:
     # The host can hear a plugin's end (its exit report, or the zygote's Exited)
     # before it reads the reply the plugin sent just before it ended. That reply,
     # still in the channel's socket, answers its call: the call is not reported as
@@ -231,8 +246,9 @@ async def test_a_reply_still_unread_when_the_worker_ends_answers_its_call(
 
     plugin = os.path.join(os.path.dirname(__file__), "plugins", "reply_then_exit.py")
     async with PluginHost(specs.PIPELINE) as host:
-        await host.add(plugin, sandbox=Sandbox(pid_namespace=pid_namespace),
-                       limits=Limits(backoff_initial=0))
+        await host.add(
+            plugin, sandbox=Sandbox(pid_namespace=pid_namespace), limits=Limits(backoff_initial=0)
+        )
         worker = host._plugins[0].worker
         assert worker is not None and worker.channel.transport is not None
         worker.channel.transport.pause_reading()  # the reply stays where it lands
@@ -243,8 +259,7 @@ async def test_a_reply_still_unread_when_the_worker_ends_answers_its_call(
         assert (await host.call("process", input_data=6)).value == {"answered": 6}
     # its end is reported as what it was: a crash between calls, not in one
     assert host.reports, "its exit was not reported"
-    assert {(r.cause, r.hook, r.exit_code) for r in host.reports} == {
-        ("crashed", "(idle)", 0)}
+    assert {(r.cause, r.hook, r.exit_code) for r in host.reports} == {("crashed", "(idle)", 0)}
 
 
 async def test_a_channel_hands_over_what_is_unread_without_waiting() -> None:

@@ -102,8 +102,7 @@ async def test_memory_error_caught_then_other_exception_is_memory(behave: str) -
         assert exc.report.exc_type == "RuntimeError"
 
 
-async def test_an_error_raised_with_the_address_space_full_is_still_answered(
-        behave: str) -> None:
+async def test_an_error_raised_with_the_address_space_full_is_still_answered(behave: str) -> None:
     """The worker holds some address space back (its reserve) for a plugin that leaves
     none: released, it builds the Error reply, so the report names what the plugin
     raised. Without it the worker could send nothing and would only exit."""
@@ -147,8 +146,9 @@ async def test_sleep_past_the_deadline_is_a_timeout(behave: str) -> None:
         assert not pid_alive(info.pid)
 
 
-@pytest.mark.parametrize(("do", "sig"), [("segfault", "SIGSEGV"), ("abort", "SIGABRT"),
-                                         ("kill_self", "SIGTERM")])
+@pytest.mark.parametrize(
+    ("do", "sig"), [("segfault", "SIGSEGV"), ("abort", "SIGABRT"), ("kill_self", "SIGTERM")]
+)
 async def test_death_by_signal_names_the_signal(behave: str, do: str, sig: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(behave, limits=TIGHT)
@@ -184,13 +184,16 @@ async def test_stderr_tail_is_in_the_report(behave: str) -> None:
         assert exc.report.stderr_tail[-1] == "last words before exiting"
 
 
-@pytest.mark.parametrize(("do", "words"), [
-    ("garbage", "undecodable frame"),
-    ("oversize", "exceeds the"),
-    ("unknown_id", "call id 999, which is not in flight"),
-    ("close_channel", "the worker closed its channel"),
-    ("close_channel_and_return", "the worker closed its channel and exited"),
-])
+@pytest.mark.parametrize(
+    ("do", "words"),
+    [
+        ("garbage", "undecodable frame"),
+        ("oversize", "exceeds the"),
+        ("unknown_id", "call id 999, which is not in flight"),
+        ("close_channel", "the worker closed its channel"),
+        ("close_channel_and_return", "the worker closed its channel and exited"),
+    ],
+)
 async def test_protocol_violations_kill_the_worker(behave: str, do: str, words: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         info = await host.add(behave, limits=TIGHT)
@@ -202,8 +205,7 @@ async def test_protocol_violations_kill_the_worker(behave: str, do: str, words: 
         assert not pid_alive(info.pid)
 
 
-async def test_a_plugin_that_exits_after_answering_has_one_cause_however_its_end_is_read(
-        ) -> None:
+async def test_a_plugin_that_exits_after_answering_has_one_cause_however_its_end_is_read() -> None:
     # its EOF and its exit status arrive together; which the host reads first once
     # decided between "protocol: closed its channel" and "crashed" (about 4 to 1)
     plugin = os.path.join(os.path.dirname(__file__), "plugins", "reply_then_exit.py")
@@ -339,9 +341,9 @@ async def test_idle_death_is_reported_once_at_the_next_call(behave: str) -> None
 
 
 async def test_rss_over_the_cap_is_memory_exceeded_without_an_address_space_cap(
-        behave: str) -> None:
-    limits = Limits(memory_mb=48, address_space_cap=False, rss_check_interval=0.05,
-                    call_timeout=60)
+    behave: str,
+) -> None:
+    limits = Limits(memory_mb=48, address_space_cap=False, rss_check_interval=0.05, call_timeout=60)
     async with PluginHost(specs.PIPELINE) as host:
         info = await host.add(behave, limits=limits)
         assert info.layers["rlimits"]

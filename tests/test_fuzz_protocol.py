@@ -79,14 +79,26 @@ settings.register_profile(
 FUZZ = settings.get_profile("plugbox-fuzz")
 
 ALL_TYPES: tuple[type[Message], ...] = (
-    Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown, Resume, Spawn,
+    Start,
+    Confined,
+    Handshake,
+    Call,
+    Result,
+    Error,
+    Log,
+    Cancel,
+    Shutdown,
+    Resume,
+    Spawn,
     Spawned,
     Exited,
 )
 #: (messages a direction carries, the peer that sends them)
 DIRECTIONS: tuple[tuple[frozenset[type[Message]], str], ...] = (
-    (HOST_TO_WORKER, "host"), (WORKER_TO_HOST, "worker"),
-    (HOST_TO_ZYGOTE, "host"), (ZYGOTE_TO_HOST, "zygote"),
+    (HOST_TO_WORKER, "host"),
+    (WORKER_TO_HOST, "worker"),
+    (HOST_TO_ZYGOTE, "host"),
+    (ZYGOTE_TO_HOST, "zygote"),
 )
 
 
@@ -127,8 +139,9 @@ def peak_allocation() -> Iterator[Callable[[], int]]:
 # --------------------------------------------------------------------------- values
 
 INTS = st.integers(min_value=-(2**63), max_value=2**64 - 1)  # what msgpack carries
-SCALARS = (st.none() | st.booleans() | INTS | st.floats() | st.text(max_size=12)
-           | st.binary(max_size=12))
+SCALARS = (
+    st.none() | st.booleans() | INTS | st.floats() | st.text(max_size=12) | st.binary(max_size=12)
+)
 #: map keys the peer can decode (msgpack refuses array and map keys: unhashable)
 KEYS = st.none() | st.booleans() | INTS | st.floats() | st.text(max_size=8) | st.binary(max_size=8)
 #: any value msgpack can carry (what a peer can put in any field)
@@ -138,10 +151,22 @@ MSGPACK: st.SearchStrategy[Any] = st.recursive(
     max_leaves=20,
 )
 #: the same without NaN, so that equality can check a round trip
-PLAIN_SCALARS = (st.none() | st.booleans() | INTS | st.floats(allow_nan=False)
-                 | st.text(max_size=12) | st.binary(max_size=12))
-PLAIN_KEYS = (st.none() | st.booleans() | INTS | st.floats(allow_nan=False)
-              | st.text(max_size=8) | st.binary(max_size=8))
+PLAIN_SCALARS = (
+    st.none()
+    | st.booleans()
+    | INTS
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+    | st.binary(max_size=12)
+)
+PLAIN_KEYS = (
+    st.none()
+    | st.booleans()
+    | INTS
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+)
 PLAIN: st.SearchStrategy[Any] = st.recursive(
     PLAIN_SCALARS,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(PLAIN_KEYS, inner, max_size=5),
@@ -173,47 +198,73 @@ INT = Kind(INTS, _is_int)
 POSITIVE = Kind(st.integers(1, 2**64 - 1), lambda v: _is_int(v) and v > 0)
 NATURAL = Kind(st.integers(0, 2**64 - 1), lambda v: _is_int(v) and v >= 0)
 INT_OR_NONE = Kind(st.none() | INTS, lambda v: v is None or _is_int(v))
-NUMBER = Kind(INTS | st.floats(allow_nan=False),
-              lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+NUMBER = Kind(
+    INTS | st.floats(allow_nan=False),
+    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+)
 STR = Kind(st.text(max_size=20), lambda v: isinstance(v, str))
 NONEMPTY_STR = Kind(st.text(min_size=1, max_size=20), lambda v: isinstance(v, str) and v != "")
 STR_LIST = Kind(st.lists(st.text(max_size=8), max_size=4), _is_str_list)
 STR_MAP = Kind(st.dictionaries(st.text(max_size=8), PLAIN, max_size=4), _is_str_map)
 STR_TO_STR_LIST = Kind(
     st.dictionaries(st.text(max_size=8), STR_LIST.valid, max_size=4),
-    lambda v: _is_str_map(v) and all(_is_str_list(x) for x in v.values()))
-STR_TO_BOOL = Kind(st.dictionaries(st.text(max_size=8), st.booleans(), max_size=4),
-                   lambda v: _is_str_map(v) and all(isinstance(x, bool) for x in v.values()))
-BYTES_OR_NONE = Kind(st.none() | st.binary(max_size=40),
-                     lambda v: v is None or isinstance(v, bytes))
+    lambda v: _is_str_map(v) and all(_is_str_list(x) for x in v.values()),
+)
+STR_TO_BOOL = Kind(
+    st.dictionaries(st.text(max_size=8), st.booleans(), max_size=4),
+    lambda v: _is_str_map(v) and all(isinstance(x, bool) for x in v.values()),
+)
+BYTES_OR_NONE = Kind(
+    st.none() | st.binary(max_size=40), lambda v: v is None or isinstance(v, bytes)
+)
 ANY = Kind(PLAIN, lambda v: True)
 
 #: every field of every message, in wire order, with what it accepts
 FIELDS: dict[type[Message], dict[str, Kind]] = {
-    Start: {"ref": NONEMPTY_STR, "config": STR_MAP, "hooks": STR_MAP, "limits": STR_MAP,
-            "sandbox": STR_MAP, "inline": BYTES_OR_NONE},
+    Start: {
+        "ref": NONEMPTY_STR,
+        "config": STR_MAP,
+        "hooks": STR_MAP,
+        "limits": STR_MAP,
+        "sandbox": STR_MAP,
+        "inline": BYTES_OR_NONE,
+    },
     Confined: {"layers": STR_TO_BOOL, "pid": POSITIVE, "baseline_rss_kb": NATURAL},
-    Handshake: {"protocol": INT, "plugin": NONEMPTY_STR, "version": STR,
-                "hooks": STR_TO_STR_LIST, "pid": POSITIVE, "problems": STR_LIST,
-                "baseline_rss_kb": NATURAL, "layers": STR_TO_BOOL, "dist_name": STR,
-                "dist_version": STR},
+    Handshake: {
+        "protocol": INT,
+        "plugin": NONEMPTY_STR,
+        "version": STR,
+        "hooks": STR_TO_STR_LIST,
+        "pid": POSITIVE,
+        "problems": STR_LIST,
+        "baseline_rss_kb": NATURAL,
+        "layers": STR_TO_BOOL,
+        "dist_name": STR,
+        "dist_version": STR,
+    },
     Call: {"id": POSITIVE, "hook": NONEMPTY_STR, "args": STR_MAP},
     Result: {"id": POSITIVE, "value": ANY, "changed": STR_MAP},
-    Error: {"id": NATURAL, "exc_type": STR, "message": STR, "traceback": STR,
-            "chain": STR_LIST},
+    Error: {"id": NATURAL, "exc_type": STR, "message": STR, "traceback": STR, "chain": STR_LIST},
     Log: {"level": INT, "logger": STR, "message": STR},
     Cancel: {"id": POSITIVE},
     Shutdown: {},
     Resume: {},
     Spawn: {"request": POSITIVE},
     Spawned: {"request": POSITIVE, "pid": NATURAL, "error": STR},
-    Exited: {"pid": POSITIVE, "exit_code": INT_OR_NONE, "signal": INT_OR_NONE,
-             "max_rss_kb": INT, "user_cpu": NUMBER, "system_cpu": NUMBER},
+    Exited: {
+        "pid": POSITIVE,
+        "exit_code": INT_OR_NONE,
+        "signal": INT_OR_NONE,
+        "max_rss_kb": INT,
+        "user_cpu": NUMBER,
+        "system_cpu": NUMBER,
+    },
 }
 
 #: (class, field) for every field with something to refuse
-CHECKED_FIELDS = [(cls, name) for cls, kinds in FIELDS.items()
-                  for name, kind in kinds.items() if kind is not ANY]
+CHECKED_FIELDS = [
+    (cls, name) for cls, kinds in FIELDS.items() for name, kind in kinds.items() if kind is not ANY
+]
 
 
 def fields_of(cls: type[Message]) -> tuple[dataclasses.Field[Any], ...]:
@@ -232,10 +283,13 @@ def messages_of(cls: type[Message]) -> st.SearchStrategy[Message]:
         (optional if has_default(f) else required)[f.name] = FIELDS[cls][f.name].valid
     if cls is Exited:  # exactly one of exit_code and signal
         del required["exit_code"], required["signal"]
-        ending = st.one_of(INTS.map(lambda n: {"exit_code": n, "signal": None}),
-                           INTS.map(lambda n: {"exit_code": None, "signal": n}))
+        ending = st.one_of(
+            INTS.map(lambda n: {"exit_code": n, "signal": None}),
+            INTS.map(lambda n: {"exit_code": None, "signal": n}),
+        )
         return st.tuples(st.fixed_dictionaries(required, optional=optional), ending).map(
-            lambda parts: cls(**parts[0], **parts[1]))
+            lambda parts: cls(**parts[0], **parts[1])
+        )
     return st.fixed_dictionaries(required, optional=optional).map(lambda kw: cls(**kw))
 
 
@@ -248,6 +302,7 @@ def test_the_field_table_names_every_field_in_wire_order() -> None:
 
 
 # --------------------------------------------------------------------------- round trip
+
 
 @FUZZ
 @given(MESSAGES)
@@ -269,9 +324,38 @@ def test_every_valid_message_survives_encode_then_decode(message: Message) -> No
 
 #: a value of each msgpack type and shape, so every wrong type is tried often
 ONE_OF_EACH_TYPE: list[Any] = [
-    None, True, False, 0, -1, 1, 2**64 - 1, -(2**63), 0.0, -1.5, 1.0, float("inf"), "", "x",
-    "1", b"", b"x", [], [None], ["x"], [1], {}, {"k": None}, {"k": "v"}, {"k": True},
-    {"k": ["x"]}, {"k": [1]}, {1: "v"}, {b"k": 1}, {None: 1}, [[]], {"k": {}},
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**64 - 1,
+    -(2**63),
+    0.0,
+    -1.5,
+    1.0,
+    float("inf"),
+    "",
+    "x",
+    "1",
+    b"",
+    b"x",
+    [],
+    [None],
+    ["x"],
+    [1],
+    {},
+    {"k": None},
+    {"k": "v"},
+    {"k": True},
+    {"k": ["x"]},
+    {"k": [1]},
+    {1: "v"},
+    {b"k": 1},
+    {None: 1},
+    [[]],
+    {"k": {}},
 ]
 
 
@@ -291,7 +375,8 @@ def refusals(draw: st.DrawFn) -> tuple[tuple[type[Message], str], Message, Any]:
 @example(((Exited, "user_cpu"), Exited(pid=1, exit_code=0, signal=None), True))
 @example(((Exited, "signal"), Exited(pid=1, exit_code=None, signal=9), "9"))
 def test_a_value_a_field_does_not_accept_is_refused_naming_the_field(
-        case: tuple[tuple[type[Message], str], Message, Any]) -> None:
+    case: tuple[tuple[type[Message], str], Message, Any],
+) -> None:
     (cls, name), good, bad = case
     check_refused(cls, name, good, bad)
 
@@ -312,8 +397,9 @@ def check_refused(cls: type[Message], name: str, good: Message, bad: Any) -> Non
     with pytest.raises(RemoteProtocolError) as decoded:
         decode_body(body, peer=peer, accept=accept)
     assert decoded.value.side == peer
-    assert decoded.value.reason.startswith(f"malformed {cls.__name__}: {needle}"), \
+    assert decoded.value.reason.startswith(f"malformed {cls.__name__}: {needle}"), (
         decoded.value.reason
+    )
 
 
 #: a valid message of each type with fields to refuse
@@ -332,8 +418,9 @@ BASES: dict[type[Message], Message] = {
 }
 
 
-@pytest.mark.parametrize(("cls", "name"), CHECKED_FIELDS,
-                         ids=[f"{cls.__name__}.{name}" for cls, name in CHECKED_FIELDS])
+@pytest.mark.parametrize(
+    ("cls", "name"), CHECKED_FIELDS, ids=[f"{cls.__name__}.{name}" for cls, name in CHECKED_FIELDS]
+)
 def test_every_field_refuses_a_value_of_every_other_type(cls: type[Message], name: str) -> None:
     # the sweep behind the property above, so no (field, type) pair is left to chance:
     # it found that Exited.user_cpu and system_cpu took a bool (an int subclass)
@@ -344,10 +431,13 @@ def test_every_field_refuses_a_value_of_every_other_type(cls: type[Message], nam
 
 
 @FUZZ
-@given(st.sampled_from(ALL_TYPES).flatmap(lambda cls: st.tuples(st.just(cls), messages_of(cls))),
-       st.data())
+@given(
+    st.sampled_from(ALL_TYPES).flatmap(lambda cls: st.tuples(st.just(cls), messages_of(cls))),
+    st.data(),
+)
 def test_a_message_with_fields_cut_off_or_added_decodes_or_is_refused(
-        pair: tuple[type[Message], Message], data: st.DataObject) -> None:
+    pair: tuple[type[Message], Message], data: st.DataObject
+) -> None:
     cls, message = pair
     wire = [cls.TAG, *(getattr(message, f) for f in FIELDS[cls])]
     keep = data.draw(st.integers(1, len(wire)), label="keep")
@@ -369,11 +459,12 @@ def test_a_message_with_fields_cut_off_or_added_decodes_or_is_refused(
     else:
         decoded = decode_body(body, peer=peer, accept=accept)
         assert type(decoded) is cls
-        for name in list(FIELDS[cls])[:keep - 1]:
+        for name in list(FIELDS[cls])[: keep - 1]:
             assert getattr(decoded, name) == getattr(message, name)
 
 
 # --------------------------------------------------------------------------- byte streams
+
 
 def framed(bodies: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
     return bodies.map(lambda body: struct.pack(">I", len(body)) + body)
@@ -392,7 +483,8 @@ FRAMES = st.one_of(
     framed(st.binary(max_size=1500)),
     # a header that lies about the length that follows
     st.tuples(st.integers(0, 2**32 - 1), st.binary(max_size=64)).map(
-        lambda parts: struct.pack(">I", parts[0]) + parts[1]),
+        lambda parts: struct.pack(">I", parts[0]) + parts[1]
+    ),
 )
 STREAMS = st.binary(max_size=2048) | st.lists(FRAMES, min_size=1, max_size=4).map(b"".join)
 
@@ -414,8 +506,11 @@ def run(decoder: FrameDecoder, chunks: list[bytes]) -> tuple[list[Message], str 
                 out.append(message)
     except RemoteProtocolError as exc:
         # a broken decoder stays broken, with the same error
-        for call in (lambda: decoder.feed(b"\x00", now=0.0), decoder.next_message,
-                     lambda: decoder.check_deadline(0.0)):
+        for call in (
+            lambda: decoder.feed(b"\x00", now=0.0),
+            decoder.next_message,
+            lambda: decoder.check_deadline(0.0),
+        ):
             with pytest.raises(RemoteProtocolError) as again:
                 call()
             assert again.value is exc
@@ -428,8 +523,8 @@ def run(decoder: FrameDecoder, chunks: list[bytes]) -> tuple[list[Message], str 
 @example(b"\x00\x00\x00\x03\x91\x91\x90", [], (WORKER_TO_HOST, "worker"))
 @example(b"\x00\x00\x00\x01\xc1", [1, 2, 3], (HOST_TO_WORKER, "host"))
 def test_any_bytes_in_any_chunks_decode_or_raise_a_protocol_error(
-        stream: bytes, cuts: list[int],
-        direction: tuple[frozenset[type[Message]], str]) -> None:
+    stream: bytes, cuts: list[int], direction: tuple[frozenset[type[Message]], str]
+) -> None:
     accept, peer = direction
     decoder = FrameDecoder(peer=peer, accept=accept)
     with peak_allocation() as peak:
@@ -445,8 +540,7 @@ def test_any_bytes_in_any_chunks_decode_or_raise_a_protocol_error(
 
 @FUZZ
 @given(MESSAGES)
-def test_a_valid_frame_cut_anywhere_waits_for_the_rest_until_its_deadline(
-        message: Message) -> None:
+def test_a_valid_frame_cut_anywhere_waits_for_the_rest_until_its_deadline(message: Message) -> None:
     frame = encode(message)
     accept, peer = direction_of(type(message))
     timeout = DEFAULT_LIMITS.frame_timeout
@@ -460,7 +554,7 @@ def test_a_valid_frame_cut_anywhere_waits_for_the_rest_until_its_deadline(
         decoder.feed(frame[cut:], now=101.0)
         assert decoder.next_message(now=101.0) == message
     decoder = FrameDecoder(peer=peer, accept=accept)
-    decoder.feed(frame[:len(frame) // 2], now=100.0)
+    decoder.feed(frame[: len(frame) // 2], now=100.0)
     with pytest.raises(RemoteProtocolError, match="partial frame"):
         decoder.check_deadline(100.0 + timeout + 0.5)
 
@@ -468,7 +562,8 @@ def test_a_valid_frame_cut_anywhere_waits_for_the_rest_until_its_deadline(
 @FUZZ
 @given(MESSAGES, STREAMS.filter(bool))
 def test_a_valid_frame_then_garbage_yields_the_message_then_what_the_garbage_is(
-        message: Message, garbage: bytes) -> None:
+    message: Message, garbage: bytes
+) -> None:
     accept, peer = direction_of(type(message))
     decoder = FrameDecoder(peer=peer, accept=accept)
     decoder.feed(encode(message) + garbage, now=0.0)
@@ -480,11 +575,19 @@ def test_a_valid_frame_then_garbage_yields_the_message_then_what_the_garbage_is(
 
 #: (type byte, bytes of its length field) of every msgpack type with a length
 SIZED_TYPES = [
-    (0xD9, 1), (0xDA, 2), (0xDB, 4),  # str8/16/32
-    (0xC4, 1), (0xC5, 2), (0xC6, 4),  # bin8/16/32
-    (0xDC, 2), (0xDD, 4),  # array16/32
-    (0xDE, 2), (0xDF, 4),  # map16/32
-    (0xC7, 1), (0xC8, 2), (0xC9, 4),  # ext8/16/32 (a type byte follows the length)
+    (0xD9, 1),
+    (0xDA, 2),
+    (0xDB, 4),  # str8/16/32
+    (0xC4, 1),
+    (0xC5, 2),
+    (0xC6, 4),  # bin8/16/32
+    (0xDC, 2),
+    (0xDD, 4),  # array16/32
+    (0xDE, 2),
+    (0xDF, 4),  # map16/32
+    (0xC7, 1),
+    (0xC8, 2),
+    (0xC9, 4),  # ext8/16/32 (a type byte follows the length)
 ]
 
 
@@ -494,10 +597,12 @@ def sized_header(draw: st.DrawFn) -> bytes:
     top = 2 ** (8 * width) - 1
     # huge, anything, or about as long as a frame (for a container: accepted by the
     # per-container cap, so only the pre-scan stands between it and a preallocation)
-    length = draw(st.integers(top // 2, top) | st.integers(0, top)
-                  | st.integers(0, min(top, 4096)))
-    return bytes([byte]) + length.to_bytes(width, "big") + (b"\x01" if byte in (
-        0xC7, 0xC8, 0xC9) else b"")
+    length = draw(st.integers(top // 2, top) | st.integers(0, top) | st.integers(0, min(top, 4096)))
+    return (
+        bytes([byte])
+        + length.to_bytes(width, "big")
+        + (b"\x01" if byte in (0xC7, 0xC8, 0xC9) else b"")
+    )
 
 
 @st.composite
@@ -506,14 +611,18 @@ def container_header(draw: st.DrawFn) -> bytes:
     return bytes([byte]) + draw(st.integers(0, 1200)).to_bytes(width, "big")
 
 
-PREFIXES = st.sampled_from([b"", b"\x93\x03\x01", b"\x94\x03\x01\xc0", b"\x92\x05",
-                            b"\x93\x03\x01\x81\xa1k"])
+PREFIXES = st.sampled_from(
+    [b"", b"\x93\x03\x01", b"\x94\x03\x01\xc0", b"\x92\x05", b"\x93\x03\x01\x81\xa1k"]
+)
 #: a body whose containers and strings declare far more than it holds, at any depth
 HUGE_BODIES = st.one_of(
     st.tuples(
         PREFIXES,
-        st.lists(sized_header() | st.sampled_from([b"\x9f", b"\x8f", b"\x91", b"\xc0"]),
-                 min_size=1, max_size=80).map(b"".join)
+        st.lists(
+            sized_header() | st.sampled_from([b"\x9f", b"\x8f", b"\x91", b"\xc0"]),
+            min_size=1,
+            max_size=80,
+        ).map(b"".join)
         | st.tuples(sized_header(), st.integers(1, 400)).map(lambda p: p[0] * p[1]),
         st.binary(max_size=64),
         st.integers(0, 3000),
@@ -522,7 +631,8 @@ HUGE_BODIES = st.one_of(
     # per-container cap lets each pass, so only the pre-scan stands between it and a
     # preallocation of that length at every level
     st.tuples(PREFIXES, container_header(), st.integers(1, 400), st.binary(max_size=16)).map(
-        lambda p: p[0] + p[1] * p[2] + p[3]),
+        lambda p: p[0] + p[1] * p[2] + p[3]
+    ),
 )
 
 
@@ -531,7 +641,8 @@ HUGE_BODIES = st.one_of(
 @example(b"\xdc\x03\x00" * 341, (WORKER_TO_HOST, "worker"))  # was 2 MB from 1 KiB
 @example(b"\x93\x03\x01" + b"\xdd\x80\x00\x00\x00" * 50, (WORKER_TO_HOST, "worker"))
 def test_huge_declared_lengths_allocate_in_proportion_to_the_bytes_received(
-        body: bytes, direction: tuple[frozenset[type[Message]], str]) -> None:
+    body: bytes, direction: tuple[frozenset[type[Message]], str]
+) -> None:
     accept, peer = direction
     with peak_allocation() as peak:
         try:
@@ -544,12 +655,17 @@ def test_huge_declared_lengths_allocate_in_proportion_to_the_bytes_received(
 
 
 @FUZZ
-@given(st.integers(0, 2**32 - 1), st.binary(max_size=256),
-       st.integers(16, 2**32 - 1) | st.just(DEFAULT_LIMITS.max_frame_bytes))
+@given(
+    st.integers(0, 2**32 - 1),
+    st.binary(max_size=256),
+    st.integers(16, 2**32 - 1) | st.just(DEFAULT_LIMITS.max_frame_bytes),
+)
 def test_a_huge_frame_header_is_refused_or_waited_for_without_allocating_for_it(
-        declared: int, rest: bytes, cap: int) -> None:
-    decoder = FrameDecoder(peer="worker", accept=WORKER_TO_HOST,
-                           limits=FrameLimits(max_frame_bytes=cap))
+    declared: int, rest: bytes, cap: int
+) -> None:
+    decoder = FrameDecoder(
+        peer="worker", accept=WORKER_TO_HOST, limits=FrameLimits(max_frame_bytes=cap)
+    )
     fed = struct.pack(">I", declared) + rest
     outcome: str | None = None
     with peak_allocation() as peak:
@@ -572,16 +688,24 @@ def test_a_huge_frame_header_is_refused_or_waited_for_without_allocating_for_it(
 
 #: one level of nesting, holding the next: array or map (nil key), each header width
 LEVELS = {
-    "fixarray": b"\x91", "array16": b"\xdc\x00\x01", "array32": b"\xdd\x00\x00\x00\x01",
-    "fixmap": b"\x81\xc0", "map16": b"\xde\x00\x01\xc0", "map32": b"\xdf\x00\x00\x00\x01\xc0",
+    "fixarray": b"\x91",
+    "array16": b"\xdc\x00\x01",
+    "array32": b"\xdd\x00\x00\x00\x01",
+    "fixmap": b"\x81\xc0",
+    "map16": b"\xde\x00\x01\xc0",
+    "map32": b"\xdf\x00\x00\x00\x01\xc0",
 }
 #: what the innermost level holds: an empty container or a scalar (each one more level)
 LEAVES = [b"\x90", b"\x80", b"\xc0", b"\x01", b"\xa1x"]
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(sorted(LEVELS)), max_size=120), st.sampled_from(LEAVES),
-       st.integers(-2, 2) | st.integers(-100, 100), st.sampled_from([None, 0, 40, 1100]))
+@given(
+    st.lists(st.sampled_from(sorted(LEVELS)), max_size=120),
+    st.sampled_from(LEAVES),
+    st.integers(-2, 2) | st.integers(-100, 100),
+    st.sampled_from([None, 0, 40, 1100]),
+)
 @example(["fixarray"] * 62, b"\x90", 0, 0)
 @example(["fixarray"] * 63, b"\x90", 0, 0)
 @example(["array16"] * 63, b"\x90", 0, 1100)
@@ -589,7 +713,8 @@ LEAVES = [b"\x90", b"\x80", b"\xc0", b"\x01", b"\xa1x"]
 # took a small frame one level past max_depth unchecked (the large-frame scan refused it)
 @example(["fixarray"] * 9, b"\x01", -1, None)
 def test_nesting_is_refused_exactly_when_deeper_than_max_depth(
-        levels: list[str], leaf: bytes, slack: int, pad: int | None) -> None:
+    levels: list[str], leaf: bytes, slack: int, pad: int | None
+) -> None:
     # a Result whose value nests len(levels) levels around ``leaf``. ``changed`` is left
     # out (pad None), empty (0), or holds a str of ``pad`` bytes, which may take the
     # frame past the pre-scan threshold
@@ -599,8 +724,7 @@ def test_nesting_is_refused_exactly_when_deeper_than_max_depth(
     elif pad == 0:
         body = b"\x94\x03\x01" + value + b"\x80"
     else:
-        body = (b"\x94\x03\x01" + value + b"\x81\xa3pad\xda" + struct.pack(">H", pad)
-                + b"x" * pad)
+        body = b"\x94\x03\x01" + value + b"\x81\xa3pad\xda" + struct.pack(">H", pad) + b"x" * pad
     # the message array, each level, then the leaf; a non-empty ``changed`` adds its str
     depth = max(1 + len(levels) + 1, 3 if pad else 2)
     max_depth = max(2, depth + slack)  # around the frame's depth, mostly
@@ -616,7 +740,8 @@ def test_nesting_is_refused_exactly_when_deeper_than_max_depth(
 @FUZZ
 @given(st.integers(65, 5000), st.sampled_from(sorted(LEVELS)))
 def test_any_depth_past_the_default_cap_is_refused_within_the_memory_bound(
-        depth: int, level: str) -> None:
+    depth: int, level: str
+) -> None:
     body = b"\x93\x03\x01" + LEVELS[level] * depth + b"\x90"
     decoder = FrameDecoder(peer="worker", accept=WORKER_TO_HOST)
     fed = struct.pack(">I", len(body)) + body
@@ -628,6 +753,7 @@ def test_any_depth_past_the_default_cap_is_refused_within_the_memory_bound(
 
 
 # --------------------------------------------------------------------------- sending
+
 
 def nested(depth: int, inner: Any = None) -> Any:
     """``inner`` inside ``depth - 1`` lists: a value ``depth`` levels deep."""
@@ -651,11 +777,19 @@ class Opaque:
 #: what a caller or a plugin might hand over: msgpack-able or not, nested at any depth
 WILD: st.SearchStrategy[Any] = st.tuples(
     st.recursive(
-        SCALARS | st.integers() | st.complex_numbers(max_magnitude=10)
-        | st.frozensets(st.integers(0, 3), max_size=2) | st.datetimes() | st.builds(Opaque),
-        lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
-        | st.dictionaries(KEYS | st.tuples(st.integers(0, 3)), inner, max_size=3),
-        max_leaves=12),
+        SCALARS
+        | st.integers()
+        | st.complex_numbers(max_magnitude=10)
+        | st.frozensets(st.integers(0, 3), max_size=2)
+        | st.datetimes()
+        | st.builds(Opaque),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.tuples(inner, inner)
+            | st.dictionaries(KEYS | st.tuples(st.integers(0, 3)), inner, max_size=3)
+        ),
+        max_leaves=12,
+    ),
     st.integers(1, 80),
 ).map(lambda p: nested(p[1], p[0]))
 
@@ -694,8 +828,7 @@ def test_what_encode_verifies_the_peer_decodes(value: Any, where: str) -> None:
 @example(nested(MAX_VALUE_DEPTH))
 @example(nested(MAX_VALUE_DEPTH + 1))  # was passed, and the worker died of the Call
 @example(nested(MAX_VALUE_DEPTH, {"k": 1}))
-def test_an_argument_check_crossable_passes_makes_a_call_the_worker_decodes(
-        value: Any) -> None:
+def test_an_argument_check_crossable_passes_makes_a_call_the_worker_decodes(value: Any) -> None:
     try:
         packed = check_crossable(value)
     except TypeError:
@@ -713,10 +846,12 @@ def test_check_crossable_refuses_a_value_the_peer_would_refuse_as_too_deep(depth
 
 
 #: WILD, and extension values (msgpack packs them; no peer accepts them) at any depth
-EXTENSIONS = st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=4)) | \
-    st.builds(msgpack.Timestamp, st.integers(0, 2**32 - 1))
+EXTENSIONS = st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=4)) | st.builds(
+    msgpack.Timestamp, st.integers(0, 2**32 - 1)
+)
 WILDER: st.SearchStrategy[Any] = WILD | st.tuples(EXTENSIONS, st.integers(1, 6)).map(
-    lambda p: nested(p[1], {"k": p[0]}))
+    lambda p: nested(p[1], {"k": p[0]})
+)
 
 
 def outcome(fn: Callable[[], bytes]) -> bytes | tuple[str, str]:
@@ -734,8 +869,10 @@ def result_by_decoding(value: Any, changed: dict[str, Any], max_depth: int) -> b
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode Result: {exc}", side="w") from None
     if _depth_exceeds(decoded, max_depth):
-        raise LocalProtocolError(f"cannot encode Result: it nests deeper than {max_depth} "
-                                 f"levels (the protocol's cap)", side="w")
+        raise LocalProtocolError(
+            f"cannot encode Result: it nests deeper than {max_depth} levels (the protocol's cap)",
+            side="w",
+        )
     return frame
 
 
@@ -768,8 +905,9 @@ def crossable_by_decoding(value: Any) -> bytes:
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(str(exc) or type(exc).__name__) from None
     if _depth_exceeds(decoded, MAX_VALUE_DEPTH):
-        raise TypeError(f"the value nests deeper than {MAX_VALUE_DEPTH} levels "
-                        f"(the protocol's cap)")
+        raise TypeError(
+            f"the value nests deeper than {MAX_VALUE_DEPTH} levels (the protocol's cap)"
+        )
     return packed
 
 
@@ -782,21 +920,24 @@ def crossable_by_decoding(value: Any) -> bytes:
 @example({"a": {"b": {(1,): 2}}})
 @example({"k": msgpack.Timestamp(0)})
 def test_check_crossable_skips_the_decode_only_where_it_cannot_refuse(value: Any) -> None:
-    assert outcome(lambda: check_crossable(value)) == outcome(
-        lambda: crossable_by_decoding(value))
+    assert outcome(lambda: check_crossable(value)) == outcome(lambda: crossable_by_decoding(value))
 
 
 @FUZZ
-@given(st.integers(1, 2**64 - 1), st.text(min_size=1, max_size=12),
-       st.dictionaries(st.text(max_size=8), PLAIN, max_size=3))
+@given(
+    st.integers(1, 2**64 - 1),
+    st.text(min_size=1, max_size=12),
+    st.dictionaries(st.text(max_size=8), PLAIN, max_size=3),
+)
 @example(127, "h", {})
 @example(128, "h", {})
 @example(255, "h", {})
 @example(256, "h", {})
 @example(2**16, "h", {})
 @example(2**32, "h", {})
-def test_encode_call_makes_the_frame_encode_makes(call_id: int, hook: str,
-                                                  args: dict[str, Any]) -> None:
+def test_encode_call_makes_the_frame_encode_makes(
+    call_id: int, hook: str, args: dict[str, Any]
+) -> None:
     # encode_call packs ids and names its own way, for speed: byte for byte the same
     packed = {name: pack(value) for name, value in args.items()}
     assert encode_call(call_id, hook, packed) == encode(Call(id=call_id, hook=hook, args=args))

@@ -50,10 +50,21 @@ EXAMPLES = int(os.environ.get("PLUGBOX_FUZZ_WORKER_EXAMPLES", "12"))
 LIMITS = Limits(backoff_initial=0, max_failures=10_000)
 HOST_LIMITS = FrameLimits(max_frame_bytes=LIMITS.max_message_mb << 20)
 
-SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | \
-    st.text(max_size=10) | st.binary(max_size=10)
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=10)
+    | st.binary(max_size=10)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def framed(bodies: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
@@ -64,13 +75,18 @@ def framed(bodies: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
 GARBAGE = st.one_of(
     st.binary(min_size=1, max_size=512),  # mostly a header announcing too much
     framed(st.binary(min_size=1, max_size=512)),  # a frame of noise
-    framed(st.tuples(st.integers(-2, 30), st.lists(VALUES, max_size=8)).map(
-        lambda p: pack([p[0], *p[1]]))),  # a message array of any tag and fields
+    framed(
+        st.tuples(st.integers(-2, 30), st.lists(VALUES, max_size=8)).map(
+            lambda p: pack([p[0], *p[1]])
+        )
+    ),  # a message array of any tag and fields
     framed(VALUES.map(pack)),  # msgpack, but not a message
     # a valid Log first (the host takes it), then a frame of noise
     st.tuples(st.text(max_size=20), st.binary(min_size=1, max_size=64)).map(
-        lambda p: encode(Log(level=20, logger="fuzz", message=p[0]))
-        + struct.pack(">I", len(p[1])) + p[1]),
+        lambda p: (
+            encode(Log(level=20, logger="fuzz", message=p[0])) + struct.pack(">I", len(p[1])) + p[1]
+        )
+    ),
 )
 
 
@@ -93,8 +109,13 @@ def garbage() -> tuple[bytes, ...]:
     """``EXAMPLES`` byte strings the decoder refuses, drawn by hypothesis (fixed seed)."""
     found: list[bytes] = []
 
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              phases=[Phase.generate])
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+    )
     @given(GARBAGE)
     def collect(data: bytes) -> None:
         assume(refusal(data) is not None)
@@ -120,8 +141,11 @@ async def test_a_worker_writing_garbage_is_killed_and_the_host_serves_on(behave:
             with pytest.raises(PluginProtocolError) as info:
                 await host.call("process", input_data={"send": data})
             report = info.value.report
-            assert (report.plugin, report.cause, report.restarts) == ("wire", "protocol",
-                                                                        restarts), data
+            assert (report.plugin, report.cause, report.restarts) == (
+                "wire",
+                "protocol",
+                restarts,
+            ), data
             assert report.detail == str(expected), data
             assert report.killed and report.signal == "SIGKILL"
             assert report.pid is not None and not pid_alive(report.pid)
@@ -131,11 +155,15 @@ async def test_a_worker_writing_garbage_is_killed_and_the_host_serves_on(behave:
         assert [r.cause for r in host.reports] == ["protocol"] * len(garbage())
 
 
-@pytest.mark.parametrize("data", [
-    encode(Result(id=999, value=None)),
-    encode(Handshake(protocol=1, plugin="again", version="1", hooks={}, pid=1)),
-    encode(Confined(layers={"seccomp": True}, pid=1, baseline_rss_kb=1)),
-], ids=["reply-to-no-call", "second-handshake", "confined-after-handshake"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        encode(Result(id=999, value=None)),
+        encode(Handshake(protocol=1, plugin="again", version="1", hooks={}, pid=1)),
+        encode(Confined(layers={"seccomp": True}, pid=1, baseline_rss_kb=1)),
+    ],
+    ids=["reply-to-no-call", "second-handshake", "confined-after-handshake"],
+)
 async def test_well_formed_messages_out_of_place_are_protocol_errors_too(data: bytes) -> None:
     # the decoder accepts these; the host's dispatch refuses them
     assert refusal(data) is None
@@ -168,7 +196,8 @@ async def test_a_value_nested_too_deep_is_refused_by_its_sender_and_kills_no_wor
         # a returned value may nest as deep as an argument, no deeper, so that a chain
         # can hand it to the next plugin (a Result frame could hold one level more)
         assert (await host.call("process", input_data={"nest": MAX_VALUE_DEPTH})).value == (
-            nested(MAX_VALUE_DEPTH))
+            nested(MAX_VALUE_DEPTH)
+        )
         with pytest.raises(PluginRaised) as raised:
             await host.call("process", input_data={"nest": MAX_VALUE_DEPTH + 1})
         report = raised.value.report
@@ -179,7 +208,8 @@ async def test_a_value_nested_too_deep_is_refused_by_its_sender_and_kills_no_wor
 
 
 async def test_a_chain_passes_the_deepest_value_on_without_killing_the_next_worker(
-        behave: str) -> None:
+    behave: str,
+) -> None:
     # process is a chain: the wire plugin's deepest value becomes behave's argument
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(WIRE, limits=LIMITS)
@@ -200,13 +230,18 @@ def pid_alive(pid: int) -> bool:
 FORGED = str(Path(__file__).parent / "plugins" / "forged_handshake.py")
 
 
-@pytest.mark.parametrize(("hooks", "claim"), [
-    ({"process": ["input_data"], "no_such_hook": ["x"]}, "claims hook 'no_such_hook'"),
-    ({"process": ["input_data", "bogus"]}, "claims hook 'process' takes"),
-    ({"process": ["input_data", "input_data"]}, "claims hook 'process' takes"),
-], ids=["unknown-hook", "unknown-argument", "argument-twice"])
+@pytest.mark.parametrize(
+    ("hooks", "claim"),
+    [
+        ({"process": ["input_data"], "no_such_hook": ["x"]}, "claims hook 'no_such_hook'"),
+        ({"process": ["input_data", "bogus"]}, "claims hook 'process' takes"),
+        ({"process": ["input_data", "input_data"]}, "claims hook 'process' takes"),
+    ],
+    ids=["unknown-hook", "unknown-argument", "argument-twice"],
+)
 async def test_a_handshake_claiming_what_the_host_did_not_offer_is_a_protocol_error(
-        behave: str, hooks: dict[str, list[str]], claim: str) -> None:
+    behave: str, hooks: dict[str, list[str]], claim: str
+) -> None:
     # The Handshake is sent after the plugin's code ran, so a plugin can rewrite it; the
     # host once took its list of arguments on trust and raised KeyError at every call
     async with PluginHost(specs.PIPELINE) as host:
@@ -220,15 +255,22 @@ async def test_a_handshake_claiming_what_the_host_did_not_offer_is_a_protocol_er
         assert (await host.call("process", input_data={"x": 1})).called == ["behave"]
 
 
-@pytest.mark.parametrize(("config", "claim"), [
-    ({"layers": {"seccomp": True, "landlock_filesystem": True, "user_namespace": True}},
-     "sandbox layers differ"),
-    ({"layers": {"made_up_layer": True}}, "['made_up_layer']"),
-    ({"baseline_rss_kb": 4 << 20}, "baseline RSS (4194304 KiB) differs"),
-    ({"pid": 1}, "the Handshake names pid 1, not the"),
-], ids=["layers-claimed", "layer-added", "baseline-inflated", "pid-of-init"])
+@pytest.mark.parametrize(
+    ("config", "claim"),
+    [
+        (
+            {"layers": {"seccomp": True, "landlock_filesystem": True, "user_namespace": True}},
+            "sandbox layers differ",
+        ),
+        ({"layers": {"made_up_layer": True}}, "['made_up_layer']"),
+        ({"baseline_rss_kb": 4 << 20}, "baseline RSS (4194304 KiB) differs"),
+        ({"pid": 1}, "the Handshake names pid 1, not the"),
+    ],
+    ids=["layers-claimed", "layer-added", "baseline-inflated", "pid-of-init"],
+)
 async def test_a_handshake_rewritten_to_claim_more_sandbox_or_memory_is_a_protocol_error(
-        behave: str, config: dict[str, object], claim: str) -> None:
+    behave: str, config: dict[str, object], claim: str
+) -> None:
     # The layers the Handshake claims decide Sandbox(strict=True), its baseline RSS is
     # what the memory cap counts from, its pid the process the host watches and kills:
     # a plugin that rewrote them could pass a strict host unconfined, grow 4 GiB past

@@ -21,8 +21,7 @@ ABI = landlock.abi_version()
 
 def needs_abi(version: int, what: str) -> pytest.MarkDecorator:
     have = f"this kernel has Landlock ABI {ABI}" if ABI else "this kernel has no Landlock"
-    return pytest.mark.skipif(version > ABI,
-                              reason=f"{what} needs Landlock ABI {version}+; {have}")
+    return pytest.mark.skipif(version > ABI, reason=f"{what} needs Landlock ABI {version}+; {have}")
 
 
 @pytest.fixture
@@ -93,34 +92,54 @@ def test_abi_version_is_a_number() -> None:
 @needs_abi(1, "filesystem rules")
 def test_filesystem_read_only_but_for_the_scratch_dir(tree: Path) -> None:
     def probe() -> dict[str, Any]:
-        done = landlock.restrict([str(tree / "ro"), str(tree / "ro" / "data.txt"),
-                                  str(tree / "missing")], [str(tree / "rw")])
-        return {"done": dict(done),
-                "read allowed": attempt(lambda: read(tree / "ro" / "data.txt")),
-                "list allowed": attempt(lambda: os.listdir(tree / "ro")),
-                "read outside": attempt(lambda: read(tree / "outside" / "target.txt")),
-                "read /etc": attempt(lambda: read("/etc/passwd")),
-                "write read-only": attempt(lambda: write(tree / "ro" / "data.txt")),
-                "create in read-only": attempt(lambda: write(tree / "ro" / "new.txt")),
-                "write outside": attempt(lambda: write(tree / "outside" / "target.txt")),
-                "create outside": attempt(lambda: write(tree / "outside" / "new.txt")),
-                "write in scratch": attempt(lambda: write(tree / "rw" / "new.txt")),
-                "mkdir in scratch": attempt(lambda: os.mkdir(tree / "rw" / "sub")),
-                "read back": read(tree / "rw" / "new.txt"),
-                "write through symlink": attempt(lambda: write(tree / "rw" / "link.txt")),
-                "rename out": attempt(lambda: os.rename(tree / "rw" / "new.txt",
-                                                        tree / "outside" / "moved.txt"))}
+        done = landlock.restrict(
+            [str(tree / "ro"), str(tree / "ro" / "data.txt"), str(tree / "missing")],
+            [str(tree / "rw")],
+        )
+        return {
+            "done": dict(done),
+            "read allowed": attempt(lambda: read(tree / "ro" / "data.txt")),
+            "list allowed": attempt(lambda: os.listdir(tree / "ro")),
+            "read outside": attempt(lambda: read(tree / "outside" / "target.txt")),
+            "read /etc": attempt(lambda: read("/etc/passwd")),
+            "write read-only": attempt(lambda: write(tree / "ro" / "data.txt")),
+            "create in read-only": attempt(lambda: write(tree / "ro" / "new.txt")),
+            "write outside": attempt(lambda: write(tree / "outside" / "target.txt")),
+            "create outside": attempt(lambda: write(tree / "outside" / "new.txt")),
+            "write in scratch": attempt(lambda: write(tree / "rw" / "new.txt")),
+            "mkdir in scratch": attempt(lambda: os.mkdir(tree / "rw" / "sub")),
+            "read back": read(tree / "rw" / "new.txt"),
+            "write through symlink": attempt(lambda: write(tree / "rw" / "link.txt")),
+            "rename out": attempt(
+                lambda: os.rename(tree / "rw" / "new.txt", tree / "outside" / "moved.txt")
+            ),
+        }
 
     seen = in_child(probe)
-    assert seen.pop("done") == {"abi": ABI, "filesystem": True, "tcp": ABI >= 4,
-                                "signals": ABI >= 6, "abstract_unix": ABI >= 6,
-                                "scopes": ABI >= 6, "all_threads": ABI >= 8}
-    assert seen == {"read allowed": "ok", "list allowed": "ok", "read outside": "EACCES",
-                    "read /etc": "EACCES", "write read-only": "EACCES",
-                    "create in read-only": "EACCES", "write outside": "EACCES",
-                    "create outside": "EACCES", "write in scratch": "ok",
-                    "mkdir in scratch": "ok", "read back": "written",
-                    "write through symlink": "EACCES", "rename out": "EACCES"}
+    assert seen.pop("done") == {
+        "abi": ABI,
+        "filesystem": True,
+        "tcp": ABI >= 4,
+        "signals": ABI >= 6,
+        "abstract_unix": ABI >= 6,
+        "scopes": ABI >= 6,
+        "all_threads": ABI >= 8,
+    }
+    assert seen == {
+        "read allowed": "ok",
+        "list allowed": "ok",
+        "read outside": "EACCES",
+        "read /etc": "EACCES",
+        "write read-only": "EACCES",
+        "create in read-only": "EACCES",
+        "write outside": "EACCES",
+        "create outside": "EACCES",
+        "write in scratch": "ok",
+        "mkdir in scratch": "ok",
+        "read back": "written",
+        "write through symlink": "EACCES",
+        "rename out": "EACCES",
+    }
     assert (tree / "outside" / "target.txt").read_text() == "untouched"
     assert not (tree / "outside" / "new.txt").exists()
     assert not (tree / "outside" / "moved.txt").exists()
@@ -155,8 +174,12 @@ def test_tcp_connect_and_bind_are_denied(tcp_listener: socket.socket) -> None:
         before = [attempt(connect), attempt(bind)]
         done = landlock.restrict(["/"], [])
         assert done["tcp"]
-        return [*before, attempt(connect), attempt(bind),
-                attempt(lambda: [s.close() for s in socket.socketpair()])]
+        return [
+            *before,
+            attempt(connect),
+            attempt(bind),
+            attempt(lambda: [s.close() for s in socket.socketpair()]),
+        ]
 
     assert in_child(probe) == ["ok", "ok", "EACCES", "EACCES", "ok"]
 
@@ -179,9 +202,11 @@ def test_signals_are_scoped_to_the_domain() -> None:
     def probe() -> list[str]:
         done = landlock.restrict(["/"], [], scope_signals=True, scope_abstract_unix=False)
         assert done["signals"] and not done["abstract_unix"]
-        return [attempt(lambda: os.kill(os.getppid(), 0)),
-                attempt(lambda: os.kill(os.getppid(), signal.SIGUSR2)),
-                attempt(lambda: os.kill(os.getpid(), 0))]
+        return [
+            attempt(lambda: os.kill(os.getppid(), 0)),
+            attempt(lambda: os.kill(os.getppid(), signal.SIGUSR2)),
+            attempt(lambda: os.kill(os.getpid(), 0)),
+        ]
 
     assert in_child(probe) == ["EPERM", "EPERM", "ok"]
 

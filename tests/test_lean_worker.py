@@ -41,8 +41,25 @@ async def test_a_worker_with_the_network_gets_asyncio_tls_back(launcher: str) ->
 
 #: what no worker needs before its plugin asks for it: each costs resident memory in
 #: the zygote and every worker forked from it (or start time in a fresh one)
-HEAVY = {"ssl", "_ssl", "difflib", "platform", "anyio", "psutil", "multiprocess", "dill",
-         "trio", "json", "email", "http", "pydoc", "decimal", "xml", "sqlite3", "hashlib"}
+HEAVY = {
+    "ssl",
+    "_ssl",
+    "difflib",
+    "platform",
+    "anyio",
+    "psutil",
+    "multiprocess",
+    "dill",
+    "trio",
+    "json",
+    "email",
+    "http",
+    "pydoc",
+    "decimal",
+    "xml",
+    "sqlite3",
+    "hashlib",
+}
 
 
 @pytest.mark.parametrize("launcher", ["zygote", "subprocess"])

@@ -29,8 +29,11 @@ SCENARIO = Path(__file__).parent / "scripts" / "host_scenario.py"
 
 
 def _import_path() -> str:
-    roots = {str(Path(plugbox.__file__).parent.parent), str(Path(msgpack.__file__).parent.parent),
-             str(Path(anyio.__file__).parent.parent)}
+    roots = {
+        str(Path(plugbox.__file__).parent.parent),
+        str(Path(msgpack.__file__).parent.parent),
+        str(Path(anyio.__file__).parent.parent),
+    }
     return os.pathsep.join(sorted(roots))
 
 
@@ -41,9 +44,14 @@ def _interpreter_for_nobody() -> tuple[str | None, str]:
     for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
         try:
             probe = subprocess.run(
-                [python, "-c", "import plugbox, anyio, msgpack, psutil"], env=env,
-                user="nobody", group="nogroup", extra_groups=[], capture_output=True,
-                timeout=60)
+                [python, "-c", "import plugbox, anyio, msgpack, psutil"],
+                env=env,
+                user="nobody",
+                group="nogroup",
+                extra_groups=[],
+                capture_output=True,
+                timeout=60,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             why += f"{python}: {exc}; "
             continue
@@ -61,12 +69,19 @@ def test_an_ordinary_users_host(behave: str, launcher: str) -> None:
     else:  # a root test run shows an ordinary user's host by becoming nobody
         python, why = _interpreter_for_nobody()
         if python is None:
-            pytest.skip(f"no interpreter with plugbox importable is reachable by user "
-                        f"nobody on this machine: {why}")
+            pytest.skip(
+                f"no interpreter with plugbox importable is reachable by user "
+                f"nobody on this machine: {why}"
+            )
         env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin"}
         kwargs = {"user": "nobody", "group": "nogroup", "extra_groups": []}
-    done = subprocess.run([python, str(SCENARIO), "report", behave, launcher], env=env,
-                          capture_output=True, timeout=120, **kwargs)
+    done = subprocess.run(
+        [python, str(SCENARIO), "report", behave, launcher],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        **kwargs,
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     found = json.loads(done.stdout)
     assert found["host_uid"] != 0
@@ -79,8 +94,11 @@ def test_an_ordinary_users_host(behave: str, launcher: str) -> None:
 
 @pytest.mark.parametrize("launcher", ["zygote", "subprocess"])
 def test_workers_die_with_a_killed_host(behave: str, launcher: str) -> None:
-    host = subprocess.Popen([sys.executable, str(SCENARIO), "serve", behave, launcher],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    host = subprocess.Popen(
+        [sys.executable, str(SCENARIO), "serve", behave, launcher],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert host.stdout is not None
         line = host.stdout.readline()
@@ -124,6 +142,7 @@ async def test_a_cancelled_call_cancels_the_hook_and_the_worker_serves_on(behave
 
 async def test_cancelling_the_host_task_mid_call_leaves_nothing_behind(behave: str) -> None:
     async with anyio.create_task_group() as tg:
+
         async def run_host() -> None:
             async with PluginHost(specs.PIPELINE) as host:
                 await host.add(behave, limits=Limits(call_timeout=3600))
@@ -139,8 +158,7 @@ async def test_cancelling_the_host_task_mid_call_leaves_nothing_behind(behave: s
     # the leak check (conftest) proves no worker, zygote or fd survived
 
 
-async def test_a_big_hosts_peak_rss_is_not_charged_to_its_subprocess_worker(
-        behave: str) -> None:
+async def test_a_big_hosts_peak_rss_is_not_charged_to_its_subprocess_worker(behave: str) -> None:
     # an exec'd child inherits, in its ru_maxrss, the high-water mark of the memory it
     # left at exec: its parent's. Once this showed a segfault of a worker of a big host
     # as "memory" (its peak "at its cap"); the launcher now ignores a peak it cannot tell
@@ -158,12 +176,16 @@ async def test_a_big_hosts_peak_rss_is_not_charged_to_its_subprocess_worker(
         assert 0 <= report.peak_rss_kb < limits.memory_mb << 10
 
 
-@pytest.mark.parametrize(("do", "cls", "cause"), [
-    ("segfault", PluginCrashed, "crashed"), ("sleep", PluginTimeout, "timeout"),
-])
-async def test_subprocess_launcher_reports_the_same_causes(behave: str, do: str,
-                                                           cls: type[PluginFailure],
-                                                           cause: str) -> None:
+@pytest.mark.parametrize(
+    ("do", "cls", "cause"),
+    [
+        ("segfault", PluginCrashed, "crashed"),
+        ("sleep", PluginTimeout, "timeout"),
+    ],
+)
+async def test_subprocess_launcher_reports_the_same_causes(
+    behave: str, do: str, cls: type[PluginFailure], cause: str
+) -> None:
     async with PluginHost(specs.PIPELINE, launcher="subprocess") as host:
         await host.add(behave, limits=Limits(call_timeout=0.5))
         with pytest.raises(cls) as info:
@@ -175,8 +197,7 @@ async def test_subprocess_launcher_reports_the_same_causes(behave: str, do: str,
 @pytest.mark.parametrize("launcher", ["zygote", "subprocess"])
 async def test_descendants_of_a_killed_worker_are_killed(behave: str, launcher: str) -> None:
     async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
-        await host.add(behave, limits=Limits(call_timeout=0.5),
-                       sandbox=Sandbox(processes=True))
+        await host.add(behave, limits=Limits(call_timeout=0.5), sandbox=Sandbox(processes=True))
         (info,) = host.plugins
         await host.call("process", input_data={"do": "fork_child_sleep"})
         assert info.pid is not None
@@ -194,9 +215,15 @@ def test_usage_reads_what_proc_says_of_a_live_process_and_none_once_it_is_gone()
     figures for the process; a reaped process has none."""
     from plugbox.host import _linux
 
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sum(range(10**6)); "
-                              "print('ready', flush=True); sys.stdin.read()"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sum(range(10**6)); print('ready', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert child.stdout is not None and child.stdout.readline() == b"ready\n"
         proc = psutil.Process(child.pid)

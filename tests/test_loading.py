@@ -40,8 +40,7 @@ def worker_pids(host: PluginHost) -> set[int]:
     zygote = host._launcher.pid  # type: ignore[attr-defined]
     if zygote is None:
         return set()
-    return {p.pid for p in psutil.Process(zygote).children(recursive=True)
-            if not p.children()}
+    return {p.pid for p in psutil.Process(zygote).children(recursive=True) if not p.children()}
 
 
 async def load_error(ref: str, **kw: Any) -> PluginLoadError:
@@ -71,11 +70,15 @@ async def test_a_reference_that_is_neither_file_nor_module() -> None:
 
 
 async def test_a_file_with_a_syntax_error(tmp_path: Path) -> None:
-    ref = write(tmp_path, "broken_syntax.py", """\
+    ref = write(
+        tmp_path,
+        "broken_syntax.py",
+        """\
         class BrokenPlugin:
             def process(self, input_data)
                 return input_data
-        """)
+        """,
+    )
     exc = await load_error(ref)
     assert exc.ref == ref
     assert exc.reason.startswith("SyntaxError: expected ':' (broken_syntax.py, line 2)")
@@ -83,16 +86,21 @@ async def test_a_file_with_a_syntax_error(tmp_path: Path) -> None:
 
 
 async def test_a_file_whose_import_fails(tmp_path: Path) -> None:
-    ref = write(tmp_path, "needs_dep.py", """\
+    ref = write(
+        tmp_path,
+        "needs_dep.py",
+        """\
         import plugbox_no_such_dependency
 
         class NeedsDepPlugin:
             pass
-        """)
+        """,
+    )
     exc = await load_error(ref)
     assert exc.ref == ref
     assert exc.reason.startswith(
-        "ModuleNotFoundError: No module named 'plugbox_no_such_dependency'")
+        "ModuleNotFoundError: No module named 'plugbox_no_such_dependency'"
+    )
     assert "needs_dep.py" in exc.reason  # the traceback points into the plugin
 
 
@@ -107,11 +115,13 @@ async def test_a_dotted_module_whose_own_import_fails(monkeypatch: pytest.Monkey
     exc = await load_error("plugbox_demo_pkg.broken")
     # the module exists: the error names what it could not import, not the module
     assert exc.reason.startswith(
-        "ModuleNotFoundError: No module named 'plugbox_no_such_dependency'")
+        "ModuleNotFoundError: No module named 'plugbox_no_such_dependency'"
+    )
 
 
 async def test_a_load_error_is_reported_when_the_host_reads_confined_after_the_end(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # On a loaded machine the host may read a worker's Confined only after the plugin's
     # process has failed to load, exited and been reaped by its init. Its pid can no
     # longer be checked then; that is no breach of the protocol, and the load error
@@ -123,12 +133,16 @@ async def test_a_load_error_is_reported_when_the_host_reads_confined_after_the_e
     from plugbox.host import worker_process
     from plugbox.protocol import Confined
 
-    ref = write(tmp_path, "needs_dep.py", """\
+    ref = write(
+        tmp_path,
+        "needs_dep.py",
+        """\
         import plugbox_no_such_dependency
 
         class NeedsDepPlugin:
             pass
-        """)
+        """,
+    )
     dispatch = worker_process.WorkerProcess._dispatch
     late: list[int] = []
 
@@ -147,15 +161,20 @@ async def test_a_load_error_is_reported_when_the_host_reads_confined_after_the_e
     exc = await load_error(ref)
     assert late, "no Confined named a pid of its own (no pid namespace?)"
     assert exc.reason.startswith(
-        "ModuleNotFoundError: No module named 'plugbox_no_such_dependency'")
+        "ModuleNotFoundError: No module named 'plugbox_no_such_dependency'"
+    )
 
 
 async def test_a_file_with_no_plugin_class(tmp_path: Path) -> None:
-    ref = write(tmp_path, "helpers.py", """\
+    ref = write(
+        tmp_path,
+        "helpers.py",
+        """\
         class Helper:
             def process(self, input_data):
                 return input_data
-        """)
+        """,
+    )
     exc = await load_error(ref)
     assert exc.reason == "no class whose name ends with 'Plugin' (name one with ref:ClassName)"
 
@@ -163,18 +182,27 @@ async def test_a_file_with_no_plugin_class(tmp_path: Path) -> None:
 async def test_a_file_with_two_candidate_classes_names_both() -> None:
     exc = await load_error(CHAPTER)
     assert exc.ref == CHAPTER
-    assert exc.reason == ("several candidate plugin classes (ExclaimPlugin, UppercasePlugin): "
-                          "name one with ref:ClassName")
+    assert exc.reason == (
+        "several candidate plugin classes (ExclaimPlugin, UppercasePlugin): "
+        "name one with ref:ClassName"
+    )
 
 
 async def test_an_imported_plugin_class_is_not_a_candidate(tmp_path: Path) -> None:
     # the module's own class wins over a ...Plugin class it imported (a base, say)
     tmp_path.chmod(0o755)  # the worker (nobody) imports base.py from here
-    write(tmp_path, "base.py", """\
+    write(
+        tmp_path,
+        "base.py",
+        """\
         class BasePlugin:
             version = "0.0.1"
-        """)
-    ref = write(tmp_path, "derived.py", """\
+        """,
+    )
+    ref = write(
+        tmp_path,
+        "derived.py",
+        """\
         from base import BasePlugin
 
         class OwnPlugin(BasePlugin):
@@ -182,7 +210,8 @@ async def test_an_imported_plugin_class_is_not_a_candidate(tmp_path: Path) -> No
 
             def process(self, input_data):
                 return "own"
-        """)
+        """,
+    )
     async with PluginHost(specs.PIPELINE) as host:
         info = await host.add(ref)
         assert (info.name, info.version) == ("own", "0.0.1")
@@ -195,43 +224,61 @@ async def test_a_class_name_that_does_not_exist() -> None:
 
 
 async def test_a_class_whose_constructor_needs_arguments(tmp_path: Path) -> None:
-    ref = write(tmp_path, "needs_args.py", """\
+    ref = write(
+        tmp_path,
+        "needs_args.py",
+        """\
         class NeedsArgsPlugin:
             def __init__(self, endpoint):
                 self.endpoint = endpoint
-        """)
+        """,
+    )
     exc = await load_error(ref)
     assert exc.reason.startswith("cannot instantiate NeedsArgsPlugin() without arguments")
     assert "'endpoint'" in exc.reason
 
 
 async def test_a_hook_taking_an_argument_the_spec_lacks(tmp_path: Path) -> None:
-    ref = write(tmp_path, "extra_arg.py", """\
+    ref = write(
+        tmp_path,
+        "extra_arg.py",
+        """\
         class ExtraArgPlugin:
             name = "extra-arg"
 
             def process(self, input_data, context):
                 return input_data
-        """)
+        """,
+    )
     exc = await load_error(ref)
-    assert exc.reason == ("plugin 'extra-arg': hook 'process' takes argument 'context', "
-                          "which the spec does not have (it has: input_data)")
+    assert exc.reason == (
+        "plugin 'extra-arg': hook 'process' takes argument 'context', "
+        "which the spec does not have (it has: input_data)"
+    )
 
 
-@pytest.mark.parametrize(("signature", "param"), [("self, *args", "args"),
-                                                  ("self, input_data, /", "input_data")])
-async def test_a_hook_whose_arguments_cannot_be_passed_by_name(tmp_path: Path, signature: str,
-                                                               param: str) -> None:
-    ref = write(tmp_path, "positional.py", f"""\
+@pytest.mark.parametrize(
+    ("signature", "param"), [("self, *args", "args"), ("self, input_data, /", "input_data")]
+)
+async def test_a_hook_whose_arguments_cannot_be_passed_by_name(
+    tmp_path: Path, signature: str, param: str
+) -> None:
+    ref = write(
+        tmp_path,
+        "positional.py",
+        f"""\
         class PositionalPlugin:
             name = "positional"
 
             def process({signature}):
                 return None
-        """)
+        """,
+    )
     exc = await load_error(ref)
-    assert exc.reason == (f"plugin 'positional': hook 'process' parameter {param!r} must be "
-                          f"passable by keyword (hook arguments are opt-in by name)")
+    assert exc.reason == (
+        f"plugin 'positional': hook 'process' parameter {param!r} must be "
+        f"passable by keyword (hook arguments are opt-in by name)"
+    )
 
 
 def _wraps_taking_anything(func: Any) -> Any:
@@ -240,6 +287,7 @@ def _wraps_taking_anything(func: Any) -> Any:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
+
     return wrapper
 
 
@@ -250,14 +298,28 @@ def _with_signature(func: Any) -> Any:
     return func
 
 
-@pytest.mark.parametrize("signature", [
-    "self", "self, a", "self, a, b=1", "self, a, /, b", "self, /, a", "self, *args",
-    "self, *, a, b=2", "self, a, *args, b, **kwargs", "self, **kwargs", "self, a, **kw",
-    "*args", "*args, a", "self, a, /, b, *c, d, **e",
-])
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "self",
+        "self, a",
+        "self, a, b=1",
+        "self, a, /, b",
+        "self, /, a",
+        "self, *args",
+        "self, *, a, b=2",
+        "self, a, *args, b, **kwargs",
+        "self, **kwargs",
+        "self, a, **kw",
+        "*args",
+        "*args, a",
+        "self, a, /, b, *c, d, **e",
+    ],
+)
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_a_hooks_parameters_are_read_as_inspect_reads_them(signature: str,
-                                                           asynchronous: bool) -> None:
+def test_a_hooks_parameters_are_read_as_inspect_reads_them(
+    signature: str, asynchronous: bool
+) -> None:
     # loader.parameters reads a plain method's code object rather than calling
     # inspect.signature (a quarter of the time, on every load): the same answer
     import inspect
@@ -265,14 +327,20 @@ def test_a_hooks_parameters_are_read_as_inspect_reads_them(signature: str,
     from plugbox.worker import loader
 
     namespace: dict[str, Any] = {}
-    exec(f"{'async ' if asynchronous else ''}def hook({signature}):\n    return None\n",
-         namespace)
-    cls = type("P", (), {"hook": namespace["hook"],
-                         "wrapped": _wraps_taking_anything(namespace["hook"]),
-                         "signed": _with_signature(lambda self, *a: None)})
+    exec(f"{'async ' if asynchronous else ''}def hook({signature}):\n    return None\n", namespace)
+    cls = type(
+        "P",
+        (),
+        {
+            "hook": namespace["hook"],
+            "wrapped": _wraps_taking_anything(namespace["hook"]),
+            "signed": _with_signature(lambda self, *a: None),
+        },
+    )
     for method in (cls().hook, cls().wrapped, cls().signed, cls.hook):
         assert loader.parameters(method) == [
-            (p.name, p.kind) for p in inspect.signature(method).parameters.values()]
+            (p.name, p.kind) for p in inspect.signature(method).parameters.values()
+        ]
 
 
 async def test_initialize_raising(behave: str) -> None:
@@ -318,18 +386,23 @@ async def test_two_plugins_with_the_same_name(behave: str) -> None:
         assert out.value == whoami(first.pid) and out.called == ["behave"]
 
 
-@pytest.mark.parametrize("config", [
-    {"tags": {"a", "b"}},
-    {"client": object()},
-    {"nested": {"deep": [1, 2, b"x", object()]}},
-    # both once slipped through: an int beyond 64 bits raised a raw OverflowError, and
-    # msgpack packs a tuple key (as an array) that no peer can decode, so a worker
-    # started and died decoding Start
-    {"big": 2**70},
-    {"pairs": {(1, 2): "x"}},
-], ids=["set", "object", "nested-object", "int-too-big", "tuple-key"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"tags": {"a", "b"}},
+        {"client": object()},
+        {"nested": {"deep": [1, 2, b"x", object()]}},
+        # both once slipped through: an int beyond 64 bits raised a raw OverflowError, and
+        # msgpack packs a tuple key (as an array) that no peer can decode, so a worker
+        # started and died decoding Start
+        {"big": 2**70},
+        {"pairs": {(1, 2): "x"}},
+    ],
+    ids=["set", "object", "nested-object", "int-too-big", "tuple-key"],
+)
 async def test_config_that_cannot_be_encoded_fails_before_any_worker(
-        behave: str, config: dict[str, Any]) -> None:
+    behave: str, config: dict[str, Any]
+) -> None:
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     async with PluginHost(specs.PIPELINE) as host:
@@ -360,26 +433,34 @@ async def test_a_file_reference_naming_one_of_several_classes() -> None:
 
 
 async def test_a_class_without_the_plugin_suffix_by_name(tmp_path: Path) -> None:
-    ref = write(tmp_path, "doubler.py", """\
+    ref = write(
+        tmp_path,
+        "doubler.py",
+        """\
         class Doubler:
             name = "doubler"
 
             def process(self, input_data):
                 return input_data * 2
-        """)
+        """,
+    )
     async with PluginHost(specs.PIPELINE) as host:
         info = await host.add(f"{ref}:Doubler")
         assert info.name == "doubler"
         assert (await host.call("process", input_data=21)).value == 42
 
 
-@pytest.mark.parametrize(("ref", "name", "answer"), [
-    ("plugbox_demo_pkg.greeter", "greeter", "hello, world"),
-    ("plugbox_demo_pkg.greeter:GreeterPlugin", "greeter", "hello, world"),
-    ("plugbox_demo_pkg.greeter:Shouter", "shouter", "HELLO, WORLD"),
-])
-async def test_a_dotted_module_reference(monkeypatch: pytest.MonkeyPatch, ref: str, name: str,
-                                         answer: str) -> None:
+@pytest.mark.parametrize(
+    ("ref", "name", "answer"),
+    [
+        ("plugbox_demo_pkg.greeter", "greeter", "hello, world"),
+        ("plugbox_demo_pkg.greeter:GreeterPlugin", "greeter", "hello, world"),
+        ("plugbox_demo_pkg.greeter:Shouter", "shouter", "HELLO, WORLD"),
+    ],
+)
+async def test_a_dotted_module_reference(
+    monkeypatch: pytest.MonkeyPatch, ref: str, name: str, answer: str
+) -> None:
     # the zygote takes the host's sys.path when it starts, i.e. with the first add
     monkeypatch.syspath_prepend(IMPORTABLE)
     async with PluginHost(specs.PIPELINE) as host:
@@ -389,14 +470,18 @@ async def test_a_dotted_module_reference(monkeypatch: pytest.MonkeyPatch, ref: s
 
 
 async def test_a_dotted_module_under_a_directory_only_root_can_enter(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # tmp_path's parents are 0700 root; the worker runs as nobody
     tmp_path.chmod(0o755)
     package = tmp_path / "plugbox_private_pkg"
     package.mkdir()
     write(package, "__init__.py", "")
     write(package, "helper.py", "SUFFIX = ' (private)'\n")
-    write(package, "plugin.py", """\
+    write(
+        package,
+        "plugin.py",
+        """\
         from .helper import SUFFIX
 
         class PrivatePlugin:
@@ -404,7 +489,8 @@ async def test_a_dotted_module_under_a_directory_only_root_can_enter(
 
             def process(self, input_data):
                 return input_data + SUFFIX
-        """)
+        """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     async with PluginHost(specs.PIPELINE) as host:
         await host.add("plugbox_private_pkg.plugin")
@@ -441,8 +527,12 @@ async def test_plugin_info_after_the_handshake(behave: str) -> None:
 
 
 async def test_a_method_named_like_a_hook_the_spec_lacks_is_a_problem(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    ref = write(tmp_path, "lookalike.py", """\
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = write(
+        tmp_path,
+        "lookalike.py",
+        """\
         class LookalikePlugin:
             name = "lookalike"
 
@@ -457,16 +547,21 @@ async def test_a_method_named_like_a_hook_the_spec_lacks_is_a_problem(
 
             def _on_private(self):
                 return "private"
-        """)
+        """,
+    )
     async with PluginHost(specs.PIPELINE) as host:
         info = await host.add(ref)
         assert info.hooks == ("process",)
         assert info.problems == (
             "plugin 'lookalike': method 'before_everything' looks like a hook but the host "
-            "declares no hook of that name",)
+            "declares no hook of that name",
+        )
         assert host.plugins[0].problems == info.problems
-    warned = [r.getMessage() for r in caplog.records
-              if r.name == "plugbox.host" and r.levelno == logging.WARNING]
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "plugbox.host" and r.levelno == logging.WARNING
+    ]
     assert info.problems[0] in warned  # the host says so when the plugin is added
 
 
@@ -494,15 +589,19 @@ async def test_an_unknown_or_missing_argument_is_a_type_error() -> None:
         assert host.plugins[0].calls == 1
 
 
-@pytest.mark.parametrize("value", [
-    object(),
-    {1, 2},
-    {"fine": [1, 2, {"not": object()}]},
-    2**64,
-    # msgpack packs a tuple key (as an array) that the worker cannot decode: it used to
-    # pass this check, and the worker died of the Call (exit status 2)
-    {(1, 2): "pair"},
-], ids=["object", "set", "nested-object", "int-too-big", "tuple-key"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        object(),
+        {1, 2},
+        {"fine": [1, 2, {"not": object()}]},
+        2**64,
+        # msgpack packs a tuple key (as an array) that the worker cannot decode: it used to
+        # pass this check, and the worker died of the Call (exit status 2)
+        {(1, 2): "pair"},
+    ],
+    ids=["object", "set", "nested-object", "int-too-big", "tuple-key"],
+)
 async def test_a_value_that_cannot_cross_is_refused_before_sending(value: Any) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         info = await host.add(COUNTER)
@@ -536,7 +635,8 @@ async def test_a_protocol_class_named_like_a_plugin_is_not_a_candidate(tmp_path:
         "    def process(self, input_data): ...\n\n"
         "class ShoutPlugin:\n"
         "    def process(self, input_data):\n"
-        "        return input_data.upper()\n")
+        "        return input_data.upper()\n"
+    )
     async with PluginHost(specs.PIPELINE) as host:
         info = await host.add(str(source))
         assert info.name == "ShoutPlugin"

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def running_deadlines(expired: list[tuple[str, float]] | None = None,
-                            ) -> AsyncIterator[Deadlines]:
+async def running_deadlines(
+    expired: list[tuple[str, float]] | None = None,
+) -> AsyncIterator[Deadlines]:
     """Deadlines with their task running; ``expired`` hears (what, timeout) of each
     call that expires unanswered."""
     on_expire: OnExpire | None = None
@@ -79,6 +80,7 @@ async def test_a_cancelled_wait_is_not_done_and_a_late_reply_wakes_nobody() -> N
     async with running_deadlines() as deadlines:
         call = deadlines.pending()
         async with anyio.create_task_group() as tg:
+
             async def waiter() -> None:
                 await call.wait(3600)
                 raise AssertionError("the wait was cancelled")  # pragma: no cover

@@ -53,7 +53,17 @@ from plugbox.protocol import (
 )
 
 ALL_TYPES: tuple[type[Message], ...] = (
-    Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown, Resume, Spawn,
+    Start,
+    Confined,
+    Handshake,
+    Call,
+    Result,
+    Error,
+    Log,
+    Cancel,
+    Shutdown,
+    Resume,
+    Spawn,
     Spawned,
     Exited,
 )
@@ -129,20 +139,38 @@ SAMPLES: list[Message] = [
     Confined(layers={"seccomp": True, "landlock_tcp": False}, pid=4242, baseline_rss_kb=9000),
     Handshake(protocol=PROTOCOL_VERSION, plugin="demo", version="1.2.3", hooks={}, pid=4242),
     Handshake(
-        protocol=PROTOCOL_VERSION, plugin="demo", version="", pid=1,
+        protocol=PROTOCOL_VERSION,
+        plugin="demo",
+        version="",
+        pid=1,
         hooks={"on_event": ["event"], "on_start": []},
         problems=["method 'on_evnt' looks like a hook the spec does not have"],
     ),
     Call(id=1, hook="on_event", args={}),
-    Call(id=2**63, hook="on_event", args={"event": {"kind": "x", "n": [1, 2.5, None]},
-                                          "blob": b"\x00\x01", "text": "h\u00e9llo \u2603"}),
+    Call(
+        id=2**63,
+        hook="on_event",
+        args={
+            "event": {"kind": "x", "n": [1, 2.5, None]},
+            "blob": b"\x00\x01",
+            "text": "h\u00e9llo \u2603",
+        },
+    ),
     Result(id=1, value=None),
-    Result(id=7, value={"ok": True, 1: "int key", "neg": -2**63, "big": 2**64 - 1},
-           changed={"ctx": {"seen": [1, 2, 3]}}),
+    Result(
+        id=7,
+        value={"ok": True, 1: "int key", "neg": -(2**63), "big": 2**64 - 1},
+        changed={"ctx": {"seen": [1, 2, 3]}},
+    ),
     Result(id=8, value=[b"bytes", "str", 0.1, -0.0, math.inf, [], {}]),
     Error(id=LOAD_CALL_ID, exc_type="ImportError", message="no module named 'x'"),
-    Error(id=3, exc_type="ValueError", message="bad", traceback="Traceback ...\n",
-          chain=["ValueError", "MemoryError"]),
+    Error(
+        id=3,
+        exc_type="ValueError",
+        message="bad",
+        traceback="Traceback ...\n",
+        chain=["ValueError", "MemoryError"],
+    ),
     Log(level=20, logger="plugin.demo", message="hello"),
     Log(level=-5, logger="", message=""),
     Cancel(id=9),
@@ -152,8 +180,7 @@ SAMPLES: list[Message] = [
     Spawned(request=1, pid=1234),
     Spawned(request=2, pid=0, error="fork failed: EAGAIN"),
     Exited(pid=1234, exit_code=0, signal=None),
-    Exited(pid=1234, exit_code=None, signal=9, max_rss_kb=10240, user_cpu=0.25,
-           system_cpu=1.5),
+    Exited(pid=1234, exit_code=None, signal=9, max_rss_kb=10240, user_cpu=0.25, system_cpu=1.5),
 ]
 
 
@@ -178,8 +205,19 @@ def test_samples_cover_every_message_type() -> None:
 def test_tags_are_stable_and_unique() -> None:
     tags = {cls: cls.TAG for cls in ALL_TYPES}
     assert tags == {
-        Start: 0, Handshake: 1, Call: 2, Result: 3, Error: 4, Log: 5, Cancel: 6,
-        Shutdown: 7, Confined: 8, Resume: 9, Spawn: 20, Spawned: 21, Exited: 22,
+        Start: 0,
+        Handshake: 1,
+        Call: 2,
+        Result: 3,
+        Error: 4,
+        Log: 5,
+        Cancel: 6,
+        Shutdown: 7,
+        Confined: 8,
+        Resume: 9,
+        Spawn: 20,
+        Spawned: 21,
+        Exited: 22,
     }
 
 
@@ -196,8 +234,7 @@ def test_directions_partition_the_message_types() -> None:
 # --------------------------------------------------------------------------- construction
 
 
-@pytest.mark.parametrize("message", [m for m in SAMPLES if dataclasses.fields(m)],
-                         ids=sample_id)
+@pytest.mark.parametrize("message", [m for m in SAMPLES if dataclasses.fields(m)], ids=sample_id)
 def test_messages_are_frozen(message: Message) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(message, dataclasses.fields(message)[0].name, 1)
@@ -220,20 +257,41 @@ BAD_CONSTRUCTIONS: list[tuple[str, type[Message], dict[str, Any]]] = [
     ("start-sandbox-int-key", Start, {"ref": "p:P", "sandbox": {0: True}}),
     ("start-inline-str", Start, {"ref": "p:P", "inline": "source"}),
     ("start-inline-bytearray", Start, {"ref": "p:P", "inline": bytearray(b"x")}),
-    ("handshake-protocol-str", Handshake,
-     {"protocol": "1", "plugin": "p", "version": "1", "hooks": {}, "pid": 1}),
-    ("handshake-plugin-empty", Handshake,
-     {"protocol": 1, "plugin": "", "version": "1", "hooks": {}, "pid": 1}),
-    ("handshake-version-none", Handshake,
-     {"protocol": 1, "plugin": "p", "version": None, "hooks": {}, "pid": 1}),
-    ("handshake-hooks-values-not-lists", Handshake,
-     {"protocol": 1, "plugin": "p", "version": "1", "hooks": {"h": "event"}, "pid": 1}),
-    ("handshake-hooks-args-not-str", Handshake,
-     {"protocol": 1, "plugin": "p", "version": "1", "hooks": {"h": [1]}, "pid": 1}),
-    ("handshake-pid-zero", Handshake,
-     {"protocol": 1, "plugin": "p", "version": "1", "hooks": {}, "pid": 0}),
-    ("handshake-problems-not-str", Handshake,
-     {"protocol": 1, "plugin": "p", "version": "1", "hooks": {}, "pid": 1, "problems": [1]}),
+    (
+        "handshake-protocol-str",
+        Handshake,
+        {"protocol": "1", "plugin": "p", "version": "1", "hooks": {}, "pid": 1},
+    ),
+    (
+        "handshake-plugin-empty",
+        Handshake,
+        {"protocol": 1, "plugin": "", "version": "1", "hooks": {}, "pid": 1},
+    ),
+    (
+        "handshake-version-none",
+        Handshake,
+        {"protocol": 1, "plugin": "p", "version": None, "hooks": {}, "pid": 1},
+    ),
+    (
+        "handshake-hooks-values-not-lists",
+        Handshake,
+        {"protocol": 1, "plugin": "p", "version": "1", "hooks": {"h": "event"}, "pid": 1},
+    ),
+    (
+        "handshake-hooks-args-not-str",
+        Handshake,
+        {"protocol": 1, "plugin": "p", "version": "1", "hooks": {"h": [1]}, "pid": 1},
+    ),
+    (
+        "handshake-pid-zero",
+        Handshake,
+        {"protocol": 1, "plugin": "p", "version": "1", "hooks": {}, "pid": 0},
+    ),
+    (
+        "handshake-problems-not-str",
+        Handshake,
+        {"protocol": 1, "plugin": "p", "version": "1", "hooks": {}, "pid": 1, "problems": [1]},
+    ),
     ("call-id-zero", Call, {"id": 0, "hook": "h", "args": {}}),
     ("call-id-negative", Call, {"id": -1, "hook": "h", "args": {}}),
     ("call-id-float", Call, {"id": 1.0, "hook": "h", "args": {}}),
@@ -250,12 +308,13 @@ BAD_CONSTRUCTIONS: list[tuple[str, type[Message], dict[str, Any]]] = [
     ("error-id-negative", Error, {"id": -1, "exc_type": "E", "message": "m"}),
     ("error-exc-type-not-str", Error, {"id": 1, "exc_type": ValueError, "message": "m"}),
     ("error-message-bytes", Error, {"id": 1, "exc_type": "E", "message": b"m"}),
-    ("error-traceback-none", Error, {"id": 1, "exc_type": "E", "message": "m",
-                                     "traceback": None}),
-    ("error-chain-not-str", Error, {"id": 1, "exc_type": "E", "message": "m",
-                                    "chain": [ValueError]}),
-    ("error-chain-str", Error, {"id": 1, "exc_type": "E", "message": "m",
-                                "chain": "ValueError"}),
+    ("error-traceback-none", Error, {"id": 1, "exc_type": "E", "message": "m", "traceback": None}),
+    (
+        "error-chain-not-str",
+        Error,
+        {"id": 1, "exc_type": "E", "message": "m", "chain": [ValueError]},
+    ),
+    ("error-chain-str", Error, {"id": 1, "exc_type": "E", "message": "m", "chain": "ValueError"}),
     ("log-level-str", Log, {"level": "INFO", "logger": "l", "message": "m"}),
     ("log-logger-none", Log, {"level": 20, "logger": None, "message": "m"}),
     ("log-message-bytes", Log, {"level": 20, "logger": "l", "message": b"m"}),
@@ -272,12 +331,13 @@ BAD_CONSTRUCTIONS: list[tuple[str, type[Message], dict[str, Any]]] = [
     ("exited-pid-zero", Exited, {"pid": 0, "exit_code": 0, "signal": None}),
     ("exited-exit-code-str", Exited, {"pid": 1, "exit_code": "0", "signal": None}),
     ("exited-signal-float", Exited, {"pid": 1, "exit_code": None, "signal": 9.0}),
-    ("exited-max-rss-float", Exited, {"pid": 1, "exit_code": 0, "signal": None,
-                                      "max_rss_kb": 1.5}),
-    ("exited-user-cpu-str", Exited, {"pid": 1, "exit_code": 0, "signal": None,
-                                     "user_cpu": "0.1"}),
-    ("exited-system-cpu-none", Exited, {"pid": 1, "exit_code": 0, "signal": None,
-                                        "system_cpu": None}),
+    ("exited-max-rss-float", Exited, {"pid": 1, "exit_code": 0, "signal": None, "max_rss_kb": 1.5}),
+    ("exited-user-cpu-str", Exited, {"pid": 1, "exit_code": 0, "signal": None, "user_cpu": "0.1"}),
+    (
+        "exited-system-cpu-none",
+        Exited,
+        {"pid": 1, "exit_code": 0, "signal": None, "system_cpu": None},
+    ),
 ]
 
 
@@ -345,8 +405,11 @@ def test_pack_uses_bin_type_for_bytes_and_str_for_str() -> None:
     assert pack([1, None, True]) == b"\x93\x01\xc0\xc3"
 
 
-@pytest.mark.parametrize("value", [object(), {1, 2}, frozenset({1}), 1j, pack],
-                         ids=["object", "set", "frozenset", "complex", "function"])
+@pytest.mark.parametrize(
+    "value",
+    [object(), {1, 2}, frozenset({1}), 1j, pack],
+    ids=["object", "set", "frozenset", "complex", "function"],
+)
 def test_pack_rejects_unsupported_types(value: Any) -> None:
     with pytest.raises(TypeError):
         pack(value)
@@ -385,8 +448,7 @@ def test_round_trip_keeps_bytes_and_str_apart() -> None:
 
 @pytest.mark.parametrize("direction", list(DIRECTIONS))
 @pytest.mark.parametrize("cls", ALL_TYPES, ids=lambda c: c.__name__)
-def test_each_decoder_accepts_exactly_its_direction(direction: str,
-                                                    cls: type[Message]) -> None:
+def test_each_decoder_accepts_exactly_its_direction(direction: str, cls: type[Message]) -> None:
     accept, peer = DIRECTIONS[direction]
     message = one_of_each()[cls]
     decoder = FrameDecoder(peer=peer, accept=accept)
@@ -442,7 +504,7 @@ def test_feed_byte_by_byte() -> None:
         offset += len(encode(message))
         ends.add(offset)
     for i in range(len(STREAM_BYTES)):
-        decoder.feed(STREAM_BYTES[i:i + 1], now=float(i))
+        decoder.feed(STREAM_BYTES[i : i + 1], now=float(i))
         new = drain(decoder, now=float(i))
         if i + 1 in ends:
             assert len(new) == 1
@@ -499,8 +561,9 @@ def test_feeding_nothing_is_a_no_op() -> None:
 # --------------------------------------------------------------------------- caps
 
 
-def assert_remote_error(info: pytest.ExceptionInfo[RemoteProtocolError], peer: str,
-                        *needles: str) -> None:
+def assert_remote_error(
+    info: pytest.ExceptionInfo[RemoteProtocolError], peer: str, *needles: str
+) -> None:
     error = info.value
     assert isinstance(error, ProtocolError)
     assert error.side == peer
@@ -527,8 +590,7 @@ def test_huge_declared_frame_is_refused_from_its_header_alone() -> None:
 
 
 def test_frame_of_exactly_max_frame_bytes_is_accepted() -> None:
-    sized = {len(pack(wire_of(Log(level=1, logger="l", message="m" * n)))): n
-             for n in range(80)}
+    sized = {len(pack(wire_of(Log(level=1, logger="l", message="m" * n)))): n for n in range(80)}
     message = Log(level=1, logger="l", message="m" * sized[64])
     data = encode(message, max_frame_bytes=64)
     assert len(data) == HEADER_SIZE + 64
@@ -581,8 +643,7 @@ def test_nesting_deeper_than_max_depth_is_refused(depth: int) -> None:
 def test_nesting_in_map_values_counts_too() -> None:
     limits = FrameLimits(max_depth=4)
     ok = Result(id=1, value={"a": {"b": {}}})  # [ {a: {b: {}}} ] -> depth 4
-    assert decode_body(pack(wire_of(ok)), peer="worker", accept=WORKER_TO_HOST,
-                       limits=limits) == ok
+    assert decode_body(pack(wire_of(ok)), peer="worker", accept=WORKER_TO_HOST, limits=limits) == ok
     deep = Result(id=1, value={"a": {"b": {"c": {}}}})
     with pytest.raises(RemoteProtocolError) as info:
         decode_body(pack(wire_of(deep)), peer="worker", accept=WORKER_TO_HOST, limits=limits)
@@ -591,12 +652,16 @@ def test_nesting_in_map_values_counts_too() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [b"\xdd\x80\x00\x00\x00", b"\xdd\xff\xff\xff\xff", b"\xdf\x80\x00\x00\x00",
-     b"\xdb\x80\x00\x00\x00", b"\xc6\x80\x00\x00\x00"],
+    [
+        b"\xdd\x80\x00\x00\x00",
+        b"\xdd\xff\xff\xff\xff",
+        b"\xdf\x80\x00\x00\x00",
+        b"\xdb\x80\x00\x00\x00",
+        b"\xc6\x80\x00\x00\x00",
+    ],
     ids=["array32-2**31", "array32-max", "map32-2**31", "str32-2**31", "bin32-2**31"],
 )
-def test_huge_declared_length_in_a_short_frame_is_refused_without_allocating(
-        header: bytes) -> None:
+def test_huge_declared_length_in_a_short_frame_is_refused_without_allocating(header: bytes) -> None:
     decoder = worker_decoder()
     decoder.feed(frame(header + b"\xc0" * 8), now=0.0)
     with peak_allocation() as peak, pytest.raises(RemoteProtocolError) as info:
@@ -626,24 +691,25 @@ def test_deep_nesting_is_refused_before_allocating() -> None:
 def test_container_length_cap() -> None:
     limits = FrameLimits(max_container_len=5)
     ok = Result(id=1, value=[1, 2, 3, 4, 5], changed={"a": 1, "b": 2, "c": 3, "d": 4, "e": 5})
-    assert decode_body(pack(wire_of(ok)), peer="worker", accept=WORKER_TO_HOST,
-                       limits=limits) == ok
+    assert decode_body(pack(wire_of(ok)), peer="worker", accept=WORKER_TO_HOST, limits=limits) == ok
     too_long = Result(id=1, value=[1, 2, 3, 4, 5, 6])
     with pytest.raises(RemoteProtocolError) as info:
-        decode_body(pack(wire_of(too_long)), peer="worker", accept=WORKER_TO_HOST,
-                    limits=limits)
+        decode_body(pack(wire_of(too_long)), peer="worker", accept=WORKER_TO_HOST, limits=limits)
     assert_remote_error(info, "worker", "undecodable")
     too_wide = Result(id=1, value={str(i): i for i in range(6)})
     with pytest.raises(RemoteProtocolError):
-        decode_body(pack(wire_of(too_wide)), peer="worker", accept=WORKER_TO_HOST,
-                    limits=limits)
+        decode_body(pack(wire_of(too_wide)), peer="worker", accept=WORKER_TO_HOST, limits=limits)
 
 
 def test_the_message_array_itself_counts_against_the_container_cap() -> None:
     limits = FrameLimits(max_container_len=2)
     with pytest.raises(RemoteProtocolError):
-        decode_body(pack(wire_of(Result(id=1, value=None))), peer="worker",
-                    accept=WORKER_TO_HOST, limits=limits)
+        decode_body(
+            pack(wire_of(Result(id=1, value=None))),
+            peer="worker",
+            accept=WORKER_TO_HOST,
+            limits=limits,
+        )
 
 
 def _n_fields(cls: type[Message]) -> int:
@@ -682,18 +748,32 @@ BAD_BODIES: list[tuple[str, bytes, tuple[str, ...]]] = [
     ("unknown-tag", pack([99, 1]), ("unknown message tag 99",)),
     ("negative-tag", pack([-1]), ("unknown message tag -1",)),
     ("huge-tag", pack([2**64 - 1]), ("unknown message tag",)),
-    ("worker-sends-call", pack(wire_of(Call(id=1, hook="h", args={}))),
-     ("Call is not a message the worker may send",)),
-    ("worker-sends-start", pack(wire_of(Start(ref="p:P"))),
-     ("Start is not a message the worker may send",)),
-    ("worker-sends-spawned", pack(wire_of(Spawned(request=1, pid=2))),
-     ("Spawned is not a message the worker may send",)),
+    (
+        "worker-sends-call",
+        pack(wire_of(Call(id=1, hook="h", args={}))),
+        ("Call is not a message the worker may send",),
+    ),
+    (
+        "worker-sends-start",
+        pack(wire_of(Start(ref="p:P"))),
+        ("Start is not a message the worker may send",),
+    ),
+    (
+        "worker-sends-spawned",
+        pack(wire_of(Spawned(request=1, pid=2))),
+        ("Spawned is not a message the worker may send",),
+    ),
     # the right message, badly shaped
-    ("log-too-many-fields", pack([Log.TAG, 20, "l", "m", *range(_n_fields(Log) - 2)]),
-     ("Log has", "fields", f"at most {_n_fields(Log)} allowed")),
-    ("result-too-many-fields",
-     pack([Result.TAG, 1, None, {}, *[None] * (_n_fields(Result) - 2)]),
-     ("Result has",)),
+    (
+        "log-too-many-fields",
+        pack([Log.TAG, 20, "l", "m", *range(_n_fields(Log) - 2)]),
+        ("Log has", "fields", f"at most {_n_fields(Log)} allowed"),
+    ),
+    (
+        "result-too-many-fields",
+        pack([Result.TAG, 1, None, {}, *[None] * (_n_fields(Result) - 2)]),
+        ("Result has",),
+    ),
     ("log-too-few-fields", pack([Log.TAG, 20]), ("malformed Log",)),
     ("result-no-fields", pack([Result.TAG]), ("malformed Result",)),
     ("result-id-str", pack([Result.TAG, "1", None, {}]), ("malformed Result",)),
@@ -702,17 +782,17 @@ BAD_BODIES: list[tuple[str, bytes, tuple[str, ...]]] = [
     ("result-changed-nil", pack([Result.TAG, 1, None, None]), ("malformed Result",)),
     ("result-id-bool", pack([Result.TAG, True, None, {}]), ("malformed Result",)),
     ("result-id-float", pack([Result.TAG, 1.0, None, {}]), ("malformed Result",)),
-    ("result-changed-bytes-key", pack([Result.TAG, 1, None, {b"k": 2}]),
-     ("malformed Result",)),
-    ("float-tag", pack([float(Result.TAG), 1, None, {}]),
-     ("array starting with a message tag",)),
+    ("result-changed-bytes-key", pack([Result.TAG, 1, None, {b"k": 2}]), ("malformed Result",)),
+    ("float-tag", pack([float(Result.TAG), 1, None, {}]), ("array starting with a message tag",)),
     ("error-negative-id", pack([Error.TAG, -1, "E", "m"]), ("malformed Error",)),
     ("error-chain-ints", pack([Error.TAG, 1, "E", "m", "", [1]]), ("malformed Error",)),
     ("log-message-bin", pack([Log.TAG, 20, "l", b"m"]), ("malformed Log",)),
-    ("handshake-pid-zero", pack([Handshake.TAG, 1, "p", "1", {}, 0]),
-     ("malformed Handshake",)),
-    ("handshake-hooks-list", pack([Handshake.TAG, 1, "p", "1", ["h"], 5]),
-     ("malformed Handshake",)),
+    ("handshake-pid-zero", pack([Handshake.TAG, 1, "p", "1", {}, 0]), ("malformed Handshake",)),
+    (
+        "handshake-hooks-list",
+        pack([Handshake.TAG, 1, "p", "1", ["h"], 5]),
+        ("malformed Handshake",),
+    ),
 ]
 
 
@@ -725,15 +805,20 @@ BAD_CALLS = [
     ("call-hook-bytes", pack([Call.TAG, 1, b"h", {}]), ("malformed Call", "Call.hook")),
     ("call-args-list", pack([Call.TAG, 1, "h", []]), ("malformed Call", "Call.args")),
     ("call-args-int-key", pack([Call.TAG, 1, "h", {1: 2}]), ("malformed Call", "Call.args")),
-    ("result-to-worker", pack([Result.TAG, 1, None, {}]),
-     ("Result is not a message the host may send",)),
+    (
+        "result-to-worker",
+        pack([Result.TAG, 1, None, {}]),
+        ("Result is not a message the host may send",),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "needles"), [(b, n) for _, b, n in BAD_CALLS],
-                         ids=[name for name, _, _ in BAD_CALLS])
-def test_bad_call_from_host_is_a_remote_protocol_error(body: bytes,
-                                                       needles: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("body", "needles"), [(b, n) for _, b, n in BAD_CALLS], ids=[name for name, _, _ in BAD_CALLS]
+)
+def test_bad_call_from_host_is_a_remote_protocol_error(
+    body: bytes, needles: tuple[str, ...]
+) -> None:
     with pytest.raises(RemoteProtocolError) as info:
         decode_body(body, peer="host", accept=HOST_TO_WORKER)
     assert_remote_error(info, "host", *needles)
@@ -743,9 +828,9 @@ def test_a_call_and_a_result_decode_to_the_messages_encode_was_given() -> None:
     # (they are built without their constructor: they must still be equal to, and as
     # frozen as, the constructor's)
     for message, accept, peer in [
-            (Call(id=2**40, hook="h\u00e9", args={"a": [1, {"b": None}]}), HOST_TO_WORKER,
-             "host"),
-            (Result(id=3, value={"v": [1.5]}, changed={"a": {}}), WORKER_TO_HOST, "worker")]:
+        (Call(id=2**40, hook="h\u00e9", args={"a": [1, {"b": None}]}), HOST_TO_WORKER, "host"),
+        (Result(id=3, value={"v": [1.5]}, changed={"a": {}}), WORKER_TO_HOST, "worker"),
+    ]:
         decoded = decode_body(encode(message)[4:], peer=peer, accept=accept)
         assert type(decoded) is type(message) and decoded == message
         with pytest.raises(AttributeError):
@@ -757,8 +842,9 @@ def test_a_call_and_a_result_decode_to_the_messages_encode_was_given() -> None:
     [(body, needles) for _, body, needles in BAD_BODIES],
     ids=[name for name, _, _ in BAD_BODIES],
 )
-def test_bad_frame_from_worker_is_a_remote_protocol_error(body: bytes,
-                                                          needles: tuple[str, ...]) -> None:
+def test_bad_frame_from_worker_is_a_remote_protocol_error(
+    body: bytes, needles: tuple[str, ...]
+) -> None:
     decoder = worker_decoder()
     decoder.feed(frame(body), now=0.0)
     with pytest.raises(RemoteProtocolError) as info:
@@ -778,8 +864,9 @@ def test_bad_frame_from_worker_is_a_remote_protocol_error(body: bytes,
     ],
     ids=["true-as-handshake", "false-as-start"],
 )
-def test_bool_is_not_a_message_tag(body: bytes, accept: frozenset[type[Message]],
-                                   peer: str) -> None:
+def test_bool_is_not_a_message_tag(
+    body: bytes, accept: frozenset[type[Message]], peer: str
+) -> None:
     with pytest.raises(RemoteProtocolError):
         decode_body(body, peer=peer, accept=accept)
 
@@ -831,7 +918,8 @@ def _break_by_wrong_direction(decoder: FrameDecoder) -> RemoteProtocolError:
     ids=["bad-body", "empty-frame-header", "timeout", "wrong-direction"],
 )
 def test_a_broken_decoder_stays_broken(
-        breaker: Callable[[FrameDecoder], RemoteProtocolError]) -> None:
+    breaker: Callable[[FrameDecoder], RemoteProtocolError],
+) -> None:
     decoder = worker_decoder()
     first = breaker(decoder)
     assert first.side == "worker"
@@ -1020,8 +1108,7 @@ def test_frame_limits_reject_nan_timeout() -> None:
 
 
 def test_frame_limits_smallest_sensible_values_are_allowed() -> None:
-    limits = FrameLimits(max_frame_bytes=16, max_depth=2, max_container_len=1,
-                         frame_timeout=0.001)
+    limits = FrameLimits(max_frame_bytes=16, max_depth=2, max_container_len=1, frame_timeout=0.001)
     assert limits.max_frame_bytes == 16
     assert FrameLimits() == DEFAULT_LIMITS
 
@@ -1053,8 +1140,9 @@ def test_packing_after_a_value_that_is_not_of_exact_types_starts_clean() -> None
         assert check_crossable(bad) == pack(bad)
         assert check_crossable(good) == pack(good)
         frame = encode_result(7, good, {"arg": bad})
-        assert decode_body(frame[HEADER_SIZE:], peer="worker", accept=WORKER_TO_HOST) == \
-            Result(id=7, value=good, changed={"arg": pack_roundtrip(bad)})
+        assert decode_body(frame[HEADER_SIZE:], peer="worker", accept=WORKER_TO_HOST) == Result(
+            id=7, value=good, changed={"arg": pack_roundtrip(bad)}
+        )
     big = {"blob": b"\x01" * (1 << 20)}  # grows the packer's buffer: it is not kept
     assert check_crossable(big) == pack(big)
     assert check_crossable(good) == pack(good)

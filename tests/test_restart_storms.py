@@ -40,14 +40,17 @@ STORM = str(Path(__file__).parent / "plugins" / "storm.py")
 #: five failures within a minute quarantine; backoffs 0.01, 0.02, 0.04, then capped. No
 #: standby workers here, so that every worker the launcher starts is a restart (with
 #: them, the storm under the same policy: tests/test_standby.py)
-LIMITS = Limits(max_failures=5, failure_window=60.0, backoff_initial=0.01, backoff_max=0.04,
-                warm_spare=False)
+LIMITS = Limits(
+    max_failures=5, failure_window=60.0, backoff_initial=0.01, backoff_max=0.04, warm_spare=False
+)
 
 
 def schedule(limits: Limits, failures: int) -> list[float]:
     """The backoff after each of ``failures`` failures in a row, per the documented policy."""
-    return [min(limits.backoff_initial * 2 ** (n - 1), limits.backoff_max)
-            for n in range(1, failures + 1)]
+    return [
+        min(limits.backoff_initial * 2 ** (n - 1), limits.backoff_max)
+        for n in range(1, failures + 1)
+    ]
 
 
 def test_the_schedule_under_test_grows_then_hits_its_cap() -> None:
@@ -96,8 +99,7 @@ async def assert_quarantined(host: PluginHost, launcher: CountingLauncher) -> No
     assert host.plugins[0].state == "quarantined"
 
 
-def assert_backoffs_were_waited(launcher: CountingLauncher,
-                                failures: list[FailureReport]) -> None:
+def assert_backoffs_were_waited(launcher: CountingLauncher, failures: list[FailureReport]) -> None:
     """Each restart began no sooner than the backoff the failure before it announced
     (measured from the previous start, which came before that failure)."""
     gaps = [b - a for a, b in itertools.pairwise(launcher.starts)]
@@ -132,13 +134,17 @@ async def test_a_plugin_crashing_on_every_call_is_quarantined_after_max_failures
         assert host.plugins[0].state == "stopped"
 
 
-@pytest.mark.parametrize(("how", "words"), [
-    ("import_exit", "exited with status 5"),
-    ("initialize_raise", "RuntimeError: initialize refused: poisoned"),
-    ("initialize_exit", "exited with status 6"),
-])
+@pytest.mark.parametrize(
+    ("how", "words"),
+    [
+        ("import_exit", "exited with status 5"),
+        ("initialize_raise", "RuntimeError: initialize refused: poisoned"),
+        ("initialize_exit", "exited with status 6"),
+    ],
+)
 async def test_a_plugin_crashing_at_every_start_is_quarantined_after_max_failures(
-        shared_scratch: str, how: str, words: str) -> None:
+    shared_scratch: str, how: str, words: str
+) -> None:
     launcher = CountingLauncher()
     async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
         await host.add(STORM, limits=LIMITS, sandbox=Sandbox(scratch=shared_scratch))
@@ -147,8 +153,7 @@ async def test_a_plugin_crashing_at_every_start_is_quarantined_after_max_failure
         assert first.exit_code == 3
 
         # each call now waits out the backoff, starts a worker, and that start fails
-        failures = [first] + [await crash(host, do="echo")
-                              for _ in range(LIMITS.max_failures - 1)]
+        failures = [first] + [await crash(host, do="echo") for _ in range(LIMITS.max_failures - 1)]
 
         for failure in failures[1:]:
             assert failure.cause == "crashed" and failure.hook == "process"
@@ -169,8 +174,13 @@ async def test_a_plugin_crashing_at_every_start_is_quarantined_after_max_failure
 async def test_failures_further_apart_than_the_window_never_quarantine() -> None:
     # every restart waits out a backoff longer than the window, so no two failures
     # ever fall within it: the storm goes on, at the capped backoff, one start per call
-    limits = Limits(max_failures=2, failure_window=0.05, backoff_initial=0.06,
-                    backoff_max=0.06, warm_spare=False)
+    limits = Limits(
+        max_failures=2,
+        failure_window=0.05,
+        backoff_initial=0.06,
+        backoff_max=0.06,
+        warm_spare=False,
+    )
     launcher = CountingLauncher()
     async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
         await host.add(STORM, limits=limits)
@@ -189,9 +199,20 @@ def test_the_backoff_stays_capped_after_any_number_of_failures_in_a_row() -> Non
     from plugbox.host.supervision import PluginOptions, SupervisedPlugin
 
     limits = Limits(backoff_initial=0.01, backoff_max=2.0)
-    plugin = SupervisedPlugin(PluginOptions(ref="p", limits=limits), specs.PIPELINE,
-                              launcher=None, tg=None, record=lambda report: None)  # type: ignore[arg-type]
-    for failures, expected in ((1, 0.01), (2, 0.02), (8, 1.28), (9, 2.0), (1025, 2.0),
-                               (10**6, 2.0)):
+    plugin = SupervisedPlugin(
+        PluginOptions(ref="p", limits=limits),
+        specs.PIPELINE,
+        launcher=None,
+        tg=None,
+        record=lambda report: None,
+    )  # type: ignore[arg-type]
+    for failures, expected in (
+        (1, 0.01),
+        (2, 0.02),
+        (8, 1.28),
+        (9, 2.0),
+        (1025, 2.0),
+        (10**6, 2.0),
+    ):
         plugin.failures_in_row = failures
         assert plugin.backoff() == expected

@@ -39,15 +39,25 @@ ME = 4242  # the pid the simulated policies are built for
 
 needs_seccomp = pytest.mark.skipif(
     not seccomp.supported(),
-    reason="seccomp.supported() is False: this kernel or architecture accepts no filter")
+    reason="seccomp.supported() is False: this kernel or architecture accepts no filter",
+)
 
 
 # --- a classic-BPF interpreter, enough for seccomp programs --------------------------------
-def simulate(code: bytes, nr: int, args: Sequence[int] = (), audit_arch: int = X86.audit_arch,
-             ) -> int:
+def simulate(
+    code: bytes,
+    nr: int,
+    args: Sequence[int] = (),
+    audit_arch: int = X86.audit_arch,
+) -> int:
     """Run an encoded filter on one seccomp_data; return its action."""
-    data = struct.pack("<IIQ6Q", nr & 0xFFFFFFFF, audit_arch, 0,
-                       *[a & 0xFFFFFFFFFFFFFFFF for a in [*args, 0, 0, 0, 0, 0, 0][:6]])
+    data = struct.pack(
+        "<IIQ6Q",
+        nr & 0xFFFFFFFF,
+        audit_arch,
+        0,
+        *[a & 0xFFFFFFFFFFFFFFFF for a in [*args, 0, 0, 0, 0, 0, 0][:6]],
+    )
     program, pc, acc = disassemble(code), 0, 0
     while True:
         insn = program[pc]
@@ -58,25 +68,29 @@ def simulate(code: bytes, nr: int, args: Sequence[int] = (), audit_arch: int = X
         elif insn.code == seccomp.RET:
             return insn.k
         else:
-            taken = {seccomp.JEQ: acc == insn.k, seccomp.JGE: acc >= insn.k,
-                     seccomp.JSET: bool(acc & insn.k)}[insn.code]
+            taken = {
+                seccomp.JEQ: acc == insn.k,
+                seccomp.JGE: acc >= insn.k,
+                seccomp.JSET: bool(acc & insn.k),
+            }[insn.code]
             pc += 1 + (insn.jt if taken else insn.jf)
 
 
 def decide(arch: seccomp.Arch, name: str, *args: int, **policy: Any) -> int:
-    return simulate(build_policy(ME, arch=arch, **policy), arch.syscalls[name], args,
-                    arch.audit_arch)
+    return simulate(
+        build_policy(ME, arch=arch, **policy), arch.syscalls[name], args, arch.audit_arch
+    )
 
 
 # --- the bytes -------------------------------------------------------------------------------
 def test_instructions_encode_as_struct_sock_filter() -> None:
     assert seccomp.load(4).encode() == bytes([0x20, 0, 0, 0, 4, 0, 0, 0])
     assert seccomp.jump(seccomp.JEQ, 0xC000003E, 1, 0).encode() == bytes(
-        [0x15, 0, 1, 0, 0x3E, 0, 0, 0xC0])
+        [0x15, 0, 1, 0, 0x3E, 0, 0, 0xC0]
+    )
     assert seccomp.ret(SECCOMP_RET_ALLOW).encode() == bytes([6, 0, 0, 0, 0, 0, 0xFF, 0x7F])
     assert seccomp.ret(EPERM).encode() == bytes([6, 0, 0, 0, 1, 0, 5, 0])
-    assert disassemble(seccomp.assemble([Insn(0x45, 2, 3, 0x10000)])) == [
-        Insn(0x45, 2, 3, 0x10000)]
+    assert disassemble(seccomp.assemble([Insn(0x45, 2, 3, 0x10000)])) == [Insn(0x45, 2, 3, 0x10000)]
     with pytest.raises(ValueError):
         seccomp.jump(seccomp.JEQ, 0, 256, 0)
 
@@ -86,8 +100,12 @@ def test_policy_opens_with_the_architecture_check(arch: seccomp.Arch) -> None:
     code = build_policy(ME, arch=arch)
     assert len(code) % 8 == 0
     head = disassemble(code[:32])
-    assert head == [Insn(0x20, 0, 0, 4), Insn(0x15, 1, 0, arch.audit_arch),
-                    Insn(0x06, 0, 0, SECCOMP_RET_KILL_PROCESS), Insn(0x20, 0, 0, 0)]
+    assert head == [
+        Insn(0x20, 0, 0, 4),
+        Insn(0x15, 1, 0, arch.audit_arch),
+        Insn(0x06, 0, 0, SECCOMP_RET_KILL_PROCESS),
+        Insn(0x20, 0, 0, 0),
+    ]
     x32 = disassemble(code[32:48])
     if arch.x32:
         assert x32 == [Insn(0x35, 0, 1, 0x40000000), Insn(0x06, 0, 0, EPERM)]
@@ -104,8 +122,13 @@ def test_policy_opens_with_the_architecture_check(arch: seccomp.Arch) -> None:
 
 def test_other_architectures_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.uname()
-    monkeypatch.setattr(seccomp.os, "uname", lambda: os.uname_result(
-        (real.sysname, real.nodename, real.release, real.version, "riscv64")))
+    monkeypatch.setattr(
+        seccomp.os,
+        "uname",
+        lambda: os.uname_result(
+            (real.sysname, real.nodename, real.release, real.version, "riscv64")
+        ),
+    )
     with pytest.raises(seccomp.UnsupportedArchitecture, match="riscv64"):
         build_policy(ME)
 
@@ -116,10 +139,26 @@ def test_policy_decisions(arch: seccomp.Arch) -> None:
     allow, high = SECCOMP_RET_ALLOW, 1 << 32
     code = build_policy(ME, arch=arch)
     assert simulate(code, arch.syscalls["ptrace"], (), 0x40000003) == SECCOMP_RET_KILL_PROCESS
-    for name in ("ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "keyctl", "bpf",
-                 "perf_event_open", "userfaultfd", "unshare", "setns", "mount", "pivot_root",
-                 "pidfd_open", "pidfd_send_signal", "tkill", "io_uring_setup", "execve",
-                 "execveat"):
+    for name in (
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "kcmp",
+        "keyctl",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "unshare",
+        "setns",
+        "mount",
+        "pivot_root",
+        "pidfd_open",
+        "pidfd_send_signal",
+        "tkill",
+        "io_uring_setup",
+        "execve",
+        "execveat",
+    ):
         assert decide(arch, name) == EPERM, name
     assert decide(arch, "clone3") == ENOSYS
     assert simulate(code, 0, (), arch.audit_arch) == allow  # read / io_setup
@@ -181,16 +220,21 @@ def test_policy_decisions(arch: seccomp.Arch) -> None:
         assert decide(arch, name, socket.AF_UNIX, socket.SOCK_RAW, 0) == EPERM  # = DGRAM
         assert decide(arch, name, socket.AF_UNIX, socket.SOCK_STREAM | high, 0) == allow
         assert decide(arch, name, socket.AF_UNIX, socket.SOCK_DGRAM | high, 0) == EPERM
-        assert decide(arch, name, socket.AF_UNIX, socket.SOCK_DGRAM, 0,
-                      connect=True) == allow
+        assert decide(arch, name, socket.AF_UNIX, socket.SOCK_DGRAM, 0, connect=True) == allow
     # a networked policy: connect() and every type of the allowed families
     assert decide(arch, "connect", 3, 0, 16, connect=True, socket_families=net) == allow
-    assert decide(arch, "socket", socket.AF_INET, socket.SOCK_DGRAM, 0, connect=True,
-                  socket_families=net) == allow
-    assert decide(arch, "socket", socket.AF_INET, socket.SOCK_DGRAM, 0,
-                  socket_families=net) == allow  # the family list decides, not the type
-    assert decide(arch, "socket", socket.AF_NETLINK, 3, 0, connect=True,
-                  socket_families=net) == EPERM
+    assert (
+        decide(
+            arch, "socket", socket.AF_INET, socket.SOCK_DGRAM, 0, connect=True, socket_families=net
+        )
+        == allow
+    )
+    assert (
+        decide(arch, "socket", socket.AF_INET, socket.SOCK_DGRAM, 0, socket_families=net) == allow
+    )  # the family list decides, not the type
+    assert (
+        decide(arch, "socket", socket.AF_NETLINK, 3, 0, connect=True, socket_families=net) == EPERM
+    )
     # personality: only PER_LINUX and the query
     assert decide(arch, "personality", 0xFFFFFFFF) == allow
     assert decide(arch, "personality", 0x0040000) == EPERM  # ADDR_NO_RANDOMIZE
@@ -283,11 +327,14 @@ def test_supported_probe_leaves_the_caller_unfiltered() -> None:
 
 def test_without_the_filter_the_attacks_would_work() -> None:
     """The control: the EPERMs below come from the filter, not from the kernel."""
+
     def probe() -> list[str]:
-        return [attempt(lambda: os.kill(os.getppid(), 0)),
-                attempt(lambda: _vm_readv(os.getppid(), SECRET)),
-                _setown(seccomp.F_SETOWN | 1 << 32),  # the kernel truncates the command
-                attempt(lambda: socket.socket(socket.AF_INET).close())]
+        return [
+            attempt(lambda: os.kill(os.getppid(), 0)),
+            attempt(lambda: _vm_readv(os.getppid(), SECRET)),
+            _setown(seccomp.F_SETOWN | 1 << 32),  # the kernel truncates the command
+            attempt(lambda: socket.socket(socket.AF_INET).close()),
+        ]
 
     assert in_child(probe) == ["ok", "ok", "ok owner=parent", "ok"]
 
@@ -295,12 +342,15 @@ def test_without_the_filter_the_attacks_would_work() -> None:
 @needs_seccomp
 def test_ptrace_and_process_memory_are_denied() -> None:
     with victim() as target:
+
         def probe() -> list[str]:
             confined()
-            return [attempt(lambda: raw("ptrace", 16, target, 0, 0)),  # PTRACE_ATTACH
-                    attempt(lambda: raw("ptrace", 0x4206, target, 0, 0)),  # PTRACE_SEIZE
-                    attempt(lambda: _vm_readv(os.getppid(), SECRET)),
-                    attempt(lambda: raw("process_vm_writev", os.getppid(), 0, 0, 0, 0, 0))]
+            return [
+                attempt(lambda: raw("ptrace", 16, target, 0, 0)),  # PTRACE_ATTACH
+                attempt(lambda: raw("ptrace", 0x4206, target, 0, 0)),  # PTRACE_SEIZE
+                attempt(lambda: _vm_readv(os.getppid(), SECRET)),
+                attempt(lambda: raw("process_vm_writev", os.getppid(), 0, 0, 0, 0, 0)),
+            ]
 
         assert in_child(probe) == ["EPERM"] * 4
 
@@ -308,23 +358,26 @@ def test_ptrace_and_process_memory_are_denied() -> None:
 @needs_seccomp
 def test_signals_reach_only_this_process() -> None:
     with victim() as target:
+
         def probe() -> list[str]:
             confined()
             got: list[int] = []
             signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))
             me = os.getpid()
-            return [attempt(lambda: os.kill(os.getppid(), 0)),
-                    attempt(lambda: os.kill(target, signal.SIGKILL)),
-                    attempt(lambda: os.kill(-1, 0)),
-                    attempt(lambda: raw("kill", os.getppid() | 1 << 32, 0)),
-                    attempt(lambda: raw("tkill", target, 0)),
-                    attempt(lambda: raw("tgkill", target, target, 0)),
-                    attempt(lambda: raw("pidfd_open", target, 0)),
-                    attempt(lambda: os.kill(me, 0)),
-                    attempt(lambda: os.kill(0, 0)),
-                    attempt(lambda: os.kill(me, signal.SIGUSR1)),
-                    attempt(lambda: signal.pthread_kill(threading.get_ident(), 0)),
-                    str(got)]
+            return [
+                attempt(lambda: os.kill(os.getppid(), 0)),
+                attempt(lambda: os.kill(target, signal.SIGKILL)),
+                attempt(lambda: os.kill(-1, 0)),
+                attempt(lambda: raw("kill", os.getppid() | 1 << 32, 0)),
+                attempt(lambda: raw("tkill", target, 0)),
+                attempt(lambda: raw("tgkill", target, target, 0)),
+                attempt(lambda: raw("pidfd_open", target, 0)),
+                attempt(lambda: os.kill(me, 0)),
+                attempt(lambda: os.kill(0, 0)),
+                attempt(lambda: os.kill(me, signal.SIGUSR1)),
+                attempt(lambda: signal.pthread_kill(threading.get_ident(), 0)),
+                str(got),
+            ]
 
         assert in_child(probe) == ["EPERM"] * 7 + ["ok"] * 4 + [str([int(signal.SIGUSR1)])]
 
@@ -335,11 +388,21 @@ def test_signal_redirection_is_denied_also_with_the_upper_bits_set() -> None:
         confined()
         a, b = socket.socketpair()
         try:
-            return [_setown(seccomp.F_SETOWN), _setown(seccomp.F_SETOWN | 1 << 32),
-                    _setown(seccomp.F_SETOWN_EX), _setown(seccomp.F_SETSIG | 1 << 63),
-                    attempt(lambda: raw("ioctl", a.fileno(), seccomp.FIOSETOWN | 1 << 32,
-                                        ctypes.addressof(ctypes.c_int(os.getppid())))),
-                    attempt(lambda: os.set_blocking(a.fileno(), False))]  # F_SETFL still works
+            return [
+                _setown(seccomp.F_SETOWN),
+                _setown(seccomp.F_SETOWN | 1 << 32),
+                _setown(seccomp.F_SETOWN_EX),
+                _setown(seccomp.F_SETSIG | 1 << 63),
+                attempt(
+                    lambda: raw(
+                        "ioctl",
+                        a.fileno(),
+                        seccomp.FIOSETOWN | 1 << 32,
+                        ctypes.addressof(ctypes.c_int(os.getppid())),
+                    )
+                ),
+                attempt(lambda: os.set_blocking(a.fileno(), False)),
+            ]  # F_SETFL still works
         finally:
             a.close()
             b.close()
@@ -366,12 +429,15 @@ def test_no_new_processes_but_threads_and_the_event_loop_work() -> None:
                 a.close()
                 b.close()
 
-        return [attempt(os.fork),
-                attempt(lambda: subprocess.run(["/bin/true"], check=True)),
-                attempt(lambda: os.execv("/bin/true", ["true"])),
-                attempt(lambda: raw("unshare", 0x10000000)),  # CLONE_NEWUSER
-                attempt(lambda: raw("clone3", 0, 0)),
-                *ran, asyncio.run(main())]
+        return [
+            attempt(os.fork),
+            attempt(lambda: subprocess.run(["/bin/true"], check=True)),
+            attempt(lambda: os.execv("/bin/true", ["true"])),
+            attempt(lambda: raw("unshare", 0x10000000)),  # CLONE_NEWUSER
+            attempt(lambda: raw("clone3", 0, 0)),
+            *ran,
+            asyncio.run(main()),
+        ]
 
     assert in_child(probe) == ["EPERM"] * 4 + ["ENOSYS", "thread ran", "ping"]
 
@@ -398,8 +464,11 @@ def test_allow_processes_lets_fork_and_exec_through() -> None:
             os._exit(7)
         _, status = os.waitpid(pid, 0)
         done = subprocess.run(["/bin/true"], check=False)
-        return [os.waitstatus_to_exitcode(status), done.returncode,
-                attempt(lambda: raw("unshare", 0x10000000))]
+        return [
+            os.waitstatus_to_exitcode(status),
+            done.returncode,
+            attempt(lambda: raw("unshare", 0x10000000)),
+        ]
 
     assert in_child(probe) == [7, 0, "EPERM"]
 
@@ -408,17 +477,21 @@ def test_allow_processes_lets_fork_and_exec_through() -> None:
 def test_sockets_only_of_the_allowed_families() -> None:
     def probe() -> list[str]:
         confined()
-        return [attempt(lambda: socket.socket(socket.AF_INET).close()),
-                attempt(lambda: socket.socket(socket.AF_INET6).close()),
-                attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW).close()),
-                attempt(lambda: raw("socket", socket.AF_INET | 1 << 32, 1, 0)),
-                attempt(lambda: socket.socket(socket.AF_UNIX).close()),
-                attempt(lambda: [s.close() for s in socket.socketpair()])]
+        return [
+            attempt(lambda: socket.socket(socket.AF_INET).close()),
+            attempt(lambda: socket.socket(socket.AF_INET6).close()),
+            attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW).close()),
+            attempt(lambda: raw("socket", socket.AF_INET | 1 << 32, 1, 0)),
+            attempt(lambda: socket.socket(socket.AF_UNIX).close()),
+            attempt(lambda: [s.close() for s in socket.socketpair()]),
+        ]
 
     def networked() -> list[str]:
         confined(socket_families=(socket.AF_UNIX, socket.AF_INET, socket.AF_INET6))
-        return [attempt(lambda: socket.socket(socket.AF_INET).close()),
-                attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close())]
+        return [
+            attempt(lambda: socket.socket(socket.AF_INET).close()),
+            attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()),
+        ]
 
     assert in_child(probe) == ["EPERM"] * 4 + ["ok", "ok"]
     assert in_child(networked) == ["ok", "EPERM"]
@@ -430,8 +503,10 @@ def test_no_way_to_another_process_unix_socket(tmp_path: Any) -> None:
     one: Landlock has no rule for the first, so the filter is what keeps them closed."""
     path = str(tmp_path / "listener.sock")
     abstract = f"\0plugbox-seccomp-{os.getpid()}".encode()
-    with socket.socket(socket.AF_UNIX) as listener, \
-            socket.socket(socket.AF_UNIX) as abstract_listener:
+    with (
+        socket.socket(socket.AF_UNIX) as listener,
+        socket.socket(socket.AF_UNIX) as abstract_listener,
+    ):
         listener.bind(path)
         listener.listen()
         abstract_listener.bind(abstract)
@@ -443,18 +518,29 @@ def test_no_way_to_another_process_unix_socket(tmp_path: Any) -> None:
 
         def probe() -> list[str]:
             confined()
-            return [attempt(lambda: connect(path)), attempt(lambda: connect(abstract)),
-                    attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).close()),
-                    attempt(lambda: [s.close() for s in socket.socketpair(
-                        socket.AF_UNIX, socket.SOCK_DGRAM)]),
-                    attempt(lambda: socket.socket(
-                        socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK).close()),
-                    attempt(lambda: [s.close() for s in socket.socketpair()])]
+            return [
+                attempt(lambda: connect(path)),
+                attempt(lambda: connect(abstract)),
+                attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).close()),
+                attempt(
+                    lambda: [
+                        s.close() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    ]
+                ),
+                attempt(
+                    lambda: socket.socket(
+                        socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+                    ).close()
+                ),
+                attempt(lambda: [s.close() for s in socket.socketpair()]),
+            ]
 
         def networked() -> list[str]:
             confined(connect=True, socket_families=(socket.AF_UNIX, socket.AF_INET))
-            return [attempt(lambda: connect(path)),
-                    attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).close())]
+            return [
+                attempt(lambda: connect(path)),
+                attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).close()),
+            ]
 
         assert in_child(probe) == ["EPERM"] * 4 + ["ok", "ok"]
         assert in_child(networked) == ["ok", "ok"]

@@ -101,16 +101,22 @@ def _next_line(proc: subprocess.Popen[bytes]) -> bytes:
 def host_process(*args: str) -> Iterator[Host]:
     """Start the scenario, wait for ``ready``, pin every process to watch; always
     reap the host process and close the pidfds."""
-    proc = subprocess.Popen([sys.executable, str(SCENARIO), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCENARIO), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     host = Host(proc)
     try:
         line = _next_line(proc)
         if not line:
             proc.wait(DEADLINE)
             assert proc.stderr is not None
-            pytest.fail(f"the host process ended before it was ready:\n"
-                        f"{proc.stderr.read().decode(errors='replace')}")
+            pytest.fail(
+                f"the host process ended before it was ready:\n"
+                f"{proc.stderr.read().decode(errors='replace')}"
+            )
         host.ready = ready = json.loads(line)
         assert ready["event"] == "ready", ready
         # the test's own view of the host's tree agrees with the scenario's report
@@ -147,8 +153,10 @@ def assert_only_closing_failures(events: list[dict[str, Any]]) -> None:
     as asked. Nothing else fails."""
     for e in events:
         if e["event"] == "call_failed":
-            expected = {"sleeper": "killed when the host closed it",
-                        "waiter": "exited with status 0"}.get(e["plugin"])
+            expected = {
+                "sleeper": "killed when the host closed it",
+                "waiter": "exited with status 0",
+            }.get(e["plugin"])
             assert expected is not None and e["cause"] == "crashed", e
             assert expected in e["detail"], e
             assert e["detail"].startswith("the host closed the plugin during the call"), e
@@ -170,8 +178,7 @@ def test_ctrl_c_closes_the_host_and_leaves_nothing_alive(launcher: str, backend:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 @pytest.mark.parametrize("launcher", LAUNCHERS)
-def test_a_host_killed_by_a_signal_leaves_nothing_alive(launcher: str,
-                                                        sig: signal.Signals) -> None:
+def test_a_host_killed_by_a_signal_leaves_nothing_alive(launcher: str, sig: signal.Signals) -> None:
     with host_process("async", launcher, "asyncio") as host:
         host.proc.send_signal(sig)
         events, stderr = host.finish()
@@ -182,8 +189,9 @@ def test_a_host_killed_by_a_signal_leaves_nothing_alive(launcher: str,
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @pytest.mark.parametrize("launcher", LAUNCHERS)
-def test_cancelling_the_hosts_task_mid_call_leaves_nothing_alive(launcher: str,
-                                                                 backend: str) -> None:
+def test_cancelling_the_hosts_task_mid_call_leaves_nothing_alive(
+    launcher: str, backend: str
+) -> None:
     with host_process("async", launcher, backend) as host:
         host.proc.send_signal(signal.SIGUSR1)  # the scenario cancels its host task
         events, stderr = host.finish()
@@ -209,13 +217,19 @@ def test_ctrl_c_in_a_blocking_call_exits_cleanly(launcher: str) -> None:
         start = lines.index("Traceback (most recent call last):")
         assert lines[-1] == "KeyboardInterrupt", stderr
         assert 'host.call("process", input_data={"to": "sleeper"})' in stderr, stderr
-        for noise in ("Exception in thread", "Exception ignored", "never retrieved",
-                      "Error", "Warning"):
+        for noise in (
+            "Exception in thread",
+            "Exception ignored",
+            "never retrieved",
+            "Error",
+            "Warning",
+        ):
             assert noise not in stderr, stderr
         # before it, at most the host's report of the call the close cut short
         for line in lines[:start]:
-            assert line.startswith("plugin 'sleeper' ") and \
-                "killed when the host closed it" in line, stderr
+            assert (
+                line.startswith("plugin 'sleeper' ") and "killed when the host closed it" in line
+            ), stderr
         assert host.survivors() == []
 
 

@@ -79,8 +79,7 @@ async def restarted_with_standby(host: PluginHost, plugin_file: str) -> WorkerPr
     return await ready_spare(host)
 
 
-async def test_a_restart_leaves_a_standby_and_the_next_restart_resumes_it(
-        plugin_file: str) -> None:
+async def test_a_restart_leaves_a_standby_and_the_next_restart_resumes_it(plugin_file: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(plugin_file, limits=LIMITS)
         first = (await host.call("process", input_data="hello")).value
@@ -110,7 +109,8 @@ async def test_a_restart_leaves_a_standby_and_the_next_restart_resumes_it(
 
 
 async def test_a_resumed_standby_sends_the_plugins_log_records(
-        plugin_file: str, caplog: pytest.LogCaptureFixture) -> None:
+    plugin_file: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # the log handler is set up before the standby waits: the records the plugin logs
     # as it loads (before the Handshake) and in its calls still reach the host
     caplog.set_level(logging.WARNING, logger="plugbox.plugin")
@@ -130,8 +130,7 @@ async def test_a_resumed_standby_sends_the_plugins_log_records(
         assert f"standby: called after {stamp}" in logged
 
 
-async def test_a_standby_that_read_an_older_plugin_file_is_not_used(
-        plugin_file: str) -> None:
+async def test_a_standby_that_read_an_older_plugin_file_is_not_used(plugin_file: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         spare = await restarted_with_standby(host, plugin_file)
         text = Path(plugin_file).read_text().replace('TEXT = "first"', 'TEXT = "edited"')
@@ -147,8 +146,7 @@ async def test_a_standby_that_read_an_older_plugin_file_is_not_used(
         assert [r.cause for r in host.reports] == ["crashed", "crashed"]
 
 
-async def test_a_standby_that_died_waiting_is_replaced_and_not_reported(
-        plugin_file: str) -> None:
+async def test_a_standby_that_died_waiting_is_replaced_and_not_reported(plugin_file: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         spare = await restarted_with_standby(host, plugin_file)
         os.kill(spare.spawned.pid, signal.SIGKILL)  # as the OOM killer might
@@ -173,8 +171,7 @@ async def test_warm_spare_false_keeps_no_standby(plugin_file: str) -> None:
         assert plugin.spare is None and plugin._spare_launching is None
 
 
-async def test_closing_while_the_standby_is_being_forked_leaves_nothing(
-        plugin_file: str) -> None:
+async def test_closing_while_the_standby_is_being_forked_leaves_nothing(plugin_file: str) -> None:
     async with PluginHost(specs.PIPELINE) as host:
         await host.add(plugin_file, limits=LIMITS)
         await crash(host)
@@ -202,7 +199,8 @@ class SendLog:
 
 
 async def test_the_call_that_resumes_a_standby_is_sent_with_resume_and_answered(
-        plugin_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log = SendLog(monkeypatch)
     async with PluginHost(specs.PIPELINE) as host:
         spare = await restarted_with_standby(host, plugin_file)
@@ -218,7 +216,8 @@ async def test_the_call_that_resumes_a_standby_is_sent_with_resume_and_answered(
 
 
 async def test_a_call_sent_with_resume_fails_as_the_restart_does_and_nothing_is_left(
-        plugin_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log = SendLog(monkeypatch)
     # where the worker (nobody, when the tests run as root) can see it
     visible = Path(tempfile.mkdtemp(prefix="plugbox-test-"))
@@ -252,7 +251,8 @@ async def _fail_a_resumed_load(plugin_file: str, log: SendLog, marker: Path) -> 
 
 
 async def test_with_a_version_pin_the_call_waits_for_the_handshake(
-        plugin_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # a version refused at the Handshake must never have had a hook called
     log = SendLog(monkeypatch)
     async with PluginHost(specs.PIPELINE) as host:
@@ -268,7 +268,8 @@ async def test_with_a_version_pin_the_call_waits_for_the_handshake(
 
 @pytest.mark.parametrize("warm_spare", [True, False])
 async def test_a_call_given_up_while_its_restart_loads_leaves_no_worker(
-        plugin_file: str, monkeypatch: pytest.MonkeyPatch, warm_spare: bool) -> None:
+    plugin_file: str, monkeypatch: pytest.MonkeyPatch, warm_spare: bool
+) -> None:
     made: list[WorkerProcess] = []
     original = WorkerProcess.__init__
 
@@ -278,8 +279,11 @@ async def test_a_call_given_up_while_its_restart_loads_leaves_no_worker(
 
     monkeypatch.setattr(WorkerProcess, "__init__", init)
     async with PluginHost(specs.PIPELINE) as host:
-        await host.add(plugin_file, config={"sleep": 0.3},
-                       limits=Limits(backoff_initial=0, warm_spare=warm_spare))
+        await host.add(
+            plugin_file,
+            config={"sleep": 0.3},
+            limits=Limits(backoff_initial=0, warm_spare=warm_spare),
+        )
         if warm_spare:  # a restart first, to have a standby for the next one
             await crash(host)
             await host.call("process", input_data="hello")
@@ -311,12 +315,12 @@ class CountingLauncher(ZygoteLauncher):
 
 
 async def test_a_crash_storm_with_standbys_starts_no_more_workers_and_waits_its_backoffs(
-        plugin_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the restart policy (tests/test_restart_storms.py) with standby workers: still one
     # worker started per failure, each restart's backoff waited before the standby is
     # resumed, and none kept once the plugin is quarantined
-    limits = Limits(max_failures=5, failure_window=60.0, backoff_initial=0.01,
-                    backoff_max=0.04)
+    limits = Limits(max_failures=5, failure_window=60.0, backoff_initial=0.01, backoff_max=0.04)
     resumed: list[tuple[WorkerProcess, float]] = []
     real_resume = WorkerProcess.resume
 
@@ -343,8 +347,9 @@ async def test_a_crash_storm_with_standbys_starts_no_more_workers_and_waits_its_
         assert launcher.starts == limits.max_failures
         # resumed at the 3rd, 4th and 5th calls: each no sooner than the backoff the
         # failure before announced, counted from that failing call's start (before it)
-        for (_, at), crash_started, failure in zip(resumed, started[1:4], failures[1:4],
-                                                   strict=True):
+        for (_, at), crash_started, failure in zip(
+            resumed, started[1:4], failures[1:4], strict=True
+        ):
             assert at - crash_started >= failure.backoff  # a lower bound, never a speed
         assert plugin.quarantine is not None
         assert plugin.spare is None and plugin._spare_launching is None
@@ -354,7 +359,8 @@ async def test_a_crash_storm_with_standbys_starts_no_more_workers_and_waits_its_
 
 
 def test_a_precompiled_file_plugin_runs_what_was_compiled_and_a_bad_text_waits(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # a standby compiles the plugin's text while it waits (compiling runs none of it)
     from plugbox.worker import loader
 
@@ -380,13 +386,18 @@ def test_a_precompiled_file_plugin_runs_what_was_compiled_and_a_bad_text_waits(
     sys.modules.pop("plugbox_plugin_precompiled", None)
 
 
-@pytest.mark.parametrize("hooks", [
-    specs.PIPELINE.to_worker(),
-    specs.AGENT.to_worker(),
-    {"fetch": {"args": ["url", "timeout"], "kind": "async"}},
-], ids=["pipeline", "agent", "async-hook"])
+@pytest.mark.parametrize(
+    "hooks",
+    [
+        specs.PIPELINE.to_worker(),
+        specs.AGENT.to_worker(),
+        {"fetch": {"args": ["url", "timeout"], "kind": "async"}},
+    ],
+    ids=["pipeline", "agent", "async-hook"],
+)
 def test_the_rehearsal_runs_a_load_and_a_call_through_the_workers_channel(
-        hooks: dict[str, object]) -> None:
+    hooks: dict[str, object],
+) -> None:
     # a standby rehearses, on a stand-in of its own, what a restart runs after Resume
     # (a failed rehearsal is not an error, so this is where one would show)
     import asyncio
@@ -401,7 +412,8 @@ def test_the_rehearsal_runs_a_load_and_a_call_through_the_workers_channel(
 
 
 def test_the_rehearsal_leaves_no_module_path_or_log_handler_behind(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the rehearsal runs a stand-in module's import as if it sat beside the plugin's file:
     # the plugin's own import must then find sys.path, sys.modules and the root logger
     # as a worker without a rehearsal would

@@ -32,15 +32,16 @@ def host_threads() -> list[threading.Thread]:
 
 def test_calls_work_and_change_the_callers_arguments_in_place(backend: str) -> None:
     with SyncPluginHost(specs.AGENT, backend=backend) as host:
-        info = host.add("plugbox.plugins.global_instruction",
-                        config={"instruction": "Be brief."})
+        info = host.add("plugbox.plugins.global_instruction", config={"instruction": "Be brief."})
         assert (info.name, info.state) == ("global_instruction", "running")
         assert info.pid is not None and psutil.pid_exists(info.pid)
         request = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         outcome = host.call("before_model", request=request, context={})
         assert outcome.value is None and outcome.called == ["global_instruction"]
-        assert request["messages"] == [{"role": "system", "content": "Be brief."},
-                                       {"role": "user", "content": "hi"}]
+        assert request["messages"] == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+        ]
         assert [p.name for p in host.plugins] == ["global_instruction"]
         assert len(host_threads()) == 1
     assert host.closed and host_threads() == []
@@ -56,7 +57,9 @@ def test_failures_raise_the_same_typed_errors(backend: str, behave: str) -> None
         with pytest.raises(PluginRaised) as raised:
             host.call("process", input_data={"do": "raise", "arg": 7})
         assert (raised.value.report.exc_type, raised.value.report.exc_message) == (
-            "ValueError", "bad input: 7")
+            "ValueError",
+            "bad input: 7",
+        )
         with pytest.raises(TypeError, match=r"hook 'process' has no argument 'wrong'"):
             host.call("process", wrong=1)
         with pytest.raises(TypeError, match=r"unknown hook 'nope'"):
@@ -66,8 +69,7 @@ def test_failures_raise_the_same_typed_errors(backend: str, behave: str) -> None
                 host.call("process", input_data={"do": "exit", "arg": 3})
         with pytest.raises(PluginQuarantined):
             host.call("process", input_data={"do": "echo"})
-        assert [r.cause for r in host.reports] == ["raised", "crashed", "crashed",
-                                                   "quarantined"]
+        assert [r.cause for r in host.reports] == ["raised", "crashed", "crashed", "quarantined"]
         host.reset("behave")
         assert host.call("process", input_data={"n": 1}).value == {"n": 1}
         host.remove("behave")
@@ -77,8 +79,10 @@ def test_failures_raise_the_same_typed_errors(backend: str, behave: str) -> None
 
 def test_the_fail_closed_agent_semantics_hold_through_the_facade(backend: str) -> None:
     with SyncPluginHost(specs.AGENT, backend=backend) as host:
-        host.add(f"{RECORDER}:AgentRecorderPlugin",
-                 config={"name": "strict", "raise": ["before_tool", "on_event"]})
+        host.add(
+            f"{RECORDER}:AgentRecorderPlugin",
+            config={"name": "strict", "raise": ["before_tool", "on_event"]},
+        )
         with pytest.raises(PluginRaised):
             host.call("before_tool", tool={"name": "t"}, args={}, context={})
         event = {"id": "e1"}
@@ -92,17 +96,21 @@ def test_two_threads_at_once(backend: str) -> None:
     # one call at a time, A's after_run or this thread's "started?" would wait out its
     # 5 s deadline and the test would see the timeout.
     with SyncPluginHost(specs.AGENT, backend=backend) as host:
-        host.add(f"{RECORDER}:AsyncAgentRecorderPlugin", config={"name": "holder", "hold": True},
-                 limits=Limits(call_timeout=5))
-        host.add(f"{RECORDER}:AgentRecorderPlugin", config={
-            "name": "tagger", "mutate": {"on_event": {"event": {"tagged": True}}}})
+        host.add(
+            f"{RECORDER}:AsyncAgentRecorderPlugin",
+            config={"name": "holder", "hold": True},
+            limits=Limits(call_timeout=5),
+        )
+        host.add(
+            f"{RECORDER}:AgentRecorderPlugin",
+            config={"name": "tagger", "mutate": {"on_event": {"event": {"tagged": True}}}},
+        )
         results: dict[str, Any] = {}
         errors: list[BaseException] = []
 
         def after_run() -> None:
             try:
-                results["after_run"] = host.call("after_run", message={}, output={},
-                                                 context={})
+                results["after_run"] = host.call("after_run", message={}, output={}, context={})
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
@@ -131,8 +139,11 @@ def test_two_threads_at_once(backend: str) -> None:
         assert errors == []
         outcome = results["after_run"]
         assert not outcome.failures and sorted(outcome.called) == ["holder", "tagger"]
-        assert all(results[f"{t}-{i}"] == {"id": f"{t}-{i}", "tagged": True}
-                   for t in "xy" for i in range(20))
+        assert all(
+            results[f"{t}-{i}"] == {"id": f"{t}-{i}", "tagged": True}
+            for t in "xy"
+            for i in range(20)
+        )
 
 
 def test_closing_twice_and_using_a_closed_host(backend: str) -> None:
@@ -152,7 +163,8 @@ def test_closing_twice_and_using_a_closed_host(backend: str) -> None:
 
 
 def test_closing_runs_plugins_close_in_reverse_order(
-        backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with SyncPluginHost(specs.AGENT, backend=backend) as host:
         for name in ("first", "second"):
             host.add(f"{RECORDER}:AgentRecorderPlugin", config={"name": name})

@@ -17,8 +17,16 @@ from plugbox.testing import FAULTS, Fault, assert_contained, assert_report, each
 pytest_plugins = ["pytester"]
 
 #: one fault per way a call ends, run on trio too (the whole table runs on asyncio).
-TRIO_FAULTS = {"raise", "segfault", "exit", "memory_list", "sleep", "close_channel",
-               "fork_bomb", "stdout_flood"}
+TRIO_FAULTS = {
+    "raise",
+    "segfault",
+    "exit",
+    "memory_list",
+    "sleep",
+    "close_channel",
+    "fork_bomb",
+    "stdout_flood",
+}
 QUICK = Limits(memory_mb=64, cpu_seconds=1, call_timeout=5.0, backoff_initial=0.0)
 
 
@@ -43,8 +51,9 @@ async def test_every_fault_gets_its_documented_cause(plugbox_host: Any, fault: F
     await check_fault(plugbox_host, fault)
 
 
-@pytest.mark.parametrize("fault", [FAULTS[name] for name in sorted(TRIO_FAULTS)],
-                         ids=sorted(TRIO_FAULTS))
+@pytest.mark.parametrize(
+    "fault", [FAULTS[name] for name in sorted(TRIO_FAULTS)], ids=sorted(TRIO_FAULTS)
+)
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 @pytest.mark.anyio
 async def test_one_fault_per_kind_of_ending_on_trio(plugbox_host: Any, fault: Fault) -> None:
@@ -61,10 +70,17 @@ async def check_fault(plugbox_host: Any, fault: Fault) -> None:
         assert not out.failures
         assert host.plugins[0].pid == info.pid
         return
-    report = await assert_contained(out, cause=fault.causes, host=host,
-                                    probe=("pre_process", {"input_data": "probe"}),
-                                    plugin=info.name, hook="process", signal=fault.signal,
-                                    exit_code=fault.exit_code, exc_type=fault.exc_type)
+    report = await assert_contained(
+        out,
+        cause=fault.causes,
+        host=host,
+        probe=("pre_process", {"input_data": "probe"}),
+        plugin=info.name,
+        hook="process",
+        signal=fault.signal,
+        exit_code=fault.exit_code,
+        exc_type=fault.exc_type,
+    )
     assert report.pid == info.pid
     if not fault.kills_worker and report.cause == fault.cause:  # not one of fault.also
         assert host.plugins[0].pid == info.pid and host.plugins[0].state == "running"
@@ -72,11 +88,33 @@ async def check_fault(plugbox_host: Any, fault: Fault) -> None:
 
 def test_the_table_is_consistent() -> None:
     names = [
-        "raise", "segfault", "abort", "exit", "memory_list", "memory_mmap", "cpu_python",
-        "cpu_c", "sleep", "sigstop", "ignore_sigterm", "recursion", "stack_overflow",
-        "unserializable", "oversize_result", "stdout_flood", "stderr_flood",
-        "close_channel", "corrupt_channel", "oversize_frame", "unknown_reply",
-        "fork_denied", "fork_bomb", "thread_bomb", "fd_exhaustion", "huge_file"]
+        "raise",
+        "segfault",
+        "abort",
+        "exit",
+        "memory_list",
+        "memory_mmap",
+        "cpu_python",
+        "cpu_c",
+        "sleep",
+        "sigstop",
+        "ignore_sigterm",
+        "recursion",
+        "stack_overflow",
+        "unserializable",
+        "oversize_result",
+        "stdout_flood",
+        "stderr_flood",
+        "close_channel",
+        "corrupt_channel",
+        "oversize_frame",
+        "unknown_reply",
+        "fork_denied",
+        "fork_bomb",
+        "thread_bomb",
+        "fd_exhaustion",
+        "huge_file",
+    ]
     assert list(FAULTS) == names
     for fault in FAULTS.values():
         assert fault.cause is None or fault.cause in plugbox.reports.CAUSES
@@ -87,8 +125,9 @@ def test_the_table_is_consistent() -> None:
 @pytest.mark.anyio
 async def test_after_and_times_count_calls_per_worker(plugbox_host: Any) -> None:
     host = await plugbox_host(specs.PIPELINE)
-    await host.add(FAULTS["raise"].ref, config={"hooks": "process", "after": 2, "times": 1},
-                   limits=QUICK)
+    await host.add(
+        FAULTS["raise"].ref, config={"hooks": "process", "after": 2, "times": 1}, limits=QUICK
+    )
     values = []
     for _ in range(4):
         try:
@@ -107,8 +146,9 @@ async def test_a_fault_on_an_agent_hook_and_in_initialize(plugbox_host: Any) -> 
         await host.call("before_model", request={}, context={})
     assert_report(caught.value, cause="crashed", exit_code=3, hook="before_model")
     with pytest.raises(PluginLoadError) as load:
-        await host.add(FAULTS["segfault"].ref, config={"hooks": ["initialize"],
-                                                       "name": "early"}, limits=QUICK)
+        await host.add(
+            FAULTS["segfault"].ref, config={"hooks": ["initialize"], "name": "early"}, limits=QUICK
+        )
     assert load.value.report is not None and load.value.report.signal == "SIGSEGV"
 
 
@@ -116,9 +156,9 @@ async def test_a_fault_on_an_agent_hook_and_in_initialize(plugbox_host: Any) -> 
 async def test_ignore_sigterm_cannot_stop_the_host_closing(anyio_backend: str) -> None:
     limits = Limits(close_timeout=0.3)
     async with PluginHost(specs.PIPELINE) as host:
-        info = await host.add(FAULTS["ignore_sigterm"].ref,
-                              config={"hooks": ["process"], "after": 1},
-                              limits=limits)
+        info = await host.add(
+            FAULTS["ignore_sigterm"].ref, config={"hooks": ["process"], "after": 1}, limits=limits
+        )
         assert (await host.call("process", input_data=1)).value == 1  # not struck
     assert info.pid is not None and not _alive(info.pid)
 
@@ -134,8 +174,14 @@ def _alive(pid: int) -> bool:
 def test_assert_report_names_the_mismatch() -> None:
     from plugbox.reports import FailureReport
 
-    report = FailureReport(plugin="p", version="1", hook="process", cause="crashed",
-                           detail="killed by SIGSEGV", signal="SIGSEGV")
+    report = FailureReport(
+        plugin="p",
+        version="1",
+        hook="process",
+        cause="crashed",
+        detail="killed by SIGSEGV",
+        signal="SIGSEGV",
+    )
     assert assert_report(report, cause="crashed", signal="SIGSEGV") is report
     with pytest.raises(AssertionError, match="expected cause timeout, got crashed"):
         assert_report(report, cause="timeout")
@@ -218,7 +264,9 @@ def test_pytester_each_fault_expands_to_every_fault(pytester: pytest.Pytester) -
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "--collect-only")
     ids = [line.split("::", 1)[1] for line in result.outlines if "::" in line]
     assert ids == [f"test_fault[{name}]" for name in FAULTS] + [
-        "test_two[segfault]", "test_two[sleep]"]
+        "test_two[segfault]",
+        "test_two[sleep]",
+    ]
 
 
 # ---------------------------------------------------------------------- inline
@@ -264,14 +312,20 @@ async def test_inline_class_that_crashes_is_contained(anyio_backend: str) -> Non
         info = await host.add(InlineCrashPlugin, limits=QUICK)
         with pytest.raises(PluginCrashed) as caught:
             await host.call("process", input_data="crash")
-        await assert_contained(caught.value, cause="crashed", host=host, signal="SIGSEGV",
-                               probe=("process", {"input_data": "again"}))
+        await assert_contained(
+            caught.value,
+            cause="crashed",
+            host=host,
+            signal="SIGSEGV",
+            probe=("process", {"input_data": "again"}),
+        )
         assert host.plugins[0].pid != info.pid  # restarted, from the same bytes
 
 
 @pytest.mark.anyio
 async def test_an_inline_class_that_cannot_be_serialized_is_a_load_error(
-        anyio_backend: str) -> None:
+    anyio_backend: str,
+) -> None:
     class HoldsAGeneratorPlugin:
         numbers = (i for i in range(3))
 

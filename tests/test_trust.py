@@ -32,8 +32,14 @@ pytestmark = pytest.mark.anyio
 
 PLUGINS = Path(__file__).parent / "plugins"
 AUDITED = str(PLUGINS / "audited.py")
-HOOKS = HookSet("trust-test", [HookSpec(name="ask", args=("query", "state"),
-                                        mode="first_result", mutable=frozenset({"state"}))])
+HOOKS = HookSet(
+    "trust-test",
+    [
+        HookSpec(
+            name="ask", args=("query", "state"), mode="first_result", mutable=frozenset({"state"})
+        )
+    ],
+)
 
 
 def sha(data: bytes) -> str:
@@ -117,8 +123,9 @@ def test_pins_check_declared_and_distribution_versions() -> None:
     assert pin.problem(Found("1.2.5")) is None
     assert pin.problem(Found("1.3.0rc1")) is None  # an installed pre-release in range
     problem = pin.problem(Found("1.2.5", "acme-plugin", "2.0.0"))
-    assert problem == ("pinned to '~=1.2' but found declared version '1.2.5', "
-                       "distribution acme-plugin '2.0.0'")
+    assert problem == (
+        "pinned to '~=1.2' but found declared version '1.2.5', distribution acme-plugin '2.0.0'"
+    )
     assert "no version at all" in (pin.problem(Found()) or "")
     exact = VersionPin.exact("1.0", None, "plugbox.lock")
     assert exact.problem(Found("1.0")) is None
@@ -137,8 +144,7 @@ async def test_a_pinned_sha256_is_accepted_and_reported(tmp_path: Path) -> None:
         assert (await host.call("ask", query="q", state={})).value == "ok"
 
 
-async def test_a_tampered_file_is_refused_by_the_host_before_any_worker(
-        tmp_path: Path) -> None:
+async def test_a_tampered_file_is_refused_by_the_host_before_any_worker(tmp_path: Path) -> None:
     ref = write(tmp_path / "p.py", PLUGIN_V.format(version="1.0", answer="ok"))
     good = integrity.digest(ref)
     write(tmp_path / "p.py", PLUGIN_V.format(version="1.0", answer="evil"))
@@ -170,8 +176,7 @@ class TamperingLauncher(ZygoteLauncher):
         return await super().spawn(tg)
 
 
-async def test_a_file_changed_after_the_host_check_is_refused_by_the_worker(
-        tmp_path: Path) -> None:
+async def test_a_file_changed_after_the_host_check_is_refused_by_the_worker(tmp_path: Path) -> None:
     ref = write(tmp_path / "p.py", PLUGIN_V.format(version="1.0", answer="ok"))
     good = integrity.digest(ref)
     evil = PLUGIN_V.format(version="1.0", answer="evil")
@@ -189,7 +194,9 @@ async def test_a_file_changed_after_the_host_check_is_refused_by_the_worker(
 def make_package(root: Path, name: str, answer: str = "pkg") -> None:
     write(root / name / "__init__.py", '"""A package plugin."""\n')
     write(root / name / "words.py", f'ANSWER = "{answer}"\n')
-    write(root / name / "plugin.py", """\
+    write(
+        root / name / "plugin.py",
+        """\
         from .words import ANSWER
 
 
@@ -199,7 +206,8 @@ def make_package(root: Path, name: str, answer: str = "pkg") -> None:
 
             def ask(self, query, state):
                 return ANSWER
-    """)
+    """,
+    )
 
 
 def test_the_tree_digest_is_defined_by_names_sizes_and_bytes(tmp_path: Path) -> None:
@@ -214,8 +222,9 @@ def test_the_tree_digest_is_defined_by_names_sizes_and_bytes(tmp_path: Path) -> 
     assert integrity.tree_digest([str(tmp_path / "treepkg")]) == h.hexdigest()
 
 
-async def test_a_package_plugin_is_pinned_by_its_tree(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+async def test_a_package_plugin_is_pinned_by_its_tree(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     root = shared_dir(tmp_path)
     make_package(root, "trustpkg_a")
     monkeypatch.syspath_prepend(str(root))
@@ -236,13 +245,15 @@ async def test_a_package_plugin_is_pinned_by_its_tree(monkeypatch: pytest.Monkey
 
 
 async def test_a_package_changed_after_the_host_check_is_refused_by_the_worker(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     root = shared_dir(tmp_path)
     make_package(root, "trustpkg_b")
     monkeypatch.syspath_prepend(str(root))
     good = integrity.digest("trustpkg_b.plugin")
     launcher = TamperingLauncher(
-        lambda: write(root / "trustpkg_b" / "words.py", 'ANSWER = "evil"\n'))
+        lambda: write(root / "trustpkg_b" / "words.py", 'ANSWER = "evil"\n')
+    )
     async with PluginHost(HOOKS, launcher=launcher) as host:
         with pytest.raises(PluginIntegrityError) as info:
             await host.add("trustpkg_b.plugin", sha256=good)
@@ -251,7 +262,8 @@ async def test_a_package_changed_after_the_host_check_is_refused_by_the_worker(
 
 
 def test_the_worker_refuses_source_changed_after_its_own_check(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The last gap: bytes swapped between the worker's tree check and the import."""
     make_package(tmp_path, "trustpkg_c")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -265,8 +277,10 @@ def test_the_worker_refuses_source_changed_after_its_own_check(
     write(tmp_path / "trustpkg_c" / "words.py", 'ANSWER = "evil"\n')
     with pytest.raises(integrity.IntegrityMismatch) as info:
         __import__("trustpkg_c.plugin")
-    assert "words.py" in info.value.what and info.value.expected == manifest[
-        os.path.realpath(tmp_path / "trustpkg_c" / "words.py")]
+    assert (
+        "words.py" in info.value.what
+        and info.value.expected == manifest[os.path.realpath(tmp_path / "trustpkg_c" / "words.py")]
+    )
     assert "trustpkg_c.words" not in sys.modules
 
 
@@ -285,11 +299,25 @@ async def test_lock_file_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     lock_path = root / "plugbox.lock"
     lock = await write_lock([file_ref, "trustpkg_d.plugin"], lock_path)
     data = json.loads(lock_path.read_text())
-    assert data == {"plugbox_lock": 1, "plugins": [
-        {"name": "versioned", "ref": file_ref, "version": "1.0", "distribution": None,
-         "sha256": integrity.digest(file_ref)},
-        {"name": "packaged", "ref": "trustpkg_d.plugin", "version": "3.0.0",
-         "distribution": None, "sha256": integrity.digest("trustpkg_d.plugin")}]}
+    assert data == {
+        "plugbox_lock": 1,
+        "plugins": [
+            {
+                "name": "versioned",
+                "ref": file_ref,
+                "version": "1.0",
+                "distribution": None,
+                "sha256": integrity.digest(file_ref),
+            },
+            {
+                "name": "packaged",
+                "ref": "trustpkg_d.plugin",
+                "version": "3.0.0",
+                "distribution": None,
+                "sha256": integrity.digest("trustpkg_d.plugin"),
+            },
+        ],
+    }
     assert read_lock(lock_path) == lock
     assert await verify_lock(lock_path) == []
 
@@ -303,8 +331,10 @@ async def test_lock_file_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     # tamper: verification names the plugin and both hashes; the host refuses it
     write(root / "p.py", PLUGIN_V.format(version="1.0", answer="evil"))
     problems = await verify_lock(lock_path)
-    assert problems == [f"{file_ref}: sha256 is {integrity.digest(file_ref)}, the lock says "
-                        f"{lock.entries[0].sha256} (the plugin's code changed)"]
+    assert problems == [
+        f"{file_ref}: sha256 is {integrity.digest(file_ref)}, the lock says "
+        f"{lock.entries[0].sha256} (the plugin's code changed)"
+    ]
     async with PluginHost(HOOKS) as host:
         with pytest.raises(PluginIntegrityError):
             await host.add(file_ref, lock=lock_path)
@@ -315,10 +345,14 @@ async def test_lock_file_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     data["plugins"][0]["version"] = "0.9"
     lock_path.write_text(json.dumps(data))
     assert await verify_lock(lock_path) == [
-        f"{file_ref}: declared version is '1.0', the lock says '0.9'"]
+        f"{file_ref}: declared version is '1.0', the lock says '0.9'"
+    ]
     async with PluginHost(HOOKS, lock=lock_path) as host:
-        with pytest.raises(PluginVersionError, match=r"pinned to == 0.9 .*found declared "
-                                                     r"version '1.0'"):
+        with pytest.raises(
+            PluginVersionError,
+            match=r"pinned to == 0.9 .*found declared "
+            r"version '1.0'",
+        ):
             await host.add(file_ref)
 
 
@@ -369,41 +403,45 @@ def test_lock_cli_write_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture
 def fake_distribution(root: Path, *, import_name: str, version: str) -> None:
     info = root / f"fakeplug-{version}.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fakeplug\n"
-                                   f"Version: {version}\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fakeplug\nVersion: {version}\n")
     (info / "top_level.txt").write_text(f"{import_name}\n")
     (info / "entry_points.txt").write_text(
         f"[plugbox.plugins]\ngreeter = {import_name}.greet:GreetPlugin\n"
         f"shouter = {import_name}.shout [loud]\n\n"
-        f"[console_scripts]\nfakeplug = {import_name}.cli:main\n")
+        f"[console_scripts]\nfakeplug = {import_name}.cli:main\n"
+    )
 
 
-def test_discovery_reads_metadata_only(monkeypatch: pytest.MonkeyPatch,
-                                       tmp_path: Path) -> None:
+def test_discovery_reads_metadata_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake_distribution(tmp_path, import_name="fakeplug_missing", version="1.2.3")
     monkeypatch.syspath_prepend(str(tmp_path))
     found = discover()
     mine = [d for d in found if d.dist_name == "fakeplug"]
     assert [(d.name, d.ref, d.dist_version) for d in mine] == [
         ("greeter", "fakeplug_missing.greet:GreetPlugin", "1.2.3"),
-        ("shouter", "fakeplug_missing.shout", "1.2.3")]
+        ("shouter", "fakeplug_missing.shout", "1.2.3"),
+    ]
     assert "fakeplug_missing" not in sys.modules  # (it does not even exist)
     assert discover("no.such.group") == []
 
 
 async def test_a_discovered_plugin_loads_in_a_worker_with_its_distribution_version(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     root = shared_dir(tmp_path)
     fake_distribution(root, import_name="fakeplug_pkg", version="1.2.3")
     write(root / "fakeplug_pkg" / "__init__.py", "")
-    write(root / "fakeplug_pkg" / "greet.py", """\
+    write(
+        root / "fakeplug_pkg" / "greet.py",
+        """\
         class GreetPlugin:
             name = "greeter"
             version = "1.2.3"
 
             def ask(self, query, state):
                 return f"hello {query}"
-    """)
+    """,
+    )
     monkeypatch.syspath_prepend(str(root))
     [entry] = [d for d in discover() if d.name == "greeter" and d.dist_name == "fakeplug"]
     assert "fakeplug_pkg" not in sys.modules
@@ -420,11 +458,16 @@ async def test_a_discovered_plugin_loads_in_a_worker_with_its_distribution_versi
 
 async def test_restarts_keep_the_pins(tmp_path: Path) -> None:
     """A plugin changed on disk after it was added does not come back on restart."""
-    ref = write(shared_dir(tmp_path) / "p.py", PLUGIN_V.format(version="1.0", answer="ok")
-                .replace('return "ok"', 'import os; os._exit(3)'))
+    ref = write(
+        shared_dir(tmp_path) / "p.py",
+        PLUGIN_V.format(version="1.0", answer="ok").replace(
+            'return "ok"', "import os; os._exit(3)"
+        ),
+    )
     async with PluginHost(HOOKS, on_failure="skip") as host:
-        await host.add(ref, sha256=integrity.digest(ref),
-                       limits=Limits(backoff_initial=0, max_failures=10))
+        await host.add(
+            ref, sha256=integrity.digest(ref), limits=Limits(backoff_initial=0, max_failures=10)
+        )
         out = await host.call("ask", query="q", state={})
         assert [f.cause for f in out.failures] == ["crashed"]
         write(tmp_path / "p.py", PLUGIN_V.format(version="1.0", answer="evil"))

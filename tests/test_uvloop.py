@@ -85,8 +85,7 @@ async def test_a_crash_is_reported_and_the_next_call_restarts_on_uvloop(behave: 
         assert host.plugins[0].restarts == 2
 
 
-async def test_a_hung_call_is_a_timeout_and_its_worker_is_killed_on_uvloop(
-        behave: str) -> None:
+async def test_a_hung_call_is_a_timeout_and_its_worker_is_killed_on_uvloop(behave: str) -> None:
     assert_on_uvloop()
     async with PluginHost(specs.PIPELINE) as host:
         info = await host.add(behave, limits=Limits(call_timeout=0.5, backoff_initial=0))
@@ -98,8 +97,7 @@ async def test_a_hung_call_is_a_timeout_and_its_worker_is_killed_on_uvloop(
             os.kill(info.pid, 0)
 
 
-async def test_a_reply_still_unread_when_the_worker_ends_answers_its_call_on_uvloop(
-        ) -> None:
+async def test_a_reply_still_unread_when_the_worker_ends_answers_its_call_on_uvloop() -> None:
     # as tests/test_exit_report.py's test of the same name: uvloop's transport is paused
     # so the reply is still in the socket when the worker's end is heard
     assert_on_uvloop()
@@ -114,8 +112,7 @@ async def test_a_reply_still_unread_when_the_worker_ends_answers_its_call_on_uvl
         assert out.value == {"answered": 5}
         assert not worker.alive
         assert (await host.call("process", input_data=6)).value == {"answered": 6}
-    assert {(r.cause, r.hook, r.exit_code) for r in host.reports} == {
-        ("crashed", "(idle)", 0)}
+    assert {(r.cause, r.hook, r.exit_code) for r in host.reports} == {("crashed", "(idle)", 0)}
 
 
 async def test_a_failure_names_the_plugin_on_uvloop(behave: str) -> None:

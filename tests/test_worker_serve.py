@@ -72,9 +72,19 @@ class Plugin:
         return self.cleaned_up
 
 
-HOOKS = {name: {"args": ["value"], "kind": "async"}
-         for name in ("at_once", "waits", "fails_later", "fails_at_once", "cancels_itself",
-                      "cancels_itself_later", "context", "cleanups")}
+HOOKS = {
+    name: {"args": ["value"], "kind": "async"}
+    for name in (
+        "at_once",
+        "waits",
+        "fails_later",
+        "fails_at_once",
+        "cancels_itself",
+        "cancels_itself_later",
+        "context",
+        "cleanups",
+    )
+}
 
 
 class Transport:
@@ -93,8 +103,7 @@ class Transport:
         return False
 
 
-def channel_for(plugin: Plugin, loop: asyncio.AbstractEventLoop
-                ) -> tuple[WorkerChannel, Transport]:
+def channel_for(plugin: Plugin, loop: asyncio.AbstractEventLoop) -> tuple[WorkerChannel, Transport]:
     loaded = loader.check(plugin, HOOKS)
     channel = WorkerChannel(loaded, {}, Confinement(), FrameLimits(), loop.create_future())
     transport = Transport()
@@ -112,8 +121,7 @@ def gated() -> tuple[Plugin, WorkerChannel, Transport]:
 
 
 def call(channel: WorkerChannel, call_id: int, hook: str, value: Any) -> None:
-    channel.data_received(encode(Call(id=call_id, hook=hook, args={"value": value}),
-                                 side="host"))
+    channel.data_received(encode(Call(id=call_id, hook=hook, args={"value": value}), side="host"))
 
 
 async def settle() -> None:
@@ -128,6 +136,7 @@ def test_an_async_hook_that_does_not_wait_is_answered_as_its_call_is_read() -> N
         # no turn of the loop has passed: the answer was made inside data_received
         assert transport.replies == [Result(id=1, value={"got": "x"}, changed={})]
         assert channel.tasks == {}
+
     asyncio.run(main())
 
 
@@ -143,9 +152,9 @@ def test_a_waiting_hook_goes_on_in_a_task_and_answers_when_its_wait_ends() -> No
         plugin.gate.set_result("opened")
         await settle()
         # the context the first step set is the one the rest of the hook sees
-        assert transport.replies[1] == Result(id=7, value=["opened", "set by call 7"],
-                                              changed={})
+        assert transport.replies[1] == Result(id=7, value=["opened", "set by call 7"], changed={})
         assert channel.tasks == {}
+
     asyncio.run(main())
 
 
@@ -158,6 +167,7 @@ def test_each_call_runs_in_a_context_of_its_own() -> None:
         assert SEEN.get() == "unset"  # nor did it leak into the channel's own context
         channel.tasks[1].cancel()
         await settle()
+
     asyncio.run(main())
 
 
@@ -173,6 +183,7 @@ def test_a_cancel_reaches_the_hook_where_it_waits_and_no_answer_is_sent() -> Non
         assert channel.tasks == {}
         call(channel, 4, "at_once", "after")  # the channel serves on
         assert transport.replies == [Result(id=4, value={"got": "after"}, changed={})]
+
     asyncio.run(main())
 
 
@@ -183,10 +194,12 @@ def test_a_cancel_read_with_its_call_still_reaches_the_hook_where_it_waits() -> 
         plugin, channel, transport = gated()
         channel.data_received(
             encode(Call(id=3, hook="waits", args={"value": 3}), side="host")
-            + encode(Cancel(id=3), side="host"))
+            + encode(Cancel(id=3), side="host")
+        )
         await settle()
         assert plugin.cleaned_up == 1
         assert transport.replies == [] and channel.tasks == {}
+
     asyncio.run(main())
 
 
@@ -199,12 +212,14 @@ def test_a_call_after_a_cancel_starts_once_the_cancelled_hook_has_seen_it() -> N
         await settle()
         channel.data_received(
             encode(Cancel(id=3), side="host")
-            + encode(Call(id=4, hook="cleanups", args={"value": None}), side="host"))
+            + encode(Call(id=4, hook="cleanups", args={"value": None}), side="host")
+        )
         await settle()
         assert transport.replies == [Result(id=4, value=1, changed={})]
         assert channel.cancelling == set() and channel.tasks == {}
         call(channel, 5, "at_once", "eager again")
         assert transport.replies[-1] == Result(id=5, value={"got": "eager again"}, changed={})
+
     asyncio.run(main())
 
 
@@ -222,11 +237,13 @@ def test_errors_before_and_after_the_first_wait_are_error_replies() -> None:
         assert (errors[2].exc_type, errors[2].message) == ("KeyError", "'late'")
         # no Cancel came: a CancelledError the plugin raises itself is its error,
         # answered, rather than a call the host would wait out to its timeout
-        assert (errors[3].exc_type, errors[3].message) == ("CancelledError",
-                                                           "the plugin's own")
-        assert (errors[4].exc_type, errors[4].message) == ("CancelledError",
-                                                           "the plugin's own, later")
+        assert (errors[3].exc_type, errors[3].message) == ("CancelledError", "the plugin's own")
+        assert (errors[4].exc_type, errors[4].message) == (
+            "CancelledError",
+            "the plugin's own, later",
+        )
         assert channel.tasks == {}
+
     asyncio.run(main())
 
 
@@ -242,9 +259,12 @@ def test_calls_read_before_the_loop_took_the_socket_are_answered_in_order() -> N
 
     ours, theirs = socket.socketpair()
     plugin = Plugin()
-    frames = [Call(id=1, hook="at_once", args={"value": 1}),
-              Call(id=2, hook="waits", args={"value": 2}), Cancel(id=2),
-              Call(id=3, hook="at_once", args={"value": 3})]
+    frames = [
+        Call(id=1, hook="at_once", args={"value": 1}),
+        Call(id=2, hook="waits", args={"value": 2}),
+        Cancel(id=2),
+        Call(id=3, hook="at_once", args={"value": 3}),
+    ]
     try:
         theirs.sendall(b"".join(encode(f, side="host") for f in frames))
         early = waiting(ours)
@@ -253,17 +273,29 @@ def test_calls_read_before_the_loop_took_the_socket_are_answered_in_order() -> N
         async def main() -> int:
             loop = asyncio.get_running_loop()
             plugin.gate = loop.create_future()
-            serving = loop.create_task(serve(ours, loader.check(plugin, HOOKS), {},
-                                             Confinement(), FrameLimits(),
-                                             lambda send: None, early))
+            serving = loop.create_task(
+                serve(
+                    ours,
+                    loader.check(plugin, HOOKS),
+                    {},
+                    Confinement(),
+                    FrameLimits(),
+                    lambda send: None,
+                    early,
+                )
+            )
             await settle()
-            await loop.sock_sendall(theirs, encode(Call(id=4, hook="at_once",
-                                                        args={"value": 4}), side="host"))
+            await loop.sock_sendall(
+                theirs, encode(Call(id=4, hook="at_once", args={"value": 4}), side="host")
+            )
             got = Transport()
             while len(got.replies) < 3:
                 got.write(await asyncio.wait_for(loop.sock_recv(theirs, 1 << 16), 10))
             assert [r.value for r in got.replies if isinstance(r, Result)] == [
-                {"got": 1}, {"got": 3}, {"got": 4}]
+                {"got": 1},
+                {"got": 3},
+                {"got": 4},
+            ]
             assert plugin.cleaned_up == 1
             theirs.close()  # the host goes: serve ends
             return await serving
@@ -295,14 +327,14 @@ def test_a_plugin_closing_the_channel_in_a_call_read_early_ends_the_worker_as_lo
     ours, theirs = socket.socketpair()
     fd = ours.fileno()
     try:
-        theirs.sendall(encode(Call(id=1, hook="close_channel", args={"value": None}),
-                              side="host"))
+        theirs.sendall(encode(Call(id=1, hook="close_channel", args={"value": None}), side="host"))
         early = waiting(ours)
         plugin = loader.check(Closer(), {"close_channel": {"args": ["value"], "kind": "sync"}})
 
         async def main() -> int:
-            return await serve(ours, plugin, {}, Confinement(), FrameLimits(),
-                               lambda send: None, early)
+            return await serve(
+                ours, plugin, {}, Confinement(), FrameLimits(), lambda send: None, early
+            )
 
         assert asyncio.run(main()) == EXIT_CHANNEL_LOST
         assert theirs.recv(100) == b""  # no reply, and the channel is closed

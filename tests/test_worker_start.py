@@ -30,16 +30,21 @@ NET = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)
 
 # --- seccomp: a template with the pid written in is build_policy's program -------------------
 @pytest.mark.parametrize("arch", list(ARCHES.values()), ids=lambda a: a.name)
-@pytest.mark.parametrize("options", [
-    {},
-    {"allow_processes": True},
-    {"socket_families": NET, "connect": True},
-    {"socket_families": NET, "connect": True, "allow_processes": True},
-    {"self_only": False},
-    {"socket_families": (socket.AF_UNIX, socket.AF_INET)},
-], ids=["default", "processes", "network", "network+processes", "not-self-only", "inet"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"allow_processes": True},
+        {"socket_families": NET, "connect": True},
+        {"socket_families": NET, "connect": True, "allow_processes": True},
+        {"self_only": False},
+        {"socket_families": (socket.AF_UNIX, socket.AF_INET)},
+    ],
+    ids=["default", "processes", "network", "network+processes", "not-self-only", "inet"],
+)
 def test_a_template_filled_in_is_the_program_build_policy_gives(
-        arch: seccomp.Arch, options: dict[str, Any]) -> None:
+    arch: seccomp.Arch, options: dict[str, Any]
+) -> None:
     template = policy_template(arch=arch, **options)
     for pid in PIDS:
         assert template.for_pid(pid) == build_policy(pid, arch=arch, **options), pid
@@ -48,8 +53,9 @@ def test_a_template_filled_in_is_the_program_build_policy_gives(
 def test_the_pid_slots_are_the_pid_comparisons() -> None:
     template = policy_template(arch=ARCHES["x86_64"])
     program = seccomp.disassemble(template.for_pid(4242))
-    compared = [i * 8 + 4 for i, insn in enumerate(program)
-                if insn.code == seccomp.JEQ and insn.k == 4242]
+    compared = [
+        i * 8 + 4 for i, insn in enumerate(program) if insn.code == seccomp.JEQ and insn.k == 4242
+    ]
     assert template.pid_slots and list(template.pid_slots) == compared
     # without self_only nothing in the program depends on the pid
     open_template = policy_template(self_only=False, arch=ARCHES["x86_64"])
@@ -61,9 +67,9 @@ def test_templates_are_kept_per_set_of_options() -> None:
     x86 = ARCHES["x86_64"]
     assert policy_template(arch=x86) is policy_template(arch=x86)
     # the families are a set: order and repeats do not make another template
-    assert (policy_template(socket_families=[socket.AF_INET6, socket.AF_UNIX,
-                                             socket.AF_INET, socket.AF_UNIX], arch=x86)
-            is policy_template(socket_families=NET, arch=x86))
+    assert policy_template(
+        socket_families=[socket.AF_INET6, socket.AF_UNIX, socket.AF_INET, socket.AF_UNIX], arch=x86
+    ) is policy_template(socket_families=NET, arch=x86)
     assert policy_template(arch=x86) is not policy_template(allow_processes=True, arch=x86)
     # an architecture that is not one of ours is built each time, still right
     other = seccomp.Arch("x86_64", x86.audit_arch, True, dict(x86.syscalls))
@@ -75,8 +81,9 @@ def test_the_worker_installs_the_program_its_policy_asks_for() -> None:
     for network in (False, True):
         for processes in (False, True):
             families = NET if network else (socket.AF_UNIX,)
-            expected = build_policy(4242, socket_families=families, connect=network,
-                                    allow_processes=processes)
+            expected = build_policy(
+                4242, socket_families=families, connect=network, allow_processes=processes
+            )
             got = sandbox._seccomp_template(network, processes).for_pid(4242)
             assert got == expected, (network, processes)
 
@@ -138,8 +145,7 @@ def test_package_path_is_what_getattr_says_for_every_kind_of_module() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="drops privileges: needs root")
-def test_after_the_drop_packages_under_a_root_only_directory_still_import(
-        tmp_path: Path) -> None:
+def test_after_the_drop_packages_under_a_root_only_directory_still_import(tmp_path: Path) -> None:
     # an import directory beneath one only root may enter (as an interpreter under
     # /root is): as nobody, only an fd opened before the drop reaches it
     hidden = tmp_path / "root_only" / "lib"
@@ -160,11 +166,15 @@ def test_after_the_drop_packages_under_a_root_only_directory_still_import(
         paths.after_drop()
         from hiddenpkg import later  # type: ignore[import-not-found]
 
-        return {"remapped": paths.remap.get(str(hidden)), "sys_path": sys.path[0],
-                "pkg_path": list(hiddenpkg.__path__), "value": later.VALUE,
-                "finders_before": finders_before,
-                "retired": len(confine._RETIRED[-1]),
-                "stale": [p for p in sys.path_importer_cache if p.startswith(str(hidden))]}
+        return {
+            "remapped": paths.remap.get(str(hidden)),
+            "sys_path": sys.path[0],
+            "pkg_path": list(hiddenpkg.__path__),
+            "value": later.VALUE,
+            "finders_before": finders_before,
+            "retired": len(confine._RETIRED[-1]),
+            "stale": [p for p in sys.path_importer_cache if p.startswith(str(hidden))],
+        }
 
     seen = in_child(probe)
     fd_path = seen["remapped"]
@@ -197,15 +207,22 @@ def test_scrubbing_leaves_only_the_clean_environment_in_python_and_in_libc() -> 
         confine.scrub_environment()
         getenv = ctypes.CDLL(None).getenv
         getenv.restype = ctypes.c_char_p
-        return {"python": dict(os.environ),
-                "libc": {name: (getenv(name.encode()) or b"").decode()
-                         for name in ("PLUGBOX_TEST_SECRET", "PATH", "HOME")},
-                "libc_bytes": getenv(b"PLUGBOX_TEST_BYTES\xff")}
+        return {
+            "python": dict(os.environ),
+            "libc": {
+                name: (getenv(name.encode()) or b"").decode()
+                for name in ("PLUGBOX_TEST_SECRET", "PATH", "HOME")
+            },
+            "libc_bytes": getenv(b"PLUGBOX_TEST_BYTES\xff"),
+        }
 
     seen = in_child(probe)
     assert seen["python"] == confine.CLEAN_ENV
-    assert seen["libc"] == {"PLUGBOX_TEST_SECRET": "", "HOME": "",
-                            "PATH": confine.CLEAN_ENV["PATH"]}
+    assert seen["libc"] == {
+        "PLUGBOX_TEST_SECRET": "",
+        "HOME": "",
+        "PATH": confine.CLEAN_ENV["PATH"],
+    }
     assert seen["libc_bytes"] is None
 
 
@@ -237,8 +254,7 @@ def test_landlock_skips_paths_that_do_not_exist(tmp_path: Path) -> None:
     (tmp_path / "ro" / "data.txt").write_text("readable")
 
     def probe() -> dict[str, Any]:
-        done = landlock.restrict([str(tmp_path / "missing"), "bad\0path",
-                                  str(tmp_path / "ro")], [])
+        done = landlock.restrict([str(tmp_path / "missing"), "bad\0path", str(tmp_path / "ro")], [])
         with open(tmp_path / "ro" / "data.txt") as f:
             data = f.read()
         try:
@@ -255,10 +271,15 @@ def test_landlock_skips_paths_that_do_not_exist(tmp_path: Path) -> None:
 def _process_state() -> dict[str, Any]:
     with open("/proc/self/status") as f:
         status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-    return {"uid": status["Uid"], "seccomp": status.get("Seccomp"),
-            "no_new_privs": status.get("NoNewPrivs"), "fds": sorted(os.listdir("/proc/self/fd")),
-            "env": dict(os.environ), "cwd": os.getcwd(),
-            "ns": {name: os.readlink(f"/proc/self/ns/{name}") for name in ("user", "pid", "net")}}
+    return {
+        "uid": status["Uid"],
+        "seccomp": status.get("Seccomp"),
+        "no_new_privs": status.get("NoNewPrivs"),
+        "fds": sorted(os.listdir("/proc/self/fd")),
+        "env": dict(os.environ),
+        "cwd": os.getcwd(),
+        "ns": {name: os.readlink(f"/proc/self/ns/{name}") for name in ("user", "pid", "net")},
+    }
 
 
 def test_prepare_changes_nothing_of_the_process_and_builds_the_templates() -> None:
@@ -272,8 +293,12 @@ def test_prepare_changes_nothing_of_the_process_and_builds_the_templates() -> No
         built = seccomp._template.cache_info().currsize
         # a worker's lookup then finds the template made by prepare
         sandbox._seccomp_template(False, False)
-        return {"same": before == after, "kept": kept, "built": built,
-                "hits": sandbox._seccomp_template.cache_info().hits}
+        return {
+            "same": before == after,
+            "kept": kept,
+            "built": built,
+            "hits": sandbox._seccomp_template.cache_info().hits,
+        }
 
     seen = in_child(probe)
     assert seen["same"]

@@ -68,7 +68,8 @@ def weather(city: str, units: str = "fahrenheit") -> dict[str, Any]:
 def calculator(operation: str, a: float, b: float) -> float:
     """Adds, subtracts, multiplies or divides two numbers."""
     return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b if b else float("nan")}[
-        operation]
+        operation
+    ]
 
 
 class ScriptedModel(BaseLlm):
@@ -80,25 +81,37 @@ class ScriptedModel(BaseLlm):
     calls: int = 0
     first_system: str = ""
 
-    async def generate_content_async(self, llm_request: LlmRequest, stream: bool = False
-                                     ) -> AsyncGenerator[LlmResponse, None]:
+    async def generate_content_async(
+        self, llm_request: LlmRequest, stream: bool = False
+    ) -> AsyncGenerator[LlmResponse, None]:
         self.calls += 1
         system = str(llm_request.config.system_instruction or "")
-        say(f"the model gets {len(llm_request.contents)} contents and the system "
-            f"instruction {system[:60]!r}...")
+        say(
+            f"the model gets {len(llm_request.contents)} contents and the system "
+            f"instruction {system[:60]!r}..."
+        )
         self.first_system = self.first_system or system
         step = self.script.pop(0)
         if isinstance(step, dict):
-            part = types.Part(function_call=types.FunctionCall(
-                id=f"call-{self.calls}", name=step["call"], args=step["args"]))
+            part = types.Part(
+                function_call=types.FunctionCall(
+                    id=f"call-{self.calls}", name=step["call"], args=step["args"]
+                )
+            )
         else:
-            results = [p.function_response.response for c in llm_request.contents
-                       for p in c.parts or [] if p.function_response is not None]
+            results = [
+                p.function_response.response
+                for c in llm_request.contents
+                for p in c.parts or []
+                if p.function_response is not None
+            ]
             part = types.Part(text=step.replace("{tool}", str(results[-1] if results else "")))
         yield LlmResponse(
             content=types.Content(role="model", parts=[part]),
             usage_metadata=types.GenerateContentResponseUsageMetadata(
-                prompt_token_count=1, candidates_token_count=1, total_token_count=2))
+                prompt_token_count=1, candidates_token_count=1, total_token_count=2
+            ),
+        )
 
 
 SCRIPT: list[Any] = [
@@ -126,17 +139,24 @@ def text_of(event: Event) -> str:
 
 async def ask(runner: Runner, text: str) -> list[Event]:
     """One run of the agent in a new session; prints and returns its events."""
-    session = await runner.session_service.create_session(app_name=runner.app_name,
-                                                          user_id="user")
+    session = await runner.session_service.create_session(app_name=runner.app_name, user_id="user")
     message = types.Content(role="user", parts=[types.Part(text=text)])
     events = []
-    async for event in run_async(runner, user_id="user", session_id=session.id,  # plugbox
-                                 new_message=message):
+    async for event in run_async(
+        runner,
+        user_id="user",
+        session_id=session.id,  # plugbox
+        new_message=message,
+    ):
         parts = event.content.parts or [] if event.content else []
         what = "; ".join(
-            f"call {p.function_call.name}({p.function_call.args})" if p.function_call
-            else f"result {p.function_response.response}" if p.function_response
-            else repr(p.text) for p in parts)
+            f"call {p.function_call.name}({p.function_call.args})"
+            if p.function_call
+            else f"result {p.function_response.response}"
+            if p.function_response
+            else repr(p.text)
+            for p in parts
+        )
         if event.error_code:
             what = f"error {event.error_code}: {event.error_message}"
         say(f"event from {event.author}: {what}; custom_metadata {event.custom_metadata}")
@@ -145,8 +165,9 @@ async def ask(runner: Runner, text: str) -> list[Event]:
 
 
 async def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="     log %(name)s: %(message)s",
-                        stream=sys.stdout)
+    logging.basicConfig(
+        level=logging.INFO, format="     log %(name)s: %(message)s", stream=sys.stdout
+    )
     logging.getLogger("google_adk").setLevel(logging.CRITICAL)  # ADK's own chatter
     logging.getLogger("plugbox.audit").setLevel(logging.WARNING)  # a record per call
     # the aborted worker's faulthandler trace (its stderr) is not the point here; the
@@ -163,48 +184,67 @@ async def main() -> int:
 
     async with PluginHost(specs.AGENT) as host:  # plugbox
         await host.add("plugbox.plugins.logging")  # plugbox
-        await host.add("plugbox.plugins.global_instruction",  # plugbox
-                       config={"instruction": INSTRUCTION})
+        await host.add(
+            "plugbox.plugins.global_instruction",  # plugbox
+            config={"instruction": INSTRUCTION},
+        )
         await host.add(str(RECIPES / "block_keyword.py"), config={"keyword": "/deny"})
         await host.add(str(RECIPES / "misbehaving.py"))
-        await host.add(str(RECIPES / "rewrite_tool_args.py"),
-                       config={"overrides": {"weather": {"units": "celsius"}}})
+        await host.add(
+            str(RECIPES / "rewrite_tool_args.py"),
+            config={"overrides": {"weather": {"units": "celsius"}}},
+        )
         await host.add(str(RECIPES / "redact.py"))
         await host.add(str(RECIPES / "tag_events.py"))
         print(f"Plugins, each in its own worker: {', '.join(p.name for p in host.plugins)}")
 
-        agent = LlmAgent(name="assistant", model=model, instruction="Answer briefly.",
-                         tools=[weather, calculator])
-        app = App(name="plugbox_example", root_agent=agent,
-                  plugins=[PlugboxPlugin(host)])  # plugbox
+        agent = LlmAgent(
+            name="assistant",
+            model=model,
+            instruction="Answer briefly.",
+            tools=[weather, calculator],
+        )
+        app = App(
+            name="plugbox_example", root_agent=agent, plugins=[PlugboxPlugin(host)]
+        )  # plugbox
         runner = Runner(app=app, session_service=InMemorySessionService())
 
-        print("\n1. 'What is the weather in Paris?': instruction, argument rewriting, tags, "
-              "a skipped on_event")
+        print(
+            "\n1. 'What is the weather in Paris?': instruction, argument rewriting, tags, "
+            "a skipped on_event"
+        )
         events = await ask(runner, "What is the weather in Paris?")
         print(f"   => {text_of(events[-1])}")
-        expect(model.first_system.startswith(INSTRUCTION),
-               "the model got the global instruction first")
+        expect(
+            model.first_system.startswith(INSTRUCTION), "the model got the global instruction first"
+        )
         expect("'units': 'celsius'" in text_of(events[-1]), "the tool ran in celsius")
-        expect(all(e.custom_metadata == {"tags": ["plugin_demo"]} for e in events),
-               "every event tagged")
+        expect(
+            all(e.custom_metadata == {"tags": ["plugin_demo"]} for e in events),
+            "every event tagged",
+        )
         skipped = [r for r in host.reports if r.hook == "on_event"]
-        expect(len(skipped) == 1 and skipped[0].cause == "raised",
-               "misbehaving's on_event failed once and was skipped")
+        expect(
+            len(skipped) == 1 and skipped[0].cause == "raised",
+            "misbehaving's on_event failed once and was skipped",
+        )
 
         print("\n2. '/deny show me the admin password': before_model short-circuits")
         calls = model.calls
         events = await ask(runner, "/deny show me the admin password")
         print(f"   => {text_of(events[-1])} (model calls in this run: {model.calls - calls})")
-        expect(text_of(events[-1]) == "Blocked by plugin policy." and model.calls == calls,
-               "the policy answered and the model was not called")
+        expect(
+            text_of(events[-1]) == "Blocked by plugin policy." and model.calls == calls,
+            "the policy answered and the model was not called",
+        )
 
         print("\n3. 'What is 6 times 7?': after_model replaces a leaking response")
         events = await ask(runner, "What is 6 times 7?")
         print(f"   => {text_of(events[-1])}")
-        expect(text_of(events[-1]) == "6 times 7 is {'result': 42}. "
-                                      "(debug: api_key=[redacted])",
-               "42, with the key redacted")
+        expect(
+            text_of(events[-1]) == "6 times 7 is {'result': 42}. (debug: api_key=[redacted])",
+            "42, with the key redacted",
+        )
 
         print("\n4. 'please crash': a before_model plugin dies, the run fails closed")
         try:
@@ -212,22 +252,30 @@ async def main() -> int:
             expect(False, "the run raised a PluginFailure")
         except PluginFailure as failure:  # plugbox
             r = failure.report
-            print(f"   => the run raised {type(failure).__name__}: plugin {r.plugin!r} in "
-                  f"{r.hook}, {r.cause} by {r.signal}, pid {r.pid}")
-            expect(r.plugin == "misbehaving" and r.hook == "before_model"
-                   and r.cause == "crashed", "misbehaving crashed in before_model")
+            print(
+                f"   => the run raised {type(failure).__name__}: plugin {r.plugin!r} in "
+                f"{r.hook}, {r.cause} by {r.signal}, pid {r.pid}"
+            )
+            expect(
+                r.plugin == "misbehaving" and r.hook == "before_model" and r.cause == "crashed",
+                "misbehaving crashed in before_model",
+            )
 
         print("\n5. 'Thanks!': the host serves on (the crashed plugin gets a fresh worker)")
         events = await ask(runner, "Thanks!")
         print(f"   => {text_of(events[-1])}")
         expect(text_of(events[-1]) == "You're welcome.", "the fifth run answered")
         info = {p.name: p for p in host.plugins}["misbehaving"]
-        print(f"   misbehaving: {info.state}, pid {info.pid}, restarts {info.restarts}; "
-              f"failures recorded by the host: {len(host.reports)}")
+        print(
+            f"   misbehaving: {info.state}, pid {info.pid}, restarts {info.restarts}; "
+            f"failures recorded by the host: {len(host.reports)}"
+        )
         await runner.close()  # ADK's runner; the host is closed by its own 'async with'
         print("\nClosing the host: plugins close in reverse order of adding")
-    print(f"\nDone in {time.monotonic() - started:.1f} s"
-          + (f"; {len(problems)} expectation(s) not met" if problems else ""))
+    print(
+        f"\nDone in {time.monotonic() - started:.1f} s"
+        + (f"; {len(problems)} expectation(s) not met" if problems else "")
+    )
     return 1 if problems else 0
 
 

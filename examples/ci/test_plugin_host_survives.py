@@ -54,6 +54,11 @@ async def test_a_turn_survives(plugbox_host: Any, fault: Fault) -> None:
         assert not turn["failures"]
     else:
         (report,) = turn["failures"]
-        await assert_contained(report, cause=fault.causes, host=host,
-                               signal=fault.signal, exit_code=fault.exit_code,
-                               exc_type=fault.exc_type)
+        await assert_contained(
+            report,
+            cause=fault.causes,
+            host=host,
+            signal=fault.signal,
+            exit_code=fault.exit_code,
+            exc_type=fault.exc_type,
+        )

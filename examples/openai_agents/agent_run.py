@@ -79,7 +79,8 @@ async def weather(city: str, units: str) -> dict[str, Any]:
 async def calculator(operation: str, a: float, b: float) -> float:
     """add, sub, mul or div two numbers."""
     return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b if b else float("nan")}[
-        operation]
+        operation
+    ]
 
 
 class ScriptedModel(Model):
@@ -90,21 +91,40 @@ class ScriptedModel(Model):
         self.script = list(script)
         self.calls: list[dict[str, Any]] = []
 
-    async def get_response(self, system_instructions: str | None, input: Any,
-                           model_settings: Any, tools: list[Any], output_schema: Any,
-                           handoffs: list[Any], tracing: Any, **kwargs: Any) -> ModelResponse:
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: Any,
+        model_settings: Any,
+        tools: list[Any],
+        output_schema: Any,
+        handoffs: list[Any],
+        tracing: Any,
+        **kwargs: Any,
+    ) -> ModelResponse:
         self.calls.append({"instructions": system_instructions, "input": copy.deepcopy(input)})
         step = self.script.pop(0)
         if isinstance(step, dict):
-            call = ResponseFunctionToolCall(type="function_call", call_id=step["id"],
-                                            name=step["name"], arguments=json.dumps(step["args"]))
+            call = ResponseFunctionToolCall(
+                type="function_call",
+                call_id=step["id"],
+                name=step["name"],
+                arguments=json.dumps(step["args"]),
+            )
             return ModelResponse(output=[call], usage=Usage(), response_id=None)
-        outputs = [i["output"] for i in input if isinstance(i, dict)
-                   and i.get("type") == "function_call_output"]
+        outputs = [
+            i["output"]
+            for i in input
+            if isinstance(i, dict) and i.get("type") == "function_call_output"
+        ]
         text = step.replace("{tool}", str(outputs[-1])) if outputs else step
         message = ResponseOutputMessage(
-            id=f"msg-{len(self.calls)}", type="message", role="assistant", status="completed",
-            content=[ResponseOutputText(type="output_text", text=text, annotations=[])])
+            id=f"msg-{len(self.calls)}",
+            type="message",
+            role="assistant",
+            status="completed",
+            content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+        )
         return ModelResponse(output=[message], usage=Usage(), response_id=None)
 
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -129,8 +149,9 @@ def say(text: str) -> None:
 
 
 async def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="     log %(name)s: %(message)s",
-                        stream=sys.stdout)
+    logging.basicConfig(
+        level=logging.INFO, format="     log %(name)s: %(message)s", stream=sys.stdout
+    )
     for quiet in ("plugbox.audit", "openai.agents", "httpx"):
         logging.getLogger(quiet).setLevel(logging.WARNING)
     # the crashed workers' stderr (faulthandler traces) is not the point here; the host's
@@ -139,8 +160,12 @@ async def main() -> int:
         logging.getLogger(f"plugbox.plugin.{crashing}").setLevel(logging.ERROR)
     started = time.monotonic()
     model = ScriptedModel(SCRIPT)
-    agent = Agent(name="assistant", instructions="You answer questions with two tools.",
-                  model=model, tools=[weather, calculator])
+    agent = Agent(
+        name="assistant",
+        instructions="You answer questions with two tools.",
+        model=model,
+        tools=[weather, calculator],
+    )
     config = RunConfig(tracing_disabled=True)  # offline: no trace export
     problems: list[str] = []
 
@@ -155,8 +180,10 @@ async def main() -> int:
         await host.add(str(HERE / "plugins" / "refuse_topics.py"))
         await host.add(str(RECIPES / "block_keyword.py"), config={"keyword": "/deny"})
         await host.add(str(RECIPES / "misbehaving.py"))
-        await host.add(str(RECIPES / "rewrite_tool_args.py"),
-                       config={"overrides": {"weather": {"units": "celsius"}}})
+        await host.add(
+            str(RECIPES / "rewrite_tool_args.py"),
+            config={"overrides": {"weather": {"units": "celsius"}}},
+        )
         await host.add(str(RECIPES / "redact.py"))
         await host.add(str(RECIPES / "tag_events.py"))
         await host.add(str(HERE / "plugins" / "flaky_auditor.py"))
@@ -164,32 +191,47 @@ async def main() -> int:
 
         async def ask(text: str) -> Any:
             wired = wire(host, agent, run_config=config)  # plugbox
-            result = await Runner.run(wired.agent, text, hooks=wired.hooks,  # plugbox
-                                      run_config=wired.run_config)
+            result = await Runner.run(
+                wired.agent,
+                text,
+                hooks=wired.hooks,  # plugbox
+                run_config=wired.run_config,
+            )
             for report in wired.failures:
-                say(f"{report.plugin} failed in {report.hook} ({report.cause}, "
-                    f"{report.signal}): skipped, the run went on")
+                say(
+                    f"{report.plugin} failed in {report.hook} ({report.cause}, "
+                    f"{report.signal}): skipped, the run went on"
+                )
             return result, wired
 
-        print("\n1. 'What is the weather in Paris?': instruction, argument rewriting, tags, "
-              "a skipped on_event plugin")
+        print(
+            "\n1. 'What is the weather in Paris?': instruction, argument rewriting, tags, "
+            "a skipped on_event plugin"
+        )
         result, wired = await ask("What is the weather in Paris?")
         say(f"the model got the instructions {model.calls[0]['instructions']!r}")
         say("events: " + ", ".join(f"{e['type']} {e['tags']}" for e in wired.events))
         print(f"   => {result.final_output}")
-        expect(model.calls[0]["instructions"].startswith(INSTRUCTION),
-               "the instruction reached the model")
+        expect(
+            model.calls[0]["instructions"].startswith(INSTRUCTION),
+            "the instruction reached the model",
+        )
         expect("'units': 'celsius'" in result.final_output, "the tool ran in celsius")
         expect(all(e["tags"] == ["plugin_demo"] for e in wired.events), "every event tagged")
-        expect([(r.plugin, r.cause, r.signal) for r in wired.failures] == [
-            ("flaky_auditor", "crashed", "SIGSEGV")], "flaky_auditor crashed and was skipped")
+        expect(
+            [(r.plugin, r.cause, r.signal) for r in wired.failures]
+            == [("flaky_auditor", "crashed", "SIGSEGV")],
+            "flaky_auditor crashed and was skipped",
+        )
 
         print("\n2. '/deny show me the admin password': the policy answers, not the model")
         calls = len(model.calls)
         result, _ = await ask("/deny show me the admin password")
         print(f"   => {result.final_output} (model calls in this run: {len(model.calls) - calls})")
-        expect(result.final_output == "Blocked by plugin policy." and len(model.calls) == calls,
-               "the policy answered and the model was not called")
+        expect(
+            result.final_output == "Blocked by plugin policy." and len(model.calls) == calls,
+            "the policy answered and the model was not called",
+        )
 
         print("\n3. 'What are the launch codes?': before_run refuses, the run does not start")
         try:
@@ -197,16 +239,20 @@ async def main() -> int:
             expect(False, "the input tripwire fired")
         except InputGuardrailTripwireTriggered as tripped:
             info = tripped.guardrail_result.output.output_info
-            print(f"   => InputGuardrailTripwireTriggered: {info['plugin']} in {info['hook']}: "
-                  f"{info['value']['content']}")
+            print(
+                f"   => InputGuardrailTripwireTriggered: {info['plugin']} in {info['hook']}: "
+                f"{info['value']['content']}"
+            )
             expect(info["plugin"] == "refuse_topics", "refuse_topics refused")
         expect(len(model.calls) == calls, "the model was not called")
 
         print("\n4. 'What is 6 times 7?': after_model replaces a leaking response")
         result, _ = await ask("What is 6 times 7?")
         print(f"   => {result.final_output}")
-        expect("42" in result.final_output and "sk-live" not in result.final_output,
-               "42, with the key redacted")
+        expect(
+            "42" in result.final_output and "sk-live" not in result.final_output,
+            "42, with the key redacted",
+        )
 
         print("\n5. 'please crash': a before_model plugin dies, the run fails closed")
         calls = len(model.calls)
@@ -215,10 +261,14 @@ async def main() -> int:
             expect(False, "the run raised a PluginFailure")
         except PluginFailure as failure:
             r = failure.report
-            print(f"   => Runner.run raised {type(failure).__name__}: plugin {r.plugin!r} in "
-                  f"{r.hook}, {r.cause} by {r.signal}, pid {r.pid}")
-            expect((r.plugin, r.hook, r.cause) == ("misbehaving", "before_model", "crashed"),
-                   "misbehaving crashed in before_model")
+            print(
+                f"   => Runner.run raised {type(failure).__name__}: plugin {r.plugin!r} in "
+                f"{r.hook}, {r.cause} by {r.signal}, pid {r.pid}"
+            )
+            expect(
+                (r.plugin, r.hook, r.cause) == ("misbehaving", "before_model", "crashed"),
+                "misbehaving crashed in before_model",
+            )
         expect(len(model.calls) == calls, "the model was not called")
 
         print("\n6. 'Thanks!': the host serves on (crashed plugins get fresh workers)")
@@ -230,8 +280,10 @@ async def main() -> int:
                 say(f"{info.name}: {info.state}, restarts {info.restarts}")
         print(f"   failures recorded by the host: {len(host.reports)}")
         print("\nClosing the host: plugins close in reverse order of adding")
-    print(f"\nDone in {time.monotonic() - started:.1f} s"
-          + (f"; {len(problems)} expectation(s) not met" if problems else ""))
+    print(
+        f"\nDone in {time.monotonic() - started:.1f} s"
+        + (f"; {len(problems)} expectation(s) not met" if problems else "")
+    )
     return 1 if problems else 0
 
 

@@ -49,7 +49,6 @@ log = logging.getLogger("plugbox.adapters.adk")
 TAGS_KEY = "tags"
 
 
-
 # ---------------------------------------------------------------------- plain data
 def _key(message: Any) -> str:
     return json.dumps(message, sort_keys=True, default=repr)
@@ -140,9 +139,13 @@ def _call_part(call: Any) -> types.Part | None:
         except ValueError:
             args = {"input": args}
     call_id = call.get("id")
-    return types.Part(function_call=types.FunctionCall(
-        id=call_id if isinstance(call_id, str) else None, name=call["name"],
-        args=_as_dict(args if args is not None else {})))
+    return types.Part(
+        function_call=types.FunctionCall(
+            id=call_id if isinstance(call_id, str) else None,
+            name=call["name"],
+            args=_as_dict(args if args is not None else {}),
+        )
+    )
 
 
 def parts_of(message: Any, base: Sequence[types.Part] = ()) -> list[types.Part]:
@@ -161,9 +164,15 @@ def parts_of(message: Any, base: Sequence[types.Part] = ()) -> list[types.Part]:
         if not isinstance(name, str):
             old = next((p.function_response for p in base if p.function_response), None)
             name = old.name if old is not None else None
-        parts.append(types.Part(function_response=types.FunctionResponse(
-            id=call_id if isinstance(call_id, str) else None, name=name,
-            response=_as_dict(message.get("content")))))
+        parts.append(
+            types.Part(
+                function_response=types.FunctionResponse(
+                    id=call_id if isinstance(call_id, str) else None,
+                    name=name,
+                    response=_as_dict(message.get("content")),
+                )
+            )
+        )
         return parts
     content = message.get("content")
     text = content if isinstance(content, str) else text_of_data(content)
@@ -185,8 +194,9 @@ def text_of_data(content: Any) -> str:
     return json.dumps(content, default=str)
 
 
-def content_of(message: Any, *, role: str | None = None,
-               base: types.Content | None = None) -> types.Content:
+def content_of(
+    message: Any, *, role: str | None = None, base: types.Content | None = None
+) -> types.Content:
     """A message (or a str) as a ``Content``; ``role`` (ADK's) overrides the
     message's; ``base``'s non-text parts are kept."""
     if role is None:
@@ -195,8 +205,9 @@ def content_of(message: Any, *, role: str | None = None,
 
 
 # ---------------------------------------------------------------------- requests
-def _messages_of(contents: Sequence[types.Content]
-                 ) -> tuple[list[dict[str, Any]], list[tuple[int, list[types.Part]]]]:
+def _messages_of(
+    contents: Sequence[types.Content],
+) -> tuple[list[dict[str, Any]], list[tuple[int, list[types.Part]]]]:
     """Messages for contents, and for each message the content index and parts it
     was made from. A content holding function responses gives one ``tool`` message
     per response (and one more message for any other parts)."""
@@ -212,8 +223,14 @@ def _messages_of(contents: Sequence[types.Content]
         for part in responses:
             response = part.function_response
             assert response is not None
-            messages.append({"role": "tool", "tool_call_id": response.id,
-                             "name": response.name, "content": plain(response.response)})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": response.id,
+                    "name": response.name,
+                    "content": plain(response.response),
+                }
+            )
             origins.append((index, [part]))
         others = [p for p in parts if not _is_response(p)]
         if others:
@@ -235,8 +252,11 @@ def tool_of_declaration(declaration: types.FunctionDeclaration) -> dict[str, Any
     schema = declaration.parameters_json_schema
     if schema is None and declaration.parameters is not None:
         schema = declaration.parameters.model_dump(mode="json", exclude_none=True)
-    return {"name": declaration.name, "description": declaration.description or "",
-            "parameters": plain(schema) if schema is not None else {}}
+    return {
+        "name": declaration.name,
+        "description": declaration.description or "",
+        "parameters": plain(schema) if schema is not None else {},
+    }
 
 
 class RequestView:
@@ -277,8 +297,9 @@ class RequestView:
         messages = new.get("messages")
         if isinstance(messages, list):
             system = [m for m in messages if isinstance(m, Mapping) and m.get("role") == "system"]
-            others = [m for m in messages
-                      if not (isinstance(m, Mapping) and m.get("role") == "system")]
+            others = [
+                m for m in messages if not (isinstance(m, Mapping) and m.get("role") == "system")
+            ]
             if system or self.has_system:
                 text = "\n\n".join(text_of_message(m) for m in system)
                 if text != self.system or (not system and self.has_system):
@@ -309,22 +330,34 @@ class RequestView:
                 for k in range(i2 - i1):
                     index, parts = self.origins[i1 + k]
                     message = new[j1 + k]
-                    role = (adk_role_of(message.get("role")) if isinstance(message, Mapping)
-                            else self.contents[index].role or "user")
+                    role = (
+                        adk_role_of(message.get("role"))
+                        if isinstance(message, Mapping)
+                        else self.contents[index].role or "user"
+                    )
                     pieces.append((index, role, parts_of(message, parts), False))
             elif tag in ("replace", "insert"):
                 for message in new[j1:j2]:
-                    role = adk_role_of(message.get("role")) if isinstance(message, Mapping) \
-                        else "user"
+                    role = (
+                        adk_role_of(message.get("role")) if isinstance(message, Mapping) else "user"
+                    )
                     pieces.append((None, role, parts_of(message), False))
         contents: list[types.Content] = []
         groups: list[tuple[int | None, str, list[types.Part], list[bool]]] = []
         for origin, role, parts, same in pieces:
             last = groups[-1] if groups else None
-            tool_batch = (origin is None and last is not None and last[0] is None
-                          and _all_responses(parts) and _all_responses(last[2]))
-            if last is not None and last[1] == role and (
-                    (origin is not None and last[0] == origin) or tool_batch):
+            tool_batch = (
+                origin is None
+                and last is not None
+                and last[0] is None
+                and _all_responses(parts)
+                and _all_responses(last[2])
+            )
+            if (
+                last is not None
+                and last[1] == role
+                and ((origin is not None and last[0] == origin) or tool_batch)
+            ):
                 last[2].extend(parts)
                 last[3].append(same)
             else:
@@ -332,18 +365,27 @@ class RequestView:
         for origin, role, parts, unchanged in groups:
             if not parts:
                 continue
-            whole = (origin is not None and all(unchanged)
-                     and sum(1 for o in self.origins if o[0] == origin) == len(unchanged))
-            contents.append(self.contents[origin] if whole and origin is not None
-                            else types.Content(role=role, parts=parts))
+            whole = (
+                origin is not None
+                and all(unchanged)
+                and sum(1 for o in self.origins if o[0] == origin) == len(unchanged)
+            )
+            contents.append(
+                self.contents[origin]
+                if whole and origin is not None
+                else types.Content(role=role, parts=parts)
+            )
         return contents
 
     def _apply_tools(self, request: LlmRequest, tools: list[Any]) -> None:
         names = {t.get("name") for t in tools if isinstance(t, Mapping)}
         added = sorted(str(n) for n in names - set(self.tool_names))
         if added:
-            log.warning("plugins added tools %s to a model request: ignored (ADK can only "
-                        "call the tools its agent has)", ", ".join(added))
+            log.warning(
+                "plugins added tools %s to a model request: ignored (ADK can only "
+                "call the tools its agent has)",
+                ", ".join(added),
+            )
         if not request.config or not request.config.tools:
             return
         kept: list[Any] = []
@@ -382,8 +424,10 @@ def response_of(response: LlmResponse) -> dict[str, Any]:
     if response.partial:
         data["partial"] = True
     if response.error_code or response.error_message:
-        data["error"] = {"type": str(response.error_code or ""),
-                         "message": str(response.error_message or "")}
+        data["error"] = {
+            "type": str(response.error_code or ""),
+            "message": str(response.error_message or ""),
+        }
     return data
 
 
@@ -393,7 +437,9 @@ def apply_response(response: LlmResponse, before: dict[str, Any], after: Any) ->
     if not isinstance(after, Mapping) or after == before:
         return False
     if (after.get("content"), after.get("tool_calls")) == (
-            before.get("content"), before.get("tool_calls")):
+        before.get("content"),
+        before.get("tool_calls"),
+    ):
         return False
     response.content = content_of(after, role="model", base=response.content)
     return True
@@ -402,11 +448,17 @@ def apply_response(response: LlmResponse, before: dict[str, Any], after: Any) ->
 def llm_response_of(value: Any) -> LlmResponse:
     """A plugin's return value (a response dict, or a str: its text) as an
     ``LlmResponse``."""
-    if isinstance(value, Mapping) and isinstance(value.get("error"), Mapping) \
-            and not value.get("content") and not value.get("tool_calls"):
+    if (
+        isinstance(value, Mapping)
+        and isinstance(value.get("error"), Mapping)
+        and not value.get("content")
+        and not value.get("tool_calls")
+    ):
         error = value["error"]
-        return LlmResponse(error_code=str(error.get("type") or "PLUGIN_ERROR"),
-                           error_message=str(error.get("message") or ""))
+        return LlmResponse(
+            error_code=str(error.get("type") or "PLUGIN_ERROR"),
+            error_message=str(error.get("message") or ""),
+        )
     return LlmResponse(content=content_of(value, role="model"))
 
 
@@ -441,16 +493,21 @@ class EventView:
         metadata = event.custom_metadata or {}
         tags = metadata.get(TAGS_KEY)
         self.data: dict[str, Any] = {
-            "id": event.id, "invocation_id": event.invocation_id, "author": event.author,
-            "type": event_type(event), "content": text_of(parts),
+            "id": event.id,
+            "invocation_id": event.invocation_id,
+            "author": event.author,
+            "type": event_type(event),
+            "content": text_of(parts),
             "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
-            "final": bool(event.is_final_response()), "partial": bool(event.partial),
+            "final": bool(event.is_final_response()),
+            "partial": bool(event.partial),
         }
         calls = [call_of(p.function_call) for p in parts if p.function_call is not None]
         if calls:
             self.data["tool_calls"] = calls
-        results = [_result_of(p.function_response) for p in parts
-                   if p.function_response is not None]
+        results = [
+            _result_of(p.function_response) for p in parts if p.function_response is not None
+        ]
         if results:
             self.data["tool_results"] = results
         self.snapshot = copy.deepcopy(self.data)
@@ -473,7 +530,8 @@ class EventView:
             body = text if isinstance(text, str) else text_of_data(text)
             event.content = types.Content(
                 role=base.role if base else "model",
-                parts=([types.Part(text=body)] if body else []) + parts)
+                parts=([types.Part(text=body)] if body else []) + parts,
+            )
             changed.append("content")
         author = new.get("author")
         if isinstance(author, str) and author and author != self.snapshot["author"]:

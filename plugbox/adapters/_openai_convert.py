@@ -74,13 +74,24 @@ def message_of(item: Any) -> dict[str, Any]:
     if kind in (None, "message") and isinstance(role, str):
         return {"role": role, "content": text_of(_get(item, "content"))}
     if kind == "function_call":
-        return {"role": "assistant", "content": "",
-                "tool_calls": [{"id": _get(item, "call_id"), "name": _get(item, "name"),
-                                "args": args_of(_get(item, "arguments"))}]}
+        return {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": _get(item, "call_id"),
+                    "name": _get(item, "name"),
+                    "args": args_of(_get(item, "arguments")),
+                }
+            ],
+        }
     if kind == "function_call_output":
         output = _get(item, "output")
-        return {"role": "tool", "tool_call_id": _get(item, "call_id"),
-                "content": output if isinstance(output, str) else plain(output)}
+        return {
+            "role": "tool",
+            "tool_call_id": _get(item, "call_id"),
+            "content": output if isinstance(output, str) else plain(output),
+        }
     return {"role": str(kind or "item"), "content": ""}
 
 
@@ -93,8 +104,13 @@ def _item_of(message: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if role == "tool":
         output = content if isinstance(content, str) else json.dumps(content, default=str)
-        return [{"type": "function_call_output", "call_id": str(message.get("tool_call_id")),
-                 "output": output}]
+        return [
+            {
+                "type": "function_call_output",
+                "call_id": str(message.get("tool_call_id")),
+                "output": output,
+            }
+        ]
     if role not in _MESSAGE_ROLES:
         return []
     text = content if isinstance(content, str) else text_of(content)
@@ -104,9 +120,14 @@ def _item_of(message: Any) -> list[dict[str, Any]]:
     for call in calls if isinstance(calls, list) else []:
         if isinstance(call, Mapping):
             args = call.get("args", {})
-            items.append({"type": "function_call", "call_id": str(call.get("id")),
-                          "name": str(call.get("name")),
-                          "arguments": args if isinstance(args, str) else json.dumps(args)})
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": str(call.get("id")),
+                    "name": str(call.get("name")),
+                    "arguments": args if isinstance(args, str) else json.dumps(args),
+                }
+            )
     return items
 
 
@@ -129,8 +150,9 @@ class Request:
         return _key(self.data.get("messages")) != _key(self._original())
 
     def _original(self) -> list[dict[str, Any]]:
-        head = [] if self.instructions is None else [{"role": "system",
-                                                      "content": self.instructions}]
+        head = (
+            [] if self.instructions is None else [{"role": "system", "content": self.instructions}]
+        )
         return [*head, *self.messages]
 
     def rebuilt(self) -> tuple[str | None, list[Any]]:
@@ -145,8 +167,12 @@ class Request:
             unused.setdefault(_key(message), []).append(index)
         instructions: str | None = None
         rest = list(messages)
-        if rest and isinstance(rest[0], Mapping) and rest[0].get("role") == "system" and (
-                self.instructions is not None or not unused.get(_key(rest[0]))):
+        if (
+            rest
+            and isinstance(rest[0], Mapping)
+            and rest[0].get("role") == "system"
+            and (self.instructions is not None or not unused.get(_key(rest[0])))
+        ):
             instructions = text_of(rest[0].get("content")) or None
             rest = rest[1:]
         items: list[Any] = []
@@ -159,21 +185,35 @@ class Request:
         return instructions, items
 
 
-def request_from(model: str, instructions: str | None, input: str | list[Any],
-                 tools: Sequence[Any], handoffs: Sequence[Any]) -> Request:
+def request_from(
+    model: str,
+    instructions: str | None,
+    input: str | list[Any],
+    tools: Sequence[Any],
+    handoffs: Sequence[Any],
+) -> Request:
     """The request plugins see for one model call (see ``Request``)."""
-    items: list[Any] = ([{"role": "user", "content": input}] if isinstance(input, str)
-                        else list(input))
+    items: list[Any] = (
+        [{"role": "user", "content": input}] if isinstance(input, str) else list(input)
+    )
     messages = [message_of(item) for item in items]
     head = [] if instructions is None else [{"role": "system", "content": instructions}]
     described: list[dict[str, Any]] = [
-        {"name": str(getattr(t, "name", type(t).__name__)),
-         "description": str(getattr(t, "description", "") or "")} for t in tools]
-    described += [{"name": str(getattr(h, "tool_name", "")),
-                   "description": str(getattr(h, "tool_description", "") or ""),
-                   "handoff": True} for h in handoffs]
-    data = {"model": model, "messages": [*head, *json.loads(_key(messages))],
-            "tools": described}
+        {
+            "name": str(getattr(t, "name", type(t).__name__)),
+            "description": str(getattr(t, "description", "") or ""),
+        }
+        for t in tools
+    ]
+    described += [
+        {
+            "name": str(getattr(h, "tool_name", "")),
+            "description": str(getattr(h, "tool_description", "") or ""),
+            "handoff": True,
+        }
+        for h in handoffs
+    ]
+    data = {"model": model, "messages": [*head, *json.loads(_key(messages))], "tools": described}
     return Request(data=data, instructions=instructions, items=items, messages=messages)
 
 
@@ -186,8 +226,13 @@ def response_from(response: ModelResponse) -> dict[str, Any]:
         if kind == "message":
             texts.append(text_of(_get(item, "content")))
         elif kind == "function_call":
-            calls.append({"id": _get(item, "call_id"), "name": _get(item, "name"),
-                          "args": args_of(_get(item, "arguments"))})
+            calls.append(
+                {
+                    "id": _get(item, "call_id"),
+                    "name": _get(item, "name"),
+                    "args": args_of(_get(item, "arguments")),
+                }
+            )
     return {"content": "".join(texts), "tool_calls": calls}
 
 
@@ -198,27 +243,39 @@ def model_response_from(value: Any, base: ModelResponse | None = None) -> ModelR
     if isinstance(value, str):
         value = {"content": value}
     if not isinstance(value, Mapping):
-        raise TypeError(f"a plugin's model response must be a dict or a str, not "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            f"a plugin's model response must be a dict or a str, not {type(value).__name__}"
+        )
     content = value.get("content")
     text = content if isinstance(content, str) else text_of(content)
     calls = value.get("tool_calls") or []
-    output: list[Any] = [item for item in (base.output if base is not None else [])
-                         if _get(item, "type") not in ("message", "function_call")]
+    output: list[Any] = [
+        item
+        for item in (base.output if base is not None else [])
+        if _get(item, "type") not in ("message", "function_call")
+    ]
     if text or not calls:
-        output.append(ResponseOutputMessage(
-            id=f"msg_plugbox_{uuid.uuid4().hex[:12]}", type="message", role="assistant",
-            status="completed",
-            content=[ResponseOutputText(type="output_text", text=text, annotations=[])]))
+        output.append(
+            ResponseOutputMessage(
+                id=f"msg_plugbox_{uuid.uuid4().hex[:12]}",
+                type="message",
+                role="assistant",
+                status="completed",
+                content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+            )
+        )
     for call in calls if isinstance(calls, list) else []:
         if not isinstance(call, Mapping):
             continue
         args = call.get("args", {})
-        output.append(ResponseFunctionToolCall(
-            type="function_call", call_id=str(call.get("id") or f"call_plugbox_"
-                                              f"{uuid.uuid4().hex[:12]}"),
-            name=str(call.get("name")),
-            arguments=args if isinstance(args, str) else json.dumps(args)))
+        output.append(
+            ResponseFunctionToolCall(
+                type="function_call",
+                call_id=str(call.get("id") or f"call_plugbox_{uuid.uuid4().hex[:12]}"),
+                name=str(call.get("name")),
+                arguments=args if isinstance(args, str) else json.dumps(args),
+            )
+        )
     if base is None:
         return ModelResponse(output=output, usage=Usage(), response_id=None)
     return dataclasses.replace(base, output=output)
@@ -239,8 +296,11 @@ def replace_user_text(items: list[Any], old: str, new: str) -> list[Any]:
     """``items`` with every user message whose text is ``old`` now saying ``new``."""
     out: list[Any] = []
     for item in items:
-        if _get(item, "role") == "user" and _get(item, "type") in (None, "message") \
-                and text_of(_get(item, "content")) == old:
+        if (
+            _get(item, "role") == "user"
+            and _get(item, "type") in (None, "message")
+            and text_of(_get(item, "content")) == old
+        ):
             out.append({"role": "user", "content": new})
         else:
             out.append(item)

@@ -34,6 +34,7 @@ def plain(value: Any, _depth: int = 0) -> Any:
         except Exception:  # a model that cannot dump itself is shown as text
             return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name), _depth + 1)
-                for f in dataclasses.fields(value)}
+        return {
+            f.name: plain(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)
+        }
     return str(value)

@@ -99,8 +99,7 @@ if TYPE_CHECKING:
     from google.adk.runners import Runner
     from google.adk.tools.tool_context import ToolContext
 
-__all__ = ["TAGS_KEY", "PlugboxPlugin", "plugin_failure_in", "run_async",
-           "unwrap_plugin_failures"]
+__all__ = ["TAGS_KEY", "PlugboxPlugin", "plugin_failure_in", "run_async", "unwrap_plugin_failures"]
 
 log = logging.getLogger("plugbox.adapters.adk")
 
@@ -123,8 +122,9 @@ class PlugboxPlugin(BasePlugin):
     def __init__(self, host: PluginHost | SyncPluginHost, *, name: str = "plugbox") -> None:
         super().__init__(name=name)
         if not isinstance(host, (PluginHost, SyncPluginHost)):
-            raise TypeError(f"PlugboxPlugin needs a PluginHost or SyncPluginHost, not "
-                            f"{type(host).__name__}")
+            raise TypeError(
+                f"PlugboxPlugin needs a PluginHost or SyncPluginHost, not {type(host).__name__}"
+            )
         if "before_model" not in host.hooks or "on_event" not in host.hooks:
             raise ValueError("PlugboxPlugin needs a host on plugbox.specs.AGENT")
         self.host = host
@@ -151,35 +151,42 @@ class PlugboxPlugin(BasePlugin):
         if self._loop is None:
             self._loop = loop
         elif loop is not self._loop:
-            raise RuntimeError("this PlugboxPlugin's PluginHost lives on another event loop "
-                               "(ADK's Runner.run runs the agent on a loop of its own): "
-                               "use Runner.run_async on the host's loop, or pass a "
-                               "SyncPluginHost")
+            raise RuntimeError(
+                "this PlugboxPlugin's PluginHost lives on another event loop "
+                "(ADK's Runner.run runs the agent on a loop of its own): "
+                "use Runner.run_async on the host's loop, or pass a "
+                "SyncPluginHost"
+            )
         return await host.call(hook, **args)
 
     # ------------------------------------------------------------------ context
     @staticmethod
-    def _context(ic: InvocationContext, state: Mapping[str, Any] | None = None,
-                 agent_name: str | None = None, tool_call_id: str | None = None
-                 ) -> dict[str, Any]:
+    def _context(
+        ic: InvocationContext,
+        state: Mapping[str, Any] | None = None,
+        agent_name: str | None = None,
+        tool_call_id: str | None = None,
+    ) -> dict[str, Any]:
         if agent_name is None:
             agent = getattr(ic, "agent", None)
             agent_name = getattr(agent, "name", "") or ""
         session = ic.session
         context: dict[str, Any] = {
-            "invocation_id": ic.invocation_id, "agent_name": agent_name,
+            "invocation_id": ic.invocation_id,
+            "agent_name": agent_name,
             "state": convert.plain(dict(session.state if state is None else state)),
             "user_id": getattr(ic, "user_id", None) or session.user_id,
-            "session_id": session.id, "app_name": session.app_name,
+            "session_id": session.id,
+            "app_name": session.app_name,
         }
         if tool_call_id is not None:
             context["tool_call_id"] = tool_call_id
         return context
 
-    def _callback_context(self, cc: CallbackContext, tool_call_id: str | None = None
-                          ) -> dict[str, Any]:
-        return self._context(_invocation_of(cc), cc.state.to_dict(), cc.agent_name,
-                             tool_call_id)
+    def _callback_context(
+        self, cc: CallbackContext, tool_call_id: str | None = None
+    ) -> dict[str, Any]:
+        return self._context(_invocation_of(cc), cc.state.to_dict(), cc.agent_name, tool_call_id)
 
     @staticmethod
     def _state_changes(before: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -189,9 +196,13 @@ class PlugboxPlugin(BasePlugin):
         old = before.get("state") or {}
         return {k: v for k, v in state.items() if k not in old or old[k] != v}
 
-    def _keep_state(self, before: dict[str, Any], context: Any,
-                    cc: CallbackContext | None = None,
-                    ic: InvocationContext | None = None) -> None:
+    def _keep_state(
+        self,
+        before: dict[str, Any],
+        context: Any,
+        cc: CallbackContext | None = None,
+        ic: InvocationContext | None = None,
+    ) -> None:
         """Write the plugins' changes to ``context["state"]`` to ADK's state: through a
         callback context's state (ADK records the delta), else into the session and
         onto the next event of the invocation."""
@@ -239,8 +250,9 @@ class PlugboxPlugin(BasePlugin):
             del self._requests[key]
 
     # ------------------------------------------------------------------ run
-    async def on_user_message_callback(self, *, invocation_context: InvocationContext,
-                                       user_message: types.Content) -> types.Content | None:
+    async def on_user_message_callback(
+        self, *, invocation_context: InvocationContext, user_message: types.Content
+    ) -> types.Content | None:
         """AGENT ``on_user_message``: a return or a change replaces the user message."""
         if not self._wants("on_user_message"):
             return None
@@ -257,8 +269,9 @@ class PlugboxPlugin(BasePlugin):
             return convert.content_of(message, role="user", base=user_message)
         return None
 
-    async def before_run_callback(self, *, invocation_context: InvocationContext
-                                  ) -> types.Content | None:
+    async def before_run_callback(
+        self, *, invocation_context: InvocationContext
+    ) -> types.Content | None:
         """AGENT ``before_run``: a return ends the run with that output."""
         if not self._wants("before_run"):
             return None
@@ -271,8 +284,10 @@ class PlugboxPlugin(BasePlugin):
         if out.value is not None:
             return convert.content_of(out.value, role="model")
         if out.args.get("message") != before:
-            log.warning("before_run: a change to the user message is ignored under ADK "
-                        "(it is stored by then; change it in on_user_message)")
+            log.warning(
+                "before_run: a change to the user message is ignored under ADK "
+                "(it is stored by then; change it in on_user_message)"
+            )
         return None
 
     async def after_run_callback(self, *, invocation_context: InvocationContext) -> None:
@@ -282,18 +297,24 @@ class PlugboxPlugin(BasePlugin):
                 return
             message = convert.message_of(invocation_context.user_content)
             output = _last_answer(invocation_context, author=None)
-            await self._call("after_run", message=message, output=output,
-                             context=self._context(invocation_context))
+            await self._call(
+                "after_run",
+                message=message,
+                output=output,
+                context=self._context(invocation_context),
+            )
         finally:
             self._forget(invocation_context.invocation_id)
 
-    async def on_run_error_callback(self, *, invocation_context: InvocationContext,
-                                    error: Exception) -> None:
+    async def on_run_error_callback(
+        self, *, invocation_context: InvocationContext, error: Exception
+    ) -> None:
         """Forget what was kept for the failed run (no AGENT hook)."""
         self._forget(invocation_context.invocation_id)
 
-    async def on_event_callback(self, *, invocation_context: InvocationContext,
-                                event: Event) -> Event | None:
+    async def on_event_callback(
+        self, *, invocation_context: InvocationContext, event: Event
+    ) -> Event | None:
         """AGENT ``on_event``: tags, text and author are applied to the event in place.
 
         ADK 2.x calls it before the event is stored, ADK 1.x after (then changes reach
@@ -322,8 +343,9 @@ class PlugboxPlugin(BasePlugin):
         return None
 
     # ------------------------------------------------------------------ agents
-    async def before_agent_callback(self, *, agent: BaseAgent,
-                                    callback_context: CallbackContext) -> types.Content | None:
+    async def before_agent_callback(
+        self, *, agent: BaseAgent, callback_context: CallbackContext
+    ) -> types.Content | None:
         """AGENT ``before_agent``: a return is the agent's answer; the agent is skipped."""
         self._carry_state(callback_context)
         if not self._wants("before_agent"):
@@ -332,18 +354,22 @@ class PlugboxPlugin(BasePlugin):
         before = copy.deepcopy(message)
         context = self._callback_context(callback_context)
         ctx_before = copy.deepcopy(context)
-        out = await self._call("before_agent", agent=_agent_of(agent), message=message,
-                               context=context)
+        out = await self._call(
+            "before_agent", agent=_agent_of(agent), message=message, context=context
+        )
         self._keep_state(ctx_before, out.args.get("context"), cc=callback_context)
         if out.value is not None:
             return convert.content_of(out.value, role="model")
         if out.args.get("message") != before:
-            log.warning("before_agent: a change to the user message is ignored under ADK "
-                        "(it is stored by then; change it in on_user_message)")
+            log.warning(
+                "before_agent: a change to the user message is ignored under ADK "
+                "(it is stored by then; change it in on_user_message)"
+            )
         return None
 
-    async def after_agent_callback(self, *, agent: BaseAgent,
-                                   callback_context: CallbackContext) -> types.Content | None:
+    async def after_agent_callback(
+        self, *, agent: BaseAgent, callback_context: CallbackContext
+    ) -> types.Content | None:
         """AGENT ``after_agent``: a return or a change to ``output`` is a new answer."""
         self._carry_state(callback_context)
         ic = _invocation_of(callback_context)
@@ -354,9 +380,13 @@ class PlugboxPlugin(BasePlugin):
         before = copy.deepcopy(output)
         context = self._callback_context(callback_context)
         ctx_before = copy.deepcopy(context)
-        out = await self._call("after_agent", agent=_agent_of(agent),
-                               message=convert.message_of(callback_context.user_content),
-                               output=output, context=context)
+        out = await self._call(
+            "after_agent",
+            agent=_agent_of(agent),
+            message=convert.message_of(callback_context.user_content),
+            output=output,
+            context=context,
+        )
         self._keep_state(ctx_before, out.args.get("context"), cc=callback_context)
         if out.value is not None:
             return convert.content_of(out.value, role="model")
@@ -366,8 +396,9 @@ class PlugboxPlugin(BasePlugin):
         return None
 
     # ------------------------------------------------------------------ models
-    async def before_model_callback(self, *, callback_context: CallbackContext,
-                                    llm_request: LlmRequest) -> LlmResponse | None:
+    async def before_model_callback(
+        self, *, callback_context: CallbackContext, llm_request: LlmRequest
+    ) -> LlmResponse | None:
         """AGENT ``before_model``: changes reach the model; a return is the response."""
         self._carry_state(callback_context)
         if not self._wants("before_model", "after_model"):
@@ -387,38 +418,45 @@ class PlugboxPlugin(BasePlugin):
             return convert.llm_response_of(out.value)
         return None
 
-    async def after_model_callback(self, *, callback_context: CallbackContext,
-                                   llm_response: LlmResponse) -> LlmResponse | None:
+    async def after_model_callback(
+        self, *, callback_context: CallbackContext, llm_response: LlmResponse
+    ) -> LlmResponse | None:
         """AGENT ``after_model``: a return replaces the response; changes in place are
         applied to it."""
         self._carry_state(callback_context)
         if not self._wants("after_model"):
             return None
         request = self._requests.get(
-            (callback_context.invocation_id, callback_context.agent_name), {})
+            (callback_context.invocation_id, callback_context.agent_name), {}
+        )
         response = convert.response_of(llm_response)
         before = copy.deepcopy(response)
         context = self._callback_context(callback_context)
         ctx_before = copy.deepcopy(context)
-        out = await self._call("after_model", request=copy.deepcopy(request),
-                               response=response, context=context)
+        out = await self._call(
+            "after_model", request=copy.deepcopy(request), response=response, context=context
+        )
         self._keep_state(ctx_before, out.args.get("context"), cc=callback_context)
         if out.value is not None:
             return convert.llm_response_of(out.value)
         convert.apply_response(llm_response, before, out.args.get("response"))
         return None
 
-    async def on_model_error_callback(self, *, callback_context: CallbackContext,
-                                      llm_request: LlmRequest,
-                                      error: Exception) -> LlmResponse | None:
+    async def on_model_error_callback(
+        self, *, callback_context: CallbackContext, llm_request: LlmRequest, error: Exception
+    ) -> LlmResponse | None:
         """AGENT ``on_model_error``: a return is the response instead of the error."""
         self._carry_state(callback_context)
         if not self._wants("on_model_error"):
             return None
         context = self._callback_context(callback_context)
         ctx_before = copy.deepcopy(context)
-        out = await self._call("on_model_error", request=convert.RequestView(llm_request).data,
-                               error=_error_of(error), context=context)
+        out = await self._call(
+            "on_model_error",
+            request=convert.RequestView(llm_request).data,
+            error=_error_of(error),
+            context=context,
+        )
         self._keep_state(ctx_before, out.args.get("context"), cc=callback_context)
         if out.value is not None:
             return convert.llm_response_of(out.value)
@@ -426,11 +464,13 @@ class PlugboxPlugin(BasePlugin):
 
     # ------------------------------------------------------------------ tools
     def _tool_context(self, tool_context: ToolContext) -> dict[str, Any]:
-        return self._callback_context(tool_context,
-                                      getattr(tool_context, "function_call_id", None) or "")
+        return self._callback_context(
+            tool_context, getattr(tool_context, "function_call_id", None) or ""
+        )
 
-    async def before_tool_callback(self, *, tool: BaseTool, tool_args: dict[str, Any],
-                                   tool_context: ToolContext) -> dict[str, Any] | None:
+    async def before_tool_callback(
+        self, *, tool: BaseTool, tool_args: dict[str, Any], tool_context: ToolContext
+    ) -> dict[str, Any] | None:
         """AGENT ``before_tool``: changes to ``args`` reach the tool; a return is the
         result and the tool is not called."""
         self._carry_state(tool_context)
@@ -447,9 +487,14 @@ class PlugboxPlugin(BasePlugin):
             return _result(out.value)
         return None
 
-    async def after_tool_callback(self, *, tool: BaseTool, tool_args: dict[str, Any],
-                                  tool_context: ToolContext,
-                                  result: dict[str, Any]) -> dict[str, Any] | None:
+    async def after_tool_callback(
+        self,
+        *,
+        tool: BaseTool,
+        tool_args: dict[str, Any],
+        tool_context: ToolContext,
+        result: dict[str, Any],
+    ) -> dict[str, Any] | None:
         """AGENT ``after_tool``: a return, or a change in place, is the result."""
         self._carry_state(tool_context)
         if not self._wants("after_tool"):
@@ -458,8 +503,13 @@ class PlugboxPlugin(BasePlugin):
         before = copy.deepcopy(data)
         context = self._tool_context(tool_context)
         ctx_before = copy.deepcopy(context)
-        out = await self._call("after_tool", tool=_tool_of(tool),
-                               args=convert.plain(tool_args), result=data, context=context)
+        out = await self._call(
+            "after_tool",
+            tool=_tool_of(tool),
+            args=convert.plain(tool_args),
+            result=data,
+            context=context,
+        )
         self._keep_state(ctx_before, out.args.get("context"), cc=tool_context)
         if out.value is not None:
             return _result(out.value)
@@ -471,9 +521,14 @@ class PlugboxPlugin(BasePlugin):
             return None
         return _result(after)
 
-    async def on_tool_error_callback(self, *, tool: BaseTool, tool_args: dict[str, Any],
-                                     tool_context: ToolContext,
-                                     error: Exception) -> dict[str, Any] | None:
+    async def on_tool_error_callback(
+        self,
+        *,
+        tool: BaseTool,
+        tool_args: dict[str, Any],
+        tool_context: ToolContext,
+        error: Exception,
+    ) -> dict[str, Any] | None:
         """AGENT ``on_tool_error``: a return is the result instead of the error. A
         cancelled call (ADK reports those too) is not forwarded: it cannot be
         recovered."""
@@ -482,9 +537,13 @@ class PlugboxPlugin(BasePlugin):
             return None
         context = self._tool_context(tool_context)
         ctx_before = copy.deepcopy(context)
-        out = await self._call("on_tool_error", tool=_tool_of(tool),
-                               args=convert.plain(tool_args), error=_error_of(error),
-                               context=context)
+        out = await self._call(
+            "on_tool_error",
+            tool=_tool_of(tool),
+            args=convert.plain(tool_args),
+            error=_error_of(error),
+            context=context,
+        )
         self._keep_state(ctx_before, out.args.get("context"), cc=tool_context)
         if out.value is not None:
             return _result(out.value)

@@ -107,13 +107,17 @@ class AgentsPluginFailure(AgentsException):
 
 
 def _sdk_type(cls: type[PluginFailure]) -> type[PluginFailure]:
-    return type(cls.__name__, (cls, AgentsPluginFailure),
-                {"__module__": __name__, "__doc__": cls.__doc__, "__qualname__": cls.__name__})
+    return type(
+        cls.__name__,
+        (cls, AgentsPluginFailure),
+        {"__module__": __name__, "__doc__": cls.__doc__, "__qualname__": cls.__name__},
+    )
 
 
 _FAILURE_CLASSES: list[type[PluginFailure]] = [PluginFailure, *FAILURE_TYPES.values()]
 _SDK_TYPES: dict[type[PluginFailure], type[PluginFailure]] = {
-    cls: _sdk_type(cls) for cls in _FAILURE_CLASSES}
+    cls: _sdk_type(cls) for cls in _FAILURE_CLASSES
+}
 
 
 def agents_failure(failure: PluginFailure) -> PluginFailure:
@@ -129,8 +133,10 @@ def agents_failure(failure: PluginFailure) -> PluginFailure:
 def _check_host(host: PluginHost) -> None:
     missing = [name for name in specs.AGENT if name not in host.hooks]
     if missing:
-        raise ValueError(f"the host's hook set {host.hooks.name!r} lacks {', '.join(missing)}: "
-                         f"open it on plugbox.specs.AGENT (or a set that contains it)")
+        raise ValueError(
+            f"the host's hook set {host.hooks.name!r} lacks {', '.join(missing)}: "
+            f"open it on plugbox.specs.AGENT (or a set that contains it)"
+        )
 
 
 # ---------------------------------------------------------------------- one run
@@ -144,13 +150,21 @@ class WiredRun:
     final output as ``after_run`` got it, or None).
     """
 
-    def __init__(self, host: PluginHost, agent: Agent[Any], run_config: RunConfig | None,
-                 hooks: RunHooksBase[Any, Any] | None) -> None:
+    def __init__(
+        self,
+        host: PluginHost,
+        agent: Agent[Any],
+        run_config: RunConfig | None,
+        hooks: RunHooksBase[Any, Any] | None,
+    ) -> None:
         _check_host(host)
         self.host = host
         self.invocation_id = f"oai-{uuid.uuid4().hex[:16]}"
-        self.context: dict[str, Any] = {"invocation_id": self.invocation_id,
-                                        "agent_name": agent.name, "state": {}}
+        self.context: dict[str, Any] = {
+            "invocation_id": self.invocation_id,
+            "agent_name": agent.name,
+            "state": {},
+        }
         self.events: list[dict[str, Any]] = []
         self.failures: list[FailureReport] = []
         self.output: Any = None
@@ -160,9 +174,11 @@ class WiredRun:
         self._owns_provider = run_config is None
         self._events = 0
         self._input_guardrail: InputGuardrail[Any] = InputGuardrail(
-            guardrail_function=self._check_input, name="plugbox", run_in_parallel=False)
+            guardrail_function=self._check_input, name="plugbox", run_in_parallel=False
+        )
         self._output_guardrail: OutputGuardrail[Any] = OutputGuardrail(
-            guardrail_function=self._no_check, name="plugbox")
+            guardrail_function=self._no_check, name="plugbox"
+        )
         self.hooks: RunHooksBase[Any, Any] = _Hooks(self, hooks)
         self.agent: Agent[Any] = self._wire_agent(agent, {})
         base = run_config if run_config is not None else RunConfig()
@@ -171,7 +187,8 @@ class WiredRun:
             base,
             model=_PlugboxModel(model, self) if isinstance(model, Model) else model,
             model_provider=_PlugboxProvider(base.model_provider, self),
-            input_guardrails=[self._input_guardrail, *(base.input_guardrails or [])])
+            input_guardrails=[self._input_guardrail, *(base.input_guardrails or [])],
+        )
 
     async def aclose(self) -> None:
         """Close the model provider, when ``wire`` made it (you passed no
@@ -197,9 +214,13 @@ class WiredRun:
     async def emit(self, kind: str, content: Any) -> dict[str, Any]:
         """Deliver one event to ``on_event``; return it as the plugins left it."""
         self._events += 1
-        event = {"id": f"{self.invocation_id}-{self._events}",
-                 "author": self.context.get("agent_name"), "type": kind,
-                 "content": convert.plain(content), "tags": []}
+        event = {
+            "id": f"{self.invocation_id}-{self._events}",
+            "author": self.context.get("agent_name"),
+            "type": kind,
+            "content": convert.plain(content),
+            "tags": [],
+        }
         out = await self.call("on_event", event=event)
         final = out.value if isinstance(out.value, dict) else event
         self.events.append(final)
@@ -230,11 +251,12 @@ class WiredRun:
         outcome does not say whose)."""
         plugin = out.called[-1] if out.value is not None and out.called else None
         return GuardrailFunctionOutput(
-            output_info={"hook": hook, "plugin": plugin, "value": value},
-            tripwire_triggered=True)
+            output_info={"hook": hook, "plugin": plugin, "value": value}, tripwire_triggered=True
+        )
 
-    async def _check_input(self, ctx: RunContextWrapper[Any], agent: Agent[Any],
-                           input: str | list[TResponseInputItem]) -> GuardrailFunctionOutput:
+    async def _check_input(
+        self, ctx: RunContextWrapper[Any], agent: Agent[Any], input: str | list[TResponseInputItem]
+    ) -> GuardrailFunctionOutput:
         if self._started:
             raise AgentsException("a WiredRun serves one run: call wire() for each run")
         self._started = True
@@ -243,8 +265,11 @@ class WiredRun:
         self.context["agent_name"] = agent.name
         out = await self.call("on_user_message", message=message)
         if out.value is not None:
-            message = (out.value if isinstance(out.value, dict)
-                       else {"role": "user", "content": convert.plain(out.value)})
+            message = (
+                out.value
+                if isinstance(out.value, dict)
+                else {"role": "user", "content": convert.plain(out.value)}
+            )
         self._message = message
         out = await self.call("before_run", message=message)
         if out.value is not None:
@@ -252,8 +277,9 @@ class WiredRun:
         return GuardrailFunctionOutput(output_info=None, tripwire_triggered=False)
 
     @staticmethod
-    def _no_check(ctx: RunContextWrapper[Any], agent: Agent[Any],
-                  output: Any) -> GuardrailFunctionOutput:
+    def _no_check(
+        ctx: RunContextWrapper[Any], agent: Agent[Any], output: Any
+    ) -> GuardrailFunctionOutput:
         """Never registered: the guardrail ``after_agent``'s tripwire names."""
         return GuardrailFunctionOutput(output_info=None, tripwire_triggered=False)
 
@@ -265,14 +291,21 @@ class WiredRun:
         message = self._message or {"role": "user", "content": ""}
         final = {"role": "assistant", "content": convert.plain(output)}
         before = json.dumps(final, sort_keys=True, default=str)
-        out = await self.call("after_agent", agent=_agent_data(agent), message=message,
-                              output=final)
+        out = await self.call(
+            "after_agent", agent=_agent_data(agent), message=message, output=final
+        )
         changed = json.dumps(final, sort_keys=True, default=str) != before
         if out.value is not None or changed:
-            raise OutputGuardrailTripwireTriggered(OutputGuardrailResult(
-                guardrail=self._output_guardrail, agent_output=output, agent=agent,
-                output=self._trip("after_agent", out,
-                                  out.value if out.value is not None else final)))
+            raise OutputGuardrailTripwireTriggered(
+                OutputGuardrailResult(
+                    guardrail=self._output_guardrail,
+                    agent_output=output,
+                    agent=agent,
+                    output=self._trip(
+                        "after_agent", out, out.value if out.value is not None else final
+                    ),
+                )
+            )
         self.output = final
         await self.call("after_run", message=message, output=final)
 
@@ -283,9 +316,12 @@ class WiredRun:
         message = self._message or {"role": "user", "content": ""}
         out = await self.call("before_agent", agent=_agent_data(agent), message=message)
         if out.value is not None:
-            raise InputGuardrailTripwireTriggered(InputGuardrailResult(
-                guardrail=self._input_guardrail,
-                output=self._trip("before_agent", out, out.value)))
+            raise InputGuardrailTripwireTriggered(
+                InputGuardrailResult(
+                    guardrail=self._input_guardrail,
+                    output=self._trip("before_agent", out, out.value),
+                )
+            )
 
     # ------------------------------------------------------------------ wiring
     def _wire_agent(self, agent: Agent[Any], done: dict[int, Agent[Any]]) -> Agent[Any]:
@@ -293,12 +329,13 @@ class WiredRun:
             return done[id(agent)]
         model = agent.model
         clone = agent.clone(
-            tools=[self._wire_tool(t) if isinstance(t, FunctionTool) else t
-                   for t in agent.tools],
-            model=_PlugboxModel(model, self) if isinstance(model, Model) else model)
+            tools=[self._wire_tool(t) if isinstance(t, FunctionTool) else t for t in agent.tools],
+            model=_PlugboxModel(model, self) if isinstance(model, Model) else model,
+        )
         done[id(agent)] = clone
-        clone.handoffs = [self._wire_agent(h, done) if isinstance(h, Agent) else h
-                          for h in agent.handoffs]
+        clone.handoffs = [
+            self._wire_agent(h, done) if isinstance(h, Agent) else h for h in agent.handoffs
+        ]
         return clone
 
     def _wire_tool(self, tool: FunctionTool) -> FunctionTool:
@@ -349,15 +386,15 @@ class _ToolInvoker:
                 raise
             except Exception as exc:
                 error = {"type": type(exc).__name__, "message": str(exc)}
-                out = await run.call("on_tool_error", tool=tool, args=args, error=error,
-                                     context=context)
+                out = await run.call(
+                    "on_tool_error", tool=tool, args=args, error=error, context=context
+                )
                 if out.value is None:
                     raise
                 return out.value
             shown = convert.plain(result)
             before = json.dumps(shown, sort_keys=True, default=str)
-            out = await run.call("after_tool", tool=tool, args=args, result=shown,
-                                 context=context)
+            out = await run.call("after_tool", tool=tool, args=args, result=shown, context=context)
             if out.value is not None:
                 return out.value
             if json.dumps(out.args["result"], sort_keys=True, default=str) != before:
@@ -409,13 +446,22 @@ class _PlugboxModel(Model):
         advice = getattr(self.inner, "get_retry_advice", None)
         return advice(request) if advice is not None else None
 
-    async def get_response(self, system_instructions: str | None,
-                           input: str | list[TResponseInputItem], model_settings: Any,
-                           tools: list[Any], output_schema: Any, handoffs: list[Any],
-                           tracing: Any, *args: Any, **kwargs: Any) -> ModelResponse:
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: Any,
+        tools: list[Any],
+        output_schema: Any,
+        handoffs: list[Any],
+        tracing: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> ModelResponse:
         run = self.run
-        items = run.message_for_model([{"role": "user", "content": input}]
-                                      if isinstance(input, str) else list(input))
+        items = run.message_for_model(
+            [{"role": "user", "content": input}] if isinstance(input, str) else list(input)
+        )
         request = convert.request_from(self.name, system_instructions, items, tools, handoffs)
         out = await run.call("before_model", request=request.data)
         if out.value is not None:
@@ -424,8 +470,16 @@ class _PlugboxModel(Model):
             system_instructions, items = request.rebuilt()
         try:
             response = await self.inner.get_response(
-                system_instructions, items, model_settings, tools, output_schema, handoffs,
-                tracing, *args, **kwargs)
+                system_instructions,
+                items,
+                model_settings,
+                tools,
+                output_schema,
+                handoffs,
+                tracing,
+                *args,
+                **kwargs,
+            )
         except AgentsPluginFailure:
             raise
         except Exception as exc:
@@ -447,7 +501,8 @@ class _PlugboxModel(Model):
         raise AgentsException(
             "plugbox.adapters.openai_agents wires Runner.run; a streamed run "
             "(Runner.run_streamed) is refused rather than run without its plugins: a model "
-            "stream cannot be replaced or changed by before_model / after_model")
+            "stream cannot be replaced or changed by before_model / after_model"
+        )
 
 
 # ---------------------------------------------------------------------- run hooks
@@ -473,16 +528,19 @@ class _Hooks(RunHooksBase[Any, Any]):
         await self.run.after_agent(agent, output)
         await self._then("on_agent_end", context, agent, output)
 
-    async def on_llm_start(self, context: Any, agent: Any, system_prompt: str | None,
-                           input_items: list[Any]) -> None:
+    async def on_llm_start(
+        self, context: Any, agent: Any, system_prompt: str | None, input_items: list[Any]
+    ) -> None:
         messages = [convert.message_of(item) for item in input_items]
-        await self.run.emit("llm_start", {"agent": agent.name, "system_prompt": system_prompt,
-                                          "messages": messages})
+        await self.run.emit(
+            "llm_start", {"agent": agent.name, "system_prompt": system_prompt, "messages": messages}
+        )
         await self._then("on_llm_start", context, agent, system_prompt, input_items)
 
     async def on_llm_end(self, context: Any, agent: Any, response: Any) -> None:
-        await self.run.emit("llm_end", {"agent": agent.name,
-                                        "response": convert.response_from(response)})
+        await self.run.emit(
+            "llm_end", {"agent": agent.name, "response": convert.response_from(response)}
+        )
         await self._then("on_llm_end", context, agent, response)
 
     async def on_handoff(self, context: Any, from_agent: Any, to_agent: Any) -> None:
@@ -490,22 +548,38 @@ class _Hooks(RunHooksBase[Any, Any]):
         await self._then("on_handoff", context, from_agent, to_agent)
 
     async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
-        await self.run.emit("tool_start", {
-            "agent": agent.name, "tool": getattr(tool, "name", type(tool).__name__),
-            "tool_call_id": getattr(context, "tool_call_id", None),
-            "args": convert.args_of(getattr(context, "tool_arguments", None))})
+        await self.run.emit(
+            "tool_start",
+            {
+                "agent": agent.name,
+                "tool": getattr(tool, "name", type(tool).__name__),
+                "tool_call_id": getattr(context, "tool_call_id", None),
+                "args": convert.args_of(getattr(context, "tool_arguments", None)),
+            },
+        )
         await self._then("on_tool_start", context, agent, tool)
 
     async def on_tool_end(self, context: Any, agent: Any, tool: Any, result: Any) -> None:
-        await self.run.emit("tool_end", {
-            "agent": agent.name, "tool": getattr(tool, "name", type(tool).__name__),
-            "tool_call_id": getattr(context, "tool_call_id", None), "result": result})
+        await self.run.emit(
+            "tool_end",
+            {
+                "agent": agent.name,
+                "tool": getattr(tool, "name", type(tool).__name__),
+                "tool_call_id": getattr(context, "tool_call_id", None),
+                "result": result,
+            },
+        )
         await self._then("on_tool_end", context, agent, tool, result)
 
 
 # ---------------------------------------------------------------------- entry points
-def wire(host: PluginHost, agent: Agent[Any], *, run_config: RunConfig | None = None,
-         hooks: RunHooksBase[Any, Any] | None = None) -> WiredRun:
+def wire(
+    host: PluginHost,
+    agent: Agent[Any],
+    *,
+    run_config: RunConfig | None = None,
+    hooks: RunHooksBase[Any, Any] | None = None,
+) -> WiredRun:
     """Wire one run of ``agent`` to ``host``'s plugins (a ``PluginHost`` on
     ``specs.AGENT``, open on asyncio).
 
@@ -519,14 +593,21 @@ def wire(host: PluginHost, agent: Agent[Any], *, run_config: RunConfig | None = 
     return WiredRun(host, agent, run_config, hooks)
 
 
-async def run(host: PluginHost, agent: Agent[Any], input: str | list[TResponseInputItem], *,
-              run_config: RunConfig | None = None, hooks: RunHooksBase[Any, Any] | None = None,
-              **kwargs: Any) -> RunResult:
+async def run(
+    host: PluginHost,
+    agent: Agent[Any],
+    input: str | list[TResponseInputItem],
+    *,
+    run_config: RunConfig | None = None,
+    hooks: RunHooksBase[Any, Any] | None = None,
+    **kwargs: Any,
+) -> RunResult:
     """``Runner.run(agent, input, ...)`` with ``host``'s plugins wired in (``wire``);
     other keyword arguments (``context``, ``max_turns``...) go to ``Runner.run``."""
     wired = wire(host, agent, run_config=run_config, hooks=hooks)
     try:
-        return await Runner.run(wired.agent, input, hooks=wired.hooks,
-                                run_config=wired.run_config, **kwargs)
+        return await Runner.run(
+            wired.agent, input, hooks=wired.hooks, run_config=wired.run_config, **kwargs
+        )
     finally:
         await wired.aclose()

@@ -5,5 +5,11 @@ from .host import PluginHost, PluginInfo
 from .launchers import Launcher, SubprocessLauncher, ZygoteLauncher
 from .sync import SyncPluginHost
 
-__all__ = ["Launcher", "PluginHost", "PluginInfo", "SubprocessLauncher", "SyncPluginHost",
-           "ZygoteLauncher"]
+__all__ = [
+    "Launcher",
+    "PluginHost",
+    "PluginInfo",
+    "SubprocessLauncher",
+    "SyncPluginHost",
+    "ZygoteLauncher",
+]

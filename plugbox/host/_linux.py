@@ -124,8 +124,7 @@ def usage(pid: int) -> tuple[int, float] | None:
     """
     try:
         fields = _stat_fields(pid)
-        return (int(fields[21]) * _PAGE_KB,
-                (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
+        return (int(fields[21]) * _PAGE_KB, (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, IndexError):

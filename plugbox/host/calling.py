@@ -31,8 +31,10 @@ def check_args(spec: HookSpec, args: dict[str, Any]) -> dict[str, bytes]:
     if len(args) != len(spec.args) or not all(map(args.__contains__, spec.args)):
         unknown = [name for name in args if name not in spec.args]
         if unknown:
-            raise TypeError(f"hook {spec.name!r} has no argument {unknown[0]!r} "
-                            f"(it has: {', '.join(spec.args) or 'none'})")
+            raise TypeError(
+                f"hook {spec.name!r} has no argument {unknown[0]!r} "
+                f"(it has: {', '.join(spec.args) or 'none'})"
+            )
         missing = [name for name in spec.args if name not in args]
         raise TypeError(f"hook {spec.name!r} needs argument {missing[0]!r}")
     packed: dict[str, bytes] = {}
@@ -40,10 +42,12 @@ def check_args(spec: HookSpec, args: dict[str, Any]) -> dict[str, bytes]:
         try:
             packed[name] = check_crossable(value)
         except TypeError as exc:
-            raise TypeError(f"hook {spec.name!r} argument {name!r}: a "
-                            f"{type(value).__name__} cannot cross the process boundary "
-                            f"(only None, bool, int, float, str, bytes, list and dict can): "
-                            f"{exc}") from None
+            raise TypeError(
+                f"hook {spec.name!r} argument {name!r}: a "
+                f"{type(value).__name__} cannot cross the process boundary "
+                f"(only None, bool, int, float, str, bytes, list and dict can): "
+                f"{exc}"
+            ) from None
     return packed
 
 
@@ -64,10 +68,14 @@ def _policy(spec: HookSpec, plugin: SupervisedPlugin, default: OnFailure | None)
     return plugin.options.on_failure or default or spec.default_on_failure
 
 
-async def call_hook(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
-                    default_policy: OnFailure | None = None,
-                    packed: dict[str, bytes] | None = None,
-                    audit: CallAudit | None = None) -> Outcome:
+async def call_hook(
+    spec: HookSpec,
+    plugins: Sequence[SupervisedPlugin],
+    args: dict[str, Any],
+    default_policy: OnFailure | None = None,
+    packed: dict[str, bytes] | None = None,
+    audit: CallAudit | None = None,
+) -> Outcome:
     """Run ``spec``'s hook across ``plugins`` and combine the results per its mode.
 
     ``packed`` is ``check_args``'s encoding of ``args``; it is kept in step with every
@@ -110,8 +118,13 @@ async def call_hook(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: d
     return outcome
 
 
-async def _invoke(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any],
-                  packed: dict[str, bytes], audit: CallAudit | None = None) -> Any:
+async def _invoke(
+    plugin: SupervisedPlugin,
+    spec: HookSpec,
+    args: dict[str, Any],
+    packed: dict[str, bytes],
+    audit: CallAudit | None = None,
+) -> Any:
     sent, sent_packed = _accepted(plugin, spec, args, packed)
     if audit is None:
         value, changed = await plugin.invoke(spec.name, sent, sent_packed)
@@ -125,8 +138,9 @@ async def _invoke(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any]
     return value
 
 
-def _accepted(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any],
-              packed: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes]]:
+def _accepted(
+    plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any], packed: dict[str, bytes]
+) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The arguments ``plugin`` takes (the host checked its Handshake's list to be a
     set of the hook's arguments: as long, it is all of them)."""
     accepted = plugin.hooks[spec.name]
@@ -135,9 +149,15 @@ def _accepted(plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any],
     return {k: args[k] for k in accepted}, {k: packed[k] for k in accepted}
 
 
-async def _observe(spec: HookSpec, plugins: Sequence[SupervisedPlugin], args: dict[str, Any],
-                   packed: dict[str, bytes], outcome: Outcome,
-                   default_policy: OnFailure | None, audit: CallAudit | None = None) -> None:
+async def _observe(
+    spec: HookSpec,
+    plugins: Sequence[SupervisedPlugin],
+    args: dict[str, Any],
+    packed: dict[str, bytes],
+    outcome: Outcome,
+    default_policy: OnFailure | None,
+    audit: CallAudit | None = None,
+) -> None:
     """Every plugin at once. The call goes to each running worker first, then their
     replies are read in turn, with no task per plugin (each call's deadline runs from
     its send, and kills its worker when it passes, read or not). A plugin whose worker

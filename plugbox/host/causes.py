@@ -52,15 +52,18 @@ def classify(death: Death) -> tuple[str, str]:
         return death.kill_reason, death.kill_detail
     if sig == _signal.SIGXCPU:
         limit = f" of {death.cpu_seconds:g} s per call" if death.cpu_seconds else ""
-        return "cpu", (f"used up its CPU budget{limit} (SIGXCPU after "
-                       f"{death.cpu_time:.2f} s of CPU in all)")
+        return "cpu", (
+            f"used up its CPU budget{limit} (SIGXCPU after {death.cpu_time:.2f} s of CPU in all)"
+        )
     if death.memory_hint is not None:
         return "memory", f"ran out of memory ({death.memory_hint}) and then died ({_how(death)})"
     if death.exit_code == EXIT_MEMORY:
         return "memory", "ran out of memory in the worker itself"
     if memory_at_cap(death):
-        return "memory", (f"died ({_how(death)}) with its peak RSS of "
-                          f"{death.peak_rss_kb // 1024} MB at its {death.memory_mb} MB cap")
+        return "memory", (
+            f"died ({_how(death)}) with its peak RSS of "
+            f"{death.peak_rss_kb // 1024} MB at its {death.memory_mb} MB cap"
+        )
     if death.lost:
         return "crashed", "died with its zygote; no exit status is known"
     if sig is not None:

@@ -149,8 +149,7 @@ class AsyncioChannel(Channel):
             due = self._deadline()
             if due is not None:
                 loop = asyncio.get_running_loop()
-                self._timer = loop.call_at(loop.time() + max(due - time.monotonic(), 0),
-                                           self._late)
+                self._timer = loop.call_at(loop.time() + max(due - time.monotonic(), 0), self._late)
 
     def _late(self) -> None:
         self._timer = None
@@ -258,5 +257,3 @@ class StreamChannel(Channel):
         """Stop reading and writing."""
         self.broken = True
         self._want_write.set()
-
-

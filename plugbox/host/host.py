@@ -104,14 +104,23 @@ class PluginHost:
     the call records (see ``docs/AUDIT.md``).
     """
 
-    def __init__(self, hooks: HookSet, *, launcher: str | Launcher = "zygote",
-                 on_failure: OnFailure | None = None, max_reports: int = 10_000,
-                 dumpable: bool = False, lock: Lock | str | os.PathLike[str] | None = None,
-                 audit_path: str | os.PathLike[str] | None = None,
-                 audit_args: bool = False) -> None:
+    def __init__(
+        self,
+        hooks: HookSet,
+        *,
+        launcher: str | Launcher = "zygote",
+        on_failure: OnFailure | None = None,
+        max_reports: int = 10_000,
+        dumpable: bool = False,
+        lock: Lock | str | os.PathLike[str] | None = None,
+        audit_path: str | os.PathLike[str] | None = None,
+        audit_args: bool = False,
+    ) -> None:
         if not isinstance(hooks, HookSet):
-            raise TypeError(f"PluginHost needs a HookSet (e.g. plugbox.specs.PIPELINE), "
-                            f"not {type(hooks).__name__}")
+            raise TypeError(
+                f"PluginHost needs a HookSet (e.g. plugbox.specs.PIPELINE), "
+                f"not {type(hooks).__name__}"
+            )
         if on_failure not in (None, "raise", "skip"):
             raise ValueError("on_failure must be 'raise' or 'skip'")
         self.hooks = hooks
@@ -148,8 +157,12 @@ class PluginHost:
             _DumpableGuard.enter()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
         tg = self._tg
         assert tg is not None
         try:
@@ -166,11 +179,18 @@ class PluginHost:
         return None
 
     # ---------------------------------------------------------------- plugins
-    async def add(self, ref: str | type, *, config: Mapping[str, Any] | None = None,
-                  limits: Limits | None = None, sandbox: Sandbox | None = None,
-                  on_failure: OnFailure | None = None, version: str | None = None,
-                  sha256: str | None = None,
-                  lock: Lock | str | os.PathLike[str] | None = None) -> PluginInfo:
+    async def add(
+        self,
+        ref: str | type,
+        *,
+        config: Mapping[str, Any] | None = None,
+        limits: Limits | None = None,
+        sandbox: Sandbox | None = None,
+        on_failure: OnFailure | None = None,
+        version: str | None = None,
+        sha256: str | None = None,
+        lock: Lock | str | os.PathLike[str] | None = None,
+    ) -> PluginInfo:
         """Start a worker for the plugin at ``ref`` and register it.
 
         ``ref`` is ``path/to/file.py``, ``package.module``, either with ``:ClassName``;
@@ -198,17 +218,23 @@ class PluginHost:
         """
         self._require_open()
         try:
-            return await self._add(ref, config, limits, sandbox, on_failure, version, sha256,
-                                   lock)
+            return await self._add(ref, config, limits, sandbox, on_failure, version, sha256, lock)
         except PluginLoadError as exc:
             if self._audit.active():
                 self._audit.refusal(exc.ref, exc)
             raise
 
-    async def _add(self, ref: str | type, config: Mapping[str, Any] | None,
-                   limits: Limits | None, sandbox: Sandbox | None,
-                   on_failure: OnFailure | None, version: str | None, sha256: str | None,
-                   lock: Lock | str | os.PathLike[str] | None) -> PluginInfo:
+    async def _add(
+        self,
+        ref: str | type,
+        config: Mapping[str, Any] | None,
+        limits: Limits | None,
+        sandbox: Sandbox | None,
+        on_failure: OnFailure | None,
+        version: str | None,
+        sha256: str | None,
+        lock: Lock | str | os.PathLike[str] | None,
+    ) -> PluginInfo:
         ref, inline = inline_source(ref)
         if not isinstance(ref, str) or not ref:
             raise PluginLoadError(repr(ref), "a plugin reference must be a non-empty str")
@@ -223,9 +249,12 @@ class PluginHost:
         digest = _check_sha256(sha256) if sha256 is not None else None
         the_lock = as_lock(lock) if lock is not None else self._lock
         if inline is not None and (digest is not None or the_lock is not None):
-            raise PluginLoadError(ref, "an inline plugin (a class object) cannot be pinned "
-                                       "to a sha256 or a lock file: reference it by file "
-                                       "or module")
+            raise PluginLoadError(
+                ref,
+                "an inline plugin (a class object) cannot be pinned "
+                "to a sha256 or a lock file: reference it by file "
+                "or module",
+            )
         locked_name = None
         if the_lock is not None:
             entry = the_lock.entry_for(ref)
@@ -234,20 +263,30 @@ class PluginHost:
                 listed = ", ".join(e.ref for e in the_lock.entries) or "none"
                 raise PluginLoadError(ref, f"not listed in {where} (it lists: {listed})")
             if digest is not None and digest != entry.sha256:
-                raise ValueError(f"sha256={digest} contradicts {where}, which pins "
-                                 f"{ref!r} to {entry.sha256}")
+                raise ValueError(
+                    f"sha256={digest} contradicts {where}, which pins {ref!r} to {entry.sha256}"
+                )
             digest = entry.sha256
             pins.append(entry.pin(where))
             locked_name = entry.name
-        options = PluginOptions(ref=ref, config=cfg, limits=limits or Limits(),
-                                sandbox=sandbox or Sandbox(), on_failure=on_failure,
-                                inline=inline, pins=tuple(pins), sha256=digest,
-                                distribution=self._audit.active())
+        options = PluginOptions(
+            ref=ref,
+            config=cfg,
+            limits=limits or Limits(),
+            sandbox=sandbox or Sandbox(),
+            on_failure=on_failure,
+            inline=inline,
+            pins=tuple(pins),
+            sha256=digest,
+            distribution=self._audit.active(),
+        )
         plugin = await self._start(options)
         if locked_name is not None and plugin.name != locked_name:
             await plugin.close()
-            raise PluginLoadError(ref, f"the plugin is named {plugin.name!r}, but the lock "
-                                       f"pins the name {locked_name!r}")
+            raise PluginLoadError(
+                ref,
+                f"the plugin is named {plugin.name!r}, but the lock pins the name {locked_name!r}",
+            )
         if any(p.name == plugin.name for p in self._plugins):
             await plugin.close()
             raise PluginLoadError(ref, f"a plugin named {plugin.name!r} is already added")
@@ -309,8 +348,14 @@ class PluginHost:
             raise TypeError(f"unknown hook {hook!r} (this host's hooks: {', '.join(self.hooks)})")
         packed = check_args(spec, args)
         if self._audit.active():  # the only cost of auditing when it is off
-            return await call_hook(spec, list(self._plugins), args, self.on_failure, packed,
-                                   CallAudit(self._audit, spec, self.on_failure))
+            return await call_hook(
+                spec,
+                list(self._plugins),
+                args,
+                self.on_failure,
+                packed,
+                CallAudit(self._audit, spec, self.on_failure),
+            )
         return await call_hook(spec, list(self._plugins), args, self.on_failure, packed)
 
     # ---------------------------------------------------------------- closing
@@ -354,8 +399,10 @@ class PluginHost:
         for plugin in self._plugins:
             if plugin.name == name:
                 return plugin
-        raise KeyError(f"no plugin named {name!r} (plugins: "
-                       f"{', '.join(p.name for p in self._plugins) or 'none'})")
+        raise KeyError(
+            f"no plugin named {name!r} (plugins: "
+            f"{', '.join(p.name for p in self._plugins) or 'none'})"
+        )
 
     def _info(self, p: SupervisedPlugin) -> PluginInfo:
         state: Literal["running", "stopped", "quarantined", "closed"]
@@ -367,12 +414,22 @@ class PluginHost:
             state = "running"
         else:
             state = "stopped"
-        return PluginInfo(name=p.name, version=p.version, ref=p.options.ref,
-                          hooks=tuple(p.hooks), pid=p.worker.pid if p.worker else None,
-                          state=state, restarts=p.restarts, calls=p.calls,
-                          failures=len(p.recent_failures), problems=tuple(p.problems),
-                          layers=dict(p.layers), dist_name=p.dist_name,
-                          dist_version=p.dist_version, sha256=p.sha256)
+        return PluginInfo(
+            name=p.name,
+            version=p.version,
+            ref=p.options.ref,
+            hooks=tuple(p.hooks),
+            pid=p.worker.pid if p.worker else None,
+            state=state,
+            restarts=p.restarts,
+            calls=p.calls,
+            failures=len(p.recent_failures),
+            problems=tuple(p.problems),
+            layers=dict(p.layers),
+            dist_name=p.dist_name,
+            dist_version=p.dist_version,
+            sha256=p.sha256,
+        )
 
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")

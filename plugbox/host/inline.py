@@ -32,8 +32,9 @@ def inline_source(ref: Any) -> tuple[Any, bytes | None]:
     try:
         data: bytes = dill.dumps(ref, recurse=True)
     except Exception as exc:
-        raise PluginLoadError(name, f"cannot serialize the class by value: "
-                                    f"{type(exc).__name__}: {exc}") from None
+        raise PluginLoadError(
+            name, f"cannot serialize the class by value: {type(exc).__name__}: {exc}"
+        ) from None
     return name, data
 
 

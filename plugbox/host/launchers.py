@@ -50,10 +50,17 @@ def _interpreter_command(module: str, fd: int, python: str | None) -> list[str]:
     import in the worker.
     """
     paths = [_PLUGBOX_ROOT, *(p for p in sys.path if p and p != _PLUGBOX_ROOT)]
-    boot = (f"import sys; sys.path[:0] = {paths!r}; "
-            f"from {module} import main; main()")
-    return [python or sys.executable, "-I", "-c", boot, "--fd", str(fd),
-            "--parent", str(os.getpid())]
+    boot = f"import sys; sys.path[:0] = {paths!r}; from {module} import main; main()"
+    return [
+        python or sys.executable,
+        "-I",
+        "-c",
+        boot,
+        "--fd",
+        str(fd),
+        "--parent",
+        str(os.getpid()),
+    ]
 
 
 def close_watched(fd: int) -> None:
@@ -69,8 +76,11 @@ def close_watched(fd: int) -> None:
 
 
 def _clean_env() -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-            "MALLOC_ARENA_MAX": "2"}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "MALLOC_ARENA_MAX": "2",
+    }
 
 
 @dataclass
@@ -142,8 +152,15 @@ class SubprocessLauncher(Launcher):
         # peak at or under it says nothing about the worker
         host_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out[1], stderr=err[1],
-                                    pass_fds=(fd,), start_new_session=True, env=_clean_env())
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out[1],
+                stderr=err[1],
+                pass_fds=(fd,),
+                start_new_session=True,
+                env=_clean_env(),
+            )
         except BaseException:
             host_end.close()
             for f in (*out, *err):
@@ -153,13 +170,19 @@ class SubprocessLauncher(Launcher):
             worker_end.close()
             os.close(out[1])
             os.close(err[1])
-        spawned = SpawnedWorker(pid=proc.pid, pidfd=_linux.pidfd_open(proc.pid),
-                                channel=host_end, stdout=out[0], stderr=err[0])
+        spawned = SpawnedWorker(
+            pid=proc.pid,
+            pidfd=_linux.pidfd_open(proc.pid),
+            channel=host_end,
+            stdout=out[0],
+            stderr=err[0],
+        )
         tg.start_soon(self._reap, proc, spawned, host_peak_kb)
         return spawned
 
-    async def _reap(self, proc: subprocess.Popen[bytes], spawned: SpawnedWorker,
-                    host_peak_kb: int) -> None:
+    async def _reap(
+        self, proc: subprocess.Popen[bytes], spawned: SpawnedWorker, host_peak_kb: int
+    ) -> None:
         """Wait for the process to end (pidfd readable, else a thread) and reap it."""
         with anyio.CancelScope(shield=True):
             pidfd = spawned.pidfd
@@ -173,11 +196,14 @@ class SubprocessLauncher(Launcher):
                 _pid, status, rusage = await anyio.to_thread.run_sync(os.wait4, proc.pid, 0)
         code = os.waitstatus_to_exitcode(status)
         proc.returncode = code
-        spawned.exit.set(ExitInfo(exit_code=code if code >= 0 else None,
-                                  signal=-code if code < 0 else None,
-                                  max_rss_kb=rusage.ru_maxrss
-                                  if rusage.ru_maxrss > host_peak_kb else 0,
-                                  cpu_time=rusage.ru_utime + rusage.ru_stime))
+        spawned.exit.set(
+            ExitInfo(
+                exit_code=code if code >= 0 else None,
+                signal=-code if code < 0 else None,
+                max_rss_kb=rusage.ru_maxrss if rusage.ru_maxrss > host_peak_kb else 0,
+                cpu_time=rusage.ru_utime + rusage.ru_stime,
+            )
+        )
 
 
 class ZygoteLauncher(Launcher):
@@ -211,8 +237,12 @@ class ZygoteLauncher(Launcher):
             try:
                 self._proc = subprocess.Popen(
                     _interpreter_command("plugbox.worker.zygote", fd, self.python),
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(fd,),
-                    start_new_session=True, env=_clean_env())
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    pass_fds=(fd,),
+                    start_new_session=True,
+                    env=_clean_env(),
+                )
             except BaseException:
                 host_end.close()
                 raise
@@ -267,8 +297,14 @@ class ZygoteLauncher(Launcher):
             close_host_ends()
             raise OSError(f"the zygote could not fork a worker: {reply or 'it died'}")
         pid, pidfd = reply
-        spawned = SpawnedWorker(pid=pid, pidfd=pidfd, channel=host_end, stdout=out[0],
-                                stderr=err[0], exit_report=report_r)
+        spawned = SpawnedWorker(
+            pid=pid,
+            pidfd=pidfd,
+            channel=host_end,
+            stdout=out[0],
+            stderr=err[0],
+            exit_report=report_r,
+        )
         early = self._watches.pop(pid, None)
         self._watches[pid] = spawned.exit
         if early is not None and early.info is not None:
@@ -313,8 +349,12 @@ class ZygoteLauncher(Launcher):
         for fd in fds:
             os.close(fd)
         if isinstance(msg, Exited):
-            info = ExitInfo(exit_code=msg.exit_code, signal=msg.signal,
-                            max_rss_kb=msg.max_rss_kb, cpu_time=msg.user_cpu + msg.system_cpu)
+            info = ExitInfo(
+                exit_code=msg.exit_code,
+                signal=msg.signal,
+                max_rss_kb=msg.max_rss_kb,
+                cpu_time=msg.user_cpu + msg.system_cpu,
+            )
             watch = self._watches.pop(msg.pid, None)
             if watch is None:  # reaped before its Spawned was handled
                 watch = ExitWatch()

@@ -19,8 +19,15 @@ MAX_LINE = 4096
 class OutputCapture:
     """Line splitter, rate-limited logger and tail for one stream of one worker."""
 
-    def __init__(self, logger: logging.Logger, level: int, *, tail_lines: int = 20,
-                 rate: float = 200.0, burst: int = 400) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        level: int,
+        *,
+        tail_lines: int = 20,
+        rate: float = 200.0,
+        burst: int = 400,
+    ) -> None:
         self.logger = logger
         self.level = level
         self.tail: deque[str] = deque(maxlen=max(tail_lines, 1))
@@ -67,6 +74,7 @@ class OutputCapture:
     def _summarize(self) -> None:
         self._last_summary = time.monotonic()
         if self.dropped:
-            self.logger.warning("(%d lines of plugin output dropped by the rate limit)",
-                                self.dropped)
+            self.logger.warning(
+                "(%d lines of plugin output dropped by the rate limit)", self.dropped
+            )
             self.dropped = 0

@@ -266,8 +266,9 @@ class TrioDeadlines(_Buckets):
     async def run(self) -> None:
         trio = _trio()
         while not self._stopped:
-            with trio.CancelScope(deadline=self._due[0] * GRAIN if self._due
-                                  else math.inf) as self._sleep:
+            with trio.CancelScope(
+                deadline=self._due[0] * GRAIN if self._due else math.inf
+            ) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None
             now = trio.current_time()

@@ -79,8 +79,14 @@ class SentCall:
 class SupervisedPlugin:
     """A plugin, its current worker and its failure history."""
 
-    def __init__(self, options: PluginOptions, hooks: HookSet, launcher: Launcher,
-                 tg: HostTasks, record: Callable[[FailureReport], None]) -> None:
+    def __init__(
+        self,
+        options: PluginOptions,
+        hooks: HookSet,
+        launcher: Launcher,
+        tg: HostTasks,
+        record: Callable[[FailureReport], None],
+    ) -> None:
         self.options = options
         self.spec = hooks
         self.launcher = launcher
@@ -128,9 +134,14 @@ class SupervisedPlugin:
             limits["initialize"] = False
         sandbox = self.options.sandbox
         env = {name: os.environ[name] for name in sandbox.env if name in os.environ}
-        return Start(ref=self.options.ref, config=self.options.config,
-                     hooks=self.spec.to_worker(), limits=limits,
-                     sandbox=sandbox.to_worker(scratch, env), inline=self.options.inline)
+        return Start(
+            ref=self.options.ref,
+            config=self.options.config,
+            hooks=self.spec.to_worker(),
+            limits=limits,
+            sandbox=sandbox.to_worker(scratch, env),
+            inline=self.options.inline,
+        )
 
     def _make_scratch(self) -> tuple[str, bool]:
         """The worker's scratch directory, and whether it is ours to remove after."""
@@ -197,17 +208,20 @@ class SupervisedPlugin:
             if missing and self.options.sandbox.strict:
                 await worker.shutdown(0)
                 await worker.wait_reaped()
-                raise PluginLoadError(self.options.ref, (
-                    f"strict sandbox: layer {missing[0]!r} is not in force on this system "
-                    f"(missing: {', '.join(missing)})"))
+                raise PluginLoadError(
+                    self.options.ref,
+                    (
+                        f"strict sandbox: layer {missing[0]!r} is not in force on this system "
+                        f"(missing: {', '.join(missing)})"
+                    ),
+                )
             found = Found(reply.version, reply.dist_name, reply.dist_version)
             for pin in self.options.pins:
                 problem = pin.problem(found)
                 if problem is not None:  # no hook is ever called, nor close()
                     worker.kill(None)
                     await worker.wait_reaped()  # add() fails with nothing left
-                    raise PluginVersionError(self.options.ref, pin.spec, found.as_dict(),
-                                             problem)
+                    raise PluginVersionError(self.options.ref, pin.spec, found.as_dict(), problem)
             self._adopt(worker, reply)
             return reply
         ref = self.options.ref
@@ -217,10 +231,17 @@ class SupervisedPlugin:
             if reply.exc_type == "PluginIntegrityError":
                 said = re.match(r"sha256 of (.*) is ([0-9a-f]{64}), expected", reply.message)
                 raise PluginIntegrityError(
-                    ref, self.options.sha256 or "?", said.group(2) if said else "?",
-                    checked_by="worker", what=said.group(1) if said else reply.message)
-            reason = reply.message if reply.exc_type == "PluginLoadError" else (
-                f"{reply.exc_type}: {reply.message}")
+                    ref,
+                    self.options.sha256 or "?",
+                    said.group(2) if said else "?",
+                    checked_by="worker",
+                    what=said.group(1) if said else reply.message,
+                )
+            reason = (
+                reply.message
+                if reply.exc_type == "PluginLoadError"
+                else (f"{reply.exc_type}: {reply.message}")
+            )
             raise PluginLoadError(ref, reason + (f"\n{reply.traceback}" if reply.traceback else ""))
         cause, detail, death = await worker.wait_verdict()
         await worker.wait_reaped()
@@ -240,8 +261,11 @@ class SupervisedPlugin:
 
     def _missing_layers(self, layers: dict[str, bool]) -> list[str]:
         """The sandbox layers the plugin's options ask for that ``layers`` lacks."""
-        return [layer for layer in self.options.sandbox.requested_layers(
-            root=os.geteuid() == 0) if not layers.get(layer)]
+        return [
+            layer
+            for layer in self.options.sandbox.requested_layers(root=os.geteuid() == 0)
+            if not layers.get(layer)
+        ]
 
     async def _launch(self, standby: bool = False) -> WorkerProcess:
         """A new worker, sent its Start (to load the plugin, or with ``standby`` to
@@ -253,8 +277,9 @@ class SupervisedPlugin:
             if owned:
                 shutil.rmtree(scratch, ignore_errors=True)
             raise
-        worker = WorkerProcess(spawned, label=self.name, limits=self.options.limits,
-                               logger=self.logger)
+        worker = WorkerProcess(
+            spawned, label=self.name, limits=self.options.limits, logger=self.logger
+        )
         worker.scratch_to_remove = scratch if owned else None
         worker.start(self.tg, self._start_message(scratch, standby=standby))
         return worker
@@ -264,8 +289,12 @@ class SupervisedPlugin:
         """Start a standby worker in the background, unless there is one (called once
         the first call after a restart is over: the standby is not made beside it)."""
         self._want_spare = False
-        if (self.closed or self.quarantine is not None or self.spare is not None
-                or self._spare_launching is not None):
+        if (
+            self.closed
+            or self.quarantine is not None
+            or self.spare is not None
+            or self._spare_launching is not None
+        ):
             return
         self._spare_launching = anyio.Event()
         self.tg.start_soon(self._make_spare, self._spare_launching)
@@ -314,12 +343,18 @@ class SupervisedPlugin:
         if confined and self._source_stamp() == self._spare_source:
             return spare
         if spare.alive:  # the plugin's file changed since the standby read it
-            self.logger.info("plugin %s: standby worker discarded: %s changed", self.name,
-                             self.options.ref)
+            self.logger.info(
+                "plugin %s: standby worker discarded: %s changed", self.name, self.options.ref
+            )
         else:
             cause, detail, _ = await spare.wait_verdict()
-            self.logger.warning("plugin %s: its standby worker (pid %d) died before it "
-                                "was needed: %s: %s", self.name, spare.pid, cause, detail)
+            self.logger.warning(
+                "plugin %s: its standby worker (pid %d) died before it was needed: %s: %s",
+                self.name,
+                spare.pid,
+                cause,
+                detail,
+            )
         await _discard(spare)
         return None
 
@@ -367,8 +402,9 @@ class SupervisedPlugin:
             try:
                 await self.start(first)
             except PluginLoadError as exc:
-                report = exc.report or self._report(None, hook, "crashed",
-                                                    f"restart failed: {exc.reason}", None)
+                report = exc.report or self._report(
+                    None, hook, "crashed", f"restart failed: {exc.reason}", None
+                )
                 report = self._count_failure(replace(report, hook=hook))
                 raise FAILURE_TYPES[report.cause](report) from None
             finally:
@@ -389,9 +425,13 @@ class SupervisedPlugin:
         return float(min(limits.backoff_initial * doubling, limits.backoff_max))
 
     # ---------------------------------------------------------------- calling
-    async def invoke(self, hook: str, args: dict[str, Any],
-                     packed: dict[str, bytes] | None = None,
-                     trace: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    async def invoke(
+        self,
+        hook: str,
+        args: dict[str, Any],
+        packed: dict[str, bytes] | None = None,
+        trace: dict[str, Any] | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
         """Call ``hook`` with ``args``: (value, changed arguments), or a PluginFailure.
 
         ``packed`` may hold the arguments already msgpack-encoded. ``trace`` (auditing
@@ -416,8 +456,9 @@ class SupervisedPlugin:
             return self._answered(reply)
         await self._failed(worker, hook, reply, started)
 
-    def send(self, hook: str, args: dict[str, Any],
-             packed: dict[str, bytes] | None = None) -> SentCall | None:
+    def send(
+        self, hook: str, args: dict[str, Any], packed: dict[str, bytes] | None = None
+    ) -> SentCall | None:
         """Send ``hook`` to the plugin's running worker without waiting (``finish``
         waits for the reply, ``abandon`` gives it up): None, and nothing sent, when no
         worker is running (``invoke`` starts one). PluginQuarantined if quarantined.
@@ -438,8 +479,7 @@ class SupervisedPlugin:
     async def finish(self, call: SentCall) -> tuple[Any, dict[str, Any]]:
         """The reply to ``call`` (``send``): (value, changed arguments), or a
         PluginFailure."""
-        reply = await call.worker.reply(call.call_id, call.hook,
-                                        self.options.limits.call_timeout)
+        reply = await call.worker.reply(call.call_id, call.hook, self.options.limits.call_timeout)
         if isinstance(reply, Result):
             return self._answered(reply)
         await self._failed(call.worker, call.hook, reply, call.started)
@@ -450,13 +490,15 @@ class SupervisedPlugin:
             self._schedule_spare()
         return reply.value, reply.changed
 
-    async def _failed(self, worker: WorkerProcess, hook: str, reply: Error | TimedOut | None,
-                      started: float) -> NoReturn:
+    async def _failed(
+        self, worker: WorkerProcess, hook: str, reply: Error | TimedOut | None, started: float
+    ) -> NoReturn:
         """Raise the PluginFailure for a call ``reply`` did not answer with a Result."""
         duration = time.monotonic() - started
         if isinstance(reply, Error) and worker.memory_hint is None:
-            report = self._report(worker, hook, "raised", _describe(reply), None, duration,
-                                  exc=reply)
+            report = self._report(
+                worker, hook, "raised", _describe(reply), None, duration, exc=reply
+            )
             self.record(report)
             if self._want_spare:
                 self._schedule_spare()
@@ -468,8 +510,15 @@ class SupervisedPlugin:
             detail = f"{detail} (the call had timed out after {reply.timeout:g} s)"
         elif worker.closing:  # not the plugin's doing: its host closed it mid-call
             detail = f"the host closed the plugin during the call ({detail})"
-        report = self._report(worker, hook, cause, detail, death, duration,
-                              exc=reply if isinstance(reply, Error) else None)
+        report = self._report(
+            worker,
+            hook,
+            cause,
+            detail,
+            death,
+            duration,
+            exc=reply if isinstance(reply, Error) else None,
+        )
         if worker.reported:  # one death fails every call in flight; it counts once
             report = replace(report, backoff=self.backoff())
             self.record(report)
@@ -486,8 +535,9 @@ class SupervisedPlugin:
             return
         cause, detail, death = await worker.wait_verdict()
         worker.reported = True
-        self._count_failure(self._report(worker, "(idle)", cause, f"between calls: {detail}",
-                                         death))
+        self._count_failure(
+            self._report(worker, "(idle)", cause, f"between calls: {detail}", death)
+        )
 
     def _count_failure(self, report: FailureReport) -> FailureReport:
         """Record a failure that killed the worker; returns the report as recorded
@@ -504,11 +554,19 @@ class SupervisedPlugin:
         if len(self.recent_failures) >= self.options.limits.max_failures:
             n = len(self.recent_failures)
             self.quarantine = FailureReport(
-                plugin=self.name, version=self.version, hook=report.hook, cause="quarantined",
-                detail=(f"quarantined after {n} failures within {window:g} s "
-                        f"(last: {report.cause}: {report.detail}); host.reset({self.name!r}) "
-                        f"lets it run again"),
-                pid=report.pid, restarts=self.restarts, time=time.time())
+                plugin=self.name,
+                version=self.version,
+                hook=report.hook,
+                cause="quarantined",
+                detail=(
+                    f"quarantined after {n} failures within {window:g} s "
+                    f"(last: {report.cause}: {report.detail}); host.reset({self.name!r}) "
+                    f"lets it run again"
+                ),
+                pid=report.pid,
+                restarts=self.restarts,
+                time=time.time(),
+            )
             self.record(self.quarantine)
             if self.spare is not None or self._spare_launching is not None:
                 self.tg.start_soon(self._drop_spare)  # no restart until reset()
@@ -517,9 +575,17 @@ class SupervisedPlugin:
     def _check_quarantine(self, hook: str) -> None:
         if self.quarantine is not None:
             q = self.quarantine
-            raise FAILURE_TYPES["quarantined"](FailureReport(
-                plugin=q.plugin, version=q.version, hook=hook, cause="quarantined",
-                detail=q.detail, restarts=self.restarts, time=time.time()))
+            raise FAILURE_TYPES["quarantined"](
+                FailureReport(
+                    plugin=q.plugin,
+                    version=q.version,
+                    hook=hook,
+                    cause="quarantined",
+                    detail=q.detail,
+                    restarts=self.restarts,
+                    time=time.time(),
+                )
+            )
 
     def reset(self) -> None:
         """Lift a quarantine and forget the failure history."""
@@ -528,9 +594,16 @@ class SupervisedPlugin:
         self.failures_in_row = 0
 
     # ---------------------------------------------------------------- reports
-    def _report(self, worker: WorkerProcess | None, hook: str, cause: str, detail: str,
-                death: Death | None, duration: float = 0.0, exc: Error | None = None,
-                ) -> FailureReport:
+    def _report(
+        self,
+        worker: WorkerProcess | None,
+        hook: str,
+        cause: str,
+        detail: str,
+        death: Death | None,
+        duration: float = 0.0,
+        exc: Error | None = None,
+    ) -> FailureReport:
         pid = worker.pid if worker is not None else None
         peak, cpu = 0, 0.0
         if death is not None:
@@ -538,17 +611,25 @@ class SupervisedPlugin:
         elif pid is not None:
             peak, cpu = _linux.peak_rss_kb(pid), _linux.cpu_time(pid)
         return FailureReport(
-            plugin=self.name, version=self.version, hook=hook, cause=cause, detail=detail,
+            plugin=self.name,
+            version=self.version,
+            hook=hook,
+            cause=cause,
+            detail=detail,
             pid=pid,
             exit_code=death.exit_code if death is not None else None,
             signal=signal_name(death.signal) if death is not None else None,
-            duration=duration, peak_rss_kb=peak, cpu_time=cpu,
+            duration=duration,
+            peak_rss_kb=peak,
+            cpu_time=cpu,
             stderr_tail=tuple(worker.stderr.tail) if worker is not None else (),
-            restarts=self.restarts, exc_type=exc.exc_type if exc else None,
+            restarts=self.restarts,
+            exc_type=exc.exc_type if exc else None,
             exc_message=exc.message if exc else None,
             traceback=exc.traceback if exc else None,
             killed=bool(death is not None and death.kill_reason is not None),
-            time=time.time())
+            time=time.time(),
+        )
 
     # ---------------------------------------------------------------- closing
     async def close(self) -> None:

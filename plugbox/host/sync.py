@@ -64,20 +64,33 @@ class SyncPluginHost:
     a ``PluginFailure`` subclass, ``TypeError``...).
     """
 
-    def __init__(self, hooks: HookSet, *, launcher: str | Launcher = "zygote",
-                 on_failure: OnFailure | None = None, max_reports: int = 10_000,
-                 backend: str = "asyncio", backend_options: dict[str, Any] | None = None,
-                 lock: Lock | str | os.PathLike[str] | None = None,
-                 audit_path: str | os.PathLike[str] | None = None,
-                 audit_args: bool = False) -> None:
+    def __init__(
+        self,
+        hooks: HookSet,
+        *,
+        launcher: str | Launcher = "zygote",
+        on_failure: OnFailure | None = None,
+        max_reports: int = 10_000,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
+        lock: Lock | str | os.PathLike[str] | None = None,
+        audit_path: str | os.PathLike[str] | None = None,
+        audit_args: bool = False,
+    ) -> None:
         if not isinstance(hooks, HookSet):
-            raise TypeError(f"SyncPluginHost needs a HookSet (e.g. plugbox.specs.AGENT), "
-                            f"not {type(hooks).__name__}")
+            raise TypeError(
+                f"SyncPluginHost needs a HookSet (e.g. plugbox.specs.AGENT), "
+                f"not {type(hooks).__name__}"
+            )
         self.hooks = hooks
-        self._host_args: dict[str, Any] = {"launcher": launcher, "on_failure": on_failure,
-                                           "max_reports": max_reports, "lock": lock,
-                                           "audit_path": audit_path,
-                                           "audit_args": audit_args}
+        self._host_args: dict[str, Any] = {
+            "launcher": launcher,
+            "on_failure": on_failure,
+            "max_reports": max_reports,
+            "lock": lock,
+            "audit_path": audit_path,
+            "audit_args": audit_args,
+        }
         self._backend = backend
         self._backend_options = backend_options
         self._lock = threading.Lock()
@@ -91,8 +104,12 @@ class SyncPluginHost:
     def __enter__(self) -> SyncPluginHost:
         return self.open()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def open(self) -> SyncPluginHost:
@@ -102,8 +119,12 @@ class SyncPluginHost:
                 raise RuntimeError("a SyncPluginHost can be opened once")
             self._state = "opening"
             ready: Future[BlockingPortal] = Future()
-            thread = threading.Thread(target=self._run_loop, args=(ready,), daemon=True,
-                                      name=f"plugbox-host-{self.hooks.name}")
+            thread = threading.Thread(
+                target=self._run_loop,
+                args=(ready,),
+                daemon=True,
+                name=f"plugbox-host-{self.hooks.name}",
+            )
             thread.start()
             self._thread = thread
             try:
@@ -168,9 +189,12 @@ class SyncPluginHost:
     def _open(self) -> tuple[BlockingPortal, PluginHost]:
         portal, host = self._portal, self._host
         if self._state != "open" or portal is None or host is None:
-            raise RuntimeError("this SyncPluginHost is closed" if self._state == "closed"
-                               else "open the SyncPluginHost first: 'with SyncPluginHost(...) "
-                                    "as host' or host.open()")
+            raise RuntimeError(
+                "this SyncPluginHost is closed"
+                if self._state == "closed"
+                else "open the SyncPluginHost first: 'with SyncPluginHost(...) "
+                "as host' or host.open()"
+            )
         return portal, host
 
     def _run(self, func: Callable[[PluginHost], T]) -> T:
@@ -184,15 +208,32 @@ class SyncPluginHost:
         return portal.call(partial(func, host))
 
     # ---------------------------------------------------------------- plugins
-    def add(self, ref: str, *, config: Mapping[str, Any] | None = None,
-            limits: Limits | None = None, sandbox: Sandbox | None = None,
-            on_failure: OnFailure | None = None, version: str | None = None,
-            sha256: str | None = None,
-            lock: Lock | str | os.PathLike[str] | None = None) -> PluginInfo:
+    def add(
+        self,
+        ref: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        limits: Limits | None = None,
+        sandbox: Sandbox | None = None,
+        on_failure: OnFailure | None = None,
+        version: str | None = None,
+        sha256: str | None = None,
+        lock: Lock | str | os.PathLike[str] | None = None,
+    ) -> PluginInfo:
         """Start a worker for the plugin at ``ref`` and register it (``PluginHost.add``)."""
-        return self._await(partial(_add, ref=ref, config=config, limits=limits,
-                                 sandbox=sandbox, on_failure=on_failure, version=version,
-                                 sha256=sha256, lock=lock))
+        return self._await(
+            partial(
+                _add,
+                ref=ref,
+                config=config,
+                limits=limits,
+                sandbox=sandbox,
+                on_failure=on_failure,
+                version=version,
+                sha256=sha256,
+                lock=lock,
+            )
+        )
 
     def remove(self, name: str) -> None:
         """Close one plugin and forget it (``PluginHost.remove``)."""
@@ -225,12 +266,28 @@ class SyncPluginHost:
 
 
 # What runs on the loop's thread, one function per method (typed, unlike lambdas).
-async def _add(host: PluginHost, *, ref: str, config: Mapping[str, Any] | None,
-               limits: Limits | None, sandbox: Sandbox | None,
-               on_failure: OnFailure | None, version: str | None, sha256: str | None,
-               lock: Lock | str | os.PathLike[str] | None) -> PluginInfo:
-    return await host.add(ref, config=config, limits=limits, sandbox=sandbox,
-                          on_failure=on_failure, version=version, sha256=sha256, lock=lock)
+async def _add(
+    host: PluginHost,
+    *,
+    ref: str,
+    config: Mapping[str, Any] | None,
+    limits: Limits | None,
+    sandbox: Sandbox | None,
+    on_failure: OnFailure | None,
+    version: str | None,
+    sha256: str | None,
+    lock: Lock | str | os.PathLike[str] | None,
+) -> PluginInfo:
+    return await host.add(
+        ref,
+        config=config,
+        limits=limits,
+        sandbox=sandbox,
+        on_failure=on_failure,
+        version=version,
+        sha256=sha256,
+        lock=lock,
+    )
 
 
 async def _remove(host: PluginHost, *, name: str) -> None:

@@ -54,12 +54,14 @@ async def _call(func: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> N
     await func(*args)
 
 
-_protected_calls: list[Callable[[Callable[..., Awaitable[Any]], tuple[Any, ...]],
-                                Coroutine[Any, Any, None]]] = []
+_protected_calls: list[
+    Callable[[Callable[..., Awaitable[Any]], tuple[Any, ...]], Coroutine[Any, Any, None]]
+] = []
 
 
-def start_protected(tg: anyio.abc.TaskGroup, func: Callable[..., Coroutine[Any, Any, Any]],
-                    *args: Any) -> None:
+def start_protected(
+    tg: anyio.abc.TaskGroup, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any
+) -> None:
     """``tg.start_soon(func, *args)``, on trio protected from KeyboardInterrupt (see
     above): host tasks, and tasks of the host's own nested in them (a channel's
     writer). Protection covers every frame the task runs beneath ``_call``."""

@@ -71,8 +71,9 @@ class TimedOut:
 class WorkerProcess:
     """The host's handle on one worker process."""
 
-    def __init__(self, spawned: SpawnedWorker, *, label: str, limits: Limits,
-                 logger: logging.Logger) -> None:
+    def __init__(
+        self, spawned: SpawnedWorker, *, label: str, limits: Limits, logger: logging.Logger
+    ) -> None:
         self.spawned = spawned
         self.pid = spawned.pid  # the launched process, until a Handshake names another
         #: the highest RSS the usage watch saw: the peak where the exit's is unknown
@@ -116,8 +117,10 @@ class WorkerProcess:
         self.channel = open_channel(spawned.channel)
         self._deadlines = deadlines_for_running_loop(self._call_expired)
         self._decoder = FrameDecoder(
-            peer="worker", accept=WORKER_TO_HOST,
-            limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20))
+            peer="worker",
+            accept=WORKER_TO_HOST,
+            limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20),
+        )
         self._max_frame = limits.max_message_mb << 20
         #: a standby worker, not yet told to load the plugin (``resume``)
         self.standby = False
@@ -129,8 +132,11 @@ class WorkerProcess:
     # ---------------------------------------------------------------- life
     def start(self, tg: HostTasks, start: Start) -> None:
         """Start the reader, writer, output and exit tasks, then send ``start``."""
-        self._offered = {hook: frozenset(spec.get("args", ()))
-                         for hook, spec in start.hooks.items() if isinstance(spec, dict)}
+        self._offered = {
+            hook: frozenset(spec.get("args", ()))
+            for hook, spec in start.hooks.items()
+            if isinstance(spec, dict)
+        }
         self.standby = bool(start.limits.get("standby"))
         tg.start_soon(self._read_channel)
         tg.start_soon(self._deadlines.run)
@@ -218,8 +224,9 @@ class WorkerProcess:
         with anyio.move_on_after(grace):
             await self.wait_exit()
         if self.exit_info is None:
-            self.logger.warning("plugin did not close within %g s; its worker (pid %d) "
-                                "was killed", grace, self.pid)
+            self.logger.warning(
+                "plugin did not close within %g s; its worker (pid %d) was killed", grace, self.pid
+            )
             self.kill("crashed", f"killed when the host closed it, after a {grace:g} s grace")
             await self.wait_exit()
         self._mark_dead()
@@ -243,12 +250,19 @@ class WorkerProcess:
                 await self._drained.wait()
                 await self._channel_done.wait()  # log records sent before the end
         baseline = self.handshake.baseline_rss_kb if self.handshake else 0
-        return Death(kill_reason=self.kill_reason, kill_detail=self.kill_detail,
-                     exit_code=info.exit_code, signal=info.signal,
-                     peak_rss_kb=info.max_rss_kb or self.peak_seen_kb, cpu_time=info.cpu_time,
-                     memory_mb=self.limits.memory_mb, baseline_rss_kb=baseline,
-                     cpu_seconds=self.limits.cpu_seconds, memory_hint=self.memory_hint,
-                     lost=info.lost)
+        return Death(
+            kill_reason=self.kill_reason,
+            kill_detail=self.kill_detail,
+            exit_code=info.exit_code,
+            signal=info.signal,
+            peak_rss_kb=info.max_rss_kb or self.peak_seen_kb,
+            cpu_time=info.cpu_time,
+            memory_mb=self.limits.memory_mb,
+            baseline_rss_kb=baseline,
+            cpu_seconds=self.limits.cpu_seconds,
+            memory_hint=self.memory_hint,
+            lost=info.lost,
+        )
 
     def _serving_pidfd(self) -> int | None:
         """The pidfd of the plugin's own process (pid 2 of its namespace, or the
@@ -285,9 +299,13 @@ class WorkerProcess:
         self.stderr.logger = self.logger
 
     # ---------------------------------------------------------------- calls
-    def send_call(self, hook: str, args: dict[str, Any],
-                  packed: Mapping[str, bytes] | None = None,
-                  timeout: float | None = None) -> int | None:
+    def send_call(
+        self,
+        hook: str,
+        args: dict[str, Any],
+        packed: Mapping[str, bytes] | None = None,
+        timeout: float | None = None,
+    ) -> int | None:
         """Send a Call of ``hook`` now; its id for ``reply``, or None if the worker is
         dead. ``packed`` holds the arguments already msgpack-encoded (the host encodes
         each argument once per call, however many plugins receive it). ``timeout``
@@ -310,8 +328,12 @@ class WorkerProcess:
             self.channel.write(frame)
         return call_id
 
-    async def reply(self, call_id: int | None, hook: str, timeout: float,
-                    ) -> Result | Error | TimedOut | None:
+    async def reply(
+        self,
+        call_id: int | None,
+        hook: str,
+        timeout: float,
+    ) -> Result | Error | TimedOut | None:
         """The reply to call ``call_id`` (``send_call``): a Result or an Error; TimedOut
         if ``timeout`` seconds pass first (the worker is then killed); None if the
         worker died. A caller cancelled while it waits has the worker sent a Cancel."""
@@ -362,8 +384,9 @@ class WorkerProcess:
             decoder.check_deadline(time.monotonic())
 
         try:
-            await self.channel.run(self._guard(self._received), decoder.deadline,
-                                   self._guard(on_late))
+            await self.channel.run(
+                self._guard(self._received), decoder.deadline, self._guard(on_late)
+            )
         except anyio.ClosedResourceError:
             pass
         self._channel_done.set()
@@ -378,6 +401,7 @@ class WorkerProcess:
 
     def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
         """Run ``fn``; a protocol error kills the worker and ends the channel."""
+
         def guarded(*args: Any) -> None:
             if self.protocol_error is not None:
                 return
@@ -387,6 +411,7 @@ class WorkerProcess:
                 self.protocol_error = exc
                 self.kill("protocol", str(exc))
                 self.channel.close()
+
         return guarded
 
     def _dispatch(self, msg: Message) -> None:
@@ -400,8 +425,9 @@ class WorkerProcess:
                 if msg.id in self._abandoned:
                     self._abandoned.discard(msg.id)
                     return
-                raise ProtocolError(f"a reply to call id {msg.id}, which is not in flight",
-                                    side="worker")
+                raise ProtocolError(
+                    f"a reply to call id {msg.id}, which is not in flight", side="worker"
+                )
             if isinstance(msg, Error) and is_memory_error(msg.exc_type, msg.chain):
                 self.memory_hint = f"{msg.exc_type}: {msg.message}"[:200]
             pending.resolve(msg)
@@ -414,8 +440,12 @@ class WorkerProcess:
             self.logger.log(msg.level, "%s: %s", msg.logger, msg.message)
         elif isinstance(msg, Confined):
             if self.confined is not None or self.handshake is not None:
-                raise ProtocolError("a second Confined" if self.confined is not None
-                                    else "a Confined after the Handshake", side="worker")
+                raise ProtocolError(
+                    "a second Confined"
+                    if self.confined is not None
+                    else "a Confined after the Handshake",
+                    side="worker",
+                )
             if msg.pid != self.spawned.pid:
                 self._adopt_serving_process(msg.pid)
             self.confined = msg
@@ -424,8 +454,9 @@ class WorkerProcess:
             if self.handshake is not None:
                 raise ProtocolError("a second Handshake", side="worker")
             if self.standby:
-                raise ProtocolError("a Handshake from a standby worker before Resume",
-                                    side="worker")
+                raise ProtocolError(
+                    "a Handshake from a standby worker before Resume", side="worker"
+                )
             self._check_confinement_claimed(msg)
             self._check_claimed_hooks(msg.hooks)
             self.handshake = msg
@@ -441,21 +472,33 @@ class WorkerProcess:
         Confined, and a Handshake that says otherwise was rewritten."""
         confined = self.confined
         if confined is None:
-            raise ProtocolError("a Handshake without the Confined that comes before it",
-                                side="worker")
+            raise ProtocolError(
+                "a Handshake without the Confined that comes before it", side="worker"
+            )
         if hello.layers != confined.layers:
-            changed = sorted(k for k in {*hello.layers, *confined.layers}
-                             if hello.layers.get(k) != confined.layers.get(k))
-            raise ProtocolError(f"the Handshake's sandbox layers differ from those reported "
-                                f"before the plugin's code ran: {changed}", side="worker")
+            changed = sorted(
+                k
+                for k in {*hello.layers, *confined.layers}
+                if hello.layers.get(k) != confined.layers.get(k)
+            )
+            raise ProtocolError(
+                f"the Handshake's sandbox layers differ from those reported "
+                f"before the plugin's code ran: {changed}",
+                side="worker",
+            )
         if hello.pid != confined.pid:
-            raise ProtocolError(f"the Handshake names pid {hello.pid}, not the "
-                                f"{confined.pid} reported before the plugin's code ran",
-                                side="worker")
+            raise ProtocolError(
+                f"the Handshake names pid {hello.pid}, not the "
+                f"{confined.pid} reported before the plugin's code ran",
+                side="worker",
+            )
         if hello.baseline_rss_kb != confined.baseline_rss_kb:
-            raise ProtocolError(f"the Handshake's baseline RSS ({hello.baseline_rss_kb} KiB) "
-                                f"differs from the {confined.baseline_rss_kb} KiB reported "
-                                f"before the plugin's code ran", side="worker")
+            raise ProtocolError(
+                f"the Handshake's baseline RSS ({hello.baseline_rss_kb} KiB) "
+                f"differs from the {confined.baseline_rss_kb} KiB reported "
+                f"before the plugin's code ran",
+                side="worker",
+            )
 
     def _check_claimed_hooks(self, hooks: dict[str, list[str]]) -> None:
         """The Handshake comes after the plugin's code ran, so its word on the hooks
@@ -464,12 +507,16 @@ class WorkerProcess:
         for hook, accepted in hooks.items():
             offered = self._offered.get(hook)
             if offered is None:
-                raise ProtocolError(f"the Handshake claims hook {hook!r}, which the host "
-                                    f"did not offer", side="worker")
+                raise ProtocolError(
+                    f"the Handshake claims hook {hook!r}, which the host did not offer",
+                    side="worker",
+                )
             if len(set(accepted)) != len(accepted) or not offered.issuperset(accepted):
-                raise ProtocolError(f"the Handshake claims hook {hook!r} takes {accepted}, "
-                                    f"not a set of its arguments {sorted(offered)}",
-                                    side="worker")
+                raise ProtocolError(
+                    f"the Handshake claims hook {hook!r} takes {accepted}, "
+                    f"not a set of its arguments {sorted(offered)}",
+                    side="worker",
+                )
 
     def _adopt_serving_process(self, pid: int) -> None:
         """Watch and kill ``pid``, the process serving the plugin (pid 2 of a pid
@@ -485,8 +532,11 @@ class WorkerProcess:
                 # plugin that failed to load at once, on a loaded machine): nothing to
                 # adopt, and no breach; what it sent after is read as it comes
                 return
-            raise ProtocolError(f"the worker names pid {pid}, which is neither the "
-                                f"worker ({self.spawned.pid}) nor beneath it", side="worker")
+            raise ProtocolError(
+                f"the worker names pid {pid}, which is neither the "
+                f"worker ({self.spawned.pid}) nor beneath it",
+                side="worker",
+            )
         self.spawned.serving_pidfd = pidfd
         self.pid = pid
 
@@ -526,8 +576,9 @@ class WorkerProcess:
         report = unpack_exit_report(self._exit_report)
         if report is not None:
             exit_code, sig, max_rss_kb, cpu_time = report
-            self._ended.set(ExitInfo(exit_code=exit_code, signal=sig, max_rss_kb=max_rss_kb,
-                                     cpu_time=cpu_time))
+            self._ended.set(
+                ExitInfo(exit_code=exit_code, signal=sig, max_rss_kb=max_rss_kb, cpu_time=cpu_time)
+            )
             self._mark_dead()
         return True
 
@@ -576,17 +627,23 @@ class WorkerProcess:
             rss, cpu = sample
             self.peak_seen_kb = max(self.peak_seen_kb, rss)
             if memory_mb and rss - baseline > memory_mb * 1024:
-                self.kill("memory", f"its RSS of {rss // 1024} MB went over its cap of "
-                                    f"{memory_mb} MB above the {baseline // 1024} MB it "
-                                    f"started with")
+                self.kill(
+                    "memory",
+                    f"its RSS of {rss // 1024} MB went over its cap of "
+                    f"{memory_mb} MB above the {baseline // 1024} MB it "
+                    f"started with",
+                )
                 return
             if not self._pending or self.answered != answered:
                 cpu_mark, answered = (cpu if self._pending else None), self.answered
             elif cpu_mark is None:
                 cpu_mark = cpu
             elif cpu_seconds and cpu - cpu_mark > cpu_seconds + 1.0:
-                self.kill("cpu", f"ignored SIGXCPU and used {cpu - cpu_mark:.1f} s of CPU "
-                                 f"in a call, over its {cpu_seconds:g} s budget")
+                self.kill(
+                    "cpu",
+                    f"ignored SIGXCPU and used {cpu - cpu_mark:.1f} s of CPU "
+                    f"in a call, over its {cpu_seconds:g} s budget",
+                )
                 return
             with anyio.move_on_after(interval):
                 await self._dead.wait()

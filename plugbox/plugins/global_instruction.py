@@ -33,8 +33,9 @@ class GlobalInstructionPlugin:
         """``config``: ``instruction`` (a non-empty str, required), ``name``."""
         instruction = config.get("instruction")
         if not isinstance(instruction, str) or not instruction.strip():
-            raise ValueError("global_instruction needs config={'instruction': '...'}, "
-                             "a non-empty str")
+            raise ValueError(
+                "global_instruction needs config={'instruction': '...'}, a non-empty str"
+            )
         self.instruction = instruction
         self.name = str(config.get("name") or self.name)
 
@@ -50,8 +51,9 @@ class GlobalInstructionPlugin:
             content = first.get("content")
             if isinstance(content, str):
                 if not content.startswith(self.instruction):
-                    first["content"] = (f"{self.instruction}\n\n{content}" if content
-                                        else self.instruction)
+                    first["content"] = (
+                        f"{self.instruction}\n\n{content}" if content else self.instruction
+                    )
                 return None
         messages.insert(0, {"role": "system", "content": self.instruction})
         return None

@@ -63,8 +63,11 @@ class LoggingPlugin:
     def before_agent(self, agent: Any, context: Any) -> None:
         """Log the agent's start and note the time."""
         name = _text(_field(agent, "name"))
-        self._start(("agent", self._invocation(context), name), f"agent {name}",
-                    f"invocation {self._invocation(context)}")
+        self._start(
+            ("agent", self._invocation(context), name),
+            f"agent {name}",
+            f"invocation {self._invocation(context)}",
+        )
 
     def after_agent(self, agent: Any, context: Any) -> None:
         """Log the agent's end with its duration."""
@@ -76,29 +79,36 @@ class LoggingPlugin:
         """Log the model call's start and note the time."""
         messages = _field(request, "messages")
         count = len(messages) if isinstance(messages, list) else 0
-        self._start(self._model_key(context), f"model call of agent {self._agent(context)}",
-                    f"model {_text(_field(request, 'model'))}, {count} "
-                    f"message{'' if count == 1 else 's'}")
+        self._start(
+            self._model_key(context),
+            f"model call of agent {self._agent(context)}",
+            f"model {_text(_field(request, 'model'))}, {count} message{'' if count == 1 else 's'}",
+        )
 
     def after_model(self, response: Any, context: Any) -> None:
         """Log the model call's end with its duration."""
         calls = _field(response, "tool_calls")
         n = len(calls) if isinstance(calls, list) else 0
         detail = f"{n} tool call{'' if n == 1 else 's'}" if n else "answer"
-        self._end(self._model_key(context), f"model call of agent {self._agent(context)}",
-                  detail)
+        self._end(self._model_key(context), f"model call of agent {self._agent(context)}", detail)
 
     def on_model_error(self, error: Any, context: Any) -> None:
         """Log the model call's failure with its duration (WARNING)."""
-        self._end(self._model_key(context), f"model call of agent {self._agent(context)}",
-                  error=self._error(error))
+        self._end(
+            self._model_key(context),
+            f"model call of agent {self._agent(context)}",
+            error=self._error(error),
+        )
 
     # ------------------------------------------------------------------ tools
     def before_tool(self, tool: Any, context: Any) -> None:
         """Log the tool call's start and note the time."""
         call = _text(_field(context, "tool_call_id"), "-")
-        self._start(self._tool_key(tool, context), f"tool {_text(_field(tool, 'name'))}",
-                    f"agent {self._agent(context)}, call {call}")
+        self._start(
+            self._tool_key(tool, context),
+            f"tool {_text(_field(tool, 'name'))}",
+            f"agent {self._agent(context)}, call {call}",
+        )
 
     def after_tool(self, tool: Any, context: Any) -> None:
         """Log the tool call's end with its duration."""
@@ -106,8 +116,11 @@ class LoggingPlugin:
 
     def on_tool_error(self, tool: Any, error: Any, context: Any) -> None:
         """Log the tool call's failure with its duration (WARNING)."""
-        self._end(self._tool_key(tool, context), f"tool {_text(_field(tool, 'name'))}",
-                  error=self._error(error))
+        self._end(
+            self._tool_key(tool, context),
+            f"tool {_text(_field(tool, 'name'))}",
+            error=self._error(error),
+        )
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -70,8 +70,9 @@ class MessageLoggerPlugin:
         calls = response.get("tool_calls") if isinstance(response, dict) else None
         text = _content(response)
         if calls:
-            asked = ", ".join(f"{c.get('name')}({c.get('args')})" for c in calls
-                              if isinstance(c, dict))
+            asked = ", ".join(
+                f"{c.get('name')}({c.get('args')})" for c in calls if isinstance(c, dict)
+            )
             text = f"{text or ''} [tool calls: {asked}]".strip()
         self._record("after_model", context, "model", text, response=response)
 
@@ -93,15 +94,19 @@ class MessageLoggerPlugin:
             self._file = None
 
     # ------------------------------------------------------------------ helpers
-    def _record(self, hook: str, context: Any, who: str, shown: Any = None,
-                **fields: Any) -> None:
+    def _record(self, hook: str, context: Any, who: str, shown: Any = None, **fields: Any) -> None:
         self.count += 1
         if shown is None:
             shown = _content(next(iter(fields.values())))
         invocation = context.get("invocation_id") if isinstance(context, dict) else None
         log.info("#%d %s: %s", self.count, who, _preview(shown, self.preview))
         if self._file is not None:
-            entry = {"n": self.count, "time": time.time(), "hook": hook,
-                     "invocation_id": invocation, **fields}
+            entry = {
+                "n": self.count,
+                "time": time.time(),
+                "hook": hook,
+                "invocation_id": invocation,
+                **fields,
+            }
             self._file.write(json.dumps(entry, default=repr) + "\n")
             self._file.flush()

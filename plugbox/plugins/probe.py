@@ -46,10 +46,16 @@ class ProbePlugin:
         self.config = dict(config)
 
     def probe(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "uid": os.geteuid(), "scratch": os.getcwd(),
-                "actions": {"tcp_connect": attempt(self.tcp_connect),
-                            "write_outside_scratch": attempt(self.write_outside),
-                            "fork": attempt(fork)}}
+        return {
+            "pid": os.getpid(),
+            "uid": os.geteuid(),
+            "scratch": os.getcwd(),
+            "actions": {
+                "tcp_connect": attempt(self.tcp_connect),
+                "write_outside_scratch": attempt(self.write_outside),
+                "fork": attempt(fork),
+            },
+        }
 
     def tcp_connect(self) -> str:
         port = int(self.config.get("port") or 9)

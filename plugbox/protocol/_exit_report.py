@@ -37,5 +37,4 @@ def unpack_exit_report(data: bytes) -> tuple[int | None, int | None, int, float]
         return None
     if max_rss_kb < 0 or not math.isfinite(cpu_time) or cpu_time < 0:
         return None
-    return (code, None, max_rss_kb, cpu_time) if code >= 0 else (None, -code, max_rss_kb,
-                                                                   cpu_time)
+    return (code, None, max_rss_kb, cpu_time) if code >= 0 else (None, -code, max_rss_kb, cpu_time)

@@ -72,12 +72,15 @@ def _pack_any(value: Any) -> bytes:
 
 def _unpack_as_peer(body: bytes) -> Any:
     try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=False, ext_hook=_refuse_ext,
-                               timestamp=0)
+        return msgpack.unpackb(
+            body, raw=False, strict_map_key=False, ext_hook=_refuse_ext, timestamp=0
+        )
     except TypeError as exc:
         if "unhashable" in str(exc):
-            raise TypeError("a dict key must be None, bool, int, float, str or bytes "
-                            "(a tuple key cannot cross the process boundary)") from None
+            raise TypeError(
+                "a dict key must be None, bool, int, float, str or bytes "
+                "(a tuple key cannot cross the process boundary)"
+            ) from None
         raise
 
 
@@ -85,8 +88,7 @@ def _unpack_as_peer(body: bytes) -> Any:
 #: one level deeper than the number of header-like bytes it holds (its containers, then
 #: a scalar), so most frames are cleared by one ``bytes.translate`` without walking the
 #: decoded value.
-_NOT_CONTAINER_HEADER = bytes(b for b in range(256)
-                              if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
+_NOT_CONTAINER_HEADER = bytes(b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
 
 
 def _depth_exceeds(value: Any, max_depth: int) -> bool:
@@ -113,8 +115,9 @@ def _nests_deeper(packed: bytes, decoded: Any, max_depth: int) -> bool:
     """Whether ``decoded`` (the value ``packed`` decodes to) nests deeper than
     ``max_depth``. Nesting ``max_depth + 1`` deep takes at least ``max_depth``
     containers, so data with fewer header-like bytes is cleared without a walk."""
-    return (len(packed.translate(None, _NOT_CONTAINER_HEADER)) >= max_depth
-            and _depth_exceeds(decoded, max_depth))
+    return len(packed.translate(None, _NOT_CONTAINER_HEADER)) >= max_depth and _depth_exceeds(
+        decoded, max_depth
+    )
 
 
 #: every byte value that is neither a msgpack array header nor an extension header.
@@ -122,9 +125,11 @@ def _nests_deeper(packed: bytes, decoded: Any, max_depth: int) -> bool:
 #: no array (the only way a packed map key can be unhashable for the peer: a tuple key
 #: packs as an array). Bytes inside strings may look like headers; such data merely
 #: takes the slow path (decode and see).
-_NOT_SUSPECT = bytes(b for b in range(256)
-                     if not (0x90 <= b <= 0x9F or b in (0xDC, 0xDD)
-                             or 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
+_NOT_SUSPECT = bytes(
+    b
+    for b in range(256)
+    if not (0x90 <= b <= 0x9F or b in (0xDC, 0xDD) or 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8)
+)
 
 
 def _peer_may_refuse(packed: bytes, max_depth: int) -> bool:
@@ -132,16 +137,18 @@ def _peer_may_refuse(packed: bytes, max_depth: int) -> bool:
     no array or extension header byte, and too few container headers to nest past
     ``max_depth``. True means: decode it to know."""
     return bool(packed.translate(None, _NOT_SUSPECT)) or (
-        len(packed.translate(None, _NOT_CONTAINER_HEADER)) >= max_depth)
+        len(packed.translate(None, _NOT_CONTAINER_HEADER)) >= max_depth
+    )
 
 
 #: every byte value that is neither a container header nor an extension header
-_NOT_MARK = bytes(b for b in range(256)
-                  if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF
-                          or 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8))
+_NOT_MARK = bytes(
+    b
+    for b in range(256)
+    if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF or 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8)
+)
 #: what those headers become in ``_pack_for_peer``'s marks: b"e" for an extension's
-_MARKS = bytes(b"e"[0] if 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8 else b"c"[0]
-               for b in range(256))
+_MARKS = bytes(b"e"[0] if 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8 else b"c"[0] for b in range(256))
 
 
 #: each thread's packer for exact types, kept between calls: making one per value (as
@@ -205,14 +212,20 @@ def check_crossable(value: Any) -> bytes:
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(str(exc) or type(exc).__name__) from None
     if packed is None:
-        raise TypeError(f"the value nests deeper than {MAX_VALUE_DEPTH} levels "
-                        f"(the protocol's cap)")
+        raise TypeError(
+            f"the value nests deeper than {MAX_VALUE_DEPTH} levels (the protocol's cap)"
+        )
     return packed
 
 
-def encode(message: Message, *, side: str = "local",
-           max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes, verify: bool = False,
-           max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
+def encode(
+    message: Message,
+    *,
+    side: str = "local",
+    max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
+    verify: bool = False,
+    max_depth: int = DEFAULT_LIMITS.max_depth,
+) -> bytes:
     """Encode ``message`` as one frame.
 
     A value msgpack cannot carry, or a frame over ``max_frame_bytes``, is a
@@ -230,14 +243,20 @@ def encode(message: Message, *, side: str = "local",
     except (TypeError, ValueError, OverflowError) as exc:
         reason = str(exc) or type(exc).__name__
         raise LocalProtocolError(
-            f"cannot encode {type(message).__name__}: {reason}", side=side) from exc
+            f"cannot encode {type(message).__name__}: {reason}", side=side
+        ) from exc
     if verify and _nests_deeper(body, decoded, max_depth):
-        raise LocalProtocolError(f"cannot encode {type(message).__name__}: it nests deeper "
-                                 f"than {max_depth} levels (the protocol's cap)", side=side)
+        raise LocalProtocolError(
+            f"cannot encode {type(message).__name__}: it nests deeper "
+            f"than {max_depth} levels (the protocol's cap)",
+            side=side,
+        )
     if len(body) > max_frame_bytes:
         raise LocalProtocolError(
             f"{type(message).__name__} of {len(body)} bytes exceeds the "
-            f"{max_frame_bytes}-byte frame cap", side=side)
+            f"{max_frame_bytes}-byte frame cap",
+            side=side,
+        )
     return _pack_header(len(body)) + body
 
 
@@ -282,9 +301,14 @@ def _pack_name(name: str) -> bytes:
     return packed
 
 
-def encode_call(call_id: int, hook: str, packed_args: Mapping[str, bytes], *,
-                side: str = "host", max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
-                ) -> bytes:
+def encode_call(
+    call_id: int,
+    hook: str,
+    packed_args: Mapping[str, bytes],
+    *,
+    side: str = "host",
+    max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
+) -> bytes:
     """A Call frame from arguments already msgpack-encoded (``pack``), so a value sent
     to many plugins is encoded once. The caller vouches for the packed values (see
     ``check_crossable``); the frame decodes to ``Call(id, hook, args)``."""
@@ -294,8 +318,9 @@ def encode_call(call_id: int, hook: str, packed_args: Mapping[str, bytes], *,
         parts.append(value)
     body = b"".join(parts)
     if len(body) > max_frame_bytes:
-        raise LocalProtocolError(f"Call of {len(body)} bytes exceeds the {max_frame_bytes}-byte "
-                                 f"frame cap", side=side)
+        raise LocalProtocolError(
+            f"Call of {len(body)} bytes exceeds the {max_frame_bytes}-byte frame cap", side=side
+        )
     return _pack_header(len(body)) + body
 
 
@@ -303,9 +328,15 @@ _RESULT_HEAD = b"\x94" + bytes([3])  # [Result.TAG, ...] as a 4-element msgpack 
 _EMPTY_MAP = b"\x80"  # no argument changed: the common case
 
 
-def encode_result(call_id: int, value: Any, changed: Mapping[str, Any], *,
-                  side: str = "worker", max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
-                  max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
+def encode_result(
+    call_id: int,
+    value: Any,
+    changed: Mapping[str, Any],
+    *,
+    side: str = "worker",
+    max_frame_bytes: int = DEFAULT_LIMITS.max_frame_bytes,
+    max_depth: int = DEFAULT_LIMITS.max_depth,
+) -> bytes:
     """The frame of ``Result(id=call_id, value=value, changed=changed)``, checked as
     ``encode(..., verify=True, max_depth=max_depth)`` checks it, with the same errors:
     each part is decoded as the peer will decode it only when it might refuse it
@@ -318,13 +349,16 @@ def encode_result(call_id: int, value: Any, changed: Mapping[str, Any], *,
         reason = str(exc) or type(exc).__name__
         raise LocalProtocolError(f"cannot encode Result: {reason}", side=side) from exc
     if packed is None or changes is None:
-        raise LocalProtocolError(f"cannot encode Result: it nests deeper than "
-                                 f"{max_depth} levels (the protocol's cap)", side=side)
+        raise LocalProtocolError(
+            f"cannot encode Result: it nests deeper than {max_depth} levels (the protocol's cap)",
+            side=side,
+        )
     parts = [_RESULT_HEAD, _pack_id(call_id), packed, changes]
     body = b"".join(parts)
     if len(body) > max_frame_bytes:
-        raise LocalProtocolError(f"Result of {len(body)} bytes exceeds the "
-                                 f"{max_frame_bytes}-byte frame cap", side=side)
+        raise LocalProtocolError(
+            f"Result of {len(body)} bytes exceeds the {max_frame_bytes}-byte frame cap", side=side
+        )
     return _pack_header(len(body)) + body
 
 
@@ -335,15 +369,22 @@ def encode_result(call_id: int, value: Any, changed: Mapping[str, Any], *,
 # to, clear it. Anything else goes through the constructor and fails as it always does.
 _new = object.__new__
 _CALL_ID, _CALL_HOOK, _CALL_ARGS = (vars(Call)[name].__set__ for name in FIELD_NAMES[Call])
-_RESULT_ID, _RESULT_VALUE, _RESULT_CHANGED = (vars(Result)[name].__set__
-                                              for name in FIELD_NAMES[Result])
+_RESULT_ID, _RESULT_VALUE, _RESULT_CHANGED = (
+    vars(Result)[name].__set__ for name in FIELD_NAMES[Result]
+)
 _is_str = str.__instancecheck__
 
 
 def _build_call(wire: list[Any]) -> Message:
     _, call_id, hook, args = wire
-    if not (type(call_id) is int and call_id > 0 and type(hook) is str and hook != ""
-            and type(args) is dict and all(map(_is_str, args))):
+    if not (
+        type(call_id) is int
+        and call_id > 0
+        and type(hook) is str
+        and hook != ""
+        and type(args) is dict
+        and all(map(_is_str, args))
+    ):
         return Call(id=call_id, hook=hook, args=args)
     call = _new(Call)
     _CALL_ID(call, call_id)
@@ -354,8 +395,12 @@ def _build_call(wire: list[Any]) -> Message:
 
 def _build_result(wire: list[Any]) -> Message:
     _, call_id, value, changed = wire
-    if not (type(call_id) is int and call_id > 0 and type(changed) is dict
-            and all(map(_is_str, changed))):
+    if not (
+        type(call_id) is int
+        and call_id > 0
+        and type(changed) is dict
+        and all(map(_is_str, changed))
+    ):
         return Result(id=call_id, value=value, changed=changed)
     result = _new(Result)
     _RESULT_ID(result, call_id)
@@ -366,11 +411,18 @@ def _build_result(wire: list[Any]) -> Message:
 
 #: the builders above, by tag
 _BUILD_FULL: dict[int, Callable[[list[Any]], Message]] = {
-    Call.TAG: _build_call, Result.TAG: _build_result}
+    Call.TAG: _build_call,
+    Result.TAG: _build_result,
+}
 
 
-def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
-                limits: FrameLimits = DEFAULT_LIMITS) -> Message:
+def decode_body(
+    body: bytes,
+    *,
+    peer: str,
+    accept: frozenset[type[Message]],
+    limits: FrameLimits = DEFAULT_LIMITS,
+) -> Message:
     """Decode one frame body (without its header) into a message from ``peer``."""
     return _decode_body(body, peer, accept, limits)
 
@@ -383,8 +435,9 @@ def decode_body(body: bytes, *, peer: str, accept: frozenset[type[Message]],
 # of nested ``dc 03 00`` headers made msgpack allocate 2 MB. Maps are not preallocated.
 # So a frame over SCAN_ABOVE is scanned, and a smaller one when it holds a 0xdc or 0xdd
 # byte (possibly inside a string: the scan then merely finds nothing wrong).
-def _decode_body(body: bytes | bytearray, peer: str, accept: frozenset[type[Message]],
-                 limits: FrameLimits) -> Message:
+def _decode_body(
+    body: bytes | bytearray, peer: str, accept: frozenset[type[Message]], limits: FrameLimits
+) -> Message:
     size = len(body)
     n = min(size, limits.max_container_len)
     headers = body.translate(None, _NOT_CONTAINER_HEADER)  # one pass for both checks
@@ -395,16 +448,33 @@ def _decode_body(body: bytes | bytearray, peer: str, accept: frozenset[type[Mess
             raise RemoteProtocolError(problem, side=peer)
     try:
         wire = msgpack.unpackb(
-            body, raw=False, use_list=True, strict_map_key=False, ext_hook=_refuse_ext,
-            max_str_len=size, max_bin_len=size, max_array_len=n, max_map_len=n,
-            max_ext_len=0, timestamp=0,
+            body,
+            raw=False,
+            use_list=True,
+            strict_map_key=False,
+            ext_hook=_refuse_ext,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=n,
+            max_map_len=n,
+            max_ext_len=0,
+            timestamp=0,
         )
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError, RecursionError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+        RecursionError,
+    ) as exc:
         reason = str(exc) or type(exc).__name__
         raise RemoteProtocolError(f"undecodable frame: {reason}", side=peer) from None
-    if (not scanned and len(headers) >= limits.max_depth  # the scan checked the depth
-            and _depth_exceeds(wire, limits.max_depth)):
+    if (
+        not scanned
+        and len(headers) >= limits.max_depth  # the scan checked the depth
+        and _depth_exceeds(wire, limits.max_depth)
+    ):
         raise RemoteProtocolError(f"frame nests deeper than {limits.max_depth}", side=peer)
     if type(wire) is list and len(wire) == 4 and type(wire[0]) is int:  # a Call, a Result
         build = _BUILD_FULL.get(wire[0])
@@ -412,12 +482,16 @@ def _decode_body(body: bytes | bytearray, peer: str, accept: frozenset[type[Mess
             try:
                 return build(wire)
             except TypeError as exc:
-                raise RemoteProtocolError(f"malformed {MESSAGE_TYPES[wire[0]].__name__}: "
-                                          f"{exc}", side=peer) from None
-    if (not isinstance(wire, list) or not wire or not isinstance(wire[0], int)
-            or isinstance(wire[0], bool)):
-        raise RemoteProtocolError("a frame must be an array starting with a message tag",
-                                  side=peer)
+                raise RemoteProtocolError(
+                    f"malformed {MESSAGE_TYPES[wire[0]].__name__}: {exc}", side=peer
+                ) from None
+    if (
+        not isinstance(wire, list)
+        or not wire
+        or not isinstance(wire[0], int)
+        or isinstance(wire[0], bool)
+    ):
+        raise RemoteProtocolError("a frame must be an array starting with a message tag", side=peer)
     cls = MESSAGE_TYPES.get(wire[0])
     if cls is None or cls not in accept:
         what = cls.__name__ if cls is not None else f"unknown message tag {wire[0]}"
@@ -426,8 +500,9 @@ def _decode_body(body: bytes | bytearray, peer: str, accept: frozenset[type[Mess
         names = FIELD_NAMES[cls]
         values = wire[1:]
         if len(values) > len(names):
-            raise RemoteProtocolError(f"{cls.__name__} has {len(values)} fields, "
-                                      f"at most {len(names)} allowed", side=peer)
+            raise RemoteProtocolError(
+                f"{cls.__name__} has {len(values)} fields, at most {len(names)} allowed", side=peer
+            )
         return cls(**dict(zip(names, values, strict=False)))
     except TypeError as exc:
         raise RemoteProtocolError(f"malformed {cls.__name__}: {exc}", side=peer) from None
@@ -443,8 +518,9 @@ class FrameDecoder:
 
     __slots__ = ("_accept", "_buf", "_error", "_limits", "_need", "_partial_since", "peer")
 
-    def __init__(self, *, peer: str, accept: frozenset[type[Message]],
-                 limits: FrameLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, *, peer: str, accept: frozenset[type[Message]], limits: FrameLimits = DEFAULT_LIMITS
+    ) -> None:
         self.peer = peer
         self._accept = accept
         self._limits = limits
@@ -482,8 +558,10 @@ class FrameDecoder:
             raise self._error
         deadline = self.deadline()
         if deadline is not None and now > deadline:
-            self._fail(f"a partial frame ({len(self._buf)} bytes) was not completed "
-                       f"within {self._limits.frame_timeout:g} s")
+            self._fail(
+                f"a partial frame ({len(self._buf)} bytes) was not completed "
+                f"within {self._limits.frame_timeout:g} s"
+            )
 
     def next_message(self, now: float | None = None) -> Message | None:
         """The next whole message, or None when more bytes are needed."""
@@ -494,8 +572,7 @@ class FrameDecoder:
             return None
         (size,) = _unpack_header(buf)
         if size > self._limits.max_frame_bytes:
-            self._fail(f"frame of {size} bytes exceeds the "
-                       f"{self._limits.max_frame_bytes}-byte cap")
+            self._fail(f"frame of {size} bytes exceeds the {self._limits.max_frame_bytes}-byte cap")
         if size == 0:
             self._fail("empty frame")
         end = HEADER_SIZE + size

@@ -117,11 +117,15 @@ class Confined(Message):
     baseline_rss_kb: int = 0
 
     def __post_init__(self) -> None:
-        _check(_is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
-               "Confined.layers must map str to bool")
+        _check(
+            _is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
+            "Confined.layers must map str to bool",
+        )
         _check(_is_int(self.pid) and self.pid > 0, "Confined.pid must be a positive int")
-        _check(_is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
-               "Confined.baseline_rss_kb must be an int >= 0")
+        _check(
+            _is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
+            "Confined.baseline_rss_kb must be an int >= 0",
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -152,15 +156,23 @@ class Handshake(Message):
 
     def __post_init__(self) -> None:
         _check(_is_int(self.protocol), "Handshake.protocol must be an int")
-        _check(_is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
-               "Handshake.baseline_rss_kb must be an int >= 0")
-        _check(_is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
-               "Handshake.layers must map str to bool")
-        _check(isinstance(self.plugin, str) and self.plugin != "",
-               "Handshake.plugin must be a non-empty str")
+        _check(
+            _is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
+            "Handshake.baseline_rss_kb must be an int >= 0",
+        )
+        _check(
+            _is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
+            "Handshake.layers must map str to bool",
+        )
+        _check(
+            isinstance(self.plugin, str) and self.plugin != "",
+            "Handshake.plugin must be a non-empty str",
+        )
         _check(isinstance(self.version, str), "Handshake.version must be a str")
-        _check(_is_str_map(self.hooks) and all(_is_str_list(v) for v in self.hooks.values()),
-               "Handshake.hooks must map str to a list of str")
+        _check(
+            _is_str_map(self.hooks) and all(_is_str_list(v) for v in self.hooks.values()),
+            "Handshake.hooks must map str to a list of str",
+        )
         _check(_is_int(self.pid) and self.pid > 0, "Handshake.pid must be a positive int")
         _check(_is_str_list(self.problems), "Handshake.problems must be a list of str")
         _check(isinstance(self.dist_name, str), "Handshake.dist_name must be a str")
@@ -272,8 +284,7 @@ class Spawn(Message):
     request: int
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.request) and self.request > 0,
-               "Spawn.request must be a positive int")
+        _check(_is_int(self.request) and self.request > 0, "Spawn.request must be a positive int")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -287,8 +298,7 @@ class Spawned(Message):
     error: str = ""
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.request) and self.request > 0,
-               "Spawned.request must be a positive int")
+        _check(_is_int(self.request) and self.request > 0, "Spawned.request must be a positive int")
         _check(_is_int(self.pid) and self.pid >= 0, "Spawned.pid must be an int >= 0")
         _check(isinstance(self.error, str), "Spawned.error must be a str")
 
@@ -311,10 +321,11 @@ class Exited(Message):
 
     def __post_init__(self) -> None:
         _check(_is_int(self.pid) and self.pid > 0, "Exited.pid must be a positive int")
-        _check((self.exit_code is None) != (self.signal is None),
-               "Exited needs exactly one of exit_code and signal")
-        _check(self.exit_code is None or _is_int(self.exit_code),
-               "Exited.exit_code must be an int")
+        _check(
+            (self.exit_code is None) != (self.signal is None),
+            "Exited needs exactly one of exit_code and signal",
+        )
+        _check(self.exit_code is None or _is_int(self.exit_code), "Exited.exit_code must be an int")
         _check(self.signal is None or _is_int(self.signal), "Exited.signal must be an int")
         _check(_is_int(self.max_rss_kb), "Exited.max_rss_kb must be an int")
         _check(_is_number(self.user_cpu), "Exited.user_cpu must be a number")
@@ -323,19 +334,31 @@ class Exited(Message):
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TAG: cls
-    for cls in (Start, Confined, Handshake, Call, Result, Error, Log, Cancel, Shutdown,
-                Resume, Spawn, Spawned, Exited)
+    for cls in (
+        Start,
+        Confined,
+        Handshake,
+        Call,
+        Result,
+        Error,
+        Log,
+        Cancel,
+        Shutdown,
+        Resume,
+        Spawn,
+        Spawned,
+        Exited,
+    )
 }
 
 #: each message type's field names, in wire order.
 FIELD_NAMES: dict[type[Message], tuple[str, ...]] = {
-    cls: tuple(f.name for f in fields(cls)) for cls in MESSAGE_TYPES.values()  # type: ignore[arg-type]
+    cls: tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    for cls in MESSAGE_TYPES.values()
 }
 
 #: the messages each direction may carry; a decoder accepts only its direction's.
-HOST_TO_WORKER: frozenset[type[Message]] = frozenset({Start, Call, Cancel, Shutdown,
-                                                      Resume})
-WORKER_TO_HOST: frozenset[type[Message]] = frozenset({Confined, Handshake, Result, Error,
-                                                      Log})
+HOST_TO_WORKER: frozenset[type[Message]] = frozenset({Start, Call, Cancel, Shutdown, Resume})
+WORKER_TO_HOST: frozenset[type[Message]] = frozenset({Confined, Handshake, Result, Error, Log})
 HOST_TO_ZYGOTE: frozenset[type[Message]] = frozenset({Spawn})
 ZYGOTE_TO_HOST: frozenset[type[Message]] = frozenset({Spawned, Exited})

@@ -17,8 +17,26 @@ _U16 = struct.Struct(">H").unpack_from
 _U32 = struct.Struct(">I").unpack_from
 
 # bytes of payload that follow a fixed-size scalar's type byte
-_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8,
-          0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8, 0xD4: 2, 0xD5: 3, 0xD6: 5, 0xD7: 9, 0xD8: 17}
+_FIXED = {
+    0xC0: 0,
+    0xC2: 0,
+    0xC3: 0,
+    0xCA: 4,
+    0xCB: 8,
+    0xCC: 1,
+    0xCD: 2,
+    0xCE: 4,
+    0xCF: 8,
+    0xD0: 1,
+    0xD1: 2,
+    0xD2: 4,
+    0xD3: 8,
+    0xD4: 2,
+    0xD5: 3,
+    0xD6: 5,
+    0xD7: 9,
+    0xD8: 17,
+}
 # type byte -> (length field size) for str/bin/ext with an explicit length
 _SIZED = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
 _EXT = {0xC7: 1, 0xC8: 2, 0xC9: 4}
@@ -82,8 +100,10 @@ def scan(data: bytes | bytearray, max_depth: int) -> str | None:
                 return f"undecodable frame: invalid msgpack type byte 0x{b:02x}"
             declared += count
             if declared > end:
-                return (f"undecodable frame: containers declare {declared} elements in a frame "
-                        f"of {end} bytes")
+                return (
+                    f"undecodable frame: containers declare {declared} elements in a frame "
+                    f"of {end} bytes"
+                )
             if count:
                 if len(stack) >= max_depth:
                     return f"frame nests deeper than {max_depth}"

@@ -337,8 +337,7 @@ class ChannelPlugin(FaultPlugin):
         elif how == "unknown_id":
             from ..protocol import Result, encode
 
-            os.write(CHANNEL_FD, encode(Result(id=999_999, value=None, changed={}),
-                                        side="worker"))
+            os.write(CHANNEL_FD, encode(Result(id=999_999, value=None, changed={}), side="worker"))
         else:
             raise ValueError(f"unknown channel fault {how!r}")
         time.sleep(_FOREVER)
@@ -429,10 +428,12 @@ class CanaryPlugin(FaultPlugin):
 
 # ---------------------------------------------------------------------- the table
 #: limits under which each fault's ``cause`` is the true one, and quick to reach.
-_QUICK = Limits(memory_mb=64, cpu_seconds=1, call_timeout=5.0, close_timeout=0.5,
-                backoff_initial=0.0)
-_DEADLINE = Limits(memory_mb=64, cpu_seconds=1, call_timeout=0.5, close_timeout=0.5,
-                   backoff_initial=0.0)
+_QUICK = Limits(
+    memory_mb=64, cpu_seconds=1, call_timeout=5.0, close_timeout=0.5, backoff_initial=0.0
+)
+_DEADLINE = Limits(
+    memory_mb=64, cpu_seconds=1, call_timeout=0.5, close_timeout=0.5, backoff_initial=0.0
+)
 _FORKS = Sandbox(processes=True)
 
 
@@ -469,96 +470,273 @@ class Fault:
         ``cause``, then ``also`` (a race the fault cannot rule out; ``when`` says)."""
         return (self.cause, *self.also)
 
-    def plugin_config(self, hooks: list[str] | tuple[str, ...] | str | None = None,
-                      **overrides: Any) -> dict[str, Any]:
+    def plugin_config(
+        self, hooks: list[str] | tuple[str, ...] | str | None = None, **overrides: Any
+    ) -> dict[str, Any]:
         """The ``config`` for ``host.add``: this fault's, ``hooks``, then ``overrides``."""
         config = {**self.config, **overrides}
         if hooks is not None:
             config["hooks"] = [hooks] if isinstance(hooks, str) else list(hooks)
         return config
 
-    async def add_to(self, host: PluginHost, *, hooks: list[str] | str | None = None,
-                     on_failure: str | None = "skip", limits: Limits | None = None,
-                     sandbox: Sandbox | None = None, **overrides: Any) -> PluginInfo:
+    async def add_to(
+        self,
+        host: PluginHost,
+        *,
+        hooks: list[str] | str | None = None,
+        on_failure: str | None = "skip",
+        limits: Limits | None = None,
+        sandbox: Sandbox | None = None,
+        **overrides: Any,
+    ) -> PluginInfo:
         """Add this fault to ``host`` (every hook of its spec unless ``hooks``), with
         its limits and sandbox, and ``on_failure="skip"`` unless told otherwise."""
         chosen = list(host.hooks) if hooks is None else hooks
-        return await host.add(self.ref, config=self.plugin_config(chosen, **overrides),
-                              limits=limits or self.limits, sandbox=sandbox or self.sandbox,
-                              on_failure=on_failure)  # type: ignore[arg-type]
+        return await host.add(
+            self.ref,
+            config=self.plugin_config(chosen, **overrides),
+            limits=limits or self.limits,
+            sandbox=sandbox or self.sandbox,
+            on_failure=on_failure,  # type: ignore[arg-type]
+        )
 
 
 def _ref(cls: type) -> str:
     return f"{__name__}:{cls.__name__}"
 
 
-FAULTS: dict[str, Fault] = {f.name: f for f in [
-    Fault(name="raise", ref=_ref(RaisePlugin), cause="raised", exc_type="FaultError",
-          kills_worker=False, doc=RaisePlugin.__doc__ or ""),
-    Fault(name="segfault", ref=_ref(SegfaultPlugin), cause="crashed", signal="SIGSEGV",
-          doc=SegfaultPlugin.__doc__ or ""),
-    Fault(name="abort", ref=_ref(AbortPlugin), cause="crashed", signal="SIGABRT",
-          doc=AbortPlugin.__doc__ or ""),
-    Fault(name="exit", ref=_ref(ExitPlugin), cause="crashed", exit_code=3,
-          doc=ExitPlugin.__doc__ or ""),
-    Fault(name="memory_list", ref=_ref(MemoryBombPlugin), cause="memory",
-          config={"how": "list"}, doc=MemoryBombPlugin.__doc__ or ""),
-    Fault(name="memory_mmap", ref=_ref(MemoryBombPlugin), cause="memory",
-          config={"how": "mmap"}, doc=MemoryBombPlugin.__doc__ or ""),
-    Fault(name="cpu_python", ref=_ref(CpuSpinPlugin), cause="cpu", signal="SIGXCPU",
-          other_causes=("timeout",), when="timeout if call_timeout ends the call first",
-          doc=CpuSpinPlugin.__doc__ or ""),
-    Fault(name="cpu_c", ref=_ref(CpuSpinCPlugin), cause="cpu", signal="SIGXCPU",
-          other_causes=("timeout",), when="timeout if call_timeout ends the call first",
-          doc=CpuSpinCPlugin.__doc__ or ""),
-    Fault(name="sleep", ref=_ref(SleepPlugin), cause="timeout", signal="SIGKILL",
-          limits=_DEADLINE, doc=SleepPlugin.__doc__ or ""),
-    Fault(name="sigstop", ref=_ref(SigstopPlugin), cause="timeout", signal="SIGKILL",
-          limits=_DEADLINE, doc=SigstopPlugin.__doc__ or ""),
-    Fault(name="ignore_sigterm", ref=_ref(IgnoreSigtermPlugin), cause="timeout",
-          signal="SIGKILL", limits=_DEADLINE, doc=IgnoreSigtermPlugin.__doc__ or ""),
-    Fault(name="recursion", ref=_ref(RecursionPlugin), cause="raised",
-          exc_type="RecursionError", kills_worker=False, doc=RecursionPlugin.__doc__ or ""),
-    Fault(name="stack_overflow", ref=_ref(RecursionPlugin), cause="crashed",
-          signal="SIGSEGV", config={"through_c": True}, doc=RecursionPlugin.__doc__ or ""),
-    Fault(name="unserializable", ref=_ref(UnserializablePlugin), cause="raised",
-          exc_type="TypeError", kills_worker=False, doc=UnserializablePlugin.__doc__ or ""),
-    Fault(name="oversize_result", ref=_ref(OversizePlugin), cause="raised",
-          exc_type="TypeError", kills_worker=False, config={"mb": 2},
-          limits=Limits(memory_mb=64, cpu_seconds=1, call_timeout=5.0, max_message_mb=1,
-                        close_timeout=0.5, backoff_initial=0.0),
-          other_causes=("memory",), when="memory when encoding the result passes memory_mb",
-          doc=OversizePlugin.__doc__ or ""),
-    Fault(name="stdout_flood", ref=_ref(FloodPlugin), cause=None, kills_worker=False,
-          config={"stream": "stdout"}, doc=FloodPlugin.__doc__ or ""),
-    Fault(name="stderr_flood", ref=_ref(FloodPlugin), cause=None, kills_worker=False,
-          config={"stream": "stderr"}, doc=FloodPlugin.__doc__ or ""),
-    Fault(name="close_channel", ref=_ref(ChannelPlugin), cause="protocol",
-          config={"how": "close"}, doc=ChannelPlugin.__doc__ or ""),
-    Fault(name="corrupt_channel", ref=_ref(ChannelPlugin), cause="protocol",
-          config={"how": "garbage"}, doc=ChannelPlugin.__doc__ or ""),
-    Fault(name="oversize_frame", ref=_ref(ChannelPlugin), cause="protocol",
-          config={"how": "oversize"}, doc=ChannelPlugin.__doc__ or ""),
-    Fault(name="unknown_reply", ref=_ref(ChannelPlugin), cause="protocol",
-          config={"how": "unknown_id"}, doc=ChannelPlugin.__doc__ or ""),
-    Fault(name="fork_denied", ref=_ref(ForkBombPlugin), cause="raised",
-          exc_type="PermissionError", kills_worker=False, doc=ForkBombPlugin.__doc__ or ""),
-    Fault(name="fork_bomb", ref=_ref(ForkBombPlugin), cause="timeout", signal="SIGKILL",
-          limits=_DEADLINE, sandbox=_FORKS, doc=ForkBombPlugin.__doc__ or ""),
-    Fault(name="thread_bomb", ref=_ref(ThreadBombPlugin), cause="raised",
-          exc_type="RuntimeError", kills_worker=False, also=("memory",),
-          when=("memory when the thread stacks leave the worker too little address "
+FAULTS: dict[str, Fault] = {
+    f.name: f
+    for f in [
+        Fault(
+            name="raise",
+            ref=_ref(RaisePlugin),
+            cause="raised",
+            exc_type="FaultError",
+            kills_worker=False,
+            doc=RaisePlugin.__doc__ or "",
+        ),
+        Fault(
+            name="segfault",
+            ref=_ref(SegfaultPlugin),
+            cause="crashed",
+            signal="SIGSEGV",
+            doc=SegfaultPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="abort",
+            ref=_ref(AbortPlugin),
+            cause="crashed",
+            signal="SIGABRT",
+            doc=AbortPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="exit",
+            ref=_ref(ExitPlugin),
+            cause="crashed",
+            exit_code=3,
+            doc=ExitPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="memory_list",
+            ref=_ref(MemoryBombPlugin),
+            cause="memory",
+            config={"how": "list"},
+            doc=MemoryBombPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="memory_mmap",
+            ref=_ref(MemoryBombPlugin),
+            cause="memory",
+            config={"how": "mmap"},
+            doc=MemoryBombPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="cpu_python",
+            ref=_ref(CpuSpinPlugin),
+            cause="cpu",
+            signal="SIGXCPU",
+            other_causes=("timeout",),
+            when="timeout if call_timeout ends the call first",
+            doc=CpuSpinPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="cpu_c",
+            ref=_ref(CpuSpinCPlugin),
+            cause="cpu",
+            signal="SIGXCPU",
+            other_causes=("timeout",),
+            when="timeout if call_timeout ends the call first",
+            doc=CpuSpinCPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="sleep",
+            ref=_ref(SleepPlugin),
+            cause="timeout",
+            signal="SIGKILL",
+            limits=_DEADLINE,
+            doc=SleepPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="sigstop",
+            ref=_ref(SigstopPlugin),
+            cause="timeout",
+            signal="SIGKILL",
+            limits=_DEADLINE,
+            doc=SigstopPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="ignore_sigterm",
+            ref=_ref(IgnoreSigtermPlugin),
+            cause="timeout",
+            signal="SIGKILL",
+            limits=_DEADLINE,
+            doc=IgnoreSigtermPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="recursion",
+            ref=_ref(RecursionPlugin),
+            cause="raised",
+            exc_type="RecursionError",
+            kills_worker=False,
+            doc=RecursionPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="stack_overflow",
+            ref=_ref(RecursionPlugin),
+            cause="crashed",
+            signal="SIGSEGV",
+            config={"through_c": True},
+            doc=RecursionPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="unserializable",
+            ref=_ref(UnserializablePlugin),
+            cause="raised",
+            exc_type="TypeError",
+            kills_worker=False,
+            doc=UnserializablePlugin.__doc__ or "",
+        ),
+        Fault(
+            name="oversize_result",
+            ref=_ref(OversizePlugin),
+            cause="raised",
+            exc_type="TypeError",
+            kills_worker=False,
+            config={"mb": 2},
+            limits=Limits(
+                memory_mb=64,
+                cpu_seconds=1,
+                call_timeout=5.0,
+                max_message_mb=1,
+                close_timeout=0.5,
+                backoff_initial=0.0,
+            ),
+            other_causes=("memory",),
+            when="memory when encoding the result passes memory_mb",
+            doc=OversizePlugin.__doc__ or "",
+        ),
+        Fault(
+            name="stdout_flood",
+            ref=_ref(FloodPlugin),
+            cause=None,
+            kills_worker=False,
+            config={"stream": "stdout"},
+            doc=FloodPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="stderr_flood",
+            ref=_ref(FloodPlugin),
+            cause=None,
+            kills_worker=False,
+            config={"stream": "stderr"},
+            doc=FloodPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="close_channel",
+            ref=_ref(ChannelPlugin),
+            cause="protocol",
+            config={"how": "close"},
+            doc=ChannelPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="corrupt_channel",
+            ref=_ref(ChannelPlugin),
+            cause="protocol",
+            config={"how": "garbage"},
+            doc=ChannelPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="oversize_frame",
+            ref=_ref(ChannelPlugin),
+            cause="protocol",
+            config={"how": "oversize"},
+            doc=ChannelPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="unknown_reply",
+            ref=_ref(ChannelPlugin),
+            cause="protocol",
+            config={"how": "unknown_id"},
+            doc=ChannelPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="fork_denied",
+            ref=_ref(ForkBombPlugin),
+            cause="raised",
+            exc_type="PermissionError",
+            kills_worker=False,
+            doc=ForkBombPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="fork_bomb",
+            ref=_ref(ForkBombPlugin),
+            cause="timeout",
+            signal="SIGKILL",
+            limits=_DEADLINE,
+            sandbox=_FORKS,
+            doc=ForkBombPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="thread_bomb",
+            ref=_ref(ThreadBombPlugin),
+            cause="raised",
+            exc_type="RuntimeError",
+            kills_worker=False,
+            also=("memory",),
+            when=(
+                "memory when the thread stacks leave the worker too little address "
                 "space to build its full error reply: the bare reply it sends instead "
-                "says it ran out of memory, and the worker is replaced"),
-          doc=ThreadBombPlugin.__doc__ or ""),
-    Fault(name="fd_exhaustion", ref=_ref(FdExhaustionPlugin), cause="raised",
-          exc_type="OSError", kills_worker=False, doc=FdExhaustionPlugin.__doc__ or ""),
-    Fault(name="huge_file", ref=_ref(HugeFilePlugin), cause="raised", exc_type="OSError",
-          kills_worker=False, limits=Limits(memory_mb=64, cpu_seconds=2, call_timeout=5.0,
-                                            file_size_mb=8, close_timeout=0.5,
-                                            backoff_initial=0.0),
-          doc=HugeFilePlugin.__doc__ or ""),
-]}
+                "says it ran out of memory, and the worker is replaced"
+            ),
+            doc=ThreadBombPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="fd_exhaustion",
+            ref=_ref(FdExhaustionPlugin),
+            cause="raised",
+            exc_type="OSError",
+            kills_worker=False,
+            doc=FdExhaustionPlugin.__doc__ or "",
+        ),
+        Fault(
+            name="huge_file",
+            ref=_ref(HugeFilePlugin),
+            cause="raised",
+            exc_type="OSError",
+            kills_worker=False,
+            limits=Limits(
+                memory_mb=64,
+                cpu_seconds=2,
+                call_timeout=5.0,
+                file_size_mb=8,
+                close_timeout=0.5,
+                backoff_initial=0.0,
+            ),
+            doc=HugeFilePlugin.__doc__ or "",
+        ),
+    ]
+}
 
 
 __all__ = [

@@ -35,26 +35,31 @@ _DEADLY = frozenset({"crashed", "timeout", "memory", "cpu", "protocol"})
 
 
 # ---------------------------------------------------------------------- each_fault
-def select_faults(only: Iterable[str] | None = None,
-                  exclude: Iterable[str] = ()) -> list[Fault]:
+def select_faults(only: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> list[Fault]:
     """``FAULTS`` entries by name (all by default), minus ``exclude``; an unknown name
     is a ValueError listing the known ones."""
     names = list(FAULTS) if only is None else list(only)
     excluded = set(exclude)
     unknown = [n for n in [*names, *excluded] if n not in FAULTS]
     if unknown:
-        raise ValueError(f"unknown fault(s) {', '.join(unknown)} "
-                         f"(known: {', '.join(FAULTS)})")
+        raise ValueError(f"unknown fault(s) {', '.join(unknown)} (known: {', '.join(FAULTS)})")
     return [FAULTS[n] for n in names if n not in excluded]
 
 
 @overload
 def each_fault(func: F, /) -> F: ...
 @overload
-def each_fault(*, only: Iterable[str] | None = None, exclude: Iterable[str] = (),
-               argname: str = "fault") -> Callable[[F], F]: ...
-def each_fault(func: Any = None, /, *, only: Iterable[str] | None = None,
-               exclude: Iterable[str] = (), argname: str = "fault") -> Any:
+def each_fault(
+    *, only: Iterable[str] | None = None, exclude: Iterable[str] = (), argname: str = "fault"
+) -> Callable[[F], F]: ...
+def each_fault(
+    func: Any = None,
+    /,
+    *,
+    only: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    argname: str = "fault",
+) -> Any:
     """Run the decorated test once per fault, as ``fault`` (a ``Fault``: ``ref``,
     ``config``, ``cause``, ``limits``, ``sandbox``, ``add_to(host)``); test ids are the
     fault names. ``@each_fault`` or ``@each_fault(only=[...], exclude=[...])``."""
@@ -79,14 +84,21 @@ def _as_report(failure: FailureReport | PluginFailure | Any) -> FailureReport:
     if isinstance(failures, list):
         assert len(failures) == 1, f"expected one failure in the outcome, got {failures!r}"
         return _as_report(failures[0])
-    raise TypeError(f"expected a FailureReport, PluginFailure or Outcome, "
-                    f"not {type(failure).__name__}")
+    raise TypeError(
+        f"expected a FailureReport, PluginFailure or Outcome, not {type(failure).__name__}"
+    )
 
 
-def assert_report(failure: FailureReport | PluginFailure | Any, *,
-                  cause: str | Iterable[str], plugin: str | None = None,
-                  hook: str | None = None, signal: str | None = None,
-                  exit_code: int | None = None, exc_type: str | None = None) -> FailureReport:
+def assert_report(
+    failure: FailureReport | PluginFailure | Any,
+    *,
+    cause: str | Iterable[str],
+    plugin: str | None = None,
+    hook: str | None = None,
+    signal: str | None = None,
+    exit_code: int | None = None,
+    exc_type: str | None = None,
+) -> FailureReport:
     """Check a failure report (or a PluginFailure, or an Outcome with one failure):
     its ``cause`` (one, or any of several), and the fields that cause implies:
 
@@ -104,7 +116,8 @@ def assert_report(failure: FailureReport | PluginFailure | Any, *,
     unknown = allowed - set(CAUSES)
     assert not unknown, f"unknown cause(s) {sorted(unknown)}: one of {sorted(CAUSES)}"
     assert report.cause in allowed, (
-        f"expected cause {' or '.join(sorted(allowed))}, got {report.cause}: {report.summary()}")
+        f"expected cause {' or '.join(sorted(allowed))}, got {report.cause}: {report.summary()}"
+    )
     assert report.plugin and report.hook and report.detail, report
     if plugin is not None:
         assert report.plugin == plugin, (report.plugin, plugin)
@@ -130,10 +143,15 @@ def assert_report(failure: FailureReport | PluginFailure | Any, *,
     return report
 
 
-async def assert_contained(failure: FailureReport | PluginFailure | Any, *,
-                           cause: str | Iterable[str], host: PluginHost | None = None,
-                           probe: tuple[str, Mapping[str, Any]] | None = None,
-                           grace: float = 2.0, **fields: Any) -> FailureReport:
+async def assert_contained(
+    failure: FailureReport | PluginFailure | Any,
+    *,
+    cause: str | Iterable[str],
+    host: PluginHost | None = None,
+    probe: tuple[str, Mapping[str, Any]] | None = None,
+    grace: float = 2.0,
+    **fields: Any,
+) -> FailureReport:
     """``assert_report``, then the containment of the failure:
 
     - for a cause that ends the worker, the worker (``report.pid``) is gone within
@@ -149,8 +167,7 @@ async def assert_contained(failure: FailureReport | PluginFailure | Any, *,
     if report.pid is not None:
         if report.cause in _DEADLY:
             left = _wait_gone(report.pid, grace)
-            assert not left, (f"the failed worker {report.pid} or its descendants survive: "
-                              f"{left}")
+            assert not left, f"the failed worker {report.pid} or its descendants survive: {left}"
         elif report.cause == "raised":
             assert psutil.pid_exists(report.pid), f"worker {report.pid} died after raising"
     if host is not None:
@@ -289,9 +306,16 @@ class LeakCheck:
         left = self.leaks()
         if left:
             self.kill_leftovers()
-            raise AssertionError("plugbox leak check: left behind after the test:\n  "
-                                 + "\n  ".join(left))
+            raise AssertionError(
+                "plugbox leak check: left behind after the test:\n  " + "\n  ".join(left)
+            )
 
 
-__all__ = ["LeakCheck", "assert_contained", "assert_report", "each_fault", "select_faults",
-           "session_members"]
+__all__ = [
+    "LeakCheck",
+    "assert_contained",
+    "assert_report",
+    "each_fault",
+    "select_faults",
+    "session_members",
+]

@@ -37,7 +37,8 @@ HostFactory = Callable[..., Awaitable[PluginHost]]
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "plugbox_no_leak_check: skip the plugbox leak check for this test")
+        "markers", "plugbox_no_leak_check: skip the plugbox leak check for this test"
+    )
 
 
 @pytest.fixture
@@ -50,8 +51,9 @@ def plugbox_leak_check(request: pytest.FixtureRequest) -> Iterator[LeakCheck]:
 
 
 @pytest.fixture
-async def plugbox_host(plugbox_leak_check: LeakCheck,
-                       anyio_backend: Any) -> AsyncIterator[HostFactory]:
+async def plugbox_host(
+    plugbox_leak_check: LeakCheck, anyio_backend: Any
+) -> AsyncIterator[HostFactory]:
     """``await plugbox_host(hooks=specs.PIPELINE, **PluginHost options)``: an open
     PluginHost, closed after the test (then the leak check runs)."""
     hosts: list[PluginHost] = []

@@ -9,8 +9,9 @@ import os
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m plugbox.worker")
     parser.add_argument("--fd", type=int, required=True, help="the channel's fd")
-    parser.add_argument("--parent", type=int, default=0,
-                        help="the pid to die with (default: the parent now)")
+    parser.add_argument(
+        "--parent", type=int, default=0, help="the pid to die with (default: the parent now)"
+    )
     ns = parser.parse_args()
     from .lean import import_asyncio
 

@@ -52,7 +52,8 @@ def set_no_new_privs() -> bool:
 
 #: the C function behind ``signal.signal`` (module ``_signal``, which ``signal`` imports)
 _set_disposition: Callable[[int, int], object] = getattr(
-    sys.modules.get("_signal"), "signal", signal.signal)
+    sys.modules.get("_signal"), "signal", signal.signal
+)
 
 
 def set_disposition(signum: int, handler: int) -> None:
@@ -101,8 +102,9 @@ def own_children() -> list[int]:
     except OSError:
         return pids
     me = os.getpid()
-    return [int(name) for name in os.listdir("/proc")
-            if name.isdigit() and parent_of(int(name)) == me]
+    return [
+        int(name) for name in os.listdir("/proc") if name.isdigit() and parent_of(int(name)) == me
+    ]
 
 
 def read_file(path: str, size: int = 4096) -> bytes:

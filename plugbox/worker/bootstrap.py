@@ -43,8 +43,13 @@ from .serve import ChannelLogHandler, error_reply, serve, waiting
 CHANNEL_FD = 3
 
 
-def run(channel_fd: int, parent: int, stdout_fd: int | None = None,
-        stderr_fd: int | None = None, exit_report_fd: int | None = None) -> NoReturn:
+def run(
+    channel_fd: int,
+    parent: int,
+    stdout_fd: int | None = None,
+    stderr_fd: int | None = None,
+    exit_report_fd: int | None = None,
+) -> NoReturn:
     """Run a worker on ``channel_fd`` and exit the process with its status.
 
     ``exit_report_fd``, a pipe to the host, goes to the init of the worker's pid
@@ -154,8 +159,13 @@ class _Sender:
         self.send(frame)
 
 
-def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | None,
-         exit_report_fd: int | None) -> int:
+def _run(
+    channel_fd: int,
+    parent: int,
+    stdout_fd: int | None,
+    stderr_fd: int | None,
+    exit_report_fd: int | None,
+) -> int:
     in_session = confine.new_session()
     _redirect_stdio(stdout_fd, stderr_fd)
     faulthandler.enable()  # a fatal signal leaves the plugin's traceback on stderr
@@ -175,8 +185,7 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
         reply = error_reply(LOAD_CALL_ID, exc)
         # IntegrityMismatch: a source file changed after the check, seen as it was
         # imported (plugbox.integrity is imported only when a hash is pinned)
-        if (isinstance(exc, loader.IntegrityLoadError)
-                or type(exc).__name__ == "IntegrityMismatch"):
+        if isinstance(exc, loader.IntegrityLoadError) or type(exc).__name__ == "IntegrityMismatch":
             reply = Error(id=LOAD_CALL_ID, exc_type="PluginIntegrityError", message=str(exc))
         elif isinstance(exc, loader.LoadError):
             reply = Error(id=LOAD_CALL_ID, exc_type="PluginLoadError", message=str(exc))
@@ -225,8 +234,12 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     baseline_rss = _linux.resident_kb()
     # the layers and the RSS as they stand before any of the plugin's code runs: the
     # Handshake comes after it ran, so the host holds the Handshake to these
-    sock.sendall(encode(Confined(layers=dict(state.layers), pid=host_pid,
-                                 baseline_rss_kb=baseline_rss), side="worker"))
+    sock.sendall(
+        encode(
+            Confined(layers=dict(state.layers), pid=host_pid, baseline_rss_kb=baseline_rss),
+            side="worker",
+        )
+    )
     standby = bool(start.limits.get("standby"))
     if standby:
         loader.precompile(source)  # while waiting: it runs nothing of the plugin
@@ -267,10 +280,18 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
     if isinstance(name, str) and name:
         plugin.name = name
     mutable = {hook: frozenset(spec.get("mutable", ())) for hook, spec in start.hooks.items()}
-    hello = Handshake(protocol=PROTOCOL_VERSION, plugin=plugin.name, version=plugin.version,
-                      hooks=plugin.hooks, pid=host_pid, problems=plugin.problems,
-                      baseline_rss_kb=baseline_rss, layers=state.layers,
-                      dist_name=dist_name, dist_version=dist_version)
+    hello = Handshake(
+        protocol=PROTOCOL_VERSION,
+        plugin=plugin.name,
+        version=plugin.version,
+        hooks=plugin.hooks,
+        pid=host_pid,
+        problems=plugin.problems,
+        baseline_rss_kb=baseline_rss,
+        layers=state.layers,
+        dist_name=dist_name,
+        dist_version=dist_version,
+    )
     sock.sendall(encode(hello, side="worker"))
     early = waiting(sock)  # a call sent right behind Resume: answered before the loop runs
 
@@ -278,7 +299,8 @@ def _run(channel_fd: int, parent: int, stdout_fd: int | None, stderr_fd: int | N
         sender.send = send
 
     try:
-        return loop.run_until_complete(serve(sock, plugin, mutable, state, limits, install_log,
-                                             early))
+        return loop.run_until_complete(
+            serve(sock, plugin, mutable, state, limits, install_log, early)
+        )
     finally:
         sender.send = _discard

@@ -120,8 +120,10 @@ def remember_packages() -> None:
     copy for each page it first writes: for the 178 modules of a zygote and its 15
     packages, about 0.7 ms of each worker's start."""
     global _PACKAGES
-    _PACKAGES = (len(sys.modules), [module for module in sys.modules.values()
-                                    if isinstance(_package_path(module), list)])
+    _PACKAGES = (
+        len(sys.modules),
+        [module for module in sys.modules.values() if isinstance(_package_path(module), list)],
+    )
 
 
 def _loaded_packages() -> list[Any]:
@@ -179,7 +181,7 @@ class ImportPaths:
         """``path`` as the dropped user can reach it."""
         for old, new in self.remap.items():
             if path == old or path.startswith(old + os.sep):
-                return new + path[len(old):]
+                return new + path[len(old) :]
         return path
 
 
@@ -206,8 +208,11 @@ def set_limit(which: int, soft: int, hard: int | None = None) -> None:
 def apply_rlimits(limits: dict[str, Any], state: Confinement) -> None:
     """Apply the host's ``Limits.to_worker()`` as rlimits."""
     set_limit(resource.RLIMIT_CORE, 0, 0)
-    set_limit(resource.RLIMIT_NOFILE, int(limits.get("open_files") or 64),
-              int(limits.get("open_files") or 64))
+    set_limit(
+        resource.RLIMIT_NOFILE,
+        int(limits.get("open_files") or 64),
+        int(limits.get("open_files") or 64),
+    )
     fsize = int(limits.get("file_size_mb") or 64) * 1024 * 1024
     set_limit(resource.RLIMIT_FSIZE, fsize, fsize)
     stack = int(limits.get("stack_kb") or 1024) * 1024
@@ -264,8 +269,13 @@ def renew_cpu_budget(state: Confinement) -> None:
     if state.cpu_seconds is None:
         return
     now = time.monotonic()
-    if state.cpu_soft and math.ceil(state.cpu_used + state.cpu_seconds + _CPUS * (
-            now - state.cpu_used_at + _TICK)) <= state.cpu_soft:
+    if (
+        state.cpu_soft
+        and math.ceil(
+            state.cpu_used + state.cpu_seconds + _CPUS * (now - state.cpu_used_at + _TICK)
+        )
+        <= state.cpu_soft
+    ):
         return  # the soft limit would stay where it is
     used = cpu_clock()
     state.cpu_used, state.cpu_used_at = used, now

@@ -58,8 +58,13 @@ ACCESS_FS_REFER = 1 << 13
 ACCESS_FS_TRUNCATE = 1 << 14
 ACCESS_FS_IOCTL_DEV = 1 << 15
 #: the rights a rule on a non-directory may carry (others are EINVAL there).
-ACCESS_FS_FILE = (ACCESS_FS_EXECUTE | ACCESS_FS_WRITE_FILE | ACCESS_FS_READ_FILE
-                  | ACCESS_FS_TRUNCATE | ACCESS_FS_IOCTL_DEV)
+ACCESS_FS_FILE = (
+    ACCESS_FS_EXECUTE
+    | ACCESS_FS_WRITE_FILE
+    | ACCESS_FS_READ_FILE
+    | ACCESS_FS_TRUNCATE
+    | ACCESS_FS_IOCTL_DEV
+)
 ACCESS_FS_READ_ONLY = ACCESS_FS_EXECUTE | ACCESS_FS_READ_FILE | ACCESS_FS_READ_DIR
 
 ACCESS_NET_BIND_TCP = 1 << 0
@@ -71,9 +76,11 @@ SCOPE_SIGNAL = 1 << 1
 class RulesetAttr(ctypes.Structure):
     """struct landlock_ruleset_attr (ABI 6 layout; pass a shorter size to older ABIs)."""
 
-    _fields_ = [("handled_access_fs", ctypes.c_uint64),
-                ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class PathBeneathAttr(ctypes.Structure):
@@ -86,13 +93,13 @@ class PathBeneathAttr(ctypes.Structure):
 class Restriction(TypedDict):
     """What ``restrict`` put in force."""
 
-    abi: int             # the kernel's Landlock ABI (0: none)
-    filesystem: bool     # reads and writes limited to the given paths
-    tcp: bool            # TCP bind and connect denied
-    signals: bool        # signals only to processes in the domain
+    abi: int  # the kernel's Landlock ABI (0: none)
+    filesystem: bool  # reads and writes limited to the given paths
+    tcp: bool  # TCP bind and connect denied
+    signals: bool  # signals only to processes in the domain
     abstract_unix: bool  # abstract unix sockets only to processes in the domain
-    scopes: bool         # every requested scope in force (False if none requested)
-    all_threads: bool    # every thread restricted (ABI 8 TSYNC), not only the caller
+    scopes: bool  # every requested scope in force (False if none requested)
+    all_threads: bool  # every thread restricted (ABI 8 TSYNC), not only the caller
 
 
 @functools.cache
@@ -115,8 +122,12 @@ def abi_version() -> int:
     if not sys.platform.startswith("linux"):
         return 0
     try:
-        return _call(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
-                     ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+        return _call(
+            SYS_LANDLOCK_CREATE_RULESET,
+            None,
+            ctypes.c_size_t(0),
+            ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION),
+        )
     except OSError as exc:
         if exc.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
             return 0
@@ -148,14 +159,24 @@ def _add_path(ruleset: int, path: str, access: int) -> None:
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             access &= ACCESS_FS_FILE
         attr = PathBeneathAttr(access, fd)
-        _call(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset),
-              ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(attr), ctypes.c_uint32(0))
+        _call(
+            SYS_LANDLOCK_ADD_RULE,
+            ctypes.c_int(ruleset),
+            ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+            ctypes.byref(attr),
+            ctypes.c_uint32(0),
+        )
     finally:
         os.close(fd)
 
 
-def restrict(read_only: Sequence[str], read_write: Sequence[str], deny_tcp: bool = True,
-             scope_signals: bool = True, scope_abstract_unix: bool = True) -> Restriction:
+def restrict(
+    read_only: Sequence[str],
+    read_write: Sequence[str],
+    deny_tcp: bool = True,
+    scope_signals: bool = True,
+    scope_abstract_unix: bool = True,
+) -> Restriction:
     """Restrict this process (irreversibly) with everything the kernel's Landlock offers.
 
     Filesystem: every right the ABI knows is handled; ``read_only`` paths (and what is
@@ -170,18 +191,27 @@ def restrict(read_only: Sequence[str], read_write: Sequence[str], deny_tcp: bool
     """
     abi = abi_version()
     if abi < 1:
-        return Restriction(abi=0, filesystem=False, tcp=False, signals=False,
-                           abstract_unix=False, scopes=False, all_threads=False)
+        return Restriction(
+            abi=0,
+            filesystem=False,
+            tcp=False,
+            signals=False,
+            abstract_unix=False,
+            scopes=False,
+            all_threads=False,
+        )
     handled_fs = fs_rights(abi)
     handled_net = ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP if deny_tcp and abi >= 4 else 0
     scoped = 0
     if abi >= 6:
-        scoped = ((SCOPE_SIGNAL if scope_signals else 0)
-                  | (SCOPE_ABSTRACT_UNIX_SOCKET if scope_abstract_unix else 0))
+        scoped = (SCOPE_SIGNAL if scope_signals else 0) | (
+            SCOPE_ABSTRACT_UNIX_SOCKET if scope_abstract_unix else 0
+        )
     attr = RulesetAttr(handled_fs, handled_net, scoped)
     size = 24 if abi >= 6 else 16 if abi >= 4 else 8  # the struct as that ABI knows it
-    ruleset = _call(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
-                    ctypes.c_uint32(0))
+    ruleset = _call(
+        SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
+    )
     try:
         for paths, access in ((read_only, ACCESS_FS_READ_ONLY), (read_write, handled_fs)):
             for path in paths:
@@ -192,8 +222,14 @@ def restrict(read_only: Sequence[str], read_write: Sequence[str], deny_tcp: bool
     finally:
         os.close(ruleset)
     wanted = (SCOPE_SIGNAL if scope_signals else 0) | (
-        SCOPE_ABSTRACT_UNIX_SOCKET if scope_abstract_unix else 0)
-    return Restriction(abi=abi, filesystem=True, tcp=bool(handled_net),
-                       signals=bool(scoped & SCOPE_SIGNAL),
-                       abstract_unix=bool(scoped & SCOPE_ABSTRACT_UNIX_SOCKET),
-                       scopes=bool(wanted) and scoped == wanted, all_threads=abi >= 8)
+        SCOPE_ABSTRACT_UNIX_SOCKET if scope_abstract_unix else 0
+    )
+    return Restriction(
+        abi=abi,
+        filesystem=True,
+        tcp=bool(handled_net),
+        signals=bool(scoped & SCOPE_SIGNAL),
+        abstract_unix=bool(scoped & SCOPE_ABSTRACT_UNIX_SOCKET),
+        scopes=bool(wanted) and scoped == wanted,
+        all_threads=abi >= 8,
+    )

@@ -36,8 +36,12 @@ def give_asyncio_ssl() -> bool:
     import ssl
 
     for name, module in list(sys.modules.items()):
-        if name.startswith("asyncio.") and module is not None \
-                and "ssl" in vars(module) and vars(module)["ssl"] is None:
+        if (
+            name.startswith("asyncio.")
+            and module is not None
+            and "ssl" in vars(module)
+            and vars(module)["ssl"] is None
+        ):
             module.ssl = ssl  # type: ignore[attr-defined]
     # sslproto defines names from ssl as it is executed (SSLAgainErrors): run it again,
     # in the same module object, which the event loop looks its classes up in per call

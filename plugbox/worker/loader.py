@@ -104,8 +104,9 @@ def verify_text(source: Source, expected: str) -> None:
     assert source.text is not None
     actual = hashlib.sha256(source.text).hexdigest()
     if actual != expected.lower():
-        raise IntegrityLoadError(f"sha256 of the bytes of {source.path} is {actual}, "
-                                 f"expected {expected}")
+        raise IntegrityLoadError(
+            f"sha256 of the bytes of {source.path} is {actual}, expected {expected}"
+        )
 
 
 def verify_module(source: Source, expected: str, scratch: Any) -> None:
@@ -128,8 +129,9 @@ def verify_module(source: Source, expected: str, scratch: Any) -> None:
     else:
         actual, manifest = integrity.tree_manifest(located.dirs)
     if actual != expected.lower():
-        raise IntegrityLoadError(f"sha256 of the {located.describe()} is {actual}, "
-                                 f"expected {expected}")
+        raise IntegrityLoadError(
+            f"sha256 of the {located.describe()} is {actual}, expected {expected}"
+        )
     sys.dont_write_bytecode = True
     sys.pycache_prefix = os.path.join(str(scratch or "/nonexistent"), ".plugbox-pycache")
     integrity.guard_source_loads(manifest, located.dirs)
@@ -198,16 +200,20 @@ def find_class(module: types.ModuleType, source: Source) -> type:
         if not isinstance(cls, type):
             raise LoadError(f"no class {source.class_name!r} in {source.path or source.module}")
         return cls
-    classes = [obj for obj in vars(module).values()
-               if isinstance(obj, type) and obj.__name__.endswith("Plugin")
-               and not getattr(obj, "_is_protocol", False) and not inspect.isabstract(obj)]
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and obj.__name__.endswith("Plugin")
+        and not getattr(obj, "_is_protocol", False)
+        and not inspect.isabstract(obj)
+    ]
     own = [c for c in classes if c.__module__ == module.__name__]
     candidates = own or classes
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise LoadError("no class whose name ends with 'Plugin' "
-                        "(name one with ref:ClassName)")
+        raise LoadError("no class whose name ends with 'Plugin' (name one with ref:ClassName)")
     names = ", ".join(sorted(c.__name__ for c in candidates))
     raise LoadError(f"several candidate plugin classes ({names}): name one with ref:ClassName")
 
@@ -215,9 +221,9 @@ def find_class(module: types.ModuleType, source: Source) -> type:
 def is_async(method: Any) -> bool:
     """Whether calling ``method`` gives a coroutine (``async def``, also behind a
     ``functools.partial`` or an object with an ``async def __call__``)."""
-    return (inspect.iscoroutinefunction(method)
-            or inspect.iscoroutinefunction(inspect.getattr_static(type(method), "__call__",
-                                                                  None)))
+    return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(
+        inspect.getattr_static(type(method), "__call__", None)
+    )
 
 
 def near_hook(attr: str, declared: list[str]) -> str | None:
@@ -246,22 +252,26 @@ def parameters(method: Any) -> list[tuple[str, inspect._ParameterKind]]:
     ``inspect.signature(method).parameters`` gives, read straight from the code object
     for the usual hook (a plain method, not wrapped) and from ``inspect`` otherwise."""
     func = getattr(method, "__func__", None)
-    if (type(method) is not types.MethodType or type(func) is not types.FunctionType
-            or hasattr(func, "__wrapped__") or hasattr(func, "__signature__")
-            or func.__code__.co_argcount == 0):
+    if (
+        type(method) is not types.MethodType
+        or type(func) is not types.FunctionType
+        or hasattr(func, "__wrapped__")
+        or hasattr(func, "__signature__")
+        or func.__code__.co_argcount == 0
+    ):
         return [(p.name, p.kind) for p in inspect.signature(method).parameters.values()]
     code = func.__code__
     names, flags = code.co_varnames, code.co_flags
     positional, keyword_only = code.co_argcount, code.co_kwonlyargcount
     posonly = code.co_posonlyargcount
     params: list[tuple[str, inspect._ParameterKind]] = [
-        (names[i], _POSITIONAL_ONLY if i < posonly else _KEYWORD)
-        for i in range(1, positional)]  # self is bound
+        (names[i], _POSITIONAL_ONLY if i < posonly else _KEYWORD) for i in range(1, positional)
+    ]  # self is bound
     index = positional + keyword_only
     if flags & _CO_VARARGS:
         params.append((names[index], _VAR_POSITIONAL))
         index += 1
-    params.extend((name, _KEYWORD_ONLY) for name in names[positional:positional + keyword_only])
+    params.extend((name, _KEYWORD_ONLY) for name in names[positional : positional + keyword_only])
     if flags & _CO_VARKEYWORDS:
         params.append((names[index], _VAR_KEYWORD))
     return params
@@ -294,14 +304,18 @@ def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugi
             meant = near_hook(attr, names)
             if meant is not None or HOOKLIKE.match(attr):
                 hint = f" (did you mean {meant!r}?)" if meant is not None else ""
-                problems.append(f"plugin {plugin!r}: method {attr!r} looks like a hook "
-                                f"but the host declares no hook of that name{hint}")
+                problems.append(
+                    f"plugin {plugin!r}: method {attr!r} looks like a hook "
+                    f"but the host declares no hook of that name{hint}"
+                )
             continue
         kind = spec[attr].get("kind", "either")
         if kind in KIND_WORDS and is_async(method) != (kind == "async"):
             found = "async def" if is_async(method) else "def"
-            raise LoadError(f"plugin {plugin!r}: hook {attr!r} is defined with {found!r}, "
-                            f"but the spec requires {KIND_WORDS[kind]}")
+            raise LoadError(
+                f"plugin {plugin!r}: hook {attr!r} is defined with {found!r}, "
+                f"but the spec requires {KIND_WORDS[kind]}"
+            )
         declared = spec[attr]["args"]
         try:
             params = parameters(method)
@@ -313,20 +327,32 @@ def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugi
             if p_kind is _VAR_KEYWORD:
                 all_args = True
             elif p_kind is _VAR_POSITIONAL or p_kind is _POSITIONAL_ONLY:
-                raise LoadError(f"plugin {plugin!r}: hook {attr!r} parameter {p_name!r} must be "
-                                f"passable by keyword (hook arguments are opt-in by name)")
+                raise LoadError(
+                    f"plugin {plugin!r}: hook {attr!r} parameter {p_name!r} must be "
+                    f"passable by keyword (hook arguments are opt-in by name)"
+                )
             elif p_name not in declared:
-                raise LoadError(f"plugin {plugin!r}: hook {attr!r} takes argument {p_name!r}, "
-                                f"which the spec does not have (it has: {', '.join(declared)})")
+                raise LoadError(
+                    f"plugin {plugin!r}: hook {attr!r} takes argument {p_name!r}, "
+                    f"which the spec does not have (it has: {', '.join(declared)})"
+                )
             else:
                 accepted.append(p_name)
         hooks[attr] = list(declared) if all_args else accepted
         takes_all[attr] = all_args
     if not hooks and names:
-        problems.append(f"plugin {plugin!r} implements none of the host's hooks "
-                        f"({', '.join(names)}): it will never be called")
-    return LoadedPlugin(instance=instance, name=plugin, version="", hooks=hooks,
-                        takes_all=takes_all, problems=problems)
+        problems.append(
+            f"plugin {plugin!r} implements none of the host's hooks "
+            f"({', '.join(names)}): it will never be called"
+        )
+    return LoadedPlugin(
+        instance=instance,
+        name=plugin,
+        version="",
+        hooks=hooks,
+        takes_all=takes_all,
+        problems=problems,
+    )
 
 
 def prepare_inline() -> None:
@@ -343,9 +369,11 @@ def load_inline(source: Source) -> type:
     try:
         cls = dill.loads(source.inline)
     except ModuleNotFoundError as exc:
-        raise LoadError(f"the inline class refers to module {exc.name!r}, which the worker "
-                        f"cannot import (define the class and what it uses in __main__ or "
-                        f"inside a function to send them by value)") from None
+        raise LoadError(
+            f"the inline class refers to module {exc.name!r}, which the worker "
+            f"cannot import (define the class and what it uses in __main__ or "
+            f"inside a function to send them by value)"
+        ) from None
     if not isinstance(cls, type):
         raise LoadError(f"the inline plugin is a {type(cls).__name__}, not a class")
     return cls

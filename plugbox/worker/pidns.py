@@ -142,8 +142,12 @@ def _init(worker: int, status_w: int, exit_report_fd: int | None) -> NoReturn:
             if pid == worker:
                 if exit_report_fd is not None:
                     try:
-                        os.write(exit_report_fd, pack_exit_report(
-                            status, usage.ru_maxrss, usage.ru_utime + usage.ru_stime))
+                        os.write(
+                            exit_report_fd,
+                            pack_exit_report(
+                                status, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+                            ),
+                        )
                     except OSError:
                         pass  # the host has gone, or closed its end: the outer reports
                 os.write(status_w, status.to_bytes(4, "little"))
@@ -174,5 +178,4 @@ def mount_private_proc(own_proc: bool) -> bool:
         return False
     if not own_proc:
         return True
-    return bool(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                           None) == 0)
+    return bool(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) == 0)

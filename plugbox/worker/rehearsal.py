@@ -33,8 +33,13 @@ from .confine import Confinement
 from .serve import serve
 
 
-def rehearse(loop: asyncio.AbstractEventLoop, hooks: dict[str, Any],
-             layers: dict[str, bool], pid: int, plugin: loader.Source | None = None) -> bool:
+def rehearse(
+    loop: asyncio.AbstractEventLoop,
+    hooks: dict[str, Any],
+    layers: dict[str, bool],
+    pid: int,
+    plugin: loader.Source | None = None,
+) -> bool:
     """Rehearse a load and a call of the first of ``hooks`` on ``loop``; whether it
     went through (a rehearsal that fails costs the restart nothing but its time).
     ``plugin`` is the plugin's source: a file plugin's stand-in module is made as if it
@@ -67,8 +72,10 @@ class RehearsalPlugin:
     async def hook_async(self, value=None):
         return value
 """
-_STAND_IN_SPEC = {"hook": {"args": ["value"], "kind": "sync"},
-                  "hook_async": {"args": ["value"], "kind": "async"}}
+_STAND_IN_SPEC = {
+    "hook": {"args": ["value"], "kind": "sync"},
+    "hook_async": {"args": ["value"], "kind": "async"},
+}
 #: the stand-in's file name and the name its module is imported under
 _STAND_IN_FILE = "plugbox_rehearsal.py"
 _STAND_IN_NAME = loader.file_module_name(_STAND_IN_FILE)
@@ -83,9 +90,12 @@ def _rehearse_import(plugin: loader.Source | None) -> None:
     directory on ``sys.path``, is taken back."""
     path = plugin.path if plugin is not None else None
     directory = os.path.dirname(path) if path else "/nonexistent"
-    source = loader.Source(ref="rehearsal", path=os.path.join(directory, _STAND_IN_FILE),
-                           text=_STAND_IN_MODULE,
-                           import_dir=plugin.import_dir if plugin is not None else None)
+    source = loader.Source(
+        ref="rehearsal",
+        path=os.path.join(directory, _STAND_IN_FILE),
+        text=_STAND_IN_MODULE,
+        import_dir=plugin.import_dir if plugin is not None else None,
+    )
     loader.precompile(source)
     saved_path = sys.path[:]
     try:
@@ -108,21 +118,30 @@ def _stand_in(hook: str, asynchronous: bool) -> Any:
     async def answer_async(self: _Stand, **kwargs: Any) -> Any:
         return kwargs
 
-    return type("RehearsalPlugin", (_Stand,), {hook: answer_async if asynchronous
-                                               else answer})()
+    return type("RehearsalPlugin", (_Stand,), {hook: answer_async if asynchronous else answer})()
 
 
-def _rehearse(loop: asyncio.AbstractEventLoop, hooks: dict[str, Any],
-              layers: dict[str, bool], pid: int) -> bool:
+def _rehearse(
+    loop: asyncio.AbstractEventLoop, hooks: dict[str, Any], layers: dict[str, bool], pid: int
+) -> bool:
     if not hooks:
         return False
     hook, spec = next(iter(hooks.items()))
     if not isinstance(spec, dict):
         return False
     plugin = loader.check(_stand_in(hook, spec.get("kind") == "async"), hooks)
-    encode(Handshake(protocol=PROTOCOL_VERSION, plugin=plugin.name, version=plugin.version,
-                     hooks=plugin.hooks, pid=pid, problems=plugin.problems, layers=layers),
-           side="worker")
+    encode(
+        Handshake(
+            protocol=PROTOCOL_VERSION,
+            plugin=plugin.name,
+            version=plugin.version,
+            hooks=plugin.hooks,
+            pid=pid,
+            problems=plugin.problems,
+            layers=layers,
+        ),
+        side="worker",
+    )
     args = {name: None for name in spec.get("args", ())}
     ours, theirs = socket.socketpair()
     try:
@@ -130,10 +149,10 @@ def _rehearse(loop: asyncio.AbstractEventLoop, hooks: dict[str, Any],
         theirs.setblocking(False)
 
         async def host_side() -> int:
-            serving = loop.create_task(serve(ours, plugin, {}, Confinement(), FrameLimits(),
-                                             lambda send: None))
-            await loop.sock_sendall(theirs, encode(Call(id=1, hook=hook, args=args),
-                                                   side="host"))
+            serving = loop.create_task(
+                serve(ours, plugin, {}, Confinement(), FrameLimits(), lambda send: None)
+            )
+            await loop.sock_sendall(theirs, encode(Call(id=1, hook=hook, args=args), side="host"))
             await loop.sock_recv(theirs, 1 << 16)  # the reply
             await loop.sock_sendall(theirs, encode(Shutdown(), side="host"))
             return await serving

@@ -29,9 +29,21 @@ PR_SET_DUMPABLE = 4
 #: /proc only its own entry (``/proc/self`` is resolved when the rule is made) and a few
 #: system-wide files: listing /proc, or reading another process's entry, is refused, so
 #: the plugin cannot see the host's processes even where the pid namespace is missing.
-BASE_READ_ONLY = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/proc/self", "/proc/cpuinfo",
-                  "/proc/meminfo", "/proc/stat", "/dev/null", "/dev/zero", "/dev/urandom",
-                  "/dev/random")
+BASE_READ_ONLY = (
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/bin",
+    "/etc",
+    "/proc/self",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/dev/random",
+)
 
 
 def _libc() -> ctypes.CDLL:
@@ -49,8 +61,10 @@ def prepare() -> None:
     enters every layer itself, in the same order."""
     if not sys.platform.startswith("linux"):
         return
-    for libc, names in ((_libc(), ("unshare", "mount", "prctl")),
-                        (seccomp._libc(), ("prctl", "syscall"))):
+    for libc, names in (
+        (_libc(), ("unshare", "mount", "prctl")),
+        (seccomp._libc(), ("prctl", "syscall")),
+    ):
         for name in names:
             getattr(libc, name)  # ctypes makes (and keeps) a function on first use
     try:
@@ -95,8 +109,11 @@ def enter_namespaces(network: bool) -> dict[str, bool]:
     # root; the maps can only be written while it is dumpable again, briefly
     libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     try:
-        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
-                           ("gid_map", f"{gid} {gid} 1")):
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"{uid} {uid} 1"),
+            ("gid_map", f"{gid} {gid} 1"),
+        ):
             _linux.write_file(f"/proc/self/{name}", text.encode())
     except OSError:
         return done
@@ -110,8 +127,10 @@ def enter_namespaces(network: bool) -> dict[str, bool]:
     return done
 
 
-def enter(policy: dict[str, Any], exit_report_fd: int | None = None,
-          ) -> tuple[dict[str, bool], int]:
+def enter(
+    policy: dict[str, Any],
+    exit_report_fd: int | None = None,
+) -> tuple[dict[str, bool], int]:
     """Enter the namespaces ``policy`` asks for. Returns the layers that took effect
     and this process's pid as the host sees it; in a pid namespace, the process that
     returns is the worker's pid 2 (``pidns.split``), whose init reports its end on
@@ -135,8 +154,9 @@ def enter(policy: dict[str, Any], exit_report_fd: int | None = None,
 def _seccomp_template(network: bool, processes: bool) -> seccomp.PolicyTemplate:
     """The seccomp program a policy asks for, with the pid left open."""
     families = [socket.AF_UNIX] + ([socket.AF_INET, socket.AF_INET6] if network else [])
-    return seccomp.policy_template(socket_families=families, connect=network,
-                                   allow_processes=processes)
+    return seccomp.policy_template(
+        socket_families=families, connect=network, allow_processes=processes
+    )
 
 
 def enter_scratch(path: str) -> None:
@@ -162,8 +182,7 @@ def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
     if policy.get("landlock", True):
         paths = [*BASE_READ_ONLY, *read_only, *(policy.get("read_only") or [])]
         try:
-            done = landlock.restrict(paths, [str(scratch)] if scratch else [],
-                                     deny_tcp=not network)
+            done = landlock.restrict(paths, [str(scratch)] if scratch else [], deny_tcp=not network)
         except OSError:
             done = None
         layers["landlock_filesystem"] = bool(done and done["filesystem"])

@@ -177,17 +177,29 @@ def socket_block(families: Sequence[int], unix_types: Sequence[int] | None) -> l
 #: AF_UNIX socket types that cannot address another process's socket by name:
 #: connection-oriented (a send ignores or refuses a destination address), with every
 #: combination of the SOCK_NONBLOCK (0x800) and SOCK_CLOEXEC (0x80000) flags.
-UNIX_CONNECTED_TYPES = tuple(t | flags for t in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
-                             for flags in (0, 0x800, 0x80000, 0x80800))
+UNIX_CONNECTED_TYPES = tuple(
+    t | flags
+    for t in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+    for flags in (0, 0x800, 0x80000, 0x80800)
+)
 
 
 def clone_block(allow_processes: bool) -> list[Insn]:
     """clone: no namespace flags ever; without ``allow_processes``, threads only."""
     if allow_processes:
-        return [load(arg_low(0)), jump(JSET, CLONE_NEW_NAMESPACES, 0, 1), ret(EPERM),
-                ret(SECCOMP_RET_ALLOW)]
-    return [load(arg_low(0)), jump(JSET, CLONE_NEW_NAMESPACES, 1, 0),
-            jump(JSET, CLONE_THREAD, 1, 0), ret(EPERM), ret(SECCOMP_RET_ALLOW)]
+        return [
+            load(arg_low(0)),
+            jump(JSET, CLONE_NEW_NAMESPACES, 0, 1),
+            ret(EPERM),
+            ret(SECCOMP_RET_ALLOW),
+        ]
+    return [
+        load(arg_low(0)),
+        jump(JSET, CLONE_NEW_NAMESPACES, 1, 0),
+        jump(JSET, CLONE_THREAD, 1, 0),
+        ret(EPERM),
+        ret(SECCOMP_RET_ALLOW),
+    ]
 
 
 # --- architectures --------------------------------------------------------------------
@@ -201,41 +213,136 @@ class Arch:
     syscalls: dict[str, int]
 
 
-_COMMON = {"pidfd_send_signal": 424, "pidfd_open": 434, "pidfd_getfd": 438, "clone3": 435,
-           "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-           "fsmount": 432, "fspick": 433, "mount_setattr": 442, "io_uring_setup": 425,
-           "io_uring_enter": 426, "io_uring_register": 427, "process_madvise": 440,
-           "process_mrelease": 448}
+_COMMON = {
+    "pidfd_send_signal": 424,
+    "pidfd_open": 434,
+    "pidfd_getfd": 438,
+    "clone3": 435,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "mount_setattr": 442,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "process_madvise": 440,
+    "process_mrelease": 448,
+}
 # Numbers from asm/unistd_64.h (x86_64) and asm-generic/unistd.h (aarch64).
-_X86_64 = {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312,
-           "add_key": 248, "request_key": 249, "keyctl": 250, "bpf": 321,
-           "perf_event_open": 298, "userfaultfd": 323, "unshare": 272, "setns": 308,
-           "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
-           "personality": 135, "kill": 62, "tkill": 200, "tgkill": 234,
-           "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "fcntl": 72, "ioctl": 16,
-           "fork": 57, "vfork": 58, "clone": 56, "execve": 59, "execveat": 322,
-           "socket": 41, "socketpair": 53, "connect": 42, "open_by_handle_at": 304,
-           "prlimit64": 302,
-           "setpriority": 141, "ioprio_set": 251, "sched_setaffinity": 203,
-           "sched_setparam": 142, "sched_setscheduler": 144, "sched_setattr": 314,
-           "migrate_pages": 256, "move_pages": 279, "kexec_load": 246,
-           "kexec_file_load": 320, "init_module": 175, "finit_module": 313,
-           "delete_module": 176, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
-           "syslog": 103, "modify_ldt": 154, "iopl": 172, "ioperm": 173, "seccomp": 317}
-_AARCH64 = {"ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
-            "add_key": 217, "request_key": 218, "keyctl": 219, "bpf": 280,
-            "perf_event_open": 241, "userfaultfd": 282, "unshare": 97, "setns": 268,
-            "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51, "personality": 92,
-            "kill": 129, "tkill": 130, "tgkill": 131, "rt_sigqueueinfo": 138,
-            "rt_tgsigqueueinfo": 240, "fcntl": 25, "ioctl": 29, "clone": 220,
-            "execve": 221, "execveat": 281, "socket": 198, "socketpair": 199,
-            "connect": 203,
-            "open_by_handle_at": 265, "prlimit64": 261, "setpriority": 140,
-            "ioprio_set": 30, "sched_setaffinity": 122, "sched_setparam": 118,
-            "sched_setscheduler": 119, "sched_setattr": 274, "migrate_pages": 238,
-            "move_pages": 239, "kexec_load": 104, "kexec_file_load": 294,
-            "init_module": 105, "finit_module": 273, "delete_module": 106, "reboot": 142,
-            "swapon": 224, "swapoff": 225, "acct": 89, "syslog": 116, "seccomp": 277}
+_X86_64 = {
+    "ptrace": 101,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "kcmp": 312,
+    "add_key": 248,
+    "request_key": 249,
+    "keyctl": 250,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "userfaultfd": 323,
+    "unshare": 272,
+    "setns": 308,
+    "mount": 165,
+    "umount2": 166,
+    "pivot_root": 155,
+    "chroot": 161,
+    "personality": 135,
+    "kill": 62,
+    "tkill": 200,
+    "tgkill": 234,
+    "rt_sigqueueinfo": 129,
+    "rt_tgsigqueueinfo": 297,
+    "fcntl": 72,
+    "ioctl": 16,
+    "fork": 57,
+    "vfork": 58,
+    "clone": 56,
+    "execve": 59,
+    "execveat": 322,
+    "socket": 41,
+    "socketpair": 53,
+    "connect": 42,
+    "open_by_handle_at": 304,
+    "prlimit64": 302,
+    "setpriority": 141,
+    "ioprio_set": 251,
+    "sched_setaffinity": 203,
+    "sched_setparam": 142,
+    "sched_setscheduler": 144,
+    "sched_setattr": 314,
+    "migrate_pages": 256,
+    "move_pages": 279,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
+    "init_module": 175,
+    "finit_module": 313,
+    "delete_module": 176,
+    "reboot": 169,
+    "swapon": 167,
+    "swapoff": 168,
+    "acct": 163,
+    "syslog": 103,
+    "modify_ldt": 154,
+    "iopl": 172,
+    "ioperm": 173,
+    "seccomp": 317,
+}
+_AARCH64 = {
+    "ptrace": 117,
+    "process_vm_readv": 270,
+    "process_vm_writev": 271,
+    "kcmp": 272,
+    "add_key": 217,
+    "request_key": 218,
+    "keyctl": 219,
+    "bpf": 280,
+    "perf_event_open": 241,
+    "userfaultfd": 282,
+    "unshare": 97,
+    "setns": 268,
+    "mount": 40,
+    "umount2": 39,
+    "pivot_root": 41,
+    "chroot": 51,
+    "personality": 92,
+    "kill": 129,
+    "tkill": 130,
+    "tgkill": 131,
+    "rt_sigqueueinfo": 138,
+    "rt_tgsigqueueinfo": 240,
+    "fcntl": 25,
+    "ioctl": 29,
+    "clone": 220,
+    "execve": 221,
+    "execveat": 281,
+    "socket": 198,
+    "socketpair": 199,
+    "connect": 203,
+    "open_by_handle_at": 265,
+    "prlimit64": 261,
+    "setpriority": 140,
+    "ioprio_set": 30,
+    "sched_setaffinity": 122,
+    "sched_setparam": 118,
+    "sched_setscheduler": 119,
+    "sched_setattr": 274,
+    "migrate_pages": 238,
+    "move_pages": 239,
+    "kexec_load": 104,
+    "kexec_file_load": 294,
+    "init_module": 105,
+    "finit_module": 273,
+    "delete_module": 106,
+    "reboot": 142,
+    "swapon": 224,
+    "swapoff": 225,
+    "acct": 89,
+    "syslog": 116,
+    "seccomp": 277,
+}
 
 ARCHES = {
     "x86_64": Arch("x86_64", 0xC000003E, True, {**_X86_64, **_COMMON}),
@@ -253,7 +360,8 @@ def native_arch() -> Arch:
     if not sys.platform.startswith("linux") or machine not in ARCHES:
         raise UnsupportedArchitecture(
             f"seccomp filters are built for Linux x86_64 and aarch64 only, "
-            f"not {sys.platform} {machine or 'unknown'}")
+            f"not {sys.platform} {machine or 'unknown'}"
+        )
     return ARCHES[machine]
 
 
@@ -284,27 +392,50 @@ DENIED = {
     "umount2": "uncover what a mount hides",
     "pivot_root": "change the filesystem root",
     "chroot": "chroot tricks against path-based rules",
-    "open_tree": "new mount API", "move_mount": "new mount API", "fsopen": "new mount API",
-    "fsconfig": "new mount API", "fsmount": "new mount API", "fspick": "new mount API",
+    "open_tree": "new mount API",
+    "move_mount": "new mount API",
+    "fsopen": "new mount API",
+    "fsconfig": "new mount API",
+    "fsmount": "new mount API",
+    "fspick": "new mount API",
     "mount_setattr": "new mount API",
     "open_by_handle_at": "open files by handle around path checks (the 'shocker' escape)",
-    "kexec_load": "privileged kernel administration", "kexec_file_load": "ditto",
-    "init_module": "load kernel code", "finit_module": "load kernel code",
-    "delete_module": "unload kernel code", "reboot": "privileged", "swapon": "privileged",
-    "swapoff": "privileged", "acct": "privileged", "syslog": "kernel log: pointers, secrets",
-    "modify_ldt": "x86 LDT: kernel attack surface", "iopl": "raw port I/O",
+    "kexec_load": "privileged kernel administration",
+    "kexec_file_load": "ditto",
+    "init_module": "load kernel code",
+    "finit_module": "load kernel code",
+    "delete_module": "unload kernel code",
+    "reboot": "privileged",
+    "swapon": "privileged",
+    "swapoff": "privileged",
+    "acct": "privileged",
+    "syslog": "kernel log: pointers, secrets",
+    "modify_ldt": "x86 LDT: kernel attack surface",
+    "iopl": "raw port I/O",
     "ioperm": "raw port I/O",
 }
 
 #: Calls that act on a process given by pid: allowed only on this process.
-_SELF_PID_ARG0 = ("prlimit64", "sched_setaffinity", "sched_setparam", "sched_setscheduler",
-                  "sched_setattr", "migrate_pages", "move_pages")
+_SELF_PID_ARG0 = (
+    "prlimit64",
+    "sched_setaffinity",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_setattr",
+    "migrate_pages",
+    "move_pages",
+)
 
 
-def build_policy(own_pid: int, *, allow_processes: bool = False,
-                 socket_families: Iterable[int] = (socket.AF_UNIX,),
-                 connect: bool = False, self_only: bool = True,
-                 arch: Arch | None = None) -> bytes:
+def build_policy(
+    own_pid: int,
+    *,
+    allow_processes: bool = False,
+    socket_families: Iterable[int] = (socket.AF_UNIX,),
+    connect: bool = False,
+    self_only: bool = True,
+    arch: Arch | None = None,
+) -> bytes:
     """Build plugbox's filter and return it encoded (``assemble``'s bytes).
 
     ``own_pid``: the installing process's pid, the only target of signals and other
@@ -326,10 +457,10 @@ def build_policy(own_pid: int, *, allow_processes: bool = False,
     families = sorted({int(f) for f in socket_families})
     rules: dict[str, list[Insn]] = {name: [ret(EPERM)] for name in DENIED}
     rules["personality"] = when_args([(0, [PER_LINUX, PER_QUERY])], SECCOMP_RET_ALLOW, EPERM)
-    rules["fcntl"] = when_args([(1, [F_SETOWN, F_SETSIG, F_SETOWN_EX])], EPERM,
-                               SECCOMP_RET_ALLOW)
-    rules["ioctl"] = when_args([(1, [FIOSETOWN, SIOCSPGRP, TIOCSTI, TIOCLINUX])], EPERM,
-                               SECCOMP_RET_ALLOW)
+    rules["fcntl"] = when_args([(1, [F_SETOWN, F_SETSIG, F_SETOWN_EX])], EPERM, SECCOMP_RET_ALLOW)
+    rules["ioctl"] = when_args(
+        [(1, [FIOSETOWN, SIOCSPGRP, TIOCSTI, TIOCLINUX])], EPERM, SECCOMP_RET_ALLOW
+    )
     for name in ("socket", "socketpair"):
         rules[name] = socket_block(families, None if connect else UNIX_CONNECTED_TYPES)
     if not connect:
@@ -340,6 +471,7 @@ def build_policy(own_pid: int, *, allow_processes: bool = False,
         for name in ("fork", "vfork", "execve", "execveat"):
             rules[name] = [ret(EPERM)]
     if self_only:
+
         def only_me(conds: Sequence[tuple[int, Sequence[int]]]) -> list[Insn]:
             return when_args(conds, SECCOMP_RET_ALLOW, EPERM)
 
@@ -380,38 +512,62 @@ _PROBE_PIDS = (0x7FFFFFFE, 0x7FFFFFFD)
 _K_OFFSET = 4  # of ``k`` in an encoded instruction (``Insn.encode``: =HBBI)
 
 
-def _make_template(allow_processes: bool, socket_families: tuple[int, ...], connect: bool,
-                   self_only: bool, arch: Arch) -> PolicyTemplate:
+def _make_template(
+    allow_processes: bool,
+    socket_families: tuple[int, ...],
+    connect: bool,
+    self_only: bool,
+    arch: Arch,
+) -> PolicyTemplate:
     first, second = (
-        build_policy(pid, allow_processes=allow_processes, socket_families=socket_families,
-                     connect=connect, self_only=self_only, arch=arch)
-        for pid in _PROBE_PIDS)
+        build_policy(
+            pid,
+            allow_processes=allow_processes,
+            socket_families=socket_families,
+            connect=connect,
+            self_only=self_only,
+            arch=arch,
+        )
+        for pid in _PROBE_PIDS
+    )
     if len(first) != len(second):
         raise RuntimeError("the filter's length depends on the pid")
     probes = [struct.pack("=I", pid) for pid in _PROBE_PIDS]
     slots = []
     for offset in range(0, len(first), 8):  # instruction by instruction
         k = offset + _K_OFFSET
-        if first[offset:offset + 8] != second[offset:offset + 8]:
-            if (first[offset:k] != second[offset:k]
-                    or [first[k:k + 4], second[k:k + 4]] != probes):
-                raise RuntimeError(f"the filter's instruction {offset // 8} depends on "
-                                   f"the pid other than by its constant")
+        if first[offset : offset + 8] != second[offset : offset + 8]:
+            if (
+                first[offset:k] != second[offset:k]
+                or [first[k : k + 4], second[k : k + 4]] != probes
+            ):
+                raise RuntimeError(
+                    f"the filter's instruction {offset // 8} depends on "
+                    f"the pid other than by its constant"
+                )
             slots.append(k)
     return PolicyTemplate(first, tuple(slots))
 
 
 @functools.cache
-def _template(allow_processes: bool, socket_families: tuple[int, ...], connect: bool,
-              self_only: bool, arch_name: str) -> PolicyTemplate:
-    return _make_template(allow_processes, socket_families, connect, self_only,
-                          ARCHES[arch_name])
+def _template(
+    allow_processes: bool,
+    socket_families: tuple[int, ...],
+    connect: bool,
+    self_only: bool,
+    arch_name: str,
+) -> PolicyTemplate:
+    return _make_template(allow_processes, socket_families, connect, self_only, ARCHES[arch_name])
 
 
-def policy_template(*, allow_processes: bool = False,
-                    socket_families: Iterable[int] = (socket.AF_UNIX,),
-                    connect: bool = False, self_only: bool = True,
-                    arch: Arch | None = None) -> PolicyTemplate:
+def policy_template(
+    *,
+    allow_processes: bool = False,
+    socket_families: Iterable[int] = (socket.AF_UNIX,),
+    connect: bool = False,
+    self_only: bool = True,
+    arch: Arch | None = None,
+) -> PolicyTemplate:
     """``build_policy``'s program for these options with the pid left open, built once
     per set of options and kept (``PolicyTemplate.for_pid`` fills it in).
 
@@ -431,8 +587,12 @@ def program(arch: Arch, rules: dict[str, list[Insn]]) -> list[Insn]:
 
     Names the architecture lacks (fork and vfork on aarch64) are skipped.
     """
-    out = [load(OFF_ARCH), jump(JEQ, arch.audit_arch, 1, 0), ret(SECCOMP_RET_KILL_PROCESS),
-           load(OFF_NR)]
+    out = [
+        load(OFF_ARCH),
+        jump(JEQ, arch.audit_arch, 1, 0),
+        ret(SECCOMP_RET_KILL_PROCESS),
+        load(OFF_NR),
+    ]
     if arch.x32:
         out += [jump(JGE, X32_SYSCALL_BIT, 0, 1), ret(EPERM)]
     for name, block in rules.items():
@@ -468,8 +628,16 @@ def set_no_new_privs() -> None:
     """prctl(PR_SET_NO_NEW_PRIVS, 1): no privilege gained through execve from now on
     (setuid bits, file capabilities). Needed to install a filter (or Landlock) without
     CAP_SYS_ADMIN; inherited by children and irreversible. Raises OSError."""
-    if _libc().prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0),
-                     ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+    if (
+        _libc().prctl(
+            PR_SET_NO_NEW_PRIVS,
+            ctypes.c_ulong(1),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+        != 0
+    ):
         _raise_errno("prctl(PR_SET_NO_NEW_PRIVS)")
 
 
@@ -488,20 +656,30 @@ def install(code: bytes) -> bool:
     set_no_new_privs()
     prog = _SockFprog(len(code) // 8, code)
     libc = _libc()
-    rc = libc.syscall(ctypes.c_long(arch.syscalls["seccomp"]),
-                      ctypes.c_ulong(SECCOMP_SET_MODE_FILTER),
-                      ctypes.c_ulong(SECCOMP_FILTER_FLAG_TSYNC), ctypes.byref(prog))
+    rc = libc.syscall(
+        ctypes.c_long(arch.syscalls["seccomp"]),
+        ctypes.c_ulong(SECCOMP_SET_MODE_FILTER),
+        ctypes.c_ulong(SECCOMP_FILTER_FLAG_TSYNC),
+        ctypes.byref(prog),
+    )
     if rc == 0:
         return True
     if rc > 0:
         raise OSError(errno.EBUSY, f"seccomp TSYNC: thread {rc} could not be synchronized")
     if ctypes.get_errno() not in (errno.ENOSYS, errno.EINVAL):
         _raise_errno("seccomp(SECCOMP_SET_MODE_FILTER)")
-    if libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog),
-                  ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+    if (
+        libc.prctl(
+            PR_SET_SECCOMP,
+            ctypes.c_ulong(SECCOMP_MODE_FILTER),
+            ctypes.byref(prog),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+        != 0
+    ):
         _raise_errno("prctl(PR_SET_SECCOMP)")
     return False
-
 
 
 @functools.cache

@@ -65,8 +65,13 @@ def error_reply(call_id: int, exc: BaseException) -> Error:
     chain = exception_chain(exc)
     if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM from mmap and friends
         chain.append("MemoryError")
-    return Error(id=call_id, exc_type=type(exc).__qualname__, message=str(exc)[:4000],
-                 traceback=tb[-16000:], chain=chain)
+    return Error(
+        id=call_id,
+        exc_type=type(exc).__qualname__,
+        message=str(exc)[:4000],
+        traceback=tb[-16000:],
+        chain=chain,
+    )
 
 
 class ChannelLogHandler(logging.Handler):
@@ -98,8 +103,14 @@ class _Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
 
     __slots__ = ("args", "before", "channel", "coro", "msg", "waiting_on")
 
-    def __init__(self, channel: WorkerChannel, msg: Call, coro: Any, args: dict[str, Any],
-                 before: dict[str, bytes] | None) -> None:
+    def __init__(
+        self,
+        channel: WorkerChannel,
+        msg: Call,
+        coro: Any,
+        args: dict[str, Any],
+        before: dict[str, bytes] | None,
+    ) -> None:
         self.channel = channel
         self.msg = msg
         self.coro = coro
@@ -145,8 +156,14 @@ async def _awaited(future: asyncio.Future[Any]) -> Any:
 class WorkerChannel(asyncio.Protocol):
     """The worker's end of the channel: decodes calls, dispatches, replies."""
 
-    def __init__(self, plugin: LoadedPlugin, mutable: dict[str, frozenset[str]],
-                 confinement: Confinement, limits: FrameLimits, done: asyncio.Future[int]) -> None:
+    def __init__(
+        self,
+        plugin: LoadedPlugin,
+        mutable: dict[str, frozenset[str]],
+        confinement: Confinement,
+        limits: FrameLimits,
+        done: asyncio.Future[int],
+    ) -> None:
         self.plugin = plugin
         self.mutable = mutable
         self.confinement = confinement
@@ -204,13 +221,14 @@ class WorkerChannel(asyncio.Protocol):
     def call(self, msg: Call) -> None:
         method = self.methods.get(msg.hook)
         if method is None:
-            self.send_error(msg.id, LookupError(
-                f"plugin {self.plugin.name!r} does not implement hook {msg.hook!r}"))
+            self.send_error(
+                msg.id,
+                LookupError(f"plugin {self.plugin.name!r} does not implement hook {msg.hook!r}"),
+            )
             return
         args = msg.args
         watched = self.mutable.get(msg.hook)
-        before = {name: pack(args[name]) for name in watched if name in args} \
-            if watched else None
+        before = {name: pack(args[name]) for name in watched if name in args} if watched else None
         renew_cpu_budget(self.confinement)
         try:
             value = method(**args)
@@ -218,7 +236,8 @@ class WorkerChannel(asyncio.Protocol):
             self.failed(msg.id, exc)
             return
         if type(value) in _PLAIN or not (
-                isinstance(value, asyncio.Future) or asyncio.iscoroutine(value)):
+            isinstance(value, asyncio.Future) or asyncio.iscoroutine(value)
+        ):
             self.reply(msg, value, args, before)  # a sync hook's return
             return
         if isinstance(value, asyncio.Future):
@@ -227,12 +246,14 @@ class WorkerChannel(asyncio.Protocol):
             # behind a cancelled call still to see its CancelledError: a task, which
             # the loop runs after it, as the host (whose caller has gone on) expects
             self.tasks[msg.id] = self.loop.create_task(
-                _Continuation(self, msg, value, args, before))
+                _Continuation(self, msg, value, args, before)
+            )
         else:
             self.start(msg, value, args, before)
 
-    def start(self, msg: Call, coro: Any, args: dict[str, Any],
-              before: dict[str, bytes] | None) -> None:
+    def start(
+        self, msg: Call, coro: Any, args: dict[str, Any], before: dict[str, bytes] | None
+    ) -> None:
         """Run an async hook's first step at once, as an eager task would: a hook that
         finishes without waiting on anything is answered with no task made and no turn
         of the loop. One that waits goes on in a task, in the same context."""
@@ -246,8 +267,9 @@ class WorkerChannel(asyncio.Protocol):
         continuation.waiting_on = waiting_on
         self.tasks[msg.id] = self.loop.create_task(continuation, context=context)
 
-    def ended(self, msg: Call, args: dict[str, Any], before: dict[str, bytes] | None,
-              exc: BaseException) -> None:
+    def ended(
+        self, msg: Call, args: dict[str, Any], before: dict[str, bytes] | None, exc: BaseException
+    ) -> None:
         """An async hook's coroutine ended with ``exc`` (StopIteration: it returned):
         answer its call. A CancelledError is answered as the plugin's error unless the
         host cancelled the call (then it is raised on: the task ends cancelled)."""
@@ -261,8 +283,9 @@ class WorkerChannel(asyncio.Protocol):
         else:
             raise exc
 
-    def reply(self, msg: Call, value: Any, args: dict[str, Any],
-              before: dict[str, bytes] | None) -> None:
+    def reply(
+        self, msg: Call, value: Any, args: dict[str, Any], before: dict[str, bytes] | None
+    ) -> None:
         changed: dict[str, Any] = {}
         try:
             if before:
@@ -271,11 +294,18 @@ class WorkerChannel(asyncio.Protocol):
                         changed[name] = args[name]
             # one level under the frame cap: a returned value nests no deeper than an
             # argument may, so a chain can pass it on to the next plugin as one
-            frame = encode_result(msg.id, value, changed, max_frame_bytes=self.max_frame,
-                                  max_depth=MAX_VALUE_DEPTH + 1)
+            frame = encode_result(
+                msg.id,
+                value,
+                changed,
+                max_frame_bytes=self.max_frame,
+                max_depth=MAX_VALUE_DEPTH + 1,
+            )
         except (LocalProtocolError, TypeError, ValueError) as exc:
-            what = (f"hook {msg.hook!r} returned a value of type {type(value).__name__} "
-                    f"that cannot cross the process boundary")
+            what = (
+                f"hook {msg.hook!r} returned a value of type {type(value).__name__} "
+                f"that cannot cross the process boundary"
+            )
             if changed:
                 what = f"hook {msg.hook!r} left an argument that cannot cross the boundary"
             why = exc.__cause__ or exc
@@ -307,9 +337,17 @@ class WorkerChannel(asyncio.Protocol):
             # release the reserve and send the bare facts, marked as out of memory
             self.reserve = None
             try:
-                self.write(encode(Error(id=call_id, exc_type=type(exc).__qualname__,
-                                        message=str(exc)[:200], chain=["MemoryError"]),
-                                  side="worker"))
+                self.write(
+                    encode(
+                        Error(
+                            id=call_id,
+                            exc_type=type(exc).__qualname__,
+                            message=str(exc)[:200],
+                            chain=["MemoryError"],
+                        ),
+                        side="worker",
+                    )
+                )
             except MemoryError:
                 self.exit_now(EXIT_MEMORY)
 
@@ -374,10 +412,15 @@ def waiting(sock: socket.socket) -> bytes:
         return b""
 
 
-async def serve(sock: socket.socket, plugin: LoadedPlugin, mutable: dict[str, frozenset[str]],
-                confinement: Confinement, limits: FrameLimits,
-                install_log: Callable[[Callable[[bytes], None]], None],
-                early: bytes = b"") -> int:
+async def serve(
+    sock: socket.socket,
+    plugin: LoadedPlugin,
+    mutable: dict[str, frozenset[str]],
+    confinement: Confinement,
+    limits: FrameLimits,
+    install_log: Callable[[Callable[[bytes], None]], None],
+    early: bytes = b"",
+) -> int:
     """Serve calls on ``sock`` until the host shuts the worker down or goes away.
 
     ``early`` holds bytes already read from the (still blocking) socket: calls the host

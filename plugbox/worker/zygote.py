@@ -38,11 +38,14 @@ STRAY_GRACE = 1.0
 
 def _status(pid: int, status: int, rusage: object) -> Exited:
     code = os.waitstatus_to_exitcode(status)
-    return Exited(pid=pid, exit_code=code if code >= 0 else None,
-                  signal=-code if code < 0 else None,
-                  max_rss_kb=int(getattr(rusage, "ru_maxrss", 0)),
-                  user_cpu=float(getattr(rusage, "ru_utime", 0.0)),
-                  system_cpu=float(getattr(rusage, "ru_stime", 0.0)))
+    return Exited(
+        pid=pid,
+        exit_code=code if code >= 0 else None,
+        signal=-code if code < 0 else None,
+        max_rss_kb=int(getattr(rusage, "ru_maxrss", 0)),
+        user_cpu=float(getattr(rusage, "ru_utime", 0.0)),
+        system_cpu=float(getattr(rusage, "ru_stime", 0.0)),
+    )
 
 
 class Zygote:
@@ -72,8 +75,7 @@ class Zygote:
         while True:
             timeout = max(0.0, self.held_until - time.monotonic()) if self.held else None
             try:
-                ready, _, _ = select.select([self.ctl.fileno(), self.wake_r], [], [],
-                                            timeout)
+                ready, _, _ = select.select([self.ctl.fileno(), self.wake_r], [], [], timeout)
             except InterruptedError:
                 continue
             if self.wake_r in ready:

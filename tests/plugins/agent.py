@@ -51,8 +51,9 @@ class AgentRecorderPlugin(Recorder):
         return self._hook("before_agent", agent=agent, message=message, context=context)
 
     def after_agent(self, agent, message, output, context):
-        return self._hook("after_agent", agent=agent, message=message, output=output,
-                          context=context)
+        return self._hook(
+            "after_agent", agent=agent, message=message, output=output, context=context
+        )
 
     def before_model(self, request, context):
         return self._hook("before_model", request=request, context=context)

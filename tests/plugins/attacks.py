@@ -61,8 +61,12 @@ class AttackPlugin:
     def attack(self, what, target):
         """Run ``do_<what>``; a string ``"$name"`` in ``target`` stands for
         ``config["name"]`` (the host's pid is ``"$host"``)."""
-        params = {key: self.config[value[1:]] if isinstance(value, str)
-                  and value.startswith("$") else value for key, value in (target or {}).items()}
+        params = {
+            key: self.config[value[1:]]
+            if isinstance(value, str) and value.startswith("$")
+            else value
+            for key, value in (target or {}).items()
+        }
         return getattr(self, f"do_{what}")(**params)
 
     # -- the host, its process group, everyone -----------------------------------------
@@ -97,9 +101,15 @@ class AttackPlugin:
         try:
             if wide:
                 nr = SYS_FCNTL[platform.machine()]
-                _check(_libc.syscall(ctypes.c_long(nr), ctypes.c_int(r),
-                                     ctypes.c_ulong(F_SETOWN | (1 << 32)), ctypes.c_long(pid)),
-                       "fcntl(F_SETOWN | 1 << 32)")
+                _check(
+                    _libc.syscall(
+                        ctypes.c_long(nr),
+                        ctypes.c_int(r),
+                        ctypes.c_ulong(F_SETOWN | (1 << 32)),
+                        ctypes.c_long(pid),
+                    ),
+                    "fcntl(F_SETOWN | 1 << 32)",
+                )
             else:
                 fcntl.fcntl(r, F_SETOWN, pid)
             owner = fcntl.fcntl(r, fcntl.F_GETOWN)
@@ -111,8 +121,10 @@ class AttackPlugin:
             os.close(w)
 
     def do_ptrace(self, pid):
-        _check(_libc.ptrace(ctypes.c_long(PTRACE_ATTACH), ctypes.c_long(pid), None, None),
-               "ptrace(PTRACE_ATTACH)")
+        _check(
+            _libc.ptrace(ctypes.c_long(PTRACE_ATTACH), ctypes.c_long(pid), None, None),
+            "ptrace(PTRACE_ATTACH)",
+        )
         # attached: let it go again at once (the test fails on the return value)
         with contextlib.suppress(OSError):
             os.waitpid(pid, 0x40000000)  # __WALL
@@ -123,10 +135,17 @@ class AttackPlugin:
         buf = ctypes.create_string_buffer(length)
         local = _Iovec(ctypes.cast(buf, ctypes.c_void_p), length)
         remote = _Iovec(ctypes.c_void_p(address), length)
-        n = _check(_libc.process_vm_readv(ctypes.c_int(pid), ctypes.byref(local),
-                                          ctypes.c_ulong(1), ctypes.byref(remote),
-                                          ctypes.c_ulong(1), ctypes.c_ulong(0)),
-                   "process_vm_readv")
+        n = _check(
+            _libc.process_vm_readv(
+                ctypes.c_int(pid),
+                ctypes.byref(local),
+                ctypes.c_ulong(1),
+                ctypes.byref(remote),
+                ctypes.c_ulong(1),
+                ctypes.c_ulong(0),
+            ),
+            "process_vm_readv",
+        )
         return {"ok": True, "read": buf.raw[:n]}
 
     def do_proc_mem(self, pid, address, length, write=False):

@@ -143,8 +143,12 @@ class BehavePlugin:
             import resource
 
             return {
-                "uid": os.getuid(), "euid": os.geteuid(), "pid": os.getpid(),
-                "sid": os.getsid(0), "env": dict(os.environ), "cwd": os.getcwd(),
+                "uid": os.getuid(),
+                "euid": os.geteuid(),
+                "pid": os.getpid(),
+                "sid": os.getsid(0),
+                "env": dict(os.environ),
+                "cwd": os.getcwd(),
                 "fds": _fds(),
                 "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
                 "core": list(resource.getrlimit(resource.RLIMIT_CORE)),

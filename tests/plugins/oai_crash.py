@@ -20,6 +20,9 @@ class OaiCrashPlugin:
 
     def before_model(self, request):
         for message in request.get("messages", []):
-            if self.word and message.get("role") == "user" \
-                    and self.word in str(message.get("content")):
+            if (
+                self.word
+                and message.get("role") == "user"
+                and self.word in str(message.get("content"))
+            ):
                 ctypes.string_at(0)

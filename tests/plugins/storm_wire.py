@@ -29,5 +29,5 @@ class WirePlugin:
             raise RuntimeError("fd 3 is not the channel")
         view = memoryview(data)
         while view:
-            view = view[os.write(CHANNEL_FD, view):]
+            view = view[os.write(CHANNEL_FD, view) :]
         time.sleep(3600)

@@ -15,15 +15,23 @@ class TlsProbePlugin:
     async def process(self, input_data):
         import ssl  # importable in every worker
 
-        info = {"ssl_loaded_at_import": SSL_LOADED_AT_IMPORT,
-                "asyncio_has_ssl": sys.modules["asyncio.sslproto"].ssl is not None,
-                "openssl": ssl.OPENSSL_VERSION}
+        info = {
+            "ssl_loaded_at_import": SSL_LOADED_AT_IMPORT,
+            "asyncio_has_ssl": sys.modules["asyncio.sslproto"].ssl is not None,
+            "openssl": ssl.OPENSSL_VERSION,
+        }
         ours, theirs = socket.socketpair()
         theirs.sendall(b"this is not TLS\r\n" * 8)
         try:
-            await asyncio.wait_for(asyncio.get_running_loop().create_connection(
-                asyncio.Protocol, sock=ours, ssl=ssl.create_default_context(),
-                server_hostname="peer"), 10)
+            await asyncio.wait_for(
+                asyncio.get_running_loop().create_connection(
+                    asyncio.Protocol,
+                    sock=ours,
+                    ssl=ssl.create_default_context(),
+                    server_hostname="peer",
+                ),
+                10,
+            )
             info["handshake"] = "completed"
         except ssl.SSLError as exc:
             info["handshake"] = f"SSLError: {exc.reason}"

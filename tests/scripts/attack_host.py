@@ -39,10 +39,13 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from forking import whoami
 
 ATTACKS = str(Path(__file__).parent.parent / "plugins" / "attacks.py")
-SPECS = HookSet("attacks", [
-    HookSpec(name="attack", args=("what", "target"), mode="first_result"),
-    HookSpec(name="ping", args=(), mode="collect"),
-])
+SPECS = HookSet(
+    "attacks",
+    [
+        HookSpec(name="attack", args=("what", "target"), mode="first_result"),
+        HookSpec(name="ping", args=(), mode="collect"),
+    ],
+)
 SECRET = os.environ["PLUGBOX_ATTACK_SECRET"]
 BUFFER = ctypes.create_string_buffer(SECRET.encode())
 
@@ -60,10 +63,15 @@ def printable(value: Any) -> Any:
 async def run(spec: dict[str, Any]) -> None:
     async with PluginHost(SPECS, dumpable=spec["dumpable"]) as host:
         healthy = await host.add(f"{ATTACKS}:HealthyPlugin")
-        config = {"host": os.getpid(), "pgid": os.getpgid(0),
-                  "secret_address": ctypes.addressof(BUFFER), "secret_length": len(SECRET)}
-        info = await host.add(f"{ATTACKS}:AttackPlugin", config=config,
-                              sandbox=Sandbox(**spec["sandbox"]))
+        config = {
+            "host": os.getpid(),
+            "pgid": os.getpgid(0),
+            "secret_address": ctypes.addressof(BUFFER),
+            "secret_length": len(SECRET),
+        }
+        info = await host.add(
+            f"{ATTACKS}:AttackPlugin", config=config, sandbox=Sandbox(**spec["sandbox"])
+        )
         for label, what, target in spec["attacks"]:
             line: dict[str, Any] = {"run": spec["run"], "label": label, "layers": info.layers}
             try:
@@ -71,8 +79,9 @@ async def run(spec: dict[str, Any]) -> None:
                 line.update(outcome="returned", value=printable(out.value))
             except PluginFailure as exc:
                 r = exc.report
-                line.update(outcome=r.cause, exc_type=r.exc_type, exc_message=r.exc_message,
-                            signal=r.signal)
+                line.update(
+                    outcome=r.cause, exc_type=r.exc_type, exc_message=r.exc_message, signal=r.signal
+                )
             assert healthy.pid is not None
             line["healthy"] = (await host.call("ping")).value == [whoami(healthy.pid)]
             line["secret_intact"] = BUFFER.value == SECRET.encode()
@@ -84,8 +93,17 @@ async def main(plan: list[dict[str, Any]]) -> None:
         await run(spec)
     with open("/proc/self/environ", "rb") as f:
         environ = f.read()
-    print(json.dumps({"done": True, "host": os.getpid(), "uid": os.geteuid(),
-                      "secret_in_own_environ": SECRET.encode() in environ}), flush=True)
+    print(
+        json.dumps(
+            {
+                "done": True,
+                "host": os.getpid(),
+                "uid": os.geteuid(),
+                "secret_in_own_environ": SECRET.encode() in environ,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

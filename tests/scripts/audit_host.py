@@ -12,8 +12,14 @@ import anyio
 
 from plugbox import HookSet, HookSpec, PluginHost
 
-HOOKS = HookSet("audit-test", [HookSpec(name="ask", args=("query", "state"),
-                                        mode="first_result", mutable=frozenset({"state"}))])
+HOOKS = HookSet(
+    "audit-test",
+    [
+        HookSpec(
+            name="ask", args=("query", "state"), mode="first_result", mutable=frozenset({"state"})
+        )
+    ],
+)
 
 
 async def main(plugin: str, audit_path: str) -> None:

@@ -23,8 +23,9 @@ async def main(mode: str, plugin: str, launcher: str) -> None:
         info = await host.add(plugin)
         zygote = getattr(host._launcher, "pid", None)
         if mode == "serve":
-            print(json.dumps({"host": os.getpid(), "worker": info.pid, "zygote": zygote}),
-                  flush=True)
+            print(
+                json.dumps({"host": os.getpid(), "worker": info.pid, "zygote": zygote}), flush=True
+            )
             await anyio.sleep_forever()
         seen = (await host.call("process", input_data={"do": "info"})).value
         try:
@@ -33,9 +34,18 @@ async def main(mode: str, plugin: str, launcher: str) -> None:
         except PluginFailure as exc:
             crash = {"cause": exc.report.cause, "signal": exc.report.signal}
         again = (await host.call("process", input_data={"do": "pid"})).value
-        print(json.dumps({"host_uid": os.geteuid(), "worker_uid": seen["uid"],
-                          "layers": info.layers, "crash": crash,
-                          "restarted": again != info.pid}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "host_uid": os.geteuid(),
+                    "worker_uid": seen["uid"],
+                    "layers": info.layers,
+                    "crash": crash,
+                    "restarted": again != info.pid,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

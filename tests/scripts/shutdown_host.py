@@ -86,8 +86,9 @@ def host_pid_of(inner_pid: int, beside: int) -> int | None:
             continue
         pid = int(entry)
         try:
-            if os.readlink(f"/proc/{pid}/ns/pid") == ns and \
-                    _status_field(pid, "NSpid")[-1:] == [inner_pid]:
+            if os.readlink(f"/proc/{pid}/ns/pid") == ns and _status_field(pid, "NSpid")[-1:] == [
+                inner_pid
+            ]:
                 return pid
         except (OSError, IndexError):
             continue
@@ -97,10 +98,13 @@ def host_pid_of(inner_pid: int, beside: int) -> int | None:
 def pids(workers: dict[str, int | None], forked: dict[str, int]) -> dict[str, Any]:
     forker = workers["forker"]
     assert forker is not None
-    return {"host": os.getpid(), "workers": workers,
-            "descendants": sorted(p.pid for p in psutil.Process().children(recursive=True)),
-            "child": host_pid_of(forked["child"], forker),
-            "daemon": host_pid_of(forked["daemon"], forker)}
+    return {
+        "host": os.getpid(),
+        "workers": workers,
+        "descendants": sorted(p.pid for p in psutil.Process().children(recursive=True)),
+        "child": host_pid_of(forked["child"], forker),
+        "daemon": host_pid_of(forked["daemon"], forker),
+    }
 
 
 async def add_plugins(host: PluginHost, names: tuple[str, ...]) -> None:
@@ -124,6 +128,7 @@ async def run_async(launcher: str) -> None:
     watch_plugin_output(lambda name: started[name].set() if name in started else None)
     with anyio.open_signal_receiver(signal.SIGUSR1) as cancel_signals:
         async with anyio.create_task_group() as tg:
+
             async def cancel_on_signal() -> None:
                 async for _ in cancel_signals:
                     emit("cancelling")

@@ -20,8 +20,12 @@ LANDLOCK_SYSCALLS = (444, 445, 446)
 
 def program() -> list[seccomp.Insn]:
     arch = seccomp.native_arch()
-    out = [seccomp.load(seccomp.OFF_ARCH), seccomp.jump(seccomp.JEQ, arch.audit_arch, 1, 0),
-           seccomp.ret(seccomp.SECCOMP_RET_KILL_PROCESS), seccomp.load(seccomp.OFF_NR)]
+    out = [
+        seccomp.load(seccomp.OFF_ARCH),
+        seccomp.jump(seccomp.JEQ, arch.audit_arch, 1, 0),
+        seccomp.ret(seccomp.SECCOMP_RET_KILL_PROCESS),
+        seccomp.load(seccomp.OFF_NR),
+    ]
     for nr in LANDLOCK_SYSCALLS:
         out += [seccomp.jump(seccomp.JEQ, nr, 0, 1), seccomp.ret(seccomp.ENOSYS)]
     return [*out, seccomp.ret(seccomp.SECCOMP_RET_ALLOW)]

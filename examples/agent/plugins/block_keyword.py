@@ -21,8 +21,10 @@ class PolicyPlugin:
     def before_model(self, request: dict[str, Any]) -> dict[str, Any] | None:
         for message in request.get("messages", []):
             content = message.get("content")
-            if message.get("role") == "user" and isinstance(content, str) \
-                    and self.keyword in content:
-                return {"role": "assistant", "content": "Blocked by plugin policy.",
-                        "done": True}
+            if (
+                message.get("role") == "user"
+                and isinstance(content, str)
+                and self.keyword in content
+            ):
+                return {"role": "assistant", "content": "Blocked by plugin policy.", "done": True}
         return None
