@@ -21,7 +21,7 @@ from bench_common import PAYLOAD
 
 from plugbox.protocol import Call, FrameLimits, encode
 from plugbox.worker import loader
-from plugbox.worker.confine import Confinement
+from plugbox.worker.sandbox.process import Confinement
 from plugbox.worker.serve import WorkerChannel
 
 PER_READ = 64

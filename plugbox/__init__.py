@@ -12,13 +12,45 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from . import errors, specs
     from .discovery import DiscoveredPlugin, discover
+    from .errors import (
+        LockFileError,
+        PlugboxError,
+        PluginCPUExceeded,
+        PluginCrashed,
+        PluginFailure,
+        PluginIntegrityError,
+        PluginLoadError,
+        PluginMemoryExceeded,
+        PluginProtocolError,
+        PluginQuarantined,
+        PluginRaised,
+        PluginTimeout,
+        PluginVersionError,
+    )
     from .host import PluginHost, PluginInfo, SyncPluginHost
+    from .host.inspect import verify_lock, write_lock
     from .limits import Limits, Sandbox
-    from .lockfile import Lock, read_lock, verify_lock, write_lock
     from .reports import FailureReport, Outcome
     from .specs import HookSet, HookSpec
+    from .trust.lock import Lock, read_lock
 
-__version__ = "0.1.0"
+    __version__: str
+
+_ERRORS = (
+    "LockFileError",
+    "PlugboxError",
+    "PluginCPUExceeded",
+    "PluginCrashed",
+    "PluginFailure",
+    "PluginIntegrityError",
+    "PluginLoadError",
+    "PluginMemoryExceeded",
+    "PluginProtocolError",
+    "PluginQuarantined",
+    "PluginRaised",
+    "PluginTimeout",
+    "PluginVersionError",
+)
 
 _LAZY = {
     "PluginHost": ".host",
@@ -26,10 +58,10 @@ _LAZY = {
     "SyncPluginHost": ".host",
     "DiscoveredPlugin": ".discovery",
     "discover": ".discovery",
-    "Lock": ".lockfile",
-    "read_lock": ".lockfile",
-    "verify_lock": ".lockfile",
-    "write_lock": ".lockfile",
+    "Lock": ".trust.lock",
+    "read_lock": ".trust.lock",
+    "verify_lock": ".host.inspect",
+    "write_lock": ".host.inspect",
     "Limits": ".limits",
     "Sandbox": ".limits",
     "FailureReport": ".reports",
@@ -38,6 +70,7 @@ _LAZY = {
     "HookSpec": ".specs",
     "errors": ".errors",
     "specs": ".specs",
+    **dict.fromkeys(_ERRORS, ".errors"),
 }
 
 __all__ = [
@@ -47,11 +80,25 @@ __all__ = [
     "HookSpec",
     "Limits",
     "Lock",
+    "LockFileError",
     "Outcome",
+    "PlugboxError",
+    "PluginCPUExceeded",
+    "PluginCrashed",
+    "PluginFailure",
     "PluginHost",
     "PluginInfo",
+    "PluginIntegrityError",
+    "PluginLoadError",
+    "PluginMemoryExceeded",
+    "PluginProtocolError",
+    "PluginQuarantined",
+    "PluginRaised",
+    "PluginTimeout",
+    "PluginVersionError",
     "Sandbox",
     "SyncPluginHost",
+    "__version__",
     "discover",
     "errors",
     "read_lock",
@@ -62,13 +109,18 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read once, when asked: a worker never asks
+        from importlib.metadata import version
+
+        globals()[name] = value = version("plugbox")
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'plugbox' has no attribute {name!r}")
     mod = importlib.import_module(module, __name__)
-    value = mod if name in ("errors", "specs") else getattr(mod, name)
-    globals()[name] = value
-    return value
+    found = mod if name in ("errors", "specs") else getattr(mod, name)
+    globals()[name] = found
+    return found
 
 
 def __dir__() -> list[str]:

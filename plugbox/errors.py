@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .reports import FailureReport
 
 __all__ = [
+    "LockFileError",
     "PlugboxError",
     "PluginCPUExceeded",
     "PluginCrashed",
@@ -31,6 +32,10 @@ __all__ = [
 
 class PlugboxError(Exception):
     """Base of every error plugbox raises on purpose."""
+
+
+class LockFileError(PlugboxError):
+    """A lock file cannot be read or written (missing, not JSON, wrong shape)."""
 
 
 class PluginLoadError(PlugboxError):

@@ -82,7 +82,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     # what the sandbox tests really ran against: the layers a worker reports in force
     # (one worker start; `plugbox doctor` says more)
     try:
-        from plugbox.doctor import worker_layers
+        from plugbox.cli.doctor import worker_layers
 
         layers = worker_layers(timeout=10.0)
     except Exception as exc:

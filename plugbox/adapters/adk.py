@@ -67,7 +67,7 @@ loop of its own, in another thread), pass a ``plugbox.SyncPluginHost`` instead (
 1.x's ``Runner.run`` drops an error raised in the run, a plugin failure included; 2.x
 re-raises it).
 
-Tested with google-adk 1.14.0 and 2.13.0 (``tests/test_adapter_adk.py``).
+Tested with google-adk 1.14.0 and 2.13.0 (``tests/adapters/test_adk.py``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from ..specs import HookSpec, OnFailure
 from .supervision import SentCall, SupervisedPlugin
 
 if TYPE_CHECKING:
-    from ..audit import CallAudit
+    from .audit import CallAudit
 
 
 def check_args(spec: HookSpec, args: dict[str, Any]) -> dict[str, bytes]:

@@ -14,16 +14,16 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 
-from .. import integrity
-from ..audit import AuditTrail, CallAudit
 from ..errors import PluginLoadError
 from ..limits import Limits, Sandbox
-from ..lockfile import Lock, as_lock
-from ..pins import VersionPin
 from ..protocol import check_crossable
 from ..reports import FailureReport, Outcome
 from ..specs import HookSet, OnFailure
+from ..trust import integrity
+from ..trust.lock import Lock, as_lock
+from ..trust.pins import VersionPin
 from . import _linux
+from .audit import AuditTrail, CallAudit
 from .calling import call_hook, check_args
 from .inline import inline_source
 from .launchers import Launcher, SubprocessLauncher, ZygoteLauncher
@@ -207,7 +207,7 @@ class PluginHost:
           version must satisfy; else ``PluginVersionError`` (a ``PluginLoadError``)
           naming the pin and what was found. The worker is killed before any hook (or
           ``close``) is called.
-        - ``sha256``: the hex digest of the plugin's code (``plugbox.integrity``: a
+        - ``sha256``: the hex digest of the plugin's code (``plugbox.trust.integrity``: a
           file's bytes, or a package's tree of files). The host checks it before a
           worker starts, and the worker checks the bytes it actually loads; a mismatch
           is ``PluginIntegrityError`` (a ``PluginLoadError``) naming the reference and
@@ -280,7 +280,7 @@ class PluginHost:
             sha256=digest,
             distribution=self._audit.active(),
         )
-        plugin = await self._start(options)
+        plugin = await self.start_unregistered(options)
         if locked_name is not None and plugin.name != locked_name:
             await plugin.close()
             raise PluginLoadError(
@@ -303,8 +303,9 @@ class PluginHost:
             self._audit.registration(plugin, digest)
         return self._info(plugin)
 
-    async def _start(self, options: PluginOptions) -> SupervisedPlugin:
-        """A started plugin, not registered (``add``, and ``plugbox.lockfile``)."""
+    async def start_unregistered(self, options: PluginOptions) -> SupervisedPlugin:
+        """A started plugin, not registered: ``add`` registers it, and
+        ``plugbox.host.inspect`` only reads its name and versions."""
         tg = self._require_open()
         plugin = SupervisedPlugin(options, self.hooks, self._launcher, tg, self._record)
         await plugin.start()

@@ -24,13 +24,13 @@ from typing import Any, NoReturn
 import anyio
 import anyio.abc
 
-from .. import integrity
 from ..errors import FAILURE_TYPES, PluginIntegrityError, PluginLoadError, PluginVersionError
 from ..limits import Limits, Sandbox
-from ..pins import Found, VersionPin
 from ..protocol import Error, Handshake, LocalProtocolError, Result, Start
 from ..reports import FailureReport, signal_name
 from ..specs import HookSet, OnFailure
+from ..trust import integrity
+from ..trust.pins import Found, VersionPin
 from . import _linux
 from .causes import Death
 from .launchers import Launcher
@@ -158,7 +158,7 @@ class SupervisedPlugin:
 
     async def check_integrity(self) -> None:
         """The host's check of a pinned sha256, before any worker starts; it reads the
-        plugin's files without importing them (``plugbox.integrity``)."""
+        plugin's files without importing them (``plugbox.trust.integrity``)."""
         expected = self.options.sha256
         if expected is None:
             return

@@ -34,9 +34,9 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from ..limits import Limits, Sandbox
-from ..lockfile import Lock
 from ..reports import FailureReport, Outcome
 from ..specs import HookSet, OnFailure
+from ..trust.lock import Lock
 from .host import PluginHost, PluginInfo
 from .launchers import Launcher
 

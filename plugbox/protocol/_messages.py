@@ -75,7 +75,7 @@ class Start(Message):
 
     ``hooks`` maps each hook of the host's spec to ``{"args": [...], "mutable": [...]}``
     so the worker can validate the plugin and report the arguments each hook takes.
-    ``limits`` and ``sandbox`` are plain maps (see ``plugbox.worker.confine``);
+    ``limits`` and ``sandbox`` are plain maps (see ``plugbox.worker.sandbox.process``);
     ``limits`` also carries the trust settings: ``sha256`` (the digest the plugin's
     code must have, checked on the bytes the worker loads), ``distribution`` (report the
     plugin's distribution in the handshake) and ``initialize`` (False: load and

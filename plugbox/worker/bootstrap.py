@@ -36,7 +36,9 @@ from ..protocol import (
     Start,
     encode,
 )
-from . import _linux, confine, lean, loader, rehearsal, sandbox
+from . import _linux, lean, loader, rehearsal
+from .sandbox import layers as sandbox
+from .sandbox import process as confine
 from .serve import ChannelLogHandler, error_reply, serve, waiting
 
 #: the fd a worker's channel is moved to, so every worker looks the same inside.
@@ -184,7 +186,7 @@ def _run(
     def fail(exc: BaseException) -> int:
         reply = error_reply(LOAD_CALL_ID, exc)
         # IntegrityMismatch: a source file changed after the check, seen as it was
-        # imported (plugbox.integrity is imported only when a hash is pinned)
+        # imported (plugbox.trust.integrity is imported only when a hash is pinned)
         if isinstance(exc, loader.IntegrityLoadError) or type(exc).__name__ == "IntegrityMismatch":
             reply = Error(id=LOAD_CALL_ID, exc_type="PluginIntegrityError", message=str(exc))
         elif isinstance(exc, loader.LoadError):

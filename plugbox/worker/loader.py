@@ -110,13 +110,13 @@ def verify_text(source: Source, expected: str) -> None:
 
 
 def verify_module(source: Source, expected: str, scratch: Any) -> None:
-    """The module plugin's code must hash to ``expected`` (``plugbox.integrity``), and
+    """The module plugin's code must hash to ``expected`` (``plugbox.trust.integrity``), and
     every source file imported from it later must still be the one hashed.
 
     Bytecode caches next to the sources are never read (``sys.pycache_prefix`` points
     into the worker's scratch directory) nor written.
     """
-    from .. import integrity  # only when a hash is pinned
+    from ..trust import integrity  # only when a hash is pinned
 
     assert source.module is not None
     try:

@@ -20,16 +20,9 @@ import socket
 import sys
 from typing import Any
 
-from ..protocol import (
-    PROTOCOL_VERSION,
-    Call,
-    FrameLimits,
-    Handshake,
-    Shutdown,
-    encode,
-)
+from ..protocol import PROTOCOL_VERSION, Call, FrameLimits, Handshake, Shutdown, encode
 from . import loader
-from .confine import Confinement
+from .sandbox.process import Confinement
 from .serve import serve
 
 

@@ -41,8 +41,8 @@ from ..protocol import (
     encode_result,
     pack,
 )
-from .confine import Confinement, renew_cpu_budget
 from .loader import LoadedPlugin
+from .sandbox.process import Confinement, renew_cpu_budget
 
 del WORKER_TO_HOST  # the worker only decodes what the host sends
 

@@ -28,7 +28,8 @@ from ..protocol import (
     Spawned,
     encode,
 )
-from . import _linux, confine, lean
+from . import _linux, lean
+from .sandbox import process as confine
 
 #: the channel, stdout, stderr, and the exit report pipe (``protocol._exit_report``)
 FDS_PER_SPAWN = 4

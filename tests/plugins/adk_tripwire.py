@@ -1,4 +1,4 @@
-"""A plugin for tests/test_adapter_adk.py that misbehaves when the conversation asks it to.
+"""A plugin for tests/adapters/test_adk.py that misbehaves when the conversation asks it to.
 
 - ``before_model``: the worker segfaults when the last user message contains "segfault";
 - ``before_tool``: hangs when the tool is asked about the city "Atlantis";

@@ -1,4 +1,4 @@
-"""Plugins for tests/test_agent_hooks.py: every AGENT hook, driven by the config.
+"""Plugins for tests/host/test_agent_hooks.py: every AGENT hook, driven by the config.
 
 ``AgentRecorderPlugin`` implements all twelve hooks (sync); ``AsyncAgentRecorderPlugin``
 the same as coroutines. Each call is recorded with a copy of the arguments as the

@@ -1,4 +1,4 @@
-"""Hostile plugins for the attack suite (tests/test_attacks.py). Plain Python: nothing
+"""Hostile plugins for the attack suite (tests/scenarios/test_attacks.py). Plain Python: nothing
 here imports plugbox, as a real attacker's plugin would not.
 
 ``AttackPlugin.attack(what, target)`` runs the attack ``what`` with the parameters in

@@ -1,4 +1,4 @@
-"""A plugin for tests/test_audit.py: ``ask(query, state)`` in first_result mode.
+"""A plugin for tests/host/test_audit.py: ``ask(query, state)`` in first_result mode.
 
 ``config``: ``name``, ``answer`` (returned for ordinary queries; None by default).
 ``query`` ``"touch"`` changes ``state`` in place; ``"crash:NAME"`` / ``"hang:NAME"``

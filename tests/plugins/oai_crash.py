@@ -1,4 +1,4 @@
-"""A plugin for tests/test_adapter_openai_agents.py that segfaults (SIGSEGV, reading
+"""A plugin for tests/adapters/test_openai_agents.py that segfaults (SIGSEGV, reading
 address 0) mid-run: in ``on_event`` on the event type ``config["event"]``, and in
 ``before_model`` when a user message contains ``config["word"]``. Deterministic per
 input, so a restarted worker behaves the same."""

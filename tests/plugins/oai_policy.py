@@ -1,4 +1,4 @@
-"""A policy plugin for tests/test_adapter_openai_agents.py: ``before_run`` ends the run
+"""A policy plugin for tests/adapters/test_openai_agents.py: ``before_run`` ends the run
 early with a refusal when the user's message contains ``config["keyword"]``."""
 
 

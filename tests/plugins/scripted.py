@@ -1,4 +1,4 @@
-"""Plugins for tests/test_calling.py, driven by the config handed to initialize.
+"""Plugins for tests/host/test_calling.py, driven by the config handed to initialize.
 
 Every plugin records the calls it receives, and its ``history`` hook returns them, so
 a test can ask afterwards which plugins ran and with which arguments.

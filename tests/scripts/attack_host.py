@@ -1,5 +1,5 @@
 """A host in its own process, for the attacks aimed at the host itself
-(tests/test_attacks.py).
+(tests/scenarios/test_attacks.py).
 
 Two things need a host of its own. A secret in ``/proc/<host>/environ`` is the
 environment the host was *started* with (``os.environ`` changes made later never reach

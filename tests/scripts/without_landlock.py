@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from plugbox.worker import seccomp
+from plugbox.worker.sandbox import seccomp
 
 #: landlock_create_ruleset, landlock_add_rule, landlock_restrict_self (same numbers on
 #: x86_64 and aarch64)

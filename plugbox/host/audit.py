@@ -1,0 +1,285 @@
+"""The audit trail: a structured record of every registration and every hook call.
+
+Records go to the stdlib logger ``plugbox.audit`` (level INFO, the record in
+``extra={"audit": record}``, a one-line summary as the message) and, when
+``PluginHost(audit_path=...)`` is given, to a JSON Lines file: one ``os.write`` of one
+whole line per record on a file opened with ``O_APPEND``, so every record is in the
+kernel (and survives the host being killed) before the call that produced it returns.
+The schema is in ``docs/AUDIT.md``.
+
+When there is no audit file and nothing handles INFO on ``plugbox.audit``, a hook
+call costs one ``logger.isEnabledFor`` check and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..errors import PluginFailure
+from ..protocol import pack
+
+if TYPE_CHECKING:
+    from ..specs import HookSpec, OnFailure
+    from .supervision import SupervisedPlugin
+
+__all__ = ["SCHEMA_VERSION", "AuditTrail", "CallAudit"]
+
+#: the ``schema`` field of every record; bumped when a field changes meaning.
+SCHEMA_VERSION = 1
+
+logger = logging.getLogger("plugbox.audit")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    return repr(value)
+
+
+def _jsonable_keys(value: Any) -> Any:
+    """msgpack maps may have keys JSON cannot (bytes): turn them into strings."""
+    if isinstance(value, dict):
+        return {
+            (k if isinstance(k, (str, int, float, bool)) or k is None else repr(k)): _jsonable_keys(
+                v
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_jsonable_keys(v) for v in value]
+    return value
+
+
+class AuditTrail:
+    """Where a host's audit records go.
+
+    ``path``: a JSON Lines file, appended to (created 0600 if missing); ``args``:
+    include hook arguments, return values and changes in call records (off by default:
+    they may hold user data).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, args: bool = False) -> None:
+        self.path = os.fspath(path) if path is not None else None
+        self.args = args
+        self.logger = logger
+        self._fd: int | None = None
+        if self.path is not None:
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+        self._calls = 0
+
+    def active(self) -> bool:
+        """Whether records go anywhere (checked once per hook call)."""
+        return self._fd is not None or self.logger.isEnabledFor(logging.INFO)
+
+    def next_call_id(self) -> int:
+        """A new host-level call id (one per ``host.call``)."""
+        self._calls += 1
+        return self._calls
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Write one record to the file (one whole line, one write) and the logger."""
+        record.setdefault("schema", SCHEMA_VERSION)
+        if self._fd is not None:
+            try:
+                line = json.dumps(
+                    record,
+                    default=_json_default,
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                    allow_nan=False,
+                )
+            except (TypeError, ValueError):
+                line = json.dumps(
+                    _jsonable_keys(record),
+                    default=_json_default,
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                )
+            data = (line + "\n").encode("utf-8", "surrogateescape")
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info("%s", summary(record), extra={"audit": record})
+
+    def close(self) -> None:
+        """Close the file (records already written stay)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    # ---------------------------------------------------------------- records
+    def registration(self, plugin: SupervisedPlugin, sha256: str | None) -> None:
+        """The record of a plugin registered by ``host.add``."""
+        o = plugin.options
+        self.emit(
+            {
+                "event": "register",
+                "time": time.time(),
+                "host_pid": os.getpid(),
+                "plugin": plugin.name,
+                "ref": o.ref,
+                "version": plugin.version,
+                "distribution": (
+                    {"name": plugin.dist_name, "version": plugin.dist_version}
+                    if plugin.dist_name
+                    else None
+                ),
+                "sha256": sha256,
+                "sha256_pinned": o.sha256 is not None,
+                "version_pins": [pin.spec for pin in o.pins],
+                "hooks": dict(plugin.hooks),
+                "limits": dataclasses.asdict(o.limits),
+                "sandbox": dataclasses.asdict(o.sandbox),
+                "layers": dict(plugin.layers),
+                "pid": plugin.worker.pid if plugin.worker is not None else None,
+                "problems": list(plugin.problems),
+            }
+        )
+
+    def refusal(self, ref: str, exc: BaseException) -> None:
+        """The record of a ``host.add`` that raised (a pin not met, a load error)."""
+        self.emit(
+            {
+                "event": "refuse",
+                "time": time.time(),
+                "host_pid": os.getpid(),
+                "ref": ref,
+                "error": type(exc).__name__,
+                "reason": getattr(exc, "reason", str(exc)),
+            }
+        )
+
+    def removal(self, name: str, why: str) -> None:
+        """The record of a plugin removed (``host.remove``) or closed with the host."""
+        self.emit({"event": why, "time": time.time(), "host_pid": os.getpid(), "plugin": name})
+
+
+class CallAudit:
+    """The audit of one ``host.call``: one record per plugin invocation."""
+
+    __slots__ = ("call_id", "default_policy", "spec", "trail")
+
+    def __init__(self, trail: AuditTrail, spec: HookSpec, default_policy: OnFailure | None) -> None:
+        self.trail = trail
+        self.spec = spec
+        self.default_policy = default_policy
+        self.call_id = trail.next_call_id()
+
+    async def invoke(
+        self, plugin: SupervisedPlugin, args: dict[str, Any], packed: dict[str, bytes]
+    ) -> tuple[Any, dict[str, Any]]:
+        """``plugin.invoke`` with a record of what happened."""
+        spec = self.spec
+        trace: dict[str, Any] = {}
+        started_at = time.time()
+        started = time.monotonic()
+        record: dict[str, Any] = {
+            "event": "call",
+            "time": started_at,
+            "host_pid": os.getpid(),
+            "call": self.call_id,
+            "hook": spec.name,
+            "mode": spec.mode,
+            "plugin": plugin.name,
+            "version": plugin.version,
+            "bytes_in": sum(len(b) for b in packed.values()),
+        }
+        try:
+            value, changed = await plugin.invoke(spec.name, args, packed, trace)
+        except PluginFailure as failure:
+            report = failure.report
+            record.update(
+                trace,
+                duration=time.monotonic() - started,
+                outcome=report.cause,
+                detail=report.detail,
+                bytes_out=0,
+                returned=False,
+                short_circuit=False,
+                changed=[],
+                policy=(
+                    plugin.options.on_failure or self.default_policy or spec.default_on_failure
+                ),
+            )
+            if report.pid is not None:
+                record["pid"] = report.pid
+            self._finish(record, args, None, None)
+            raise
+        except BaseException as exc:
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            record.update(
+                trace,
+                duration=time.monotonic() - started,
+                outcome="cancelled" if cancelled else "error",
+                detail="the caller was cancelled" if cancelled else f"{type(exc).__name__}: {exc}",
+                bytes_out=0,
+                returned=False,
+                short_circuit=False,
+                changed=[],
+            )
+            self._finish(record, args, None, None)
+            raise
+        kept = [name for name in changed if name in spec.mutable]
+        out = len(pack(value)) + sum(len(pack(changed[name])) for name in changed)
+        record.update(
+            trace,
+            duration=time.monotonic() - started,
+            outcome="ok",
+            detail=None,
+            bytes_out=out,
+            returned=value is not None,
+            short_circuit=spec.mode == "first_result" and value is not None,
+            changed=kept,
+        )
+        self._finish(record, args, value, {k: changed[k] for k in kept})
+        return value, changed
+
+    def _finish(
+        self,
+        record: dict[str, Any],
+        args: dict[str, Any],
+        value: Any,
+        changes: dict[str, Any] | None,
+    ) -> None:
+        if self.trail.args:
+            record["args"] = dict(args)
+            record["result"] = value
+            record["changes"] = changes
+        self.trail.emit(record)
+
+
+def summary(record: Mapping[str, Any]) -> str:
+    """The compact one-line message logged for a record."""
+    event = record.get("event")
+    if event == "call":
+        extra = " short-circuit" if record.get("short_circuit") else ""
+        if record.get("changed"):
+            extra += f" changed={','.join(record['changed'])}"
+        return (
+            f"call #{record['call']} {record['hook']} -> {record['plugin']}: "
+            f"{record['outcome']} in {record['duration'] * 1000:.1f} ms "
+            f"({record['bytes_in']} B in, {record['bytes_out']} B out){extra}"
+        )
+    if event == "register":
+        return (
+            f"register {record['plugin']} {record['version'] or '(no version)'} from "
+            f"{record['ref']} sha256={record['sha256'] or '-'} pid={record['pid']}"
+        )
+    if event == "refuse":
+        return f"refuse {record['ref']}: {record['error']}: {record['reason']}"
+    return f"{event} {record.get('plugin', '')}".rstrip()

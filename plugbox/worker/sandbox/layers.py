@@ -1,0 +1,201 @@
+"""The sandbox layers beyond rlimits, applied by the worker before the plugin is
+imported, each only where the kernel offers it and each reported in the handshake.
+
+Order (the OOM score is raised earlier, before privileges are dropped): ``enter``,
+before the worker's event loop exists: namespaces (user, then IPC, network, mount and
+pid inside it; the pid namespace forks, see ``pidns``); then ``apply``: the scratch
+directory as cwd, HOME and TMPDIR; Landlock (read-only filesystem but the scratch
+directory, TCP denied, signals and abstract sockets scoped); seccomp last, since it
+forbids the calls the earlier layers need (unshare).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import socket
+import sys
+from typing import Any
+
+from .. import _linux
+from . import landlock, pidns, seccomp
+
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+PR_SET_DUMPABLE = 4
+
+#: what every worker may read: system libraries, configuration, a few devices, and of
+#: /proc only its own entry (``/proc/self`` is resolved when the rule is made) and a few
+#: system-wide files: listing /proc, or reading another process's entry, is refused, so
+#: the plugin cannot see the host's processes even where the pid namespace is missing.
+BASE_READ_ONLY = (
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/bin",
+    "/etc",
+    "/proc/self",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/dev/random",
+)
+
+
+def _libc() -> ctypes.CDLL:
+    return pidns._libc()
+
+
+def prepare() -> None:
+    """Do, once, in a process that forks workers (the zygote), the work whose result is
+    the same in every worker, so that no worker redoes it after its fork: libc's
+    functions looked up through ctypes, the seccomp programs built (with the pid left
+    open: ``seccomp.policy_template``), the machine's architecture read, and, as root,
+    the name service's modules loaded by one lookup of a user. Nothing is decided here
+    for a worker, nor cached from the system's state: each worker still looks its own
+    user up, asks the kernel what it offers, writes its own pid into its filter and
+    enters every layer itself, in the same order."""
+    if not sys.platform.startswith("linux"):
+        return
+    for libc, names in (
+        (_libc(), ("unshare", "mount", "prctl")),
+        (seccomp._libc(), ("prctl", "syscall")),
+    ):
+        for name in names:
+            getattr(libc, name)  # ctypes makes (and keeps) a function on first use
+    try:
+        landlock.abi_version()  # loads its syscall wrapper; each worker asks again
+    except OSError:
+        pass
+    try:
+        for network in (False, True):
+            for processes in (False, True):
+                _seccomp_template(network, processes).for_pid(1)
+    except seccomp.UnsupportedArchitecture:
+        pass
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("nobody")  # the default user; any lookup loads the same modules
+        except KeyError:
+            pass
+
+
+def raise_oom_score() -> bool:
+    """Make the kernel's OOM killer pick this worker before its host."""
+    try:
+        _linux.write_file("/proc/self/oom_score_adj", b"1000")
+    except OSError:
+        return False
+    return True
+
+
+def enter_namespaces(network: bool) -> dict[str, bool]:
+    """unshare a user namespace (mapping our own uid and gid), then IPC and, without
+    network, network namespaces inside it. Returns what took effect."""
+    done = {"user_namespace": False, "ipc_namespace": False, "network_namespace": False}
+    if not sys.platform.startswith("linux"):
+        return done
+    libc = _libc()
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(CLONE_NEWUSER) != 0:
+        return done
+    # after a uid change the process is not dumpable and its /proc files belong to
+    # root; the maps can only be written while it is dumpable again, briefly
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"{uid} {uid} 1"),
+            ("gid_map", f"{gid} {gid} 1"),
+        ):
+            _linux.write_file(f"/proc/self/{name}", text.encode())
+    except OSError:
+        return done
+    finally:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    done["user_namespace"] = True
+    if libc.unshare(CLONE_NEWIPC) == 0:
+        done["ipc_namespace"] = True
+    if not network and libc.unshare(CLONE_NEWNET) == 0:
+        done["network_namespace"] = True
+    return done
+
+
+def enter(
+    policy: dict[str, Any],
+    exit_report_fd: int | None = None,
+) -> tuple[dict[str, bool], int]:
+    """Enter the namespaces ``policy`` asks for. Returns the layers that took effect
+    and this process's pid as the host sees it; in a pid namespace, the process that
+    returns is the worker's pid 2 (``pidns.split``), whose init reports its end on
+    ``exit_report_fd``."""
+    pid = os.getpid()
+    if not policy.get("namespaces", True):
+        return {}, pid
+    done = enter_namespaces(bool(policy.get("network")))
+    done["mount_namespace"] = done["pid_namespace"] = False
+    if done["user_namespace"]:
+        mount = pidns.unshare(pidns.CLONE_NEWNS)
+        if policy.get("pid_namespace", True) and pidns.unshare(pidns.CLONE_NEWPID):
+            pid = pidns.split(exit_report_fd)
+            done["pid_namespace"] = True
+        if mount:
+            done["mount_namespace"] = pidns.mount_private_proc(done["pid_namespace"])
+    return done, pid
+
+
+@functools.cache
+def _seccomp_template(network: bool, processes: bool) -> seccomp.PolicyTemplate:
+    """The seccomp program a policy asks for, with the pid left open."""
+    families = [socket.AF_UNIX] + ([socket.AF_INET, socket.AF_INET6] if network else [])
+    return seccomp.policy_template(
+        socket_families=families, connect=network, allow_processes=processes
+    )
+
+
+def enter_scratch(path: str) -> None:
+    """Work in the scratch directory: cwd, HOME and TMPDIR."""
+    os.chdir(path)
+    os.environ["HOME"] = path
+    os.environ["TMPDIR"] = path
+
+
+def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
+    """Apply the layers after the namespaces that ``policy`` (``Sandbox.to_worker``)
+    asks for; report each."""
+    layers: dict[str, bool] = {}
+    network = bool(policy.get("network"))
+    scratch = policy.get("scratch")
+    if scratch:
+        enter_scratch(str(scratch))
+    try:
+        seccomp.set_no_new_privs()
+        layers["no_new_privs"] = True
+    except OSError:
+        layers["no_new_privs"] = False
+    if policy.get("landlock", True):
+        paths = [*BASE_READ_ONLY, *read_only, *(policy.get("read_only") or [])]
+        try:
+            done = landlock.restrict(paths, [str(scratch)] if scratch else [], deny_tcp=not network)
+        except OSError:
+            done = None
+        layers["landlock_filesystem"] = bool(done and done["filesystem"])
+        layers["landlock_tcp"] = bool(done and done["tcp"])
+        layers["landlock_signals"] = bool(done and done["signals"])
+        layers["landlock_abstract_unix"] = bool(done and done["abstract_unix"])
+    if policy.get("seccomp", True):
+        try:
+            template = _seccomp_template(network, bool(policy.get("processes")))
+            seccomp.install(template.for_pid(os.getpid()))
+            layers["seccomp"] = True
+        except (OSError, seccomp.UnsupportedArchitecture):
+            layers["seccomp"] = False
+
+    return layers

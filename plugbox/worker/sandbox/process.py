@@ -1,0 +1,293 @@
+"""Confinement the worker applies to itself before any plugin code is imported.
+
+Order: new session, stdio onto the capture pipes, every other fd closed but the
+channel, a scrubbed environment, privileges dropped when running as root, the
+parent-death signal, rlimits. Each step records what it did in ``Confinement`` so the
+host (and ``plugbox doctor``) can be told which layers are in force.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from .. import _linux
+
+#: variables a scrubbed environment keeps (with these values).
+CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+
+
+@dataclass
+class Confinement:
+    """What confinement did, layer by layer (name -> in force)."""
+
+    layers: dict[str, bool] = field(default_factory=dict)
+    address_space_kb: int = 0
+    cpu_seconds: float | None = None
+    cpu_soft: int = 0
+    #: the CPU clock when the soft limit was last renewed, and CLOCK_MONOTONIC before
+    cpu_used: float = 0.0
+    cpu_used_at: float = 0.0
+    #: address space held back under the memory cap (``RESERVE_BYTES``), released for
+    #: the error reply of a plugin that has used up the rest (``serve`` takes it over)
+    reserve: mmap.mmap | None = None
+
+
+#: what ``Confinement.reserve`` holds back: enough, once released, for an allocator to
+#: map a new region (a pymalloc arena, or glibc malloc's fallback: 1 MiB each). Untouched,
+#: it takes no memory, only address space, which the cap is raised by (made before it).
+RESERVE_BYTES = 2 << 20
+
+
+def new_session() -> bool:
+    """Leave the host's session and process group (a no-op if already a leader)."""
+    try:
+        os.setsid()
+    except OSError:
+        return os.getsid(0) == os.getpid()
+    return True
+
+
+def close_other_fds(*keep: int | None) -> None:
+    """Close every fd above stderr except those in ``keep`` (None: none)."""
+    low = 3
+    for fd in sorted(fd for fd in keep if fd is not None and fd >= low):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def scrub_environment() -> None:
+    """Replace the environment with a minimal, secret-free one."""
+    environ = os.environ
+    for key in list(environ):  # what clear() does, without its popitem() per variable
+        del environ[key]
+    for key, value in CLEAN_ENV.items():
+        environ[key] = value
+
+
+def drop_privileges(user: str | None) -> bool:
+    """As root, become ``user`` (groups cleared); as anyone else, nothing to drop.
+
+    Returns True when the worker ends up without root's uid.
+    """
+    if os.geteuid() != 0:
+        return True
+    if user is None:
+        return False
+    import pwd
+
+    entry = pwd.getpwnam(str(user))
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    os.environ["HOME"] = "/"
+    return os.geteuid() != 0
+
+
+#: import finders taken out of use (``ImportPaths.after_drop``), kept from being freed
+_RETIRED: list[dict[str, Any]] = []
+#: the packages loaded in the zygote before it forks (``remember_packages``), and how
+#: many modules were loaded then
+_PACKAGES: tuple[int, list[ModuleType]] | None = None
+
+
+def _package_path(module: object) -> object:
+    """``getattr(module, "__path__", None)``, read from a plain module's namespace
+    without raising and catching AttributeError for each of the many modules that are
+    not packages (the same result: a plain module's attribute is its namespace's entry,
+    unless the module defines ``__getattr__``)."""
+    if type(module) is ModuleType:
+        namespace = module.__dict__
+        if "__path__" in namespace or "__getattr__" not in namespace:
+            return namespace.get("__path__")
+    return getattr(module, "__path__", None)
+
+
+def remember_packages() -> None:
+    """In the zygote, once everything its workers share is imported: note the loaded
+    packages (the modules with a ``__path__`` list), so that ``ImportPaths.after_drop``
+    in each worker it forks looks at those, not at every loaded module. Looking at a
+    module writes to it (its reference count), and a just-forked worker pays a page
+    copy for each page it first writes: for the 178 modules of a zygote and its 15
+    packages, about 0.7 ms of each worker's start."""
+    global _PACKAGES
+    _PACKAGES = (
+        len(sys.modules),
+        [module for module in sys.modules.values() if isinstance(_package_path(module), list)],
+    )
+
+
+def _loaded_packages() -> list[Any]:
+    """The loaded modules that may be packages: the zygote's packages if no module was
+    loaded since (plugbox's own code runs between the fork and ``after_drop``, and it
+    loads none as it does), else every module."""
+    if _PACKAGES is not None and _PACKAGES[0] == len(sys.modules):
+        return _PACKAGES[1]
+    return list(sys.modules.values())
+
+
+class ImportPaths:
+    """Keeps the import path usable after privileges are dropped.
+
+    An interpreter installed under a directory the unprivileged user cannot enter (such
+    as root's home) would leave the worker unable to import anything it has not
+    imported yet. Before the drop, an O_PATH fd is opened on each import directory;
+    after it, each directory the user cannot read is replaced, in ``sys.path`` and in
+    the ``__path__`` of loaded packages, by ``/proc/self/fd/N``, which a process may
+    always traverse. Only directories (and what is under them) are reachable this way.
+    """
+
+    def __init__(self, extra: list[str]) -> None:
+        self.fds: dict[str, int] = {}
+        self.remap: dict[str, str] = {}
+        flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY
+        for path in [*sys.path, *extra]:
+            if path and path not in self.fds:
+                try:  # O_DIRECTORY: only a directory opens
+                    self.fds[path] = os.open(path, flags)
+                except (OSError, ValueError):
+                    continue
+
+    def after_drop(self) -> None:
+        """Remap what the dropped user cannot read; close the other fds."""
+        for path, fd in self.fds.items():
+            if os.access(path, os.R_OK | os.X_OK) or not os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.close(fd)
+            else:
+                self.remap[path] = f"/proc/self/fd/{fd}"
+        if not self.remap:
+            return
+        sys.path[:] = [self.fix(p) for p in sys.path]
+        for module in _loaded_packages():
+            search = _package_path(module)
+            if isinstance(search, list):
+                search[:] = [self.fix(p) for p in search]
+        # forget every finder, as clear() does, but keep them alive: the zygote made
+        # them, and freeing their caches would write to (and so copy) the pages this
+        # process shares with it, for nothing, as it ends with os._exit
+        _RETIRED.append(sys.path_importer_cache.copy())
+        sys.path_importer_cache.clear()
+
+    def fix(self, path: str) -> str:
+        """``path`` as the dropped user can reach it."""
+        for old, new in self.remap.items():
+            if path == old or path.startswith(old + os.sep):
+                return new + path[len(old) :]
+        return path
+
+
+def die_with_parent(parent: int) -> bool:
+    """SIGKILL this process when its parent dies; exit now if it already has."""
+    ok = _linux.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+    return ok
+
+
+def set_limit(which: int, soft: int, hard: int | None = None) -> None:
+    """setrlimit, never raising a hard limit above what it is now."""
+    _soft, cur_hard = resource.getrlimit(which)
+    if hard is None:
+        hard = cur_hard
+    if cur_hard != resource.RLIM_INFINITY:
+        hard = min(hard, cur_hard) if hard != resource.RLIM_INFINITY else cur_hard
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard) if soft != resource.RLIM_INFINITY else hard
+    resource.setrlimit(which, (soft, hard))
+
+
+def apply_rlimits(limits: dict[str, Any], state: Confinement) -> None:
+    """Apply the host's ``Limits.to_worker()`` as rlimits."""
+    set_limit(resource.RLIMIT_CORE, 0, 0)
+    set_limit(
+        resource.RLIMIT_NOFILE,
+        int(limits.get("open_files") or 64),
+        int(limits.get("open_files") or 64),
+    )
+    fsize = int(limits.get("file_size_mb") or 64) * 1024 * 1024
+    set_limit(resource.RLIMIT_FSIZE, fsize, fsize)
+    stack = int(limits.get("stack_kb") or 1024) * 1024
+    set_limit(resource.RLIMIT_STACK, max(stack, 256 * 1024))
+    import _thread
+
+    _thread.stack_size(max(stack, 256 * 1024))
+    memory_mb = limits.get("memory_mb")
+    if memory_mb:
+        state.reserve = mmap.mmap(-1, RESERVE_BYTES)
+        base = _linux.address_space_kb()
+        cap = (base + int(memory_mb) * 1024) * 1024
+        set_limit(resource.RLIMIT_AS, cap, cap)
+        state.address_space_kb = cap // 1024
+    state.layers["rlimits"] = True
+    cpu = limits.get("cpu_seconds")
+    state.cpu_seconds = float(cpu) if cpu else None
+    renew_cpu_budget(state)
+
+
+#: the clock the kernel holds RLIMIT_CPU against: the process's "prof" CPU clock
+#: (user + system time as the scheduler tick charges it), a POSIX CPU clock id
+#: (MAKE_PROCESS_CPUCLOCK(0, CPUCLOCK_PROF)). It can run ahead of process_time()
+#: (the precise runtime): a process that is running whenever a tick comes is charged
+#: whole ticks, as happens under heavy load, where a budget measured on
+#: process_time() once ran out a second early.
+PROF_CLOCK = -8
+
+
+def cpu_clock() -> float:
+    """CPU seconds used, as RLIMIT_CPU counts them (process_time() elsewhere)."""
+    if sys.platform.startswith("linux"):
+        try:
+            return time.clock_gettime(PROF_CLOCK)
+        except OSError:
+            pass
+    return time.process_time()
+
+
+#: how far the CPU clock can run ahead of the wall clock, per CPU: the kernel charges
+#: whole scheduler ticks (HZ is 100 or more) to the task running when each comes
+_TICK = 0.01
+#: how many CPUs this process's threads could run on at once (at most)
+_CPUS = os.cpu_count() or 1024
+
+
+def renew_cpu_budget(state: Confinement) -> None:
+    """Move the RLIMIT_CPU soft limit to the CPU time used so far plus the per-call budget.
+
+    The soft limit is whole seconds, so it moves about once a second of CPU. Between
+    moves the CPU clock (a system call) is not read when it cannot have crossed into
+    the next second: since it was last read it has run at most as long as the wall
+    clock (a vDSO read), plus a tick, on every CPU."""
+    if state.cpu_seconds is None:
+        return
+    now = time.monotonic()
+    if (
+        state.cpu_soft
+        and math.ceil(
+            state.cpu_used + state.cpu_seconds + _CPUS * (now - state.cpu_used_at + _TICK)
+        )
+        <= state.cpu_soft
+    ):
+        return  # the soft limit would stay where it is
+    used = cpu_clock()
+    state.cpu_used, state.cpu_used_at = used, now
+    soft = math.ceil(used + state.cpu_seconds)
+    if soft == state.cpu_soft:  # within the same whole second: nothing to move
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
+        state.cpu_soft = soft
+    except (ValueError, OSError):
+        try:
+            set_limit(resource.RLIMIT_CPU, soft)
+            state.cpu_soft = soft
+        except (ValueError, OSError):
+            pass
