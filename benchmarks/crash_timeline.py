@@ -30,6 +30,7 @@ import bench_plugbox
 from plugbox import Limits, PluginHost, Sandbox
 from plugbox.errors import PluginFailure
 from plugbox.host import output, supervision, worker_process
+from plugbox.host.death import DeathWatch
 from plugbox.protocol import Handshake
 
 #: the Sandbox switches ``--without`` can turn off
@@ -71,8 +72,8 @@ def stamp(cls: type, name: str, label: str) -> None:
 def instrument() -> None:
     wp, sv = worker_process.WorkerProcess, supervision.SupervisedPlugin
     stamp(wp, "_mark_dead", "worker marked dead")
-    stamp(wp, "_read_exit_report", "exit report task")
-    stamp(wp, "death", "death()")
+    stamp(DeathWatch, "_read_exit_report", "exit report task")
+    stamp(DeathWatch, "death", "death()")
     stamp(output.OutputCapture, "close", "an output stream closed")
     stamp(sv, "_report", "report built")
     stamp(sv, "_ensure_worker", "ensure worker")

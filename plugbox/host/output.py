@@ -1,4 +1,5 @@
-"""A worker's stdout and stderr: split into lines, logged with a rate limit, tail kept.
+"""A worker's stdout and stderr: read from their pipes until both end, split into
+lines, logged with a rate limit, tail kept.
 
 Each stream goes to the stdlib logger ``plugbox.plugin.<name>`` (stdout at INFO,
 stderr at WARNING), at most ``rate`` lines a second after a burst of ``burst``; lines
@@ -10,8 +11,13 @@ reports.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
+
+import anyio
+
+from .tasks import HostTasks
 
 MAX_LINE = 4096
 
@@ -78,3 +84,45 @@ class OutputCapture:
                 "(%d lines of plugin output dropped by the rate limit)", self.dropped
             )
             self.dropped = 0
+
+
+class WorkerOutput:
+    """A worker's stdout and stderr, each read from its pipe into an OutputCapture;
+    ``drained`` is set once both pipes have ended."""
+
+    def __init__(self, logger: logging.Logger, *, tail_lines: int) -> None:
+        self.stdout = OutputCapture(logger, logging.INFO, tail_lines=tail_lines)
+        self.stderr = OutputCapture(logger, logging.WARNING, tail_lines=tail_lines)
+        self.drained = anyio.Event()
+        self._open = 2
+
+    def start(self, tg: HostTasks, stdout: int, stderr: int) -> None:
+        """Start reading the pipes ``stdout`` and ``stderr`` (non-blocking fds)."""
+        tg.start_soon(self._read, stdout, self.stdout)
+        tg.start_soon(self._read, stderr, self.stderr)
+
+    def name_logger(self, logger: logging.Logger) -> None:
+        """Log both streams to ``logger`` from now on."""
+        self.stdout.logger = logger
+        self.stderr.logger = logger
+
+    async def _read(self, fd: int, capture: OutputCapture) -> None:
+        try:
+            while True:
+                await anyio.wait_readable(fd)
+                try:
+                    data = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                capture.feed(data)
+        except anyio.ClosedResourceError:
+            pass
+        finally:
+            capture.close()
+            self._open -= 1
+            if self._open == 0:
+                self.drained.set()

@@ -1,4 +1,5 @@
-"""plugbox's wire protocol, without I/O: message types, framing, caps and errors."""
+"""plugbox's wire protocol, without I/O: message types, framing, caps, the order of
+messages (``ChannelState``) and errors."""
 
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._exit_report import EXIT_REPORT_SIZE, pack_exit_report, unpack_exit_report
@@ -40,6 +41,7 @@ from ._messages import (
     Spawned,
     Start,
 )
+from ._state import HOST_SENDS, WORKER_SENDS, ChannelState, HostPhase, WorkerPhase
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -48,21 +50,25 @@ __all__ = [
     "EXIT_MEMORY",
     "EXIT_REPORT_SIZE",
     "HEADER_SIZE",
+    "HOST_SENDS",
     "HOST_TO_WORKER",
     "HOST_TO_ZYGOTE",
     "LOAD_CALL_ID",
     "MAX_VALUE_DEPTH",
     "PROTOCOL_VERSION",
+    "WORKER_SENDS",
     "WORKER_TO_HOST",
     "ZYGOTE_TO_HOST",
     "Call",
     "Cancel",
+    "ChannelState",
     "Confined",
     "Error",
     "Exited",
     "FrameDecoder",
     "FrameLimits",
     "Handshake",
+    "HostPhase",
     "LocalProtocolError",
     "Log",
     "Message",
@@ -74,6 +80,7 @@ __all__ = [
     "Spawn",
     "Spawned",
     "Start",
+    "WorkerPhase",
     "check_crossable",
     "decode_body",
     "encode",

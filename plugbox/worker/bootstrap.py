@@ -24,15 +24,14 @@ from ..protocol import (
     HOST_TO_WORKER,
     LOAD_CALL_ID,
     PROTOCOL_VERSION,
+    ChannelState,
     Confined,
     Error,
     FrameDecoder,
     FrameLimits,
     Handshake,
     Message,
-    ProtocolError,
     Resume,
-    Shutdown,
     Start,
     encode,
 )
@@ -88,24 +87,24 @@ def prepare() -> None:
     asyncio.get_event_loop_policy()
 
 
-def _receive_start(sock: socket.socket) -> Start:
-    msg = _receive(sock, (Start,))
+def _receive_start(sock: socket.socket, order: ChannelState) -> Start:
+    msg = _receive(sock, order)
     if msg is None:
         raise EOFError("the host closed the channel before sending Start")
     assert isinstance(msg, Start)
     return msg
 
 
-def _await_resume(sock: socket.socket) -> bool:
+def _await_resume(sock: socket.socket, order: ChannelState) -> bool:
     """A standby worker's wait: True when the host sends Resume, False when it sends
     Shutdown or closes the channel (the worker is not needed)."""
-    return isinstance(_receive(sock, (Resume, Shutdown)), Resume)
+    return isinstance(_receive(sock, order), Resume)
 
 
-def _receive(sock: socket.socket, expected: tuple[type[Message], ...]) -> Message | None:
-    """The next message, which must be one of ``expected``; None at end of channel.
-    Nothing after it is read: a Call the host sends right behind Resume is left in the
-    socket for ``serve``."""
+def _receive(sock: socket.socket, order: ChannelState) -> Message | None:
+    """The next message, which ``order`` must allow; None at end of channel. Nothing
+    after it is read: a Call the host sends right behind Resume is left in the socket
+    for ``serve``."""
     decoder = FrameDecoder(peer="host", accept=HOST_TO_WORKER)
     header = _read_exactly(sock, HEADER_SIZE)
     if header is None:
@@ -117,9 +116,8 @@ def _receive(sock: socket.socket, expected: tuple[type[Message], ...]) -> Messag
         return None
     decoder.feed(body, time.monotonic())
     msg = decoder.next_message()
-    if not isinstance(msg, expected):
-        wanted = " or ".join(cls.__name__ for cls in expected)
-        raise ProtocolError(f"expected {wanted}, got {type(msg).__name__}", side="host")
+    assert msg is not None  # (a whole frame was fed)
+    order.process("host", msg)
     return msg
 
 
@@ -179,7 +177,8 @@ def _run(
         os.close(channel_fd)
     sock = socket.socket(fileno=CHANNEL_FD)
     sock.setblocking(True)
-    start = _receive_start(sock)
+    order = ChannelState("worker")
+    start = _receive_start(sock, order)
     if start.sandbox.get("network"):
         lean.give_asyncio_ssl()  # TLS for a plugin that may use the network
 
@@ -191,6 +190,7 @@ def _run(
             reply = Error(id=LOAD_CALL_ID, exc_type="PluginIntegrityError", message=str(exc))
         elif isinstance(exc, loader.LoadError):
             reply = Error(id=LOAD_CALL_ID, exc_type="PluginLoadError", message=str(exc))
+        order.process("worker", reply)
         sock.sendall(encode(reply, side="worker"))
         return 0
 
@@ -236,12 +236,9 @@ def _run(
     baseline_rss = _linux.resident_kb()
     # the layers and the RSS as they stand before any of the plugin's code runs: the
     # Handshake comes after it ran, so the host holds the Handshake to these
-    sock.sendall(
-        encode(
-            Confined(layers=dict(state.layers), pid=host_pid, baseline_rss_kb=baseline_rss),
-            side="worker",
-        )
-    )
+    confined = Confined(layers=dict(state.layers), pid=host_pid, baseline_rss_kb=baseline_rss)
+    order.process("worker", confined)
+    sock.sendall(encode(confined, side="worker"))
     standby = bool(start.limits.get("standby"))
     if standby:
         loader.precompile(source)  # while waiting: it runs nothing of the plugin
@@ -254,7 +251,7 @@ def _run(
     root.handlers[:] = [handler]
     root.setLevel(int(start.limits.get("log_level") or logging.INFO))
     limits = FrameLimits(max_frame_bytes=int(start.limits.get("max_message_mb") or 16) << 20)
-    if standby and not _await_resume(sock):
+    if standby and not _await_resume(sock, order):
         return 0  # a standby worker the host did not need: none of the plugin's code ran
 
     dist_name = dist_version = ""
@@ -294,6 +291,7 @@ def _run(
         dist_name=dist_name,
         dist_version=dist_version,
     )
+    order.process("worker", hello)
     sock.sendall(encode(hello, side="worker"))
     early = waiting(sock)  # a call sent right behind Resume: answered before the loop runs
 
@@ -302,7 +300,7 @@ def _run(
 
     try:
         return loop.run_until_complete(
-            serve(sock, plugin, mutable, state, limits, install_log, early)
+            serve(sock, plugin, mutable, state, limits, install_log, early, order)
         )
     finally:
         sender.send = _discard

@@ -29,14 +29,17 @@ from ..protocol import (
     WORKER_TO_HOST,
     Call,
     Cancel,
+    ChannelState,
     Error,
     FrameDecoder,
     FrameLimits,
+    HostPhase,
     LocalProtocolError,
     Log,
     Message,
     ProtocolError,
     Shutdown,
+    WorkerPhase,
     encode,
     encode_result,
     pack,
@@ -163,6 +166,7 @@ class WorkerChannel(asyncio.Protocol):
         confinement: Confinement,
         limits: FrameLimits,
         done: asyncio.Future[int],
+        order: ChannelState | None = None,
     ) -> None:
         self.plugin = plugin
         self.mutable = mutable
@@ -179,6 +183,11 @@ class WorkerChannel(asyncio.Protocol):
         #: rest (taken over: the confinement's reference would keep it mapped)
         self.reserve, confinement.reserve = confinement.reserve, None
         self.methods = {hook: getattr(plugin.instance, hook) for hook in plugin.hooks}
+        #: the message order, past the Handshake: the host's calls are served
+        self.order = order or ChannelState(
+            "worker", host=HostPhase.RUNNING, worker=WorkerPhase.SERVING
+        )
+        assert self.order.host is HostPhase.RUNNING  # (where Call is always in order)
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -204,9 +213,11 @@ class WorkerChannel(asyncio.Protocol):
 
     # -- dispatch
     def handle(self, msg: Message) -> None:
-        if isinstance(msg, Call):
+        if isinstance(msg, Call):  # in order for as long as the worker serves
             self.call(msg)
-        elif isinstance(msg, Cancel):
+            return
+        self.order.process("host", msg)  # refuses a Start or Resume
+        if isinstance(msg, Cancel):
             self.cancel(msg.id)
         elif isinstance(msg, Shutdown):
             self.finish(0)
@@ -420,15 +431,17 @@ async def serve(
     limits: FrameLimits,
     install_log: Callable[[Callable[[bytes], None]], None],
     early: bytes = b"",
+    order: ChannelState | None = None,
 ) -> int:
     """Serve calls on ``sock`` until the host shuts the worker down or goes away.
 
     ``early`` holds bytes already read from the (still blocking) socket: calls the host
     sent before the Handshake came. They are answered before the loop takes the socket
-    over, which takes it a few turns."""
+    over, which takes it a few turns. ``order`` is the message order as the worker
+    has followed it so far."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
-    channel = WorkerChannel(plugin, mutable, confinement, limits, done)
+    channel = WorkerChannel(plugin, mutable, confinement, limits, done, order)
     if early:
         channel.transport = _EarlyWriter(sock, channel)
         channel.data_received(early)

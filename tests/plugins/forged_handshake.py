@@ -1,8 +1,8 @@
 """A plugin whose code rewrites the Handshake plugbox's worker sends after loading it
 (its code runs first, in the same interpreter). Each of ``config``'s keys ``hooks`` (the
 map of hooks implemented and the arguments each takes), ``layers`` (merged into the
-sandbox layers claimed), ``baseline_rss_kb`` and ``pid`` replaces what the worker would
-say."""
+sandbox layers claimed), ``baseline_rss_kb``, ``pid`` and ``protocol`` (the protocol
+version) replaces what the worker would say."""
 
 import plugbox.worker.bootstrap as bootstrap
 
@@ -22,6 +22,8 @@ class ForgedPlugin:
                 fields["baseline_rss_kb"] = config["baseline_rss_kb"]
             if "pid" in config:
                 fields["pid"] = config["pid"]
+            if "protocol" in config:
+                fields["protocol"] = config["protocol"]
             return _real(**fields)
 
         bootstrap.Handshake = forged

@@ -139,9 +139,9 @@ async def test_a_plugin_whose_status_is_late_is_not_reported_as_killed(
     # end, then kills it as one that closed its channel and lives on. A plugin that
     # has ended, whose status is only late (its init not yet scheduled, on a loaded
     # machine), is not killed and not reported as killed: its pidfd says it ended.
-    from plugbox.host import _linux, worker_process
+    from plugbox.host import _linux, death
 
-    monkeypatch.setattr(worker_process, "CLOSED_CHANNEL_GRACE", 0.05)
+    monkeypatch.setattr(death, "CLOSED_CHANNEL_GRACE", 0.05)
     looked = anyio.Event()
     has_ended = _linux.has_ended
 
@@ -190,12 +190,12 @@ async def test_a_report_already_in_its_pipe_is_taken_as_the_death_is_handled(
     # all the host has, and it is enough.
     import select
 
-    from plugbox.host import worker_process
+    from plugbox.host import death
 
     async def never_reads(self: object, fd: int) -> None:
         await anyio.sleep_forever()
 
-    monkeypatch.setattr(worker_process.WorkerProcess, "_read_exit_report", never_reads)
+    monkeypatch.setattr(death.DeathWatch, "_read_exit_report", never_reads)
     launcher = NoExitedLauncher()
     async with PluginHost(specs.PIPELINE, launcher=launcher) as host:
         await host.add(behave, limits=Limits(backoff_initial=0))

@@ -30,6 +30,7 @@ from plugbox import Limits, PluginHost, Sandbox, specs
 from plugbox.errors import PluginLoadError, PluginProtocolError, PluginRaised
 from plugbox.protocol import (
     MAX_VALUE_DEPTH,
+    PROTOCOL_VERSION,
     WORKER_TO_HOST,
     Confined,
     FrameDecoder,
@@ -284,6 +285,24 @@ async def test_a_handshake_rewritten_to_claim_more_sandbox_or_memory_is_a_protoc
         report = info.value.report
         assert report is not None and report.cause == "protocol"
         assert claim in report.detail
+        assert [p.name for p in host.plugins] == ["behave"]
+        assert (await host.call("process", input_data={"x": 1})).called == ["behave"]
+
+
+async def test_a_handshake_for_another_protocol_version_is_a_protocol_error(behave: str) -> None:
+    # A worker from another plugbox (another interpreter, an older install) may frame
+    # its messages alike and mean other things by them: the host refuses its Handshake
+    # and names both versions
+    async with PluginHost(specs.PIPELINE) as host:
+        await host.add(behave)
+        with pytest.raises(PluginLoadError) as info:
+            await host.add(FORGED, config={"protocol": PROTOCOL_VERSION + 1})
+        report = info.value.report
+        assert report is not None and report.cause == "protocol"
+        assert report.detail == (
+            f"while loading: worker broke the protocol: the Handshake is for protocol "
+            f"version {PROTOCOL_VERSION + 1}; the host speaks version {PROTOCOL_VERSION}"
+        )
         assert [p.name for p in host.plugins] == ["behave"]
         assert (await host.call("process", input_data={"x": 1})).called == ["behave"]
 
