@@ -137,7 +137,7 @@ class WorkerProcess:
             for hook, spec in start.hooks.items()
             if isinstance(spec, dict)
         }
-        self.standby = bool(start.limits.get("standby"))
+        self.standby = start.standby
         tg.start_soon(self._read_channel)
         tg.start_soon(self._deadlines.run)
         tg.start_soon(self._read_output, self.spawned.stdout, self.stdout)
