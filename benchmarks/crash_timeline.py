@@ -29,7 +29,7 @@ import bench_plugbox
 
 from plugbox import Limits, PluginHost, Sandbox
 from plugbox.errors import PluginFailure
-from plugbox.host import output, supervision, worker_process
+from plugbox.host import output, standby, supervision, worker_process
 from plugbox.host.death import DeathWatch
 from plugbox.protocol import Handshake
 
@@ -77,7 +77,7 @@ def instrument() -> None:
     stamp(output.OutputCapture, "close", "an output stream closed")
     stamp(sv, "_report", "report built")
     stamp(sv, "_ensure_worker", "ensure worker")
-    stamp(sv, "_take_spare", "take standby")
+    stamp(standby.Standby, "take", "take standby")
     stamp(wp, "resume", "Resume sent")
     stamp(wp, "send_call", "call sent")
     stamp(wp, "reply", "reply awaited")

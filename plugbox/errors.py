@@ -70,8 +70,10 @@ class PluginVersionError(PluginLoadError):
 class PluginIntegrityError(PluginLoadError):
     """A plugin's files do not hash to the sha256 they were pinned to.
 
-    ``expected`` and ``actual`` are hex digests; ``checked_by`` is ``"host"`` (before
-    any worker started) or ``"worker"`` (on the bytes the worker was about to load).
+    ``expected`` and ``actual`` are hex digests of ``what`` (a file, a package
+    directory); ``checked_by`` is ``"host"`` (before any worker started) or
+    ``"worker"`` (on the bytes the worker was about to load). A worker raises it too,
+    and sends its fields to the host as data (``Error.details``).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class PluginIntegrityError(PluginLoadError):
         self.expected = expected
         self.actual = actual
         self.checked_by = checked_by
+        self.what = what
 
 
 class PluginFailure(PlugboxError):

@@ -88,7 +88,8 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be a number >= 0, not {value!r}")
 
     def to_worker(self) -> dict[str, Any]:
-        """The part of the limits the worker applies to itself, as msgpack-able data."""
+        """The part of the limits the worker applies to itself, as msgpack-able data
+        (``Start.limits``): ``memory_mb`` is None without an address-space cap."""
         return {
             "memory_mb": self.memory_mb if self.address_space_cap else None,
             "cpu_seconds": self.cpu_seconds,

@@ -27,7 +27,8 @@ from .audit import AuditTrail, CallAudit
 from .calling import call_hook, check_args
 from .inline import inline_source
 from .launchers import Launcher, SubprocessLauncher, ZygoteLauncher
-from .supervision import PluginOptions, SupervisedPlugin
+from .options import PluginOptions
+from .supervision import SupervisedPlugin
 from .tasks import HostTasks
 
 log = logging.getLogger("plugbox.host")

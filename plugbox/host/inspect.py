@@ -17,7 +17,7 @@ from ..trust import integrity
 from ..trust.lock import Lock, LockEntry, LockPath, as_lock
 from .host import PluginHost
 from .launchers import Launcher
-from .supervision import PluginOptions
+from .options import PluginOptions
 
 __all__ = ["inspect_plugins", "verify_lock", "write_lock"]
 

@@ -69,17 +69,38 @@ class Message:
         return [self.TAG, *(getattr(self, name) for name in FIELD_NAMES[type(self)])]
 
 
+#: the limit values a worker applies to itself (``plugbox.limits.Limits.to_worker``),
+#: each a positive number; True for those that may also be None (no cap)
+WORKER_LIMITS: dict[str, bool] = dict.fromkeys(("memory_mb", "cpu_seconds"), True) | dict.fromkeys(
+    ("open_files", "file_size_mb", "stack_kb", "max_message_mb"), False
+)
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _is_worker_limits(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        (x is None and WORKER_LIMITS.get(k)) or (k in WORKER_LIMITS and _is_number(x) and x > 0)
+        for k, x in v.items()
+    )
+
+
+def _is_sha256(v: Any) -> bool:
+    return isinstance(v, str) and len(v) == 64 and _HEX.issuperset(v)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Start(Message):
-    """host -> worker: what to load and how to confine it.
+    """host -> worker: what to load, how to confine it, and what to check.
 
     ``hooks`` maps each hook of the host's spec to ``{"args": [...], "mutable": [...]}``
     so the worker can validate the plugin and report the arguments each hook takes.
-    ``limits`` and ``sandbox`` are plain maps (see ``plugbox.worker.sandbox.process``);
-    ``limits`` also carries the trust settings: ``sha256`` (the digest the plugin's
-    code must have, checked on the bytes the worker loads), ``distribution`` (report the
-    plugin's distribution in the handshake) and ``initialize`` (False: load and
-    validate the plugin without calling ``initialize``).
+    ``limits`` holds limit values by name (``WORKER_LIMITS``; one not given is
+    ``Limits``' default); ``sandbox`` is a plain map (``plugbox.worker.sandbox``).
+    ``sha256``: the digest the plugin's code must have, checked on the bytes the worker
+    loads; ``distribution``: name the plugin's distribution in the Handshake;
+    ``initialize`` False: load and check the plugin without calling ``initialize``;
+    ``standby``: confine, send Confined, then wait for Resume before loading;
+    ``log_level``: the lowest level of the plugin's log records sent to the host.
     """
 
     TAG: ClassVar[int] = 0
@@ -89,14 +110,28 @@ class Start(Message):
     limits: dict[str, Any] = field(default_factory=dict)
     sandbox: dict[str, Any] = field(default_factory=dict)
     inline: bytes | None = None
+    sha256: str | None = None
+    distribution: bool = False
+    initialize: bool = True
+    standby: bool = False
+    log_level: int = 20  # logging.INFO
 
     def __post_init__(self) -> None:
         _check(isinstance(self.ref, str) and self.ref != "", "Start.ref must be a non-empty str")
         _check(_is_str_map(self.config), "Start.config must be a map with str keys")
         _check(_is_str_map(self.hooks), "Start.hooks must be a map with str keys")
-        _check(_is_str_map(self.limits), "Start.limits must be a map with str keys")
+        _check(
+            _is_worker_limits(self.limits),
+            f"Start.limits must map names of {', '.join(WORKER_LIMITS)} to positive numbers "
+            "(memory_mb and cpu_seconds may be None)",
+        )
         _check(_is_str_map(self.sandbox), "Start.sandbox must be a map with str keys")
         _check(self.inline is None or isinstance(self.inline, bytes), "Start.inline must be bytes")
+        _check(self.sha256 is None or _is_sha256(self.sha256), "Start.sha256 must be 64 hex digits")
+        _check(isinstance(self.distribution, bool), "Start.distribution must be a bool")
+        _check(isinstance(self.initialize, bool), "Start.initialize must be a bool")
+        _check(isinstance(self.standby, bool), "Start.standby must be a bool")
+        _check(_is_int(self.log_level), "Start.log_level must be an int")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -139,7 +174,7 @@ class Handshake(Message):
     ``layers`` says which confinement layers are in force (name -> bool);
     ``dist_name`` and ``dist_version`` name the installed distribution the plugin's
     module comes from (empty for a file plugin, a module not from a distribution, or
-    when the host did not ask: ``Start.limits["distribution"]``).
+    when the host did not ask: ``Start.distribution``).
     """
 
     TAG: ClassVar[int] = 1
@@ -215,6 +250,8 @@ class Error(Message):
 
     ``chain`` lists the type names of the exceptions in the ``__cause__`` /
     ``__context__`` chain, so the host can see a MemoryError the plugin caught.
+    ``details`` carries an error's fields as data where the host acts on them: for
+    ``PluginIntegrityError``, ``what`` was hashed, the ``expected`` and ``actual`` digest.
     """
 
     TAG: ClassVar[int] = 4
@@ -223,6 +260,7 @@ class Error(Message):
     message: str
     traceback: str = ""
     chain: list[str] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(_is_int(self.id) and self.id >= 0, "Error.id must be an int >= 0")
@@ -230,6 +268,10 @@ class Error(Message):
         _check(isinstance(self.message, str), "Error.message must be a str")
         _check(isinstance(self.traceback, str), "Error.traceback must be a str")
         _check(_is_str_list(self.chain), "Error.chain must be a list of str")
+        _check(
+            _is_str_map(self.details) and all(map(isinstance, self.details.values(), repeat(str))),
+            "Error.details must map str to str",
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -123,12 +123,6 @@ WORKER_REFUSALS: Final[dict[tuple[WorkerPhase, Kind], str]] = {
 }
 
 
-def asks_to_hold(start: Start) -> bool:
-    """Whether ``start`` makes a standby worker: one that confines itself, then holds
-    until Resume (or Shutdown) without running any of the plugin's code."""
-    return bool(start.limits.get("standby"))
-
-
 class ChannelState:
     """The phases of both sides of one worker's channel, as one end sees them.
 
@@ -186,7 +180,7 @@ class ChannelState:
             self._worker_sent(msg)
 
     def _host_sent(self, msg: Message) -> None:
-        kind: Kind = STANDBY_START if isinstance(msg, Start) and asks_to_hold(msg) else type(msg)
+        kind: Kind = STANDBY_START if isinstance(msg, Start) and msg.standby else type(msg)
         allowed = HOST_SENDS[self.host]
         phase = allowed.get(kind)
         if phase is None:

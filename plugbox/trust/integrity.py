@@ -33,8 +33,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..errors import PluginIntegrityError
+
 __all__ = [
-    "IntegrityMismatch",
     "Located",
     "digest",
     "file_digest",
@@ -47,16 +48,6 @@ __all__ = [
 
 _SKIP_DIRS = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo")
-
-
-class IntegrityMismatch(Exception):
-    """Plugin code does not hash to the digest it was pinned to (worker side)."""
-
-    def __init__(self, what: str, expected: str, actual: str) -> None:
-        super().__init__(f"sha256 of {what} is {actual}, expected {expected}")
-        self.what = what
-        self.expected = expected
-        self.actual = actual
 
 
 @dataclass(frozen=True)
@@ -178,15 +169,16 @@ def digest(ref: str) -> str:
     return tree_digest(located.dirs)
 
 
-def guard_source_loads(manifest: dict[str, str], dirs: tuple[str, ...] | list[str]) -> None:
+def guard_source_loads(
+    manifest: dict[str, str], dirs: tuple[str, ...] | list[str], *, ref: str
+) -> None:
     """From now on, refuse to import source from ``dirs`` unless its bytes are the ones
     that were hashed (worker side; closes the gap between the check and the import).
 
     Every source file read by the import system that is in ``manifest`` or under
-    ``dirs`` must be in ``manifest``
-    (real path -> sha256) with the same digest, or the import raises
-    ``IntegrityMismatch``. Bytecode caches next to the sources are never read: set
-    ``sys.pycache_prefix`` to an empty directory as well.
+    ``dirs`` must be in ``manifest`` (real path -> sha256) with the same digest, or the
+    import raises ``PluginIntegrityError`` for plugin ``ref``. Bytecode caches next to
+    the sources are never read: set ``sys.pycache_prefix`` to an empty directory too.
     """
     import hashlib
     from importlib.machinery import SourceFileLoader
@@ -201,7 +193,13 @@ def guard_source_loads(manifest: dict[str, str], dirs: tuple[str, ...] | list[st
             expected = manifest.get(real, "(not in the checked tree)")
             actual = hashlib.sha256(data).hexdigest()
             if actual != expected:
-                raise IntegrityMismatch(f"{real} (changed after the check)", expected, actual)
+                raise PluginIntegrityError(
+                    ref,
+                    expected,
+                    actual,
+                    checked_by="worker",
+                    what=f"{real} (changed after the check)",
+                )
         return data
 
     SourceFileLoader.get_data = get_data  # type: ignore[method-assign,assignment]

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from ..errors import PluginIntegrityError
 from ..protocol import (
     EXIT_INTERNAL,
     EXIT_MEMORY,
@@ -184,23 +185,27 @@ def _run(
 
     def fail(exc: BaseException) -> int:
         reply = error_reply(LOAD_CALL_ID, exc)
-        # IntegrityMismatch: a source file changed after the check, seen as it was
-        # imported (plugbox.trust.integrity is imported only when a hash is pinned)
-        if isinstance(exc, loader.IntegrityLoadError) or type(exc).__name__ == "IntegrityMismatch":
-            reply = Error(id=LOAD_CALL_ID, exc_type="PluginIntegrityError", message=str(exc))
+        if isinstance(exc, PluginIntegrityError):  # its fields cross as data
+            details = {"what": exc.what, "expected": exc.expected, "actual": exc.actual}
+            reply = Error(
+                id=LOAD_CALL_ID,
+                exc_type="PluginIntegrityError",
+                message=exc.reason,
+                details=details,
+            )
         elif isinstance(exc, loader.LoadError):
             reply = Error(id=LOAD_CALL_ID, exc_type="PluginLoadError", message=str(exc))
         order.process("worker", reply)
         sock.sendall(encode(reply, side="worker"))
         return 0
 
-    expected_sha256 = start.limits.get("sha256")
+    expected_sha256 = start.sha256
     try:
         source = loader.parse_ref(start.ref, start.inline)
-        if isinstance(expected_sha256, str) and source.text is not None:
+        if expected_sha256 is not None and source.text is not None:
             # the very bytes that will be compiled, read once above
             loader.verify_text(source, expected_sha256)
-    except loader.LoadError as exc:
+    except (loader.LoadError, PluginIntegrityError) as exc:
         return fail(exc)
 
     state = confine.Confinement()
@@ -239,7 +244,7 @@ def _run(
     confined = Confined(layers=dict(state.layers), pid=host_pid, baseline_rss_kb=baseline_rss)
     order.process("worker", confined)
     sock.sendall(encode(confined, side="worker"))
-    standby = bool(start.limits.get("standby"))
+    standby = start.standby
     if standby:
         loader.precompile(source)  # while waiting: it runs nothing of the plugin
         rehearsal.rehearse(loop, start.hooks, dict(state.layers), host_pid, source)
@@ -249,20 +254,21 @@ def _run(
     handler = ChannelLogHandler(sender)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(int(start.limits.get("log_level") or logging.INFO))
-    limits = FrameLimits(max_frame_bytes=int(start.limits.get("max_message_mb") or 16) << 20)
+    root.setLevel(start.log_level)
+    max_message_mb = start.limits.get("max_message_mb", confine.DEFAULT_LIMITS.max_message_mb)
+    limits = FrameLimits(max_frame_bytes=int(max_message_mb) << 20)
     if standby and not _await_resume(sock, order):
         return 0  # a standby worker the host did not need: none of the plugin's code ran
 
     dist_name = dist_version = ""
     try:
         # plugbox's code only, before the plugin's: its code cannot have tampered yet
-        if isinstance(expected_sha256, str) and source.module is not None:
+        if expected_sha256 is not None and source.module is not None:
             loader.verify_module(source, expected_sha256, start.sandbox.get("scratch"))
-        if start.limits.get("distribution") and source.module is not None:
+        if start.distribution and source.module is not None:
             dist_name, dist_version = loader.distribution_of(source.module)
         instance = loader.instantiate(source)
-        if start.config is not None and start.limits.get("initialize", True):
+        if start.config is not None and start.initialize:
             init = getattr(instance, "initialize", None)
             if callable(init):
                 result = init(dict(start.config))

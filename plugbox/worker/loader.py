@@ -26,14 +26,11 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import PluginIntegrityError
+
 
 class LoadError(Exception):
     """The reference cannot be turned into a plugin; the message says why."""
-
-
-class IntegrityLoadError(LoadError):
-    """The plugin's code does not hash to the pinned sha256 (the message says
-    ``sha256 of WHAT is ACTUAL, expected EXPECTED``)."""
 
 
 @dataclass
@@ -98,15 +95,14 @@ def parse_ref(ref: str, inline: bytes | None = None) -> Source:
 
 def verify_text(source: Source, expected: str) -> None:
     """The file plugin's bytes, as read by ``parse_ref`` (and compiled later), must
-    hash to ``expected``; IntegrityMismatch if not."""
+    hash to ``expected``; PluginIntegrityError if not."""
     import hashlib  # only when a hash is pinned: a worker does not load OpenSSL otherwise
 
     assert source.text is not None
     actual = hashlib.sha256(source.text).hexdigest()
     if actual != expected.lower():
-        raise IntegrityLoadError(
-            f"sha256 of the bytes of {source.path} is {actual}, expected {expected}"
-        )
+        what = f"the bytes of {source.path}"
+        raise PluginIntegrityError(source.ref, expected, actual, checked_by="worker", what=what)
 
 
 def verify_module(source: Source, expected: str, scratch: Any) -> None:
@@ -129,12 +125,11 @@ def verify_module(source: Source, expected: str, scratch: Any) -> None:
     else:
         actual, manifest = integrity.tree_manifest(located.dirs)
     if actual != expected.lower():
-        raise IntegrityLoadError(
-            f"sha256 of the {located.describe()} is {actual}, expected {expected}"
-        )
+        what = f"the {located.describe()}"
+        raise PluginIntegrityError(source.ref, expected, actual, checked_by="worker", what=what)
     sys.dont_write_bytecode = True
     sys.pycache_prefix = os.path.join(str(scratch or "/nonexistent"), ".plugbox-pycache")
-    integrity.guard_source_loads(manifest, located.dirs)
+    integrity.guard_source_loads(manifest, located.dirs, ref=source.ref)
 
 
 def distribution_of(module: str) -> tuple[str, str]:

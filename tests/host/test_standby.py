@@ -63,9 +63,9 @@ async def crash(host: PluginHost) -> None:
 async def ready_spare(host: PluginHost) -> WorkerProcess:
     """The standby worker, once it has reported its sandbox."""
     plugin = supervised(host)
-    if plugin._spare_launching is not None:
-        await plugin._spare_launching.wait()
-    spare = plugin.spare
+    if plugin.standby.launching is not None:
+        await plugin.standby.launching.wait()
+    spare = plugin.standby.worker
     assert spare is not None, "no standby worker after a restart"
     assert await spare.wait_confined(), "the standby worker died before it was confined"
     return spare
@@ -84,7 +84,7 @@ async def test_a_restart_leaves_a_standby_and_the_next_restart_resumes_it(plugin
         await host.add(plugin_file, limits=LIMITS)
         first = (await host.call("process", input_data="hello")).value
         plugin = supervised(host)
-        assert plugin.spare is None and plugin._spare_launching is None  # never failed
+        assert plugin.standby.worker is None and plugin.standby.launching is None  # never failed
 
         await crash(host)
         await host.call("process", input_data="hello")  # a fresh worker, then a standby
@@ -168,7 +168,7 @@ async def test_warm_spare_false_keeps_no_standby(plugin_file: str) -> None:
         await host.call("process", input_data="hello")
         await host.call("process", input_data="hello")  # time for a standby to start
         plugin = supervised(host)
-        assert plugin.spare is None and plugin._spare_launching is None
+        assert plugin.standby.worker is None and plugin.standby.launching is None
 
 
 async def test_closing_while_the_standby_is_being_forked_leaves_nothing(plugin_file: str) -> None:
@@ -178,7 +178,7 @@ async def test_closing_while_the_standby_is_being_forked_leaves_nothing(plugin_f
         await host.call("process", input_data="hello")
         # the standby's launch was started as the call was answered; close at once
     plugin = supervised(host)
-    assert plugin.spare is None and plugin._spare_launching is None
+    assert plugin.standby.worker is None and plugin.standby.launching is None
 
 
 class SendLog:
@@ -352,7 +352,7 @@ async def test_a_crash_storm_with_standbys_starts_no_more_workers_and_waits_its_
         ):
             assert at - crash_started >= failure.backoff  # a lower bound, never a speed
         assert plugin.quarantine is not None
-        assert plugin.spare is None and plugin._spare_launching is None
+        assert plugin.standby.worker is None and plugin.standby.launching is None
         with pytest.raises(PluginQuarantined):
             await host.call("process", input_data="hello")
         assert launcher.starts == limits.max_failures

@@ -218,6 +218,43 @@ BYTES_OR_NONE = Kind(
     st.none() | st.binary(max_size=40), lambda v: v is None or isinstance(v, bytes)
 )
 ANY = Kind(PLAIN, lambda v: True)
+BOOL = Kind(st.booleans(), lambda v: isinstance(v, bool))
+STR_TO_STR = Kind(
+    st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4),
+    lambda v: _is_str_map(v) and all(isinstance(x, str) for x in v.values()),
+)
+HEX = "0123456789abcdefABCDEF"
+SHA256_OR_NONE = Kind(
+    st.none() | st.text(alphabet=HEX, min_size=64, max_size=64),
+    lambda v: v is None or (isinstance(v, str) and len(v) == 64 and all(c in HEX for c in v)),
+)
+_POSITIVE_NUMBERS = st.integers(1, 2**64 - 1) | st.floats(min_value=0, exclude_min=True)
+#: Start.limits: each limit a worker applies, a positive number (two may be None)
+_NULLABLE_LIMITS = ("memory_mb", "cpu_seconds")
+_LIMITS = (*_NULLABLE_LIMITS, "open_files", "file_size_mb", "stack_kb", "max_message_mb")
+
+
+def _is_worker_limits(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        k in _LIMITS
+        and (
+            (x is None and k in _NULLABLE_LIMITS)
+            or (isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0)
+        )
+        for k, x in v.items()
+    )
+
+
+WORKER_LIMITS = Kind(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            k: (st.none() | _POSITIVE_NUMBERS) if k in _NULLABLE_LIMITS else _POSITIVE_NUMBERS
+            for k in _LIMITS
+        },
+    ),
+    _is_worker_limits,
+)
 
 #: every field of every message, in wire order, with what it accepts
 FIELDS: dict[type[Message], dict[str, Kind]] = {
@@ -225,9 +262,14 @@ FIELDS: dict[type[Message], dict[str, Kind]] = {
         "ref": NONEMPTY_STR,
         "config": STR_MAP,
         "hooks": STR_MAP,
-        "limits": STR_MAP,
+        "limits": WORKER_LIMITS,
         "sandbox": STR_MAP,
         "inline": BYTES_OR_NONE,
+        "sha256": SHA256_OR_NONE,
+        "distribution": BOOL,
+        "initialize": BOOL,
+        "standby": BOOL,
+        "log_level": INT,
     },
     Confined: {"layers": STR_TO_BOOL, "pid": POSITIVE, "baseline_rss_kb": NATURAL},
     Handshake: {
@@ -244,7 +286,14 @@ FIELDS: dict[type[Message], dict[str, Kind]] = {
     },
     Call: {"id": POSITIVE, "hook": NONEMPTY_STR, "args": STR_MAP},
     Result: {"id": POSITIVE, "value": ANY, "changed": STR_MAP},
-    Error: {"id": NATURAL, "exc_type": STR, "message": STR, "traceback": STR, "chain": STR_LIST},
+    Error: {
+        "id": NATURAL,
+        "exc_type": STR,
+        "message": STR,
+        "traceback": STR,
+        "chain": STR_LIST,
+        "details": STR_TO_STR,
+    },
     Log: {"level": INT, "logger": STR, "message": STR},
     Cancel: {"id": POSITIVE},
     Shutdown: {},

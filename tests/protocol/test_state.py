@@ -53,7 +53,7 @@ BOTH_ENDS: list[Side] = ["host", "worker"]
 
 
 def start(*, standby: bool = False) -> Start:
-    return Start(ref="plugin.py", hooks=HOOKS, limits={"standby": True} if standby else {})
+    return Start(ref="plugin.py", hooks=HOOKS, standby=standby)
 
 
 def hello(**changes: Any) -> Handshake:

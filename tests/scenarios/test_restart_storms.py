@@ -196,7 +196,8 @@ async def test_failures_further_apart_than_the_window_never_quarantine() -> None
 def test_the_backoff_stays_capped_after_any_number_of_failures_in_a_row() -> None:
     # 2 ** 1024 overflows a float: a plugin failing that often in a row (spaced past its
     # failure window, so never quarantined) once made host.call raise OverflowError
-    from plugbox.host.supervision import PluginOptions, SupervisedPlugin
+    from plugbox.host.options import PluginOptions
+    from plugbox.host.supervision import SupervisedPlugin
 
     limits = Limits(backoff_initial=0.01, backoff_max=2.0)
     plugin = SupervisedPlugin(

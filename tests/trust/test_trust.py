@@ -24,8 +24,11 @@ import pytest
 from plugbox import HookSet, HookSpec, Limits, PluginHost, Sandbox, discover
 from plugbox.cli.lock import add_lock_commands
 from plugbox.errors import PluginIntegrityError, PluginLoadError, PluginVersionError
+from plugbox.host import admission
 from plugbox.host.inspect import verify_lock, write_lock
 from plugbox.host.launchers import SpawnedWorker, ZygoteLauncher
+from plugbox.host.options import PluginOptions
+from plugbox.protocol import LOAD_CALL_ID, Error
 from plugbox.trust import integrity
 from plugbox.trust.lock import LockFileError, read_lock
 from plugbox.trust.pins import Found, VersionPin
@@ -275,15 +278,41 @@ def test_the_worker_refuses_source_changed_after_its_own_check(
         monkeypatch.delitem(sys.modules, name, raising=False)
     located = integrity.locate("trustpkg_c.plugin")
     _, manifest = integrity.tree_manifest(located.dirs)
-    integrity.guard_source_loads(manifest, located.dirs)
+    integrity.guard_source_loads(manifest, located.dirs, ref="trustpkg_c.plugin")
     write(tmp_path / "trustpkg_c" / "words.py", 'ANSWER = "evil"\n')
-    with pytest.raises(integrity.IntegrityMismatch) as info:
+    with pytest.raises(PluginIntegrityError) as info:
         __import__("trustpkg_c.plugin")
     assert (
         "words.py" in info.value.what
         and info.value.expected == manifest[os.path.realpath(tmp_path / "trustpkg_c" / "words.py")]
     )
     assert "trustpkg_c.words" not in sys.modules
+
+
+def test_the_workers_integrity_failure_crosses_as_data_not_text() -> None:
+    # the host builds its PluginIntegrityError from the Error's fields; the message,
+    # whatever it says, is not read back
+    pinned, actual = "a" * 64, "c" * 64
+    options = PluginOptions(ref="p.py", sha256=pinned)
+    said = Error(
+        id=LOAD_CALL_ID,
+        exc_type="PluginIntegrityError",
+        message=f"sha256 of /elsewhere.py is {'b' * 64}, expected {pinned}",
+        details={"what": "the bytes of /p.py", "expected": pinned, "actual": actual},
+    )
+    exc = admission.load_refusal(options, said)
+    assert isinstance(exc, PluginIntegrityError)
+    assert (exc.ref, exc.expected, exc.actual, exc.checked_by) == ("p.py", pinned, actual, "worker")
+    assert exc.what == "the bytes of /p.py"
+    assert str(exc) == (
+        f"cannot load plugin 'p.py': integrity check failed (worker): sha256 of the bytes "
+        f"of /p.py is {actual}, expected {pinned}"
+    )
+    # without its fields the host cannot say what was hashed: a plain load error
+    bare = admission.load_refusal(
+        options, Error(id=0, exc_type="PluginIntegrityError", message="m")
+    )
+    assert type(bare) is PluginLoadError and bare.reason == "PluginIntegrityError: m"
 
 
 async def test_a_bad_sha256_argument_is_a_value_error() -> None:

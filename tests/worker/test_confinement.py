@@ -190,6 +190,36 @@ def test_a_worker_looks_at_the_zygotes_packages_unless_a_module_was_loaded_since
     assert len(confine._loaded_packages()) == len(sys.modules)  # one more: all again
 
 
+def test_limits_the_start_leaves_out_are_the_defaults_of_limits() -> None:
+    # the worker has no limit values of its own: what Start.limits does not give is
+    # Limits' default, applied as rlimits
+    from forking import in_child
+
+    from plugbox.worker.sandbox.process import Confinement, apply_rlimits
+
+    defaults = Limits()
+
+    def apply(values: dict[str, Any]) -> list[Any]:
+        state = Confinement()
+        apply_rlimits(values, state)
+        return [
+            list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+            list(resource.getrlimit(resource.RLIMIT_FSIZE)),
+            resource.getrlimit(resource.RLIMIT_STACK)[0],
+            state.cpu_seconds,
+            state.address_space_kb > 0,
+        ]
+
+    nofile, fsize, stack, cpu, capped = in_child(lambda: apply({}))
+    assert nofile == [defaults.open_files] * 2
+    assert fsize == [defaults.file_size_mb << 20] * 2
+    assert stack == defaults.stack_kb << 10
+    assert cpu == defaults.cpu_seconds and capped
+    nofile, fsize, _, cpu, capped = in_child(lambda: apply({"open_files": 16, "memory_mb": None}))
+    assert nofile == [16, 16] and fsize == [defaults.file_size_mb << 20] * 2
+    assert cpu == defaults.cpu_seconds and not capped
+
+
 class FakeClocks:
     """The CPU clock, CLOCK_MONOTONIC and RLIMIT_CPU as renew_cpu_budget sees them."""
 

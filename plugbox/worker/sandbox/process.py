@@ -15,10 +15,12 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from ...limits import Limits
 from .. import _linux
 
 #: variables a scrubbed environment keeps (with these values).
@@ -205,22 +207,24 @@ def set_limit(which: int, soft: int, hard: int | None = None) -> None:
     resource.setrlimit(which, (soft, hard))
 
 
-def apply_rlimits(limits: dict[str, Any], state: Confinement) -> None:
-    """Apply the host's ``Limits.to_worker()`` as rlimits."""
+#: the value of each limit a Start leaves out
+DEFAULT_LIMITS = Limits()
+
+
+def apply_rlimits(limits: Mapping[str, Any], state: Confinement) -> None:
+    """Apply the limit values of the host's Start (``Limits.to_worker``) as rlimits;
+    one it leaves out is ``Limits``' default."""
     set_limit(resource.RLIMIT_CORE, 0, 0)
-    set_limit(
-        resource.RLIMIT_NOFILE,
-        int(limits.get("open_files") or 64),
-        int(limits.get("open_files") or 64),
-    )
-    fsize = int(limits.get("file_size_mb") or 64) * 1024 * 1024
+    open_files = int(limits.get("open_files", DEFAULT_LIMITS.open_files))
+    set_limit(resource.RLIMIT_NOFILE, open_files, open_files)
+    fsize = int(limits.get("file_size_mb", DEFAULT_LIMITS.file_size_mb)) * 1024 * 1024
     set_limit(resource.RLIMIT_FSIZE, fsize, fsize)
-    stack = int(limits.get("stack_kb") or 1024) * 1024
+    stack = int(limits.get("stack_kb", DEFAULT_LIMITS.stack_kb)) * 1024
     set_limit(resource.RLIMIT_STACK, max(stack, 256 * 1024))
     import _thread
 
     _thread.stack_size(max(stack, 256 * 1024))
-    memory_mb = limits.get("memory_mb")
+    memory_mb = limits.get("memory_mb", DEFAULT_LIMITS.memory_mb)
     if memory_mb:
         state.reserve = mmap.mmap(-1, RESERVE_BYTES)
         base = _linux.address_space_kb()
@@ -228,7 +232,7 @@ def apply_rlimits(limits: dict[str, Any], state: Confinement) -> None:
         set_limit(resource.RLIMIT_AS, cap, cap)
         state.address_space_kb = cap // 1024
     state.layers["rlimits"] = True
-    cpu = limits.get("cpu_seconds")
+    cpu = limits.get("cpu_seconds", DEFAULT_LIMITS.cpu_seconds)
     state.cpu_seconds = float(cpu) if cpu else None
     renew_cpu_budget(state)
 
