@@ -194,7 +194,7 @@ class PluginHost:
         """Start a worker for the plugin at ``ref`` and register it.
 
         ``ref`` is ``path/to/file.py``, ``package.module``, either with ``:ClassName``;
-        or a class (inline: serialized by value with dill, see ``plugbox.host.inline``).
+        or a class (inline: sent by value, see ``plugbox.host.inline``).
         ``config`` is handed to the plugin's ``initialize(config)``. Raises
         ``PluginLoadError`` naming the reference and the reason when the plugin does not
         exist, does not import, has no or several candidate classes, has a hook that
