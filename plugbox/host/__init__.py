@@ -1,8 +1,9 @@
 """The host side: ``PluginHost``, its blocking facade ``SyncPluginHost``, and the
 supervision behind them."""
 
-from .host import PluginHost, PluginInfo
+from .host import PluginHost
 from .launchers import Launcher, SubprocessLauncher, ZygoteLauncher
+from .registration import PluginInfo
 from .sync import SyncPluginHost
 
 __all__ = [

@@ -1,15 +1,6 @@
-"""The audit trail: a structured record of every registration and every hook call.
-
-Records go to the stdlib logger ``plugbox.audit`` (level INFO, the record in
-``extra={"audit": record}``, a one-line summary as the message) and, when
-``PluginHost(audit_path=...)`` is given, to a JSON Lines file: one ``os.write`` of one
-whole line per record on a file opened with ``O_APPEND``, so every record is in the
-kernel (and survives the host being killed) before the call that produced it returns.
-The schema is in ``docs/AUDIT.md``.
-
-When there is no audit file and nothing handles INFO on ``plugbox.audit``, a hook
-call costs one ``logger.isEnabledFor`` check and nothing else.
-"""
+"""The audit trail: a record of every registration and hook call, to the logger
+``plugbox.audit`` and a JSON Lines file written one whole line per record. Schema and
+guarantees: ``docs/AUDIT.md``."""
 
 from __future__ import annotations
 
@@ -19,19 +10,23 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..errors import PluginFailure
 from ..protocol import pack
+from .calling import call_hook
 
 if TYPE_CHECKING:
+    from ..reports import Outcome
     from ..specs import HookSpec, OnFailure
-    from .supervision import SupervisedPlugin
+    from .calling import HookCaller
+    from .options import PluginOptions
+    from .supervision import SentCall, SupervisedPlugin
 
-__all__ = ["SCHEMA_VERSION", "AuditTrail", "CallAudit"]
+__all__ = ["SCHEMA_VERSION", "AuditTrail", "audited_call_hook"]
 
 #: the ``schema`` field of every record; bumped when a field changes meaning.
 SCHEMA_VERSION = 1
@@ -169,6 +164,70 @@ class AuditTrail:
         self.emit({"event": why, "time": time.time(), "host_pid": os.getpid(), "plugin": name})
 
 
+def audited_call_hook(trail: AuditTrail) -> HookCaller:
+    """``call_hook`` recording each plugin's invocation in ``trail``: what a host calls
+    hooks with once auditing is on. The host installs it when it is made or a plugin is
+    added, so the plain ``call_hook`` knows nothing of auditing. A call made while the
+    records go nowhere (the logger turned down since) runs plain."""
+
+    async def call_audited(
+        spec: HookSpec,
+        plugins: Sequence[SupervisedPlugin],
+        args: dict[str, Any],
+        default_policy: OnFailure | None = None,
+        packed: dict[str, bytes] | None = None,
+    ) -> Outcome:
+        if not trail.active():
+            return await call_hook(spec, plugins, args, default_policy, packed)
+        audit = CallAudit(trail, spec, default_policy)
+        audited = [AuditedPlugin(plugin, audit) for plugin in plugins]
+        return await call_hook(spec, audited, args, default_policy, packed)
+
+    return call_audited
+
+
+class AuditedPlugin:
+    """A plugin as an audited call sees it: ``invoke`` records what happened. ``send``
+    gives None, so an observe hook invokes it too, and each record times its own
+    plugin."""
+
+    __slots__ = ("_audit", "_plugin")
+
+    def __init__(self, plugin: SupervisedPlugin, audit: CallAudit) -> None:
+        self._plugin = plugin
+        self._audit = audit
+
+    @property
+    def name(self) -> str:
+        return self._plugin.name
+
+    @property
+    def hooks(self) -> Mapping[str, Sequence[str]]:
+        return self._plugin.hooks
+
+    @property
+    def closed(self) -> bool:
+        return self._plugin.closed
+
+    @property
+    def options(self) -> PluginOptions:
+        return self._plugin.options
+
+    async def invoke(
+        self, hook: str, args: dict[str, Any], packed: dict[str, bytes]
+    ) -> tuple[Any, dict[str, Any]]:
+        return await self._audit.invoke(self._plugin, args, packed)
+
+    def send(self, hook: str, args: dict[str, Any], packed: dict[str, bytes]) -> None:
+        return None
+
+    async def finish(self, call: SentCall) -> tuple[Any, dict[str, Any]]:
+        return await self._plugin.finish(call)
+
+    def abandon(self, call: SentCall) -> None:
+        self._plugin.abandon(call)
+
+
 class CallAudit:
     """The audit of one ``host.call``: one record per plugin invocation."""
 
@@ -183,9 +242,10 @@ class CallAudit:
     async def invoke(
         self, plugin: SupervisedPlugin, args: dict[str, Any], packed: dict[str, bytes]
     ) -> tuple[Any, dict[str, Any]]:
-        """``plugin.invoke`` with a record of what happened."""
+        """``plugin.invoke`` with a record of what happened (sent with ``begin`` and
+        read with ``finish``, to know which worker and wire id served it)."""
         spec = self.spec
-        trace: dict[str, Any] = {}
+        served: dict[str, Any] = {}
         started_at = time.time()
         started = time.monotonic()
         record: dict[str, Any] = {
@@ -200,11 +260,13 @@ class CallAudit:
             "bytes_in": sum(len(b) for b in packed.values()),
         }
         try:
-            value, changed = await plugin.invoke(spec.name, args, packed, trace)
+            call = await plugin.begin(spec.name, args, packed)
+            served = {"pid": call.worker.pid, "wire_id": call.call_id}
+            value, changed = await plugin.finish(call)
         except PluginFailure as failure:
             report = failure.report
             record.update(
-                trace,
+                served,
                 duration=time.monotonic() - started,
                 outcome=report.cause,
                 detail=report.detail,
@@ -223,7 +285,7 @@ class CallAudit:
         except BaseException as exc:
             cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
             record.update(
-                trace,
+                served,
                 duration=time.monotonic() - started,
                 outcome="cancelled" if cancelled else "error",
                 detail="the caller was cancelled" if cancelled else f"{type(exc).__name__}: {exc}",
@@ -237,7 +299,7 @@ class CallAudit:
         kept = [name for name in changed if name in spec.mutable]
         out = len(pack(value)) + sum(len(pack(changed[name])) for name in changed)
         record.update(
-            trace,
+            served,
             duration=time.monotonic() - started,
             outcome="ok",
             detail=None,

@@ -1,17 +1,11 @@
-"""How one hook call runs across the plugins that implement it (the hook's mode).
-
-``first_result``, ``chain`` and ``collect`` call plugins one after another in the order
-they were added; ``observe`` calls them all at once. A failing plugin either raises
-(fail closed) or is skipped and recorded in ``outcome.failures``, per its policy.
-Arguments a plugin changed in place are applied for the next plugin and the caller:
-a dict or list the caller passed is updated in place, so the caller's own object
-shows the change as it would in-process.
-"""
+"""How one hook call runs across the plugins that implement it: per the hook's mode
+(``observe`` all at once, the others in the order of adding), each plugin's failure
+policy, and the arguments it changed in place applied for the next and the caller."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import anyio
 
@@ -19,10 +13,43 @@ from ..errors import PluginFailure
 from ..protocol import check_crossable, pack
 from ..reports import Outcome
 from ..specs import HookSpec, OnFailure
+from .options import PluginOptions
 from .supervision import SentCall, SupervisedPlugin
 
-if TYPE_CHECKING:
-    from .audit import CallAudit
+
+class Callee(Protocol):
+    """What a hook call calls: a ``SupervisedPlugin``, or the audit's wrapper of one."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def hooks(self) -> Mapping[str, Sequence[str]]: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def options(self) -> PluginOptions: ...
+
+    async def invoke(
+        self, hook: str, args: dict[str, Any], packed: dict[str, bytes]
+    ) -> tuple[Any, dict[str, Any]]: ...
+    def send(
+        self, hook: str, args: dict[str, Any], packed: dict[str, bytes]
+    ) -> SentCall | None: ...
+    async def finish(self, call: SentCall) -> tuple[Any, dict[str, Any]]: ...
+    def abandon(self, call: SentCall) -> None: ...
+
+
+#: what a host calls hooks with: ``call_hook``, or the audit's wrapper of it
+HookCaller = Callable[
+    [
+        HookSpec,
+        Sequence[SupervisedPlugin],
+        dict[str, Any],
+        OnFailure | None,
+        dict[str, bytes] | None,
+    ],
+    Awaitable[Outcome],
+]
 
 
 def check_args(spec: HookSpec, args: dict[str, Any]) -> dict[str, bytes]:
@@ -64,36 +91,34 @@ def apply_changes(args: dict[str, Any], changed: dict[str, Any]) -> None:
             args[name] = value
 
 
-def _policy(spec: HookSpec, plugin: SupervisedPlugin, default: OnFailure | None) -> OnFailure:
+def _policy(spec: HookSpec, plugin: Callee, default: OnFailure | None) -> OnFailure:
     return plugin.options.on_failure or default or spec.default_on_failure
 
 
 async def call_hook(
     spec: HookSpec,
-    plugins: Sequence[SupervisedPlugin],
+    plugins: Sequence[Callee],
     args: dict[str, Any],
     default_policy: OnFailure | None = None,
     packed: dict[str, bytes] | None = None,
-    audit: CallAudit | None = None,
 ) -> Outcome:
     """Run ``spec``'s hook across ``plugins`` and combine the results per its mode.
 
     ``packed`` is ``check_args``'s encoding of ``args``; it is kept in step with every
     change a plugin makes, so each argument is encoded once per value, not per plugin.
-    ``audit``, when auditing is on, records each plugin's invocation.
     """
     if packed is None:
         packed = check_args(spec, args)
     outcome = Outcome(args=args)
     targets = [p for p in plugins if spec.name in p.hooks and not p.closed]
     if spec.mode == "observe":
-        await _observe(spec, targets, args, packed, outcome, default_policy, audit)
+        await _observe(spec, targets, args, packed, outcome, default_policy)
         return outcome
     collected: list[Any] = []
     first = spec.args[0] if spec.args else None
     for plugin in targets:
         try:
-            value = await _invoke(plugin, spec, args, packed, audit)
+            value = await _invoke(plugin, spec, args, packed)
         except PluginFailure as failure:
             if _policy(spec, plugin, default_policy) == "raise":
                 raise
@@ -119,17 +144,10 @@ async def call_hook(
 
 
 async def _invoke(
-    plugin: SupervisedPlugin,
-    spec: HookSpec,
-    args: dict[str, Any],
-    packed: dict[str, bytes],
-    audit: CallAudit | None = None,
+    plugin: Callee, spec: HookSpec, args: dict[str, Any], packed: dict[str, bytes]
 ) -> Any:
     sent, sent_packed = _accepted(plugin, spec, args, packed)
-    if audit is None:
-        value, changed = await plugin.invoke(spec.name, sent, sent_packed)
-    else:
-        value, changed = await audit.invoke(plugin, sent, sent_packed)
+    value, changed = await plugin.invoke(spec.name, sent, sent_packed)
     if changed:
         kept = {k: v for k, v in changed.items() if k in spec.mutable}
         apply_changes(args, kept)
@@ -139,7 +157,7 @@ async def _invoke(
 
 
 def _accepted(
-    plugin: SupervisedPlugin, spec: HookSpec, args: dict[str, Any], packed: dict[str, bytes]
+    plugin: Callee, spec: HookSpec, args: dict[str, Any], packed: dict[str, bytes]
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The arguments ``plugin`` takes (the host checked its Handshake's list to be a
     set of the hook's arguments: as long, it is all of them)."""
@@ -151,28 +169,27 @@ def _accepted(
 
 async def _observe(
     spec: HookSpec,
-    plugins: Sequence[SupervisedPlugin],
+    plugins: Sequence[Callee],
     args: dict[str, Any],
     packed: dict[str, bytes],
     outcome: Outcome,
     default_policy: OnFailure | None,
-    audit: CallAudit | None = None,
 ) -> None:
     """Every plugin at once. The call goes to each running worker first, then their
     replies are read in turn, with no task per plugin (each call's deadline runs from
     its send, and kills its worker when it passes, read or not). A plugin whose worker
-    must be started first is invoked in a task, beside the reading; so is every plugin
-    when auditing (``CallAudit`` wraps ``invoke``). ``called`` and ``failures`` come in
+    must be started first (``send`` gives None) is invoked in a task, beside the
+    reading. ``called`` and ``failures`` come in
     the order the plugins were added, whichever answered first."""
     raised: list[PluginFailure] = []
 
-    def failed(plugin: SupervisedPlugin, failure: PluginFailure) -> None:
+    def failed(plugin: Callee, failure: PluginFailure) -> None:
         outcome.failures.append(failure.report)
         if _policy(spec, plugin, default_policy) == "raise":
             raised.append(failure)
 
-    sent: list[tuple[SupervisedPlugin, SentCall]] = []
-    starting: list[SupervisedPlugin] = list(plugins) if audit is not None else []
+    sent: list[tuple[Callee, SentCall]] = []
+    starting: list[Callee] = []
     read = 0  # how many of ``sent`` have been read (or failed)
 
     async def read_replies() -> None:
@@ -187,31 +204,27 @@ async def _observe(
                 continue
             outcome.called.append(plugin.name)
 
-    async def one(plugin: SupervisedPlugin) -> None:
+    async def one(plugin: Callee) -> None:
         accepted, accepted_packed = _accepted(plugin, spec, args, packed)
         try:
-            if audit is None:
-                await plugin.invoke(spec.name, accepted, accepted_packed)
-            else:
-                await audit.invoke(plugin, accepted, accepted_packed)
+            await plugin.invoke(spec.name, accepted, accepted_packed)
         except PluginFailure as failure:
             failed(plugin, failure)
             return
         outcome.called.append(plugin.name)
 
     try:
-        if audit is None:
-            for plugin in plugins:
-                accepted, accepted_packed = _accepted(plugin, spec, args, packed)
-                try:
-                    call = plugin.send(spec.name, accepted, accepted_packed)
-                except PluginFailure as failure:  # quarantined
-                    failed(plugin, failure)
-                    continue
-                if call is None:
-                    starting.append(plugin)
-                else:
-                    sent.append((plugin, call))
+        for plugin in plugins:
+            accepted, accepted_packed = _accepted(plugin, spec, args, packed)
+            try:
+                call = plugin.send(spec.name, accepted, accepted_packed)
+            except PluginFailure as failure:  # quarantined
+                failed(plugin, failure)
+                continue
+            if call is None:
+                starting.append(plugin)
+            else:
+                sent.append((plugin, call))
         if not starting:
             await read_replies()
         elif not sent and len(starting) == 1:  # nothing to run beside it: no task group

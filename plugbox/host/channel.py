@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import anyio
 
+from .backend import on_asyncio
 from .tasks import start_protected
 
 OnData = Callable[[bytes], None]
@@ -61,15 +62,6 @@ class Channel:
         """Feed every chunk read to ``on_data`` until the peer closes; call ``on_late``
         once ``deadline()`` (a monotonic time, or None) passes with no bytes read."""
         raise NotImplementedError
-
-
-def on_asyncio() -> bool:
-    """Whether the running event loop is asyncio's (anyio's other backend is trio)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def open_channel(sock: socket.socket) -> Channel:

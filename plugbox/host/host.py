@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -21,13 +19,13 @@ from ..reports import FailureReport, Outcome
 from ..specs import HookSet, OnFailure
 from ..trust import integrity
 from ..trust.lock import Lock, as_lock
-from ..trust.pins import VersionPin
 from . import _linux
-from .audit import AuditTrail, CallAudit
-from .calling import call_hook, check_args
+from .audit import AuditTrail, audited_call_hook
+from .calling import HookCaller, call_hook, check_args
 from .inline import inline_source
 from .launchers import Launcher, SubprocessLauncher, ZygoteLauncher
 from .options import PluginOptions
+from .registration import PluginInfo, plugin_info, resolve_pins
 from .supervision import SupervisedPlugin
 from .tasks import HostTasks
 
@@ -56,26 +54,6 @@ class _DumpableGuard:
             cls.open_hosts -= 1
             if cls.open_hosts == 0 and cls.before:
                 _linux.set_dumpable(True)
-
-
-@dataclass(frozen=True, slots=True)
-class PluginInfo:
-    """A registered plugin as the host knows it."""
-
-    name: str
-    version: str
-    ref: str
-    hooks: tuple[str, ...]
-    pid: int | None
-    state: Literal["running", "stopped", "quarantined", "closed"]
-    restarts: int
-    calls: int
-    failures: int
-    problems: tuple[str, ...]
-    layers: dict[str, bool]
-    dist_name: str = ""
-    dist_version: str = ""
-    sha256: str | None = None
 
 
 class PluginHost:
@@ -144,6 +122,8 @@ class PluginHost:
         self._guarding = False
         self._lock = as_lock(lock) if lock is not None else None
         self._audit = AuditTrail(audit_path, args=audit_args)
+        self._call_hook: HookCaller = call_hook
+        self._audit_calls_if_on()
 
     # ---------------------------------------------------------------- context
     async def __aenter__(self) -> PluginHost:
@@ -195,7 +175,7 @@ class PluginHost:
         """Start a worker for the plugin at ``ref`` and register it.
 
         ``ref`` is ``path/to/file.py``, ``package.module``, either with ``:ClassName``;
-        or a class (inline: serialized by value with dill, see ``plugbox.host.inline``).
+        or a class (inline: sent by value, see ``plugbox.host.inline``).
         ``config`` is handed to the plugin's ``initialize(config)``. Raises
         ``PluginLoadError`` naming the reference and the reason when the plugin does not
         exist, does not import, has no or several candidate classes, has a hook that
@@ -246,30 +226,14 @@ class PluginHost:
             check_crossable(cfg)
         except TypeError as exc:
             raise PluginLoadError(ref, f"config cannot cross the process boundary: {exc}") from None
-        pins = [VersionPin(version)] if version is not None else []
-        digest = _check_sha256(sha256) if sha256 is not None else None
-        the_lock = as_lock(lock) if lock is not None else self._lock
-        if inline is not None and (digest is not None or the_lock is not None):
-            raise PluginLoadError(
-                ref,
-                "an inline plugin (a class object) cannot be pinned "
-                "to a sha256 or a lock file: reference it by file "
-                "or module",
-            )
-        locked_name = None
-        if the_lock is not None:
-            entry = the_lock.entry_for(ref)
-            where = the_lock.path or "the lock"
-            if entry is None:
-                listed = ", ".join(e.ref for e in the_lock.entries) or "none"
-                raise PluginLoadError(ref, f"not listed in {where} (it lists: {listed})")
-            if digest is not None and digest != entry.sha256:
-                raise ValueError(
-                    f"sha256={digest} contradicts {where}, which pins {ref!r} to {entry.sha256}"
-                )
-            digest = entry.sha256
-            pins.append(entry.pin(where))
-            locked_name = entry.name
+        pins = resolve_pins(
+            ref,
+            inline is not None,
+            version,
+            sha256,
+            as_lock(lock) if lock is not None else self._lock,
+        )
+        digest = pins.sha256
         options = PluginOptions(
             ref=ref,
             config=cfg,
@@ -277,16 +241,17 @@ class PluginHost:
             sandbox=sandbox or Sandbox(),
             on_failure=on_failure,
             inline=inline,
-            pins=tuple(pins),
+            pins=pins.versions,
             sha256=digest,
             distribution=self._audit.active(),
         )
         plugin = await self.start_unregistered(options)
-        if locked_name is not None and plugin.name != locked_name:
+        if pins.locked_name is not None and plugin.name != pins.locked_name:
             await plugin.close()
             raise PluginLoadError(
                 ref,
-                f"the plugin is named {plugin.name!r}, but the lock pins the name {locked_name!r}",
+                f"the plugin is named {plugin.name!r}, "
+                f"but the lock pins the name {pins.locked_name!r}",
             )
         if any(p.name == plugin.name for p in self._plugins):
             await plugin.close()
@@ -302,7 +267,8 @@ class PluginHost:
                     digest = None
             plugin.sha256 = digest
             self._audit.registration(plugin, digest)
-        return self._info(plugin)
+            self._audit_calls_if_on()
+        return plugin_info(plugin)
 
     async def start_unregistered(self, options: PluginOptions) -> SupervisedPlugin:
         """A started plugin, not registered: ``add`` registers it, and
@@ -328,7 +294,7 @@ class PluginHost:
     @property
     def plugins(self) -> list[PluginInfo]:
         """The registered plugins, in the order they were added."""
-        return [self._info(p) for p in self._plugins]
+        return [plugin_info(p) for p in self._plugins]
 
     @property
     def reports(self) -> list[FailureReport]:
@@ -349,16 +315,7 @@ class PluginHost:
         if spec is None:
             raise TypeError(f"unknown hook {hook!r} (this host's hooks: {', '.join(self.hooks)})")
         packed = check_args(spec, args)
-        if self._audit.active():  # the only cost of auditing when it is off
-            return await call_hook(
-                spec,
-                list(self._plugins),
-                args,
-                self.on_failure,
-                packed,
-                CallAudit(self._audit, spec, self.on_failure),
-            )
-        return await call_hook(spec, list(self._plugins), args, self.on_failure, packed)
+        return await self._call_hook(spec, list(self._plugins), args, self.on_failure, packed)
 
     # ---------------------------------------------------------------- closing
     async def aclose(self) -> None:
@@ -406,41 +363,12 @@ class PluginHost:
             f"{', '.join(p.name for p in self._plugins) or 'none'})"
         )
 
-    def _info(self, p: SupervisedPlugin) -> PluginInfo:
-        state: Literal["running", "stopped", "quarantined", "closed"]
-        if p.closed:
-            state = "closed"
-        elif p.quarantine is not None:
-            state = "quarantined"
-        elif p.worker is not None and p.worker.alive:
-            state = "running"
-        else:
-            state = "stopped"
-        return PluginInfo(
-            name=p.name,
-            version=p.version,
-            ref=p.options.ref,
-            hooks=tuple(p.hooks),
-            pid=p.worker.pid if p.worker else None,
-            state=state,
-            restarts=p.restarts,
-            calls=p.calls,
-            failures=len(p.recent_failures),
-            problems=tuple(p.problems),
-            layers=dict(p.layers),
-            dist_name=p.dist_name,
-            dist_version=p.dist_version,
-            sha256=p.sha256,
-        )
+    def _audit_calls_if_on(self) -> None:
+        """Once auditing is on (an audit file, or the ``plugbox.audit`` logger enabled
+        for INFO) as the host is made or a plugin is added, every call goes through
+        ``audited_call_hook``: decided here, not per call."""
+        if self._call_hook is call_hook and self._audit.active():
+            self._call_hook = audited_call_hook(self._audit)
 
 
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def _check_sha256(value: str) -> str:
-    if not isinstance(value, str) or not _SHA256.fullmatch(value):
-        raise ValueError(f"sha256 must be 64 hex digits, not {value!r}")
-    return value.lower()
-
-
-__all__ = ["PluginHost", "PluginInfo"]
+__all__ = ["PluginHost"]

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import Error, Result
+from .backend import on_asyncio
 
 if TYPE_CHECKING:
     import trio
@@ -74,10 +75,9 @@ def deadlines_for_running_loop(on_expire: OnExpire | None = None) -> Deadlines:
     """The deadlines (and calls) for the event loop this runs in. ``on_expire`` is
     told of each call whose deadline passes unanswered, as it passes: whether or not
     anyone is waiting on the call yet."""
-    try:
+    if on_asyncio():
         return AsyncioDeadlines(asyncio.get_running_loop(), on_expire)
-    except RuntimeError:
-        return TrioDeadlines(on_expire)
+    return TrioDeadlines(on_expire)
 
 
 class _Buckets:

@@ -225,12 +225,10 @@ class SupervisedPlugin:
         hook: str,
         args: dict[str, Any],
         packed: dict[str, bytes] | None = None,
-        trace: dict[str, Any] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
         """Call ``hook`` with ``args``: (value, changed arguments), or a PluginFailure.
 
-        ``packed`` may hold the arguments already msgpack-encoded. ``trace`` (auditing
-        only) receives the worker's ``pid`` and the call's ``wire_id``.
+        ``packed`` may hold the arguments already msgpack-encoded.
         """
         self._check_quarantine(hook)
         worker = self.worker
@@ -243,9 +241,6 @@ class SupervisedPlugin:
         self.calls += 1
         if call_id is None:
             call_id = worker.send_call(hook, args, packed)
-        if trace is not None:
-            trace["pid"] = worker.pid
-            trace["wire_id"] = call_id
         reply = await worker.reply(call_id, hook, self.options.limits.call_timeout)
         if isinstance(reply, Result):
             return self._answered(reply)
@@ -265,6 +260,24 @@ class SupervisedPlugin:
         started = time.monotonic()
         self.calls += 1
         call_id = worker.send_call(hook, args, packed, self.options.limits.call_timeout)
+        return SentCall(worker, hook, call_id, started)
+
+    async def begin(
+        self, hook: str, args: dict[str, Any], packed: dict[str, bytes] | None = None
+    ) -> SentCall:
+        """``send``, starting a worker first if none is running: ``invoke`` in two
+        halves, for a caller that needs to know which worker and wire id serve the call
+        (the audit). ``finish`` waits for the reply."""
+        call = self.send(hook, args, packed)
+        if call is not None:
+            return call
+        first = FirstCall(hook, args, packed)
+        worker = await self._ensure_worker(hook, first)
+        started = time.monotonic()
+        self.calls += 1
+        call_id = first.sent  # sent with Resume, if a standby was resumed
+        if call_id is None:
+            call_id = worker.send_call(hook, args, packed, self.options.limits.call_timeout)
         return SentCall(worker, hook, call_id, started)
 
     def abandon(self, call: SentCall) -> None:

@@ -37,8 +37,9 @@ from ..limits import Limits, Sandbox
 from ..reports import FailureReport, Outcome
 from ..specs import HookSet, OnFailure
 from ..trust.lock import Lock
-from .host import PluginHost, PluginInfo
+from .host import PluginHost
 from .launchers import Launcher
+from .registration import PluginInfo
 
 T = TypeVar("T")
 

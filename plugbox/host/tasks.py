@@ -13,12 +13,13 @@ PluginHost`` then closes the host with these tasks still serving it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
 import anyio.abc
+
+from .backend import on_asyncio
 
 
 class HostTasks:
@@ -65,7 +66,7 @@ def start_protected(
     """``tg.start_soon(func, *args)``, on trio protected from KeyboardInterrupt (see
     above): host tasks, and tasks of the host's own nested in them (a channel's
     writer). Protection covers every frame the task runs beneath ``_call``."""
-    if not _on_trio():
+    if on_asyncio():
         tg.start_soon(func, *args)
         return
     if not _protected_calls:
@@ -73,15 +74,3 @@ def start_protected(
 
         _protected_calls.append(enable_ki_protection(_call))
     tg.start_soon(_protected_calls[0], func, args)
-
-
-def _on_trio() -> bool:
-    """Whether the running event loop is trio's (without importing trio otherwise)."""
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return False
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True

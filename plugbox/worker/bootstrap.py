@@ -235,7 +235,7 @@ def _run(
     if source.path:
         import_dirs.append(source.import_dir or os.path.dirname(source.path))
     if source.inline is not None:
-        loader.prepare_inline()  # dill opens /dev/null for writing as it is imported
+        loader.prepare_inline()  # its import opens /dev/null for writing
     state.layers.update(sandbox.apply(start.sandbox, import_dirs))
     confine.apply_rlimits(start.limits, state)
     baseline_rss = _linux.resident_kb()

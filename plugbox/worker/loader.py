@@ -6,8 +6,8 @@ class whose name ends with ``Plugin`` (a ``typing.Protocol`` or an abstract base
 describing plugins, such as the seed chapter's ``AgentPlugin``, is not a candidate).
 
 An inline plugin (a class the host was handed as an object, ``host.add(SomeClass)``)
-arrives as ``Start.inline``: the class serialized by value with dill. dill is imported
-here only then, after confinement, and only host-to-worker bytes are unpickled.
+arrives as ``Start.inline``: the class pickled by value with multiprocess's (dill's)
+pickler, imported only then, and only host-to-worker bytes are unpickled.
 
 Loading is two steps around ``initialize(config)``: ``instantiate`` imports the code
 and creates the instance; ``check_hooks`` matches its methods to the spec after
@@ -351,18 +351,20 @@ def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugi
 
 
 def prepare_inline() -> None:
-    """Import dill (a dependency, not plugin code) before the sandbox is applied: its
-    import opens ``/dev/null`` for writing, which Landlock denies afterwards."""
-    import dill  # noqa: F401
+    """Import multiprocess's pickler (a dependency, not plugin code) before the sandbox
+    is applied: importing dill under it opens ``/dev/null`` for writing, which Landlock
+    denies afterwards."""
+    import multiprocess.reduction  # noqa: F401
 
 
 def load_inline(source: Source) -> type:
-    """The class the host serialized by value (dill); plugin code runs from here on."""
+    """The class the host pickled by value; plugin code runs from here on."""
     assert source.inline is not None
-    import dill  # imported by prepare_inline, before the sandbox: only for inline plugins
+    # imported by prepare_inline, before the sandbox: only for inline plugins
+    from multiprocess.reduction import ForkingPickler
 
     try:
-        cls = dill.loads(source.inline)
+        cls = ForkingPickler.loads(source.inline)
     except ModuleNotFoundError as exc:
         raise LoadError(
             f"the inline class refers to module {exc.name!r}, which the worker "

@@ -152,6 +152,36 @@ async def test_auditing_off_costs_nothing_and_writes_nothing(
     assert not [r for r in caplog.records if r.name == "plugbox.audit"]
 
 
+async def test_auditing_is_decided_as_the_host_is_made_and_as_plugins_are_added(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    observed = HookSet(
+        "audit-observe",
+        [HookSpec(name="ask", args=("query", "state"), mode="observe")],
+    )
+    caplog.set_level(logging.WARNING, logger="plugbox.audit")
+    async with PluginHost(observed) as host:
+        await host.add(AUDITED, config={"name": "a"})
+        caplog.set_level(logging.INFO, logger="plugbox.audit")
+        await host.call("ask", query="q", state={})  # off when "a" was added: not audited
+        await host.add(AUDITED, config={"name": "b"})  # on from here, for every plugin
+        outcome = await host.call("ask", query="q", state={})
+        pids = {info.name: info.pid for info in host.plugins}
+    records = [r.audit for r in caplog.records if r.name == "plugbox.audit"]  # type: ignore[attr-defined]
+    assert records[0]["event"] == "register" and records[0]["plugin"] == "b"
+    observe = sorted(  # observe: in the order they finished
+        (r["call"], r["plugin"], r["mode"], r["outcome"], r["pid"], r["wire_id"])
+        for r in records
+        if r["event"] == "call"
+    )
+    assert observe == [
+        (1, "a", "observe", "ok", pids["a"], 2),  # the first call was "a"'s wire id 1
+        (1, "b", "observe", "ok", pids["b"], 1),
+    ]
+    assert outcome.called == ["a", "b"]
+    assert [(r["event"], r["plugin"]) for r in records[3:]] == [("close", "b"), ("close", "a")]
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_the_audit_file_is_complete_after_the_host_is_killed(tmp_path: Path, backend: str) -> None:
     path = tmp_path / "audit.jsonl"
