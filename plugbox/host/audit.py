@@ -13,7 +13,6 @@ call costs one ``logger.isEnabledFor`` check and nothing else.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
@@ -26,6 +25,7 @@ import anyio
 
 from ..errors import PluginFailure
 from ..protocol import pack
+from ..reports import bytes_as_json
 
 if TYPE_CHECKING:
     from ..specs import HookSpec, OnFailure
@@ -41,7 +41,7 @@ logger = logging.getLogger("plugbox.audit")
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+        return bytes_as_json(value)
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     return repr(value)
