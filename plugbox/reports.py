@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,3 +85,9 @@ class Outcome:
     args: dict[str, Any] = field(default_factory=dict)
     failures: list[FailureReport] = field(default_factory=list)
     called: list[str] = field(default_factory=list)
+
+
+def bytes_as_json(value: bytes | bytearray | memoryview) -> dict[str, str]:
+    """Bytes as plugbox writes them in JSON (audit records, ``plugbox run``'s output):
+    ``{"$bytes": base64}``, which a reader tells from a string and decodes back."""
+    return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}

@@ -1,6 +1,6 @@
 """The ``plugbox`` command: ``main`` builds the parser from one module per command
-family (``run``, ``lock``, ``doctor``) and maps outcomes to the exit codes in
-``codes``."""
+family (``run``, ``demo``, ``top``, ``lock``, ``doctor``, ``bench``); every exit status
+is in ``codes``."""
 
 from .main import main
 

@@ -15,13 +15,14 @@ The probe worker runs the built-in plugin ``plugbox.plugins.probe``, which also 
 three things the sandbox must refuse (a TCP connection to a listener on 127.0.0.1, a
 file written outside its scratch directory, a fork) and reports how each went.
 
-``diagnose()`` returns a ``Diagnosis``; ``plugbox doctor`` prints it (``render``) or
-its JSON (``to_json``). ``worker_layers()`` is the quick part alone: one worker start,
-its layers (the test suite prints them in its header).
+``diagnose()`` returns a ``Diagnosis``; ``plugbox doctor`` (``doctor_command``) prints
+it (``render``) or its JSON (``to_json``). ``worker_layers()`` is the quick part
+alone: one worker start, its layers (the test suite prints them in its header).
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -34,6 +35,8 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
+
+from .codes import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_STATUS
 
 #: every layer a worker reports, in the order it applies them, with what it does
 LAYERS: dict[str, str] = {
@@ -316,3 +319,61 @@ def diagnose(timeout: float = 20.0) -> Diagnosis:
         for name in names
     ]
     return Diagnosis(system=system, layers=layers, actions=actions, error=error)
+
+
+DOCTOR_HELP = """\
+For each sandbox layer: whether this system offers it (cheap kernel probes) and
+whether a real worker, started with the default Sandbox, reported it in force. The
+probe worker also tries three things the sandbox must refuse (a TCP connection to
+127.0.0.1, a file written outside its scratch directory, a fork) and says how each
+went.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Register ``doctor`` on an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "doctor",
+        help="show which sandbox layers this system offers and a worker has",
+        description=DOCTOR_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the diagnosis as one JSON object"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 unless every layer is in force in the probe worker "
+        "and every probe was refused",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="give up on the probe worker after this long (default 20)",
+    )
+    parser.set_defaults(func=doctor_command)
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    """``plugbox doctor``: print the diagnosis; ``EXIT_ERROR`` when no probe worker
+    could be run, ``EXIT_FAILED`` under ``--strict`` when something is missing."""
+    diagnosis = diagnose(timeout=args.timeout)
+    if args.json:
+        print(json.dumps(diagnosis.to_json(), indent=2))
+    else:
+        print(diagnosis.render())
+    if diagnosis.error is not None:
+        print(f"plugbox doctor: no probe worker could be run: {diagnosis.error}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.strict and not diagnosis.ok:
+        problems = [
+            *(f"layer {name} not in force" for name in diagnosis.missing),
+            *(f"{name} got through" for name in diagnosis.got_through),
+        ]
+        print(f"plugbox doctor --strict: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

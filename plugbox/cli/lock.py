@@ -1,18 +1,6 @@
-"""``plugbox lock write`` and ``plugbox lock verify``, for ``plugbox/cli.py`` to wire in::
-
-    from .lock_cli import add_lock_commands
-    add_lock_commands(subparsers)        # subparsers = parser.add_subparsers(...)
-    ...
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-``lock write REFS... [--output plugbox.lock]`` hashes each plugin (in the host,
-importing nothing), loads it in a sandboxed worker (without ``initialize``) to learn
-its name and versions, and writes the lock file. ``lock verify [--lock plugbox.lock]``
-checks the plugins on disk against it (``--hash-only``: without starting workers).
-Exit status: 0 when written / everything matches, 1 when a plugin differs or does not
-load, 2 when the lock file cannot be read.
-"""
+"""``plugbox lock write`` (hash plugins and load each in a sandboxed worker to pin their
+names, versions and hashes in a lock file) and ``plugbox lock verify`` (check the
+plugins on disk against it; ``--hash-only`` starts no worker)."""
 
 from __future__ import annotations
 
@@ -21,6 +9,8 @@ import sys
 from typing import Any
 
 import anyio
+
+from .codes import EXIT_FAILED, EXIT_OK, EXIT_STATUS, EXIT_USAGE
 
 __all__ = ["add_lock_commands", "run_lock_verify", "run_lock_write"]
 
@@ -32,6 +22,8 @@ def add_lock_commands(subparsers: Any) -> None:
         "lock",
         help="write or verify a plugbox.lock (plugin names, versions, hashes)",
         description="Pin the name, version and sha256 of a set of plugins, and check them.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = lock.add_subparsers(dest="lock_command", metavar="{write,verify}")
     commands.required = True
@@ -41,6 +33,8 @@ def add_lock_commands(subparsers: Any) -> None:
         description="Hash each plugin (without importing it in this process), load it in "
         "a sandboxed worker (initialize is not called) to read its name and "
         "versions, and write the lock file.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     write.add_argument(
         "refs",
@@ -63,6 +57,8 @@ def add_lock_commands(subparsers: Any) -> None:
         help="check the plugins on disk against a lock file",
         description="Hash every locked plugin again and load it in a sandboxed worker; "
         "list every difference from the lock file.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verify.add_argument(
         "--lock", "-l", default="plugbox.lock", help="the lock file (default: plugbox.lock)"
@@ -85,7 +81,7 @@ def run_lock_write(args: argparse.Namespace) -> int:
         lock = anyio.run(lambda: write_lock(args.refs, args.output, launcher=args.launcher))
     except PlugboxError as exc:
         print(f"plugbox lock write: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     for entry in lock.entries:
         dist = f" ({entry.dist_name} {entry.dist_version})" if entry.dist_name else ""
         print(
@@ -95,7 +91,7 @@ def run_lock_write(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.output} ({len(lock.entries)} plugin{'' if len(lock.entries) == 1 else 's'})"
     )
-    return 0
+    return EXIT_OK
 
 
 def run_lock_verify(args: argparse.Namespace) -> int:
@@ -108,7 +104,7 @@ def run_lock_verify(args: argparse.Namespace) -> int:
         lock = read_lock(args.lock)
     except LockFileError as exc:
         print(f"plugbox lock verify: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     problems = anyio.run(lambda: verify_lock(lock, load=not args.hash_only, launcher=args.launcher))
     if problems:
         print(
@@ -117,10 +113,10 @@ def run_lock_verify(args: argparse.Namespace) -> int:
         )
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     what = "hashes match" if args.hash_only else "hashes, names and versions match"
     print(
         f"{args.lock}: {len(lock.entries)} plugin"
         f"{'' if len(lock.entries) == 1 else 's'} verified ({what})"
     )
-    return 0
+    return EXIT_OK

@@ -4,7 +4,6 @@ guarantees: ``docs/AUDIT.md``."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
@@ -17,6 +16,7 @@ import anyio
 
 from ..errors import PluginFailure
 from ..protocol import pack
+from ..reports import bytes_as_json
 from .calling import call_hook
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ logger = logging.getLogger("plugbox.audit")
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+        return bytes_as_json(value)
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     return repr(value)

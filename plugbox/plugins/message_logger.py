@@ -3,7 +3,7 @@
     await host.add("plugbox.plugins.message_logger", config={"path": "/tmp/messages.jsonl"})
 
 "Implement a plugin that intercepts all agent messages and logs them": this is
-``examples/plugins/message_logger.py`` (written for ``specs.PIPELINE``) adapted to
+``plugbox/demo/plugins/message_logger.py`` (written for ``specs.PIPELINE``) adapted to
 ``plugbox.specs.AGENT``. It logs every message a run carries:
 
 - ``on_user_message``: the user's message;

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from plugbox import PluginHost, Sandbox
+from plugbox.cli.codes import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from plugbox.cli.doctor import LAYERS
-from plugbox.cli.main import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from plugbox.cli.main import main
 from plugbox.errors import PluginLoadError
 from plugbox.host import SubprocessLauncher
 from plugbox.specs import HookSet, HookSpec
@@ -210,12 +211,3 @@ async def test_strict_asks_only_for_the_layers_requested() -> None:
     async with without_landlock_host() as host:
         info = await host.add(PROBE, sandbox=Sandbox(strict=True, landlock=False))
         assert not info.layers.get("landlock_filesystem") and info.layers["seccomp"]
-
-
-def test_bench_runs_the_suite_and_passes_its_exit_status(tmp_path: Path) -> None:
-    from plugbox.cli.main import main
-
-    suite = tmp_path / "run.py"
-    suite.write_text("import sys\nprint('ran', sys.argv[1:])\nsys.exit(7)\n")
-    assert main(["bench", "--suite", str(suite), "--quick"]) == 7
-    assert main(["bench", "--suite", str(tmp_path / "missing.py")]) == 3

@@ -1,26 +1,25 @@
-"""The run, check, demo and top subcommands (plugbox.cli_run), called through their
-handlers on a parser of their own, as plugbox/cli.py will register them."""
+"""The run, check, demo and top subcommands (plugbox.cli.run, .demo, .top), called
+through their handlers on the ``plugbox`` command's parser."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from plugbox.cli.run import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_commands, render
+from plugbox.cli.codes import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from plugbox.cli.main import build_parser
+from plugbox.cli.top import render
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
-UPPER = str(EXAMPLES / "plugins" / "upper.py")
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "examples"
+UPPER = str(ROOT / "plugbox" / "demo" / "plugins" / "upper.py")
 
 
 def plugbox(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="plugbox")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_commands(sub)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.anyio
 TESTS = Path(__file__).parents[1]
 RECORDER = str(TESTS / "plugins" / "agent.py")
 RECIPES = TESTS.parent / "examples" / "agent" / "plugins"
-CHAPTER_LOGGER = str(TESTS.parent / "examples" / "plugins" / "message_logger.py")
+CHAPTER_LOGGER = str(TESTS.parent / "plugbox" / "demo" / "plugins" / "message_logger.py")
 
 #: the AGENT set plus a ``history`` hook to ask the test plugins what they received.
 HOOKS = HookSet(

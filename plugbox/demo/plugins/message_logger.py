@@ -1,20 +1,6 @@
-"""The seed chapter's exercise: a plugin that intercepts every message and logs it.
-
-``MessageLoggerPlugin`` implements the three PIPELINE hooks (``plugbox.specs.PIPELINE``):
-
-- ``pre_process(input_data)``: sees each message before it is processed;
-- ``process(input_data)``: sees it in the processing chain and returns None, so it
-  only observes: the chain passes the input on unchanged to the next plugin;
-- ``post_process(input_data, output)``: sees the message with the chain's final output.
-
-Every message is logged through the standard ``logging`` module. Inside plugbox the
-plugin runs in its own worker process, which forwards log records to the host, where
-they appear under the logger ``plugbox.plugin.message-logger``. With
-``config={"path": ...}`` each message is also appended to that file as one JSON line.
-
-It is plain Python: a plugin imports nothing from plugbox, and the same class works
-in-process (``await plugin.initialize({}); plugin.process("hi")``).
-"""
+"""A plugin that intercepts every message of the PIPELINE hooks and logs it (through
+``logging``, which its worker forwards to the host as ``plugbox.plugin.message-logger``)
+and, with ``config={"path": ...}``, appends it to that file as one JSON line."""
 
 from __future__ import annotations
 
@@ -37,7 +23,13 @@ def _preview(value: Any) -> str:
 
 
 class MessageLoggerPlugin:
-    """Logs every message that passes through the pipeline; changes nothing."""
+    """Logs every message that passes through the pipeline; changes nothing.
+
+    ``pre_process`` sees each message first; ``process`` sees it in the chain and
+    returns None, so the chain passes it on unchanged; ``post_process`` sees it with the
+    chain's output. Plain Python: it imports nothing from plugbox, and the same class
+    works in-process (``await plugin.initialize({}); plugin.process("hi")``).
+    """
 
     name = "message-logger"
     version = "1.0.0"
