@@ -1,6 +1,6 @@
-"""The AGENT hook set across real workers: each row of the semantics table in README.md
-("Agent lifecycle hooks"), validation when a plugin is added, the built-in plugins and
-the trpc-agent-go guide's recipes.
+"""The AGENT hook set across real workers: each row of the semantics table in
+docs/plugins.md ("agent lifecycle hooks"), validation when a plugin is added, the
+built-in plugins and the trpc-agent-go guide's recipes.
 
 Every test runs on asyncio and trio with the zygote launcher; the autouse leak check in
 conftest.py verifies that no worker, zombie or fd outlives a test. Test plugins record
@@ -145,9 +145,9 @@ async def test_the_agent_set_is_the_documented_table() -> None:
     }
 
 
-async def test_the_readme_documents_every_agent_hook() -> None:
-    readme = (TESTS.parent / "README.md").read_text()
-    section = readme.split("## Agent lifecycle hooks", 1)[1].split("\n## ", 1)[0]
+async def test_the_docs_document_every_agent_hook() -> None:
+    readme = (TESTS.parent / "docs" / "plugins.md").read_text()
+    section = readme.split("`specs.AGENT`: agent lifecycle hooks", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1].split("(")[0] for row in rows] == list(TABLE)
     for row, (hook, (args, _mutable, _mode, on_failure)) in zip(rows, TABLE.items(), strict=True):
