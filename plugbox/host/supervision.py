@@ -27,7 +27,7 @@ import anyio.abc
 from ..errors import FAILURE_TYPES, PluginIntegrityError, PluginLoadError, PluginVersionError
 from ..limits import Limits, Sandbox
 from ..protocol import Error, Handshake, LocalProtocolError, Result, Start
-from ..reports import FailureReport, signal_name
+from ..reports import Cause, FailureReport, signal_name
 from ..specs import HookSet, OnFailure
 from ..trust import integrity
 from ..trust.pins import Found, VersionPin
@@ -598,7 +598,7 @@ class SupervisedPlugin:
         self,
         worker: WorkerProcess | None,
         hook: str,
-        cause: str,
+        cause: Cause,
         detail: str,
         death: Death | None,
         duration: float = 0.0,

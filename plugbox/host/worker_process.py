@@ -44,6 +44,7 @@ from ..protocol import (
     pack,
     unpack_exit_report,
 )
+from ..reports import Cause
 from . import _linux
 from .causes import Death, classify, is_memory_error
 from .channel import open_channel
@@ -85,7 +86,7 @@ class WorkerProcess:
         self.confined: Confined | None = None
         self.handshake: Handshake | None = None
         self.load_error: Error | None = None
-        self.kill_reason: str | None = None
+        self.kill_reason: Cause | None = None
         self.kill_detail = ""
         self.memory_hint: str | None = None
         self.closing = False
@@ -95,7 +96,7 @@ class WorkerProcess:
         self.channel_closed_by_host = False
         self.answered = 0
         self.calls = 0
-        self.verdict: tuple[str, str, Death] | None = None
+        self.verdict: tuple[Cause, str, Death] | None = None
         self._verdict = anyio.Event()
         #: set at the Handshake, the load error or the death, whichever comes first
         self._settled = anyio.Event()
@@ -187,7 +188,7 @@ class WorkerProcess:
             self.kill("timeout", f"did not finish loading within {timeout:g} s")
         return None
 
-    def kill(self, reason: str | None, detail: str = "") -> None:
+    def kill(self, reason: Cause | None, detail: str = "") -> None:
         """SIGKILL the worker and its process group; ``reason`` becomes the cause."""
         if self.kill_reason is None and reason is not None and self.exit_info is None:
             self.kill_reason, self.kill_detail = reason, detail
@@ -271,7 +272,7 @@ class WorkerProcess:
             return self.spawned.serving_pidfd
         return self.spawned.pidfd
 
-    async def wait_verdict(self) -> tuple[str, str, Death]:
+    async def wait_verdict(self) -> tuple[Cause, str, Death]:
         """(cause, detail, death) once the worker has died and been reaped."""
         if self.verdict is None:
             await self._verdict.wait()
