@@ -35,10 +35,11 @@ def signal_name(signum: int | None) -> str | None:
 class FailureReport:
     """One plugin failure, as the host saw it.
 
-    ``cause`` is a ``Cause`` (``CAUSES`` says what each means); ``detail`` says it in words. For ``raised`` the
-    plugin's exception is in ``exc_type``, ``exc_message`` and ``traceback``. ``pid``,
-    ``exit_code`` / ``signal`` (a name such as ``"SIGSEGV"``), ``peak_rss_kb`` and
-    ``cpu_time`` describe the worker when it died (zero or None when it did not).
+    ``cause`` is a ``Cause`` (``CAUSES`` says what each means); ``detail`` says it in
+    words. For ``raised`` the plugin's exception is in ``exc_type``, ``exc_message`` and
+    ``traceback``. ``pid``, ``exit_code`` / ``signal`` (a name such as ``"SIGSEGV"``),
+    ``peak_rss_kb`` and ``cpu_time`` describe the worker when it died (zero or None when
+    it did not).
     ``stderr_tail`` holds the last lines the plugin wrote to stderr; ``restarts`` how
     many times its worker had been restarted before this failure.
     """
