@@ -8,10 +8,10 @@ goes wrong while a plugin serves a call is a ``PluginFailure`` carrying a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from .reports import FailureReport
+    from .reports import Cause, FailureReport
 
 __all__ = [
     "LockFileError",
@@ -93,7 +93,8 @@ class PluginIntegrityError(PluginLoadError):
 class PluginFailure(PlugboxError):
     """A plugin failed while serving a call; ``report`` says how."""
 
-    cause: str = "failure"
+    #: the ``FailureReport.cause`` this class stands for ("failure": any of them)
+    cause: ClassVar[Cause | Literal["failure"]] = "failure"
 
     def __init__(self, report: FailureReport) -> None:
         super().__init__(report.summary())
@@ -147,7 +148,7 @@ class PluginQuarantined(PluginFailure):
 
 
 #: the exception class for each ``FailureReport.cause``.
-FAILURE_TYPES: dict[str, type[PluginFailure]] = {
+FAILURE_TYPES: dict[Cause, type[PluginFailure]] = {
     cls.cause: cls
     for cls in (
         PluginRaised,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import signal as _signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-#: every value ``FailureReport.cause`` takes, with what it means.
-CAUSES: dict[str, str] = {
+#: how a plugin failed: every value ``FailureReport.cause`` takes.
+Cause = Literal["raised", "crashed", "timeout", "memory", "cpu", "protocol", "quarantined"]
+
+#: what each ``Cause`` means.
+CAUSES: dict[Cause, str] = {
     "raised": "the plugin's hook raised an exception",
     "crashed": "the worker died by a signal or exited on its own",
     "timeout": "the call passed its deadline and the worker was killed",
@@ -33,10 +36,11 @@ def signal_name(signum: int | None) -> str | None:
 class FailureReport:
     """One plugin failure, as the host saw it.
 
-    ``cause`` is one of ``CAUSES``; ``detail`` says it in words. For ``raised`` the
-    plugin's exception is in ``exc_type``, ``exc_message`` and ``traceback``. ``pid``,
-    ``exit_code`` / ``signal`` (a name such as ``"SIGSEGV"``), ``peak_rss_kb`` and
-    ``cpu_time`` describe the worker when it died (zero or None when it did not).
+    ``cause`` is a ``Cause`` (``CAUSES`` says what each means); ``detail`` says it in
+    words. For ``raised`` the plugin's exception is in ``exc_type``, ``exc_message`` and
+    ``traceback``. ``pid``, ``exit_code`` / ``signal`` (a name such as ``"SIGSEGV"``),
+    ``peak_rss_kb`` and ``cpu_time`` describe the worker when it died (zero or None when
+    it did not).
     ``stderr_tail`` holds the last lines the plugin wrote to stderr; ``restarts`` how
     many times its worker had been restarted before this failure.
     """
@@ -44,7 +48,7 @@ class FailureReport:
     plugin: str
     version: str
     hook: str
-    cause: str
+    cause: Cause
     detail: str
     pid: int | None = None
     exit_code: int | None = None

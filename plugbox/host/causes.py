@@ -14,7 +14,7 @@ import signal as _signal
 from dataclasses import dataclass
 
 from ..protocol import EXIT_CHANNEL_LOST, EXIT_INTERNAL, EXIT_MEMORY
-from ..reports import signal_name
+from ..reports import Cause, signal_name
 
 #: share of the memory budget above the worker's baseline RSS that counts as "at the cap".
 MEMORY_CAP_SHARE = 0.8
@@ -24,7 +24,7 @@ MEMORY_CAP_SHARE = 0.8
 class Death:
     """Everything known about how a worker ended."""
 
-    kill_reason: str | None = None
+    kill_reason: Cause | None = None
     kill_detail: str = ""
     exit_code: int | None = None
     signal: int | None = None
@@ -45,8 +45,8 @@ def memory_at_cap(death: Death) -> bool:
     return death.peak_rss_kb - death.baseline_rss_kb >= MEMORY_CAP_SHARE * budget_kb
 
 
-def classify(death: Death) -> tuple[str, str]:
-    """(cause, detail) for a dead worker; cause is a ``FailureReport.cause`` value."""
+def classify(death: Death) -> tuple[Cause, str]:
+    """(cause, detail) for a dead worker."""
     sig = death.signal
     if death.kill_reason is not None and (sig == _signal.SIGKILL or death.lost):
         return death.kill_reason, death.kill_detail

@@ -14,6 +14,7 @@ import anyio.lowlevel
 
 from ..limits import Limits
 from ..protocol import EXIT_REPORT_SIZE, ProtocolError, unpack_exit_report
+from ..reports import Cause
 from . import _linux
 from .causes import Death, classify
 from .exits import ExitInfo, ExitWatch
@@ -42,7 +43,7 @@ class DeathWatch:
         self.limits = limits
         #: the process serving the plugin: the launched one, until Confined names another
         self.pid = spawned.pid
-        self.kill_reason: str | None = None
+        self.kill_reason: Cause | None = None
         self.kill_detail = ""
         #: the MemoryError a call raised, if one did: the likely cause of a death after
         self.memory_hint: str | None = None
@@ -51,7 +52,7 @@ class DeathWatch:
         #: the highest RSS the usage watch saw: the peak where the exit's is unknown
         self.peak_seen_kb = 0
         self.scratch_to_remove: str | None = None
-        self.verdict: tuple[str, str, Death] | None = None
+        self.verdict: tuple[Cause, str, Death] | None = None
         self._verdict = anyio.Event()
         #: how the plugin's process ended: from its init's exit report, or the reap
         self.ended = ExitWatch()
@@ -69,7 +70,7 @@ class DeathWatch:
             tg.start_soon(self._read_exit_report, self.spawned.exit_report)
         tg.start_soon(self._judge, dead)
 
-    def kill(self, reason: str | None, detail: str = "") -> None:
+    def kill(self, reason: Cause | None, detail: str = "") -> None:
         """SIGKILL the worker and its process group; ``reason`` becomes the cause."""
         if self.kill_reason is None and reason is not None and self.ended.info is None:
             self.kill_reason, self.kill_detail = reason, detail
@@ -142,7 +143,7 @@ class DeathWatch:
             lost=info.lost,
         )
 
-    async def wait_verdict(self) -> tuple[str, str, Death]:
+    async def wait_verdict(self) -> tuple[Cause, str, Death]:
         """(cause, detail, death) once the worker has died and been reaped."""
         if self.verdict is None:
             await self._verdict.wait()

@@ -4,21 +4,28 @@ sent, and for its quarantine."""
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 from ..protocol import Error
-from ..reports import FailureReport, signal_name
+from ..reports import Cause, FailureReport, signal_name
 from . import _linux
 from .causes import Death
 from .worker_process import WorkerProcess
 
 
+class Reported(Protocol):
+    """What a report says of the plugin: a ``SupervisedPlugin``."""
+
+    name: str
+    version: str
+    restarts: int
+
+
 def failure_report(
-    plugin: str,
-    version: str,
-    restarts: int,
+    plugin: Reported,
     worker: WorkerProcess | None,
     hook: str,
-    cause: str,
+    cause: Cause,
     detail: str,
     death: Death | None,
     duration: float = 0.0,
@@ -34,8 +41,8 @@ def failure_report(
     elif pid is not None:
         peak, cpu = _linux.peak_rss_kb(pid), _linux.cpu_time(pid)
     return FailureReport(
-        plugin=plugin,
-        version=version,
+        plugin=plugin.name,
+        version=plugin.version,
         hook=hook,
         cause=cause,
         detail=detail,
@@ -46,7 +53,7 @@ def failure_report(
         peak_rss_kb=peak,
         cpu_time=cpu,
         stderr_tail=tuple(worker.stderr.tail) if worker is not None else (),
-        restarts=restarts,
+        restarts=plugin.restarts,
         exc_type=exc.exc_type if exc else None,
         exc_message=exc.message if exc else None,
         traceback=exc.traceback if exc else None,

@@ -75,6 +75,6 @@ async def launch_worker(
             shutil.rmtree(scratch, ignore_errors=True)
         raise
     worker = WorkerProcess(spawned, label=label, limits=options.limits, logger=logger)
-    worker.scratch_to_remove = scratch if owned else None
+    worker.end.scratch_to_remove = scratch if owned else None
     worker.start(tg, start_message(options, hooks, scratch, standby=standby))
     return worker

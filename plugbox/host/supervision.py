@@ -19,7 +19,6 @@ from ..protocol import Error, Handshake, LocalProtocolError, Result
 from ..reports import FailureReport
 from ..specs import HookSet
 from . import admission
-from .causes import Death
 from .failure_reports import describe, failure_report, quarantine_report, refused_report
 from .launch import launch_worker
 from .launchers import Launcher
@@ -142,7 +141,7 @@ class SupervisedPlugin:
             raise admission.load_refusal(self.options, reply)
         cause, detail, death = await worker.wait_verdict()
         await worker.wait_reaped()
-        report = self._report(worker, "(load)", cause, f"while loading: {detail}", death)
+        report = failure_report(self, worker, "(load)", cause, f"while loading: {detail}", death)
         raise PluginLoadError(self.options.ref, f"{cause}: {detail}", report=report)
 
     async def _launch_standby(self) -> WorkerProcess:
@@ -197,8 +196,8 @@ class SupervisedPlugin:
             try:
                 await self.start(first)
             except PluginLoadError as exc:
-                report = exc.report or self._report(
-                    None, hook, "crashed", f"restart failed: {exc.reason}", None
+                report = exc.report or failure_report(
+                    self, None, hook, "crashed", f"restart failed: {exc.reason}", None
                 )
                 report = self._count_failure(replace(report, hook=hook))
                 raise FAILURE_TYPES[report.cause](report) from None
@@ -304,8 +303,8 @@ class SupervisedPlugin:
         """Raise the PluginFailure for a call ``reply`` did not answer with a Result."""
         duration = time.monotonic() - started
         if isinstance(reply, Error) and worker.memory_hint is None:
-            report = self._report(
-                worker, hook, "raised", describe(reply), None, duration, exc=reply
+            report = failure_report(
+                self, worker, hook, "raised", describe(reply), None, duration, exc=reply
             )
             self.record(report)
             if self._want_standby:
@@ -318,7 +317,8 @@ class SupervisedPlugin:
             detail = f"{detail} (the call had timed out after {reply.timeout:g} s)"
         elif worker.closing:  # not the plugin's doing: its host closed it mid-call
             detail = f"the host closed the plugin during the call ({detail})"
-        report = self._report(
+        report = failure_report(
+            self,
             worker,
             hook,
             cause,
@@ -344,7 +344,7 @@ class SupervisedPlugin:
         cause, detail, death = await worker.wait_verdict()
         worker.reported = True
         self._count_failure(
-            self._report(worker, "(idle)", cause, f"between calls: {detail}", death)
+            failure_report(self, worker, "(idle)", cause, f"between calls: {detail}", death)
         )
 
     def _count_failure(self, report: FailureReport) -> FailureReport:
@@ -378,29 +378,6 @@ class SupervisedPlugin:
         self.quarantine = None
         self.recent_failures.clear()
         self.failures_in_row = 0
-
-    def _report(
-        self,
-        worker: WorkerProcess | None,
-        hook: str,
-        cause: str,
-        detail: str,
-        death: Death | None,
-        duration: float = 0.0,
-        exc: Error | None = None,
-    ) -> FailureReport:
-        return failure_report(
-            self.name,
-            self.version,
-            self.restarts,
-            worker,
-            hook,
-            cause,
-            detail,
-            death,
-            duration,
-            exc,
-        )
 
     # ---------------------------------------------------------------- closing
     async def close(self) -> None:

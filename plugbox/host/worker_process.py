@@ -40,6 +40,7 @@ from ..protocol import (
     encode_call,
     pack,
 )
+from ..reports import Cause
 from .causes import Death, is_memory_error
 from .channel import open_channel
 from .death import DeathWatch
@@ -181,13 +182,13 @@ class WorkerProcess:
             self._order.process("host", shutdown)
             self.send(encode(shutdown, side="host"))
         with anyio.move_on_after(grace):
-            await self.wait_exit()
-        if self.exit_info is None:
+            await self.end.ended.wait()
+        if self.end.ended.info is None:
             self.logger.warning(
                 "plugin did not close within %g s; its worker (pid %d) was killed", grace, self.pid
             )
             self.kill("crashed", f"killed when the host closed it, after a {grace:g} s grace")
-            await self.wait_exit()
+            await self.end.ended.wait()
         self._mark_dead()
 
     def name_logger(self, plugin: str) -> None:
@@ -196,32 +197,18 @@ class WorkerProcess:
         self.output.name_logger(self.logger)
 
     # ---------------------------------------------------------------- its end
-    def kill(self, reason: str | None, detail: str = "") -> None:
+    def kill(self, reason: Cause | None, detail: str = "") -> None:
         """SIGKILL the worker and its process group; ``reason`` becomes the cause."""
         self.end.kill(reason, detail)
-
-    async def wait_exit(self) -> ExitInfo:
-        """Wait until the plugin's process has ended: its init's exit report (in a pid
-        namespace), or the launcher's reap of the worker, whichever comes first."""
-        return await self.end.ended.wait()
 
     async def wait_reaped(self) -> ExitInfo:
         """Wait until the launcher has reaped the launched process: then nothing of the
         worker is left (in a pid namespace, its init and the plugin went first)."""
         return await self.spawned.exit.wait()
 
-    async def death(self) -> Death:
-        """Everything known about the worker's end (waits for the reap and stderr)."""
-        return await self.end.death()
-
-    async def wait_verdict(self) -> tuple[str, str, Death]:
+    async def wait_verdict(self) -> tuple[Cause, str, Death]:
         """(cause, detail, death) once the worker has died and been reaped."""
         return await self.end.wait_verdict()
-
-    @property
-    def exit_info(self) -> ExitInfo | None:
-        """How the plugin's process ended, once it has (None before)."""
-        return self.end.ended.info
 
     @property
     def pid(self) -> int:
@@ -232,15 +219,6 @@ class WorkerProcess:
     def memory_hint(self) -> str | None:
         """The MemoryError a call raised, if one did."""
         return self.end.memory_hint
-
-    @property
-    def scratch_to_remove(self) -> str | None:
-        """A scratch directory to remove once the worker is dead."""
-        return self.end.scratch_to_remove
-
-    @scratch_to_remove.setter
-    def scratch_to_remove(self, path: str | None) -> None:
-        self.end.scratch_to_remove = path
 
     # ---------------------------------------------------------------- calls
     def send_call(

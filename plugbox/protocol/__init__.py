@@ -1,21 +1,11 @@
 """plugbox's wire protocol, without I/O: message types, framing, caps, the order of
 messages (``ChannelState``) and errors."""
 
+from ._decode import FrameDecoder, decode_body
+from ._encode import encode, encode_call, encode_result
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._exit_report import EXIT_REPORT_SIZE, pack_exit_report, unpack_exit_report
-from ._frames import (
-    DEFAULT_LIMITS,
-    HEADER_SIZE,
-    MAX_VALUE_DEPTH,
-    FrameDecoder,
-    FrameLimits,
-    check_crossable,
-    decode_body,
-    encode,
-    encode_call,
-    encode_result,
-    pack,
-)
+from ._limits import DEFAULT_LIMITS, HEADER_SIZE, MAX_VALUE_DEPTH, FrameLimits
 from ._messages import (
     EXIT_CHANNEL_LOST,
     EXIT_INTERNAL,
@@ -42,6 +32,7 @@ from ._messages import (
     Start,
 )
 from ._state import HOST_SENDS, WORKER_SENDS, ChannelState, HostPhase, WorkerPhase
+from ._values import check_crossable, pack
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -19,8 +19,18 @@ Zygote channel (host <-> zygote)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from itertools import repeat
 from typing import Any, ClassVar
+
+from ._checks import (
+    WORKER_LIMITS,
+    check,
+    is_int,
+    is_number,
+    is_sha256,
+    is_str_list,
+    is_str_map,
+    is_worker_limits,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -37,27 +47,6 @@ EXIT_CHANNEL_LOST = 71
 LOAD_CALL_ID = 0
 
 
-def _check(cond: bool, what: str) -> None:
-    if not cond:
-        raise TypeError(what)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_str_list(v: Any) -> bool:
-    return isinstance(v, list) and all(map(isinstance, v, repeat(str)))
-
-
-def _is_str_map(v: Any) -> bool:
-    return isinstance(v, dict) and all(map(isinstance, v, repeat(str)))
-
-
 class Message:
     """Base of every message; ``TAG`` is its first element on the wire."""
 
@@ -67,25 +56,6 @@ class Message:
     def to_wire(self) -> list[Any]:
         """The message as the msgpack array that goes on the wire."""
         return [self.TAG, *(getattr(self, name) for name in FIELD_NAMES[type(self)])]
-
-
-#: the limit values a worker applies to itself (``plugbox.limits.Limits.to_worker``),
-#: each a positive number; True for those that may also be None (no cap)
-WORKER_LIMITS: dict[str, bool] = dict.fromkeys(("memory_mb", "cpu_seconds"), True) | dict.fromkeys(
-    ("open_files", "file_size_mb", "stack_kb", "max_message_mb"), False
-)
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def _is_worker_limits(v: Any) -> bool:
-    return isinstance(v, dict) and all(
-        (x is None and WORKER_LIMITS.get(k)) or (k in WORKER_LIMITS and _is_number(x) and x > 0)
-        for k, x in v.items()
-    )
-
-
-def _is_sha256(v: Any) -> bool:
-    return isinstance(v, str) and len(v) == 64 and _HEX.issuperset(v)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,21 +87,21 @@ class Start(Message):
     log_level: int = 20  # logging.INFO
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.ref, str) and self.ref != "", "Start.ref must be a non-empty str")
-        _check(_is_str_map(self.config), "Start.config must be a map with str keys")
-        _check(_is_str_map(self.hooks), "Start.hooks must be a map with str keys")
-        _check(
-            _is_worker_limits(self.limits),
+        check(isinstance(self.ref, str) and self.ref != "", "Start.ref must be a non-empty str")
+        check(is_str_map(self.config), "Start.config must be a map with str keys")
+        check(is_str_map(self.hooks), "Start.hooks must be a map with str keys")
+        check(
+            is_worker_limits(self.limits),
             f"Start.limits must map names of {', '.join(WORKER_LIMITS)} to positive numbers "
             "(memory_mb and cpu_seconds may be None)",
         )
-        _check(_is_str_map(self.sandbox), "Start.sandbox must be a map with str keys")
-        _check(self.inline is None or isinstance(self.inline, bytes), "Start.inline must be bytes")
-        _check(self.sha256 is None or _is_sha256(self.sha256), "Start.sha256 must be 64 hex digits")
-        _check(isinstance(self.distribution, bool), "Start.distribution must be a bool")
-        _check(isinstance(self.initialize, bool), "Start.initialize must be a bool")
-        _check(isinstance(self.standby, bool), "Start.standby must be a bool")
-        _check(_is_int(self.log_level), "Start.log_level must be an int")
+        check(is_str_map(self.sandbox), "Start.sandbox must be a map with str keys")
+        check(self.inline is None or isinstance(self.inline, bytes), "Start.inline must be bytes")
+        check(self.sha256 is None or is_sha256(self.sha256), "Start.sha256 must be 64 hex digits")
+        check(isinstance(self.distribution, bool), "Start.distribution must be a bool")
+        check(isinstance(self.initialize, bool), "Start.initialize must be a bool")
+        check(isinstance(self.standby, bool), "Start.standby must be a bool")
+        check(is_int(self.log_level), "Start.log_level must be an int")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -152,13 +122,13 @@ class Confined(Message):
     baseline_rss_kb: int = 0
 
     def __post_init__(self) -> None:
-        _check(
-            _is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
+        check(
+            is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
             "Confined.layers must map str to bool",
         )
-        _check(_is_int(self.pid) and self.pid > 0, "Confined.pid must be a positive int")
-        _check(
-            _is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
+        check(is_int(self.pid) and self.pid > 0, "Confined.pid must be a positive int")
+        check(
+            is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
             "Confined.baseline_rss_kb must be an int >= 0",
         )
 
@@ -190,28 +160,28 @@ class Handshake(Message):
     dist_version: str = ""
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.protocol), "Handshake.protocol must be an int")
-        _check(
-            _is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
+        check(is_int(self.protocol), "Handshake.protocol must be an int")
+        check(
+            is_int(self.baseline_rss_kb) and self.baseline_rss_kb >= 0,
             "Handshake.baseline_rss_kb must be an int >= 0",
         )
-        _check(
-            _is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
+        check(
+            is_str_map(self.layers) and all(isinstance(v, bool) for v in self.layers.values()),
             "Handshake.layers must map str to bool",
         )
-        _check(
+        check(
             isinstance(self.plugin, str) and self.plugin != "",
             "Handshake.plugin must be a non-empty str",
         )
-        _check(isinstance(self.version, str), "Handshake.version must be a str")
-        _check(
-            _is_str_map(self.hooks) and all(_is_str_list(v) for v in self.hooks.values()),
+        check(isinstance(self.version, str), "Handshake.version must be a str")
+        check(
+            is_str_map(self.hooks) and all(is_str_list(v) for v in self.hooks.values()),
             "Handshake.hooks must map str to a list of str",
         )
-        _check(_is_int(self.pid) and self.pid > 0, "Handshake.pid must be a positive int")
-        _check(_is_str_list(self.problems), "Handshake.problems must be a list of str")
-        _check(isinstance(self.dist_name, str), "Handshake.dist_name must be a str")
-        _check(isinstance(self.dist_version, str), "Handshake.dist_version must be a str")
+        check(is_int(self.pid) and self.pid > 0, "Handshake.pid must be a positive int")
+        check(is_str_list(self.problems), "Handshake.problems must be a list of str")
+        check(isinstance(self.dist_name, str), "Handshake.dist_name must be a str")
+        check(isinstance(self.dist_version, str), "Handshake.dist_version must be a str")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -224,9 +194,9 @@ class Call(Message):
     args: dict[str, Any]
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.id) and self.id > 0, "Call.id must be a positive int")
-        _check(isinstance(self.hook, str) and self.hook != "", "Call.hook must be a non-empty str")
-        _check(_is_str_map(self.args), "Call.args must be a map with str keys")
+        check(is_int(self.id) and self.id > 0, "Call.id must be a positive int")
+        check(isinstance(self.hook, str) and self.hook != "", "Call.hook must be a non-empty str")
+        check(is_str_map(self.args), "Call.args must be a map with str keys")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -240,8 +210,8 @@ class Result(Message):
     changed: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.id) and self.id > 0, "Result.id must be a positive int")
-        _check(_is_str_map(self.changed), "Result.changed must be a map with str keys")
+        check(is_int(self.id) and self.id > 0, "Result.id must be a positive int")
+        check(is_str_map(self.changed), "Result.changed must be a map with str keys")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -263,13 +233,13 @@ class Error(Message):
     details: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.id) and self.id >= 0, "Error.id must be an int >= 0")
-        _check(isinstance(self.exc_type, str), "Error.exc_type must be a str")
-        _check(isinstance(self.message, str), "Error.message must be a str")
-        _check(isinstance(self.traceback, str), "Error.traceback must be a str")
-        _check(_is_str_list(self.chain), "Error.chain must be a list of str")
-        _check(
-            _is_str_map(self.details) and all(map(isinstance, self.details.values(), repeat(str))),
+        check(is_int(self.id) and self.id >= 0, "Error.id must be an int >= 0")
+        check(isinstance(self.exc_type, str), "Error.exc_type must be a str")
+        check(isinstance(self.message, str), "Error.message must be a str")
+        check(isinstance(self.traceback, str), "Error.traceback must be a str")
+        check(is_str_list(self.chain), "Error.chain must be a list of str")
+        check(
+            is_str_map(self.details) and is_str_list(list(self.details.values())),
             "Error.details must map str to str",
         )
 
@@ -284,9 +254,9 @@ class Log(Message):
     message: str
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.level), "Log.level must be an int")
-        _check(isinstance(self.logger, str), "Log.logger must be a str")
-        _check(isinstance(self.message, str), "Log.message must be a str")
+        check(is_int(self.level), "Log.level must be an int")
+        check(isinstance(self.logger, str), "Log.logger must be a str")
+        check(isinstance(self.message, str), "Log.message must be a str")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -297,7 +267,7 @@ class Cancel(Message):
     id: int
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.id) and self.id > 0, "Cancel.id must be a positive int")
+        check(is_int(self.id) and self.id > 0, "Cancel.id must be a positive int")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -326,7 +296,7 @@ class Spawn(Message):
     request: int
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.request) and self.request > 0, "Spawn.request must be a positive int")
+        check(is_int(self.request) and self.request > 0, "Spawn.request must be a positive int")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -340,9 +310,9 @@ class Spawned(Message):
     error: str = ""
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.request) and self.request > 0, "Spawned.request must be a positive int")
-        _check(_is_int(self.pid) and self.pid >= 0, "Spawned.pid must be an int >= 0")
-        _check(isinstance(self.error, str), "Spawned.error must be a str")
+        check(is_int(self.request) and self.request > 0, "Spawned.request must be a positive int")
+        check(is_int(self.pid) and self.pid >= 0, "Spawned.pid must be an int >= 0")
+        check(isinstance(self.error, str), "Spawned.error must be a str")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -362,16 +332,16 @@ class Exited(Message):
     system_cpu: float = 0.0
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.pid) and self.pid > 0, "Exited.pid must be a positive int")
-        _check(
+        check(is_int(self.pid) and self.pid > 0, "Exited.pid must be a positive int")
+        check(
             (self.exit_code is None) != (self.signal is None),
             "Exited needs exactly one of exit_code and signal",
         )
-        _check(self.exit_code is None or _is_int(self.exit_code), "Exited.exit_code must be an int")
-        _check(self.signal is None or _is_int(self.signal), "Exited.signal must be an int")
-        _check(_is_int(self.max_rss_kb), "Exited.max_rss_kb must be an int")
-        _check(_is_number(self.user_cpu), "Exited.user_cpu must be a number")
-        _check(_is_number(self.system_cpu), "Exited.system_cpu must be a number")
+        check(self.exit_code is None or is_int(self.exit_code), "Exited.exit_code must be an int")
+        check(self.signal is None or is_int(self.signal), "Exited.signal must be an int")
+        check(is_int(self.max_rss_kb), "Exited.max_rss_kb must be an int")
+        check(is_number(self.user_cpu), "Exited.user_cpu must be a number")
+        check(is_number(self.system_cpu), "Exited.system_cpu must be a number")
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {

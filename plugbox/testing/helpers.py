@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import psutil
 
 from ..errors import PluginFailure
-from ..reports import CAUSES, FailureReport
+from ..reports import CAUSES, Cause, FailureReport
 from .faults import FAULTS, Fault
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: causes after which the worker is gone (killed, or died by itself).
-_DEADLY = frozenset({"crashed", "timeout", "memory", "cpu", "protocol"})
+_DEADLY: frozenset[Cause] = frozenset({"crashed", "timeout", "memory", "cpu", "protocol"})
 
 
 # ---------------------------------------------------------------------- each_fault
@@ -92,7 +92,7 @@ def _as_report(failure: FailureReport | PluginFailure | Any) -> FailureReport:
 def assert_report(
     failure: FailureReport | PluginFailure | Any,
     *,
-    cause: str | Iterable[str],
+    cause: Cause | Iterable[Cause],
     plugin: str | None = None,
     hook: str | None = None,
     signal: str | None = None,
@@ -146,7 +146,7 @@ def assert_report(
 async def assert_contained(
     failure: FailureReport | PluginFailure | Any,
     *,
-    cause: str | Iterable[str],
+    cause: Cause | Iterable[Cause],
     host: PluginHost | None = None,
     probe: tuple[str, Mapping[str, Any]] | None = None,
     grace: float = 2.0,

@@ -37,9 +37,10 @@ from ..protocol import (
     encode,
 )
 from . import _linux, lean, loader, rehearsal
+from .replies import ChannelLogHandler, error_reply
 from .sandbox import layers as sandbox
 from .sandbox import process as confine
-from .serve import ChannelLogHandler, error_reply, serve, waiting
+from .serve import serve, waiting
 
 #: the fd a worker's channel is moved to, so every worker looks the same inside.
 CHANNEL_FD = 3

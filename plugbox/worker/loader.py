@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PluginIntegrityError
+from .signatures import POSITIONAL_ONLY as _POSITIONAL_ONLY
+from .signatures import VAR_KEYWORD as _VAR_KEYWORD
+from .signatures import VAR_POSITIONAL as _VAR_POSITIONAL
+from .signatures import is_async, near_hook, parameters
 
 
 class LoadError(Exception):
@@ -211,65 +215,6 @@ def find_class(module: types.ModuleType, source: Source) -> type:
         raise LoadError("no class whose name ends with 'Plugin' (name one with ref:ClassName)")
     names = ", ".join(sorted(c.__name__ for c in candidates))
     raise LoadError(f"several candidate plugin classes ({names}): name one with ref:ClassName")
-
-
-def is_async(method: Any) -> bool:
-    """Whether calling ``method`` gives a coroutine (``async def``, also behind a
-    ``functools.partial`` or an object with an ``async def __call__``)."""
-    return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(
-        inspect.getattr_static(type(method), "__call__", None)
-    )
-
-
-def near_hook(attr: str, declared: list[str]) -> str | None:
-    """The declared hook ``attr`` is probably meant to be (``BeforeModel``,
-    ``before_modle``), or None."""
-    squashed = attr.replace("_", "").lower()
-    for hook in declared:
-        if hook.replace("_", "").lower() == squashed:
-            return hook
-    import difflib  # (only for a plugin that misspells a hook: not kept in every worker)
-
-    close = difflib.get_close_matches(attr.lower(), declared, n=1, cutoff=0.8)
-    return close[0] if close else None
-
-
-_POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
-_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
-_VAR_POSITIONAL = inspect.Parameter.VAR_POSITIONAL
-_KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
-_VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
-_CO_VARARGS, _CO_VARKEYWORDS = inspect.CO_VARARGS, inspect.CO_VARKEYWORDS
-
-
-def parameters(method: Any) -> list[tuple[str, inspect._ParameterKind]]:
-    """(name, kind) of each parameter of ``method`` as it is called, in order: what
-    ``inspect.signature(method).parameters`` gives, read straight from the code object
-    for the usual hook (a plain method, not wrapped) and from ``inspect`` otherwise."""
-    func = getattr(method, "__func__", None)
-    if (
-        type(method) is not types.MethodType
-        or type(func) is not types.FunctionType
-        or hasattr(func, "__wrapped__")
-        or hasattr(func, "__signature__")
-        or func.__code__.co_argcount == 0
-    ):
-        return [(p.name, p.kind) for p in inspect.signature(method).parameters.values()]
-    code = func.__code__
-    names, flags = code.co_varnames, code.co_flags
-    positional, keyword_only = code.co_argcount, code.co_kwonlyargcount
-    posonly = code.co_posonlyargcount
-    params: list[tuple[str, inspect._ParameterKind]] = [
-        (names[i], _POSITIONAL_ONLY if i < posonly else _KEYWORD) for i in range(1, positional)
-    ]  # self is bound
-    index = positional + keyword_only
-    if flags & _CO_VARARGS:
-        params.append((names[index], _VAR_POSITIONAL))
-        index += 1
-    params.extend((name, _KEYWORD_ONLY) for name in names[positional : positional + keyword_only])
-    if flags & _CO_VARKEYWORDS:
-        params.append((names[index], _VAR_KEYWORD))
-    return params
 
 
 def check_hooks(instance: Any, spec: dict[str, Any], plugin: str) -> LoadedPlugin:

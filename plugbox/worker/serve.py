@@ -10,14 +10,11 @@ the plugin changed in place are sent back (only those).
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import contextvars
-import logging
 import os
 import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +32,6 @@ from ..protocol import (
     FrameLimits,
     HostPhase,
     LocalProtocolError,
-    Log,
     Message,
     ProtocolError,
     Shutdown,
@@ -44,108 +40,12 @@ from ..protocol import (
     encode_result,
     pack,
 )
+from .continuation import Continuation
 from .loader import LoadedPlugin
+from .replies import error_reply
 from .sandbox.process import Confinement, renew_cpu_budget
 
 del WORKER_TO_HOST  # the worker only decodes what the host sends
-
-
-def exception_chain(exc: BaseException) -> list[str]:
-    """Type names along ``__cause__`` / ``__context__`` (outermost excluded)."""
-    names: list[str] = []
-    seen = {id(exc)}
-    cur = exc.__cause__ or exc.__context__
-    while cur is not None and id(cur) not in seen and len(names) < 16:
-        seen.add(id(cur))
-        names.append(type(cur).__name__)
-        cur = cur.__cause__ or cur.__context__
-    return names
-
-
-def error_reply(call_id: int, exc: BaseException) -> Error:
-    """The Error message for an exception the plugin raised."""
-    tb = "".join(traceback.format_exception(exc))
-    chain = exception_chain(exc)
-    if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM from mmap and friends
-        chain.append("MemoryError")
-    return Error(
-        id=call_id,
-        exc_type=type(exc).__qualname__,
-        message=str(exc)[:4000],
-        traceback=tb[-16000:],
-        chain=chain,
-    )
-
-
-class ChannelLogHandler(logging.Handler):
-    """Sends the plugin's stdlib log records to the host as Log messages."""
-
-    def __init__(self, send: Callable[[bytes], None]) -> None:
-        super().__init__()
-        self._send = send
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            msg = Log(level=record.levelno, logger=record.name, message=self.format(record))
-            self._send(encode(msg, side="worker"))
-        except Exception:
-            self.handleError(record)
-
-
-#: _Continuation.waiting_on: the coroutine has not run, or is the task's to run now
-_NOT_STARTED: Any = object()
-_RUNNING: Any = object()
-
-
-class _Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
-    """An async hook's coroutine as its task steps it: from the start, or from where
-    its first step stopped when ``WorkerChannel.start`` ran that step itself. What the
-    hook returns or raises answers the call (``WorkerChannel.ended``). Being the task's
-    own coroutine, it hands a cancellation that comes before the task's first step to
-    the hook where it waits, so the hook's clean-up runs."""
-
-    __slots__ = ("args", "before", "channel", "coro", "msg", "waiting_on")
-
-    def __init__(
-        self,
-        channel: WorkerChannel,
-        msg: Call,
-        coro: Any,
-        args: dict[str, Any],
-        before: dict[str, bytes] | None,
-    ) -> None:
-        self.channel = channel
-        self.msg = msg
-        self.coro = coro
-        self.args = args
-        self.before = before
-        #: what the coroutine's first step, run before the task was made, waits on
-        self.waiting_on: Any = _NOT_STARTED
-
-    def send(self, value: Any) -> Any:
-        waiting_on, self.waiting_on = self.waiting_on, _RUNNING
-        if waiting_on is not _RUNNING and waiting_on is not _NOT_STARTED:
-            return waiting_on  # the task's first step: wait on what the hook waits on
-        return self._step(self.coro.send, value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        self.waiting_on = _RUNNING
-        if val is None:
-            val = typ if isinstance(typ, BaseException) else typ()
-        return self._step(self.coro.throw, val)
-
-    def close(self) -> None:
-        self.coro.close()
-
-    def __await__(self) -> Any:
-        raise TypeError("a hook's continuation runs as a task, it is not awaited")
-
-    def _step(self, step: Callable[[Any], Any], arg: Any) -> Any:
-        try:
-            return step(arg)
-        except BaseException as exc:
-            self.channel.ended(self.msg, self.args, self.before, exc)
-        raise StopIteration  # the task is done; its call is answered
 
 
 #: what a sync hook mostly returns: told from an awaitable at a glance
@@ -256,9 +156,7 @@ class WorkerChannel(asyncio.Protocol):
         if self.cancelling:
             # behind a cancelled call still to see its CancelledError: a task, which
             # the loop runs after it, as the host (whose caller has gone on) expects
-            self.tasks[msg.id] = self.loop.create_task(
-                _Continuation(self, msg, value, args, before)
-            )
+            self.tasks[msg.id] = self.loop.create_task(Continuation(self, msg, value, args, before))
         else:
             self.start(msg, value, args, before)
 
@@ -274,7 +172,7 @@ class WorkerChannel(asyncio.Protocol):
         except BaseException as exc:
             self.ended(msg, args, before, exc)  # done in its first step: no task
             return
-        continuation = _Continuation(self, msg, coro, args, before)
+        continuation = Continuation(self, msg, coro, args, before)
         continuation.waiting_on = waiting_on
         self.tasks[msg.id] = self.loop.create_task(continuation, context=context)
 

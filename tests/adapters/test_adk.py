@@ -46,6 +46,7 @@ from pydantic import Field
 from plugbox import HookSet, HookSpec, Limits, PluginHost, Sandbox, SyncPluginHost, specs
 from plugbox.adapters import _adk_convert as convert
 from plugbox.adapters import adk
+from plugbox.adapters._adk_request import RequestView
 from plugbox.adapters.adk import PlugboxPlugin
 from plugbox.errors import PluginCrashed, PluginFailure, PluginTimeout
 
@@ -581,7 +582,7 @@ def test_an_unchanged_request_is_left_as_it_was() -> None:
     image = types.Part(inline_data=types.Blob(mime_type="image/png", data=b"\x89PNG"))
     contents = [types.Content(role="user", parts=[types.Part(text="look"), image])]
     request = _request(contents)
-    view = convert.RequestView(request)
+    view = RequestView(request)
     assert view.data["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "look"},
@@ -602,7 +603,7 @@ def test_request_changes_keep_what_plain_data_cannot_say() -> None:
         types.Content(role="user", parts=[reply]),
     ]
     request = _request(contents)
-    view = convert.RequestView(request)
+    view = RequestView(request)
     new = view.data
     new["messages"][0]["content"] = "Rules.\n\n" + new["messages"][0]["content"]
     new["messages"][1]["content"] = "look closely"  # changed text, same image
@@ -624,7 +625,7 @@ def test_request_changes_keep_what_plain_data_cannot_say() -> None:
 
 def test_a_system_instruction_added_where_there_was_none() -> None:
     request = _request([types.Content(role="user", parts=[types.Part(text="hi")])], system=None)
-    view = convert.RequestView(request)
+    view = RequestView(request)
     assert view.data["messages"] == [{"role": "user", "content": "hi"}]
     view.data["messages"].insert(0, {"role": "system", "content": INSTRUCTION})
     assert view.apply(request, view.data) == ["system"]

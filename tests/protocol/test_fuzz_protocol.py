@@ -63,7 +63,7 @@ from plugbox.protocol import (
     encode_result,
     pack,
 )
-from plugbox.protocol._frames import _depth_exceeds, _unpack_as_peer
+from plugbox.protocol._values import depth_exceeds, unpack_as_peer
 
 settings.register_profile(
     "plugbox-fuzz",
@@ -914,10 +914,10 @@ def result_by_decoding(value: Any, changed: dict[str, Any], max_depth: int) -> b
     """A checked Result frame as the peer sees it: packed, decoded whole, walked."""
     frame = encode(Result(id=9, value=value, changed=changed), side="w")
     try:
-        decoded = _unpack_as_peer(frame[4:])
+        decoded = unpack_as_peer(frame[4:])
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode Result: {exc}", side="w") from None
-    if _depth_exceeds(decoded, max_depth):
+    if depth_exceeds(decoded, max_depth):
         raise LocalProtocolError(
             f"cannot encode Result: it nests deeper than {max_depth} levels (the protocol's cap)",
             side="w",
@@ -950,10 +950,10 @@ def crossable_by_decoding(value: Any) -> bytes:
     """check_crossable as it was: always decode what was packed, then walk it."""
     try:
         packed = pack(value)
-        decoded = _unpack_as_peer(packed)
+        decoded = unpack_as_peer(packed)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(str(exc) or type(exc).__name__) from None
-    if _depth_exceeds(decoded, MAX_VALUE_DEPTH):
+    if depth_exceeds(decoded, MAX_VALUE_DEPTH):
         raise TypeError(
             f"the value nests deeper than {MAX_VALUE_DEPTH} levels (the protocol's cap)"
         )

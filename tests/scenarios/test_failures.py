@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import anyio
 import pytest
@@ -17,6 +17,7 @@ from forking import whoami
 
 from plugbox import Limits, PluginHost, specs
 from plugbox.errors import (
+    FAILURE_TYPES,
     PluginCPUExceeded,
     PluginCrashed,
     PluginFailure,
@@ -26,6 +27,7 @@ from plugbox.errors import (
     PluginRaised,
     PluginTimeout,
 )
+from plugbox.reports import CAUSES, Cause, FailureReport
 from plugbox.testing import faults
 
 pytestmark = pytest.mark.anyio
@@ -45,6 +47,15 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_every_cause_has_a_meaning_and_an_exception_class() -> None:
+    causes = set(get_args(Cause))
+    assert set(CAUSES) == causes and set(FAILURE_TYPES) == causes
+    for cause, cls in FAILURE_TYPES.items():
+        assert issubclass(cls, PluginFailure) and cls.cause == cause
+    with pytest.raises(ValueError, match="unknown failure cause 'exploded'"):
+        FailureReport(plugin="p", version="1", hook="h", cause="exploded", detail="")  # type: ignore[arg-type]
 
 
 async def test_raised_exception_is_reported_and_the_worker_lives_on(behave: str) -> None:

@@ -11,26 +11,26 @@ from __future__ import annotations
 import os
 import sys
 
-from plugbox.worker.sandbox import seccomp
+from plugbox.worker.sandbox import bpf, seccomp, syscalls
 
 #: landlock_create_ruleset, landlock_add_rule, landlock_restrict_self (same numbers on
 #: x86_64 and aarch64)
 LANDLOCK_SYSCALLS = (444, 445, 446)
 
 
-def program() -> list[seccomp.Insn]:
-    arch = seccomp.native_arch()
+def program() -> list[bpf.Insn]:
+    arch = syscalls.native_arch()
     out = [
-        seccomp.load(seccomp.OFF_ARCH),
-        seccomp.jump(seccomp.JEQ, arch.audit_arch, 1, 0),
-        seccomp.ret(seccomp.SECCOMP_RET_KILL_PROCESS),
-        seccomp.load(seccomp.OFF_NR),
+        bpf.load(bpf.OFF_ARCH),
+        bpf.jump(bpf.JEQ, arch.audit_arch, 1, 0),
+        bpf.ret(bpf.SECCOMP_RET_KILL_PROCESS),
+        bpf.load(bpf.OFF_NR),
     ]
     for nr in LANDLOCK_SYSCALLS:
-        out += [seccomp.jump(seccomp.JEQ, nr, 0, 1), seccomp.ret(seccomp.ENOSYS)]
-    return [*out, seccomp.ret(seccomp.SECCOMP_RET_ALLOW)]
+        out += [bpf.jump(bpf.JEQ, nr, 0, 1), bpf.ret(bpf.ENOSYS)]
+    return [*out, bpf.ret(bpf.SECCOMP_RET_ALLOW)]
 
 
 if __name__ == "__main__":
-    seccomp.install(seccomp.assemble(program()))
+    seccomp.install(bpf.assemble(program()))
     os.execv(sys.argv[1], sys.argv[1:])

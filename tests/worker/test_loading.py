@@ -320,11 +320,11 @@ def _with_signature(func: Any) -> Any:
 def test_a_hooks_parameters_are_read_as_inspect_reads_them(
     signature: str, asynchronous: bool
 ) -> None:
-    # loader.parameters reads a plain method's code object rather than calling
+    # signatures.parameters reads a plain method's code object rather than calling
     # inspect.signature (a quarter of the time, on every load): the same answer
     import inspect
 
-    from plugbox.worker import loader
+    from plugbox.worker import signatures
 
     namespace: dict[str, Any] = {}
     exec(f"{'async ' if asynchronous else ''}def hook({signature}):\n    return None\n", namespace)
@@ -338,7 +338,7 @@ def test_a_hooks_parameters_are_read_as_inspect_reads_them(
         },
     )
     for method in (cls().hook, cls().wrapped, cls().signed, cls.hook):
-        assert loader.parameters(method) == [
+        assert signatures.parameters(method) == [
             (p.name, p.kind) for p in inspect.signature(method).parameters.values()
         ]
 

@@ -20,17 +20,17 @@ from typing import Any
 import pytest
 from forking import attempt, in_child
 
-from plugbox.worker.sandbox import seccomp
-from plugbox.worker.sandbox.seccomp import (
-    ARCHES,
+from plugbox.worker.sandbox import bpf, seccomp, syscalls
+from plugbox.worker.sandbox.bpf import (
     ENOSYS,
     EPERM,
     SECCOMP_RET_ALLOW,
     SECCOMP_RET_KILL_PROCESS,
     Insn,
-    build_policy,
     disassemble,
 )
+from plugbox.worker.sandbox.seccomp import build_policy
+from plugbox.worker.sandbox.syscalls import ARCHES
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 LIBC.syscall.restype = ctypes.c_long
@@ -61,22 +61,22 @@ def simulate(
     program, pc, acc = disassemble(code), 0, 0
     while True:
         insn = program[pc]
-        if insn.code == seccomp.LD_ABS:
+        if insn.code == bpf.LD_ABS:
             assert insn.k % 4 == 0 and insn.k < len(data)
             acc = struct.unpack_from("<I", data, insn.k)[0]
             pc += 1
-        elif insn.code == seccomp.RET:
+        elif insn.code == bpf.RET:
             return insn.k
         else:
             taken = {
-                seccomp.JEQ: acc == insn.k,
-                seccomp.JGE: acc >= insn.k,
-                seccomp.JSET: bool(acc & insn.k),
+                bpf.JEQ: acc == insn.k,
+                bpf.JGE: acc >= insn.k,
+                bpf.JSET: bool(acc & insn.k),
             }[insn.code]
             pc += 1 + (insn.jt if taken else insn.jf)
 
 
-def decide(arch: seccomp.Arch, name: str, *args: int, **policy: Any) -> int:
+def decide(arch: syscalls.Arch, name: str, *args: int, **policy: Any) -> int:
     return simulate(
         build_policy(ME, arch=arch, **policy), arch.syscalls[name], args, arch.audit_arch
     )
@@ -84,19 +84,17 @@ def decide(arch: seccomp.Arch, name: str, *args: int, **policy: Any) -> int:
 
 # --- the bytes -------------------------------------------------------------------------------
 def test_instructions_encode_as_struct_sock_filter() -> None:
-    assert seccomp.load(4).encode() == bytes([0x20, 0, 0, 0, 4, 0, 0, 0])
-    assert seccomp.jump(seccomp.JEQ, 0xC000003E, 1, 0).encode() == bytes(
-        [0x15, 0, 1, 0, 0x3E, 0, 0, 0xC0]
-    )
-    assert seccomp.ret(SECCOMP_RET_ALLOW).encode() == bytes([6, 0, 0, 0, 0, 0, 0xFF, 0x7F])
-    assert seccomp.ret(EPERM).encode() == bytes([6, 0, 0, 0, 1, 0, 5, 0])
-    assert disassemble(seccomp.assemble([Insn(0x45, 2, 3, 0x10000)])) == [Insn(0x45, 2, 3, 0x10000)]
+    assert bpf.load(4).encode() == bytes([0x20, 0, 0, 0, 4, 0, 0, 0])
+    assert bpf.jump(bpf.JEQ, 0xC000003E, 1, 0).encode() == bytes([0x15, 0, 1, 0, 0x3E, 0, 0, 0xC0])
+    assert bpf.ret(SECCOMP_RET_ALLOW).encode() == bytes([6, 0, 0, 0, 0, 0, 0xFF, 0x7F])
+    assert bpf.ret(EPERM).encode() == bytes([6, 0, 0, 0, 1, 0, 5, 0])
+    assert disassemble(bpf.assemble([Insn(0x45, 2, 3, 0x10000)])) == [Insn(0x45, 2, 3, 0x10000)]
     with pytest.raises(ValueError):
-        seccomp.jump(seccomp.JEQ, 0, 256, 0)
+        bpf.jump(bpf.JEQ, 0, 256, 0)
 
 
 @pytest.mark.parametrize("arch", [X86, ARM], ids=lambda a: a.name)
-def test_policy_opens_with_the_architecture_check(arch: seccomp.Arch) -> None:
+def test_policy_opens_with_the_architecture_check(arch: syscalls.Arch) -> None:
     code = build_policy(ME, arch=arch)
     assert len(code) % 8 == 0
     head = disassemble(code[:32])
@@ -123,19 +121,19 @@ def test_policy_opens_with_the_architecture_check(arch: seccomp.Arch) -> None:
 def test_other_architectures_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.uname()
     monkeypatch.setattr(
-        seccomp.os,
+        syscalls.os,
         "uname",
         lambda: os.uname_result(
             (real.sysname, real.nodename, real.release, real.version, "riscv64")
         ),
     )
-    with pytest.raises(seccomp.UnsupportedArchitecture, match="riscv64"):
+    with pytest.raises(syscalls.UnsupportedArchitecture, match="riscv64"):
         build_policy(ME)
 
 
 # --- the decisions, on both architectures -----------------------------------------------------
 @pytest.mark.parametrize("arch", [X86, ARM], ids=lambda a: a.name)
-def test_policy_decisions(arch: seccomp.Arch) -> None:
+def test_policy_decisions(arch: syscalls.Arch) -> None:
     allow, high = SECCOMP_RET_ALLOW, 1 << 32
     code = build_policy(ME, arch=arch)
     assert simulate(code, arch.syscalls["ptrace"], (), 0x40000003) == SECCOMP_RET_KILL_PROCESS
@@ -261,7 +259,7 @@ def test_fork_and_vfork_only_on_x86_64() -> None:
 # --- behaviour: forked children install the real thing ----------------------------------------
 def raw(name: str, *args: int) -> None:
     """A raw syscall by name, 64-bit arguments untouched by libc."""
-    nr = seccomp.native_arch().syscalls[name]
+    nr = syscalls.native_arch().syscalls[name]
     if LIBC.syscall(ctypes.c_long(nr), *(ctypes.c_ulong(a & (2**64 - 1)) for a in args)) < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -312,7 +310,7 @@ def _setown(cmd: int) -> str:
 
 
 def raw_result(name: str, *args: int) -> int:
-    nr = seccomp.native_arch().syscalls[name]
+    nr = syscalls.native_arch().syscalls[name]
     return int(LIBC.syscall(ctypes.c_long(nr), *(ctypes.c_ulong(a) for a in args)))
 
 
@@ -553,7 +551,7 @@ def test_no_way_to_another_process_unix_socket(tmp_path: Any) -> None:
 
 @needs_seccomp
 def test_x32_syscalls_are_denied() -> None:
-    if seccomp.native_arch().name != "x86_64":
+    if syscalls.native_arch().name != "x86_64":
         pytest.skip("the x32 ABI exists only on x86_64")
 
     def raw_ok(nr: int) -> None:

@@ -20,10 +20,12 @@ import pytest
 from forking import in_child
 
 from plugbox.worker import _linux, bootstrap
-from plugbox.worker.sandbox import landlock, pidns, seccomp
+from plugbox.worker.sandbox import bpf, landlock, pidns, seccomp_template, syscalls
 from plugbox.worker.sandbox import layers as sandbox
 from plugbox.worker.sandbox import process as confine
-from plugbox.worker.sandbox.seccomp import ARCHES, build_policy, policy_template
+from plugbox.worker.sandbox.seccomp import build_policy
+from plugbox.worker.sandbox.seccomp_template import policy_template
+from plugbox.worker.sandbox.syscalls import ARCHES
 
 # pids a filter is built for: small, large, the probes the template is found with, and
 # values that other constants of the program also have
@@ -46,7 +48,7 @@ NET = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)
     ids=["default", "processes", "network", "network+processes", "not-self-only", "inet"],
 )
 def test_a_template_filled_in_is_the_program_build_policy_gives(
-    arch: seccomp.Arch, options: dict[str, Any]
+    arch: syscalls.Arch, options: dict[str, Any]
 ) -> None:
     template = policy_template(arch=arch, **options)
     for pid in PIDS:
@@ -55,9 +57,9 @@ def test_a_template_filled_in_is_the_program_build_policy_gives(
 
 def test_the_pid_slots_are_the_pid_comparisons() -> None:
     template = policy_template(arch=ARCHES["x86_64"])
-    program = seccomp.disassemble(template.for_pid(4242))
+    program = bpf.disassemble(template.for_pid(4242))
     compared = [
-        i * 8 + 4 for i, insn in enumerate(program) if insn.code == seccomp.JEQ and insn.k == 4242
+        i * 8 + 4 for i, insn in enumerate(program) if insn.code == bpf.JEQ and insn.k == 4242
     ]
     assert template.pid_slots and list(template.pid_slots) == compared
     # without self_only nothing in the program depends on the pid
@@ -75,7 +77,7 @@ def test_templates_are_kept_per_set_of_options() -> None:
     ) is policy_template(socket_families=NET, arch=x86)
     assert policy_template(arch=x86) is not policy_template(allow_processes=True, arch=x86)
     # an architecture that is not one of ours is built each time, still right
-    other = seccomp.Arch("x86_64", x86.audit_arch, True, dict(x86.syscalls))
+    other = syscalls.Arch("x86_64", x86.audit_arch, True, dict(x86.syscalls))
     assert policy_template(arch=other) is not policy_template(arch=other)
     assert policy_template(arch=other).for_pid(77) == build_policy(77, arch=x86)
 
@@ -288,12 +290,12 @@ def _process_state() -> dict[str, Any]:
 def test_prepare_changes_nothing_of_the_process_and_builds_the_templates() -> None:
     def probe() -> dict[str, Any]:
         before = _process_state()
-        seccomp._template.cache_clear()
+        seccomp_template._template.cache_clear()
         sandbox._seccomp_template.cache_clear()
         bootstrap.prepare()
         after = _process_state()
         kept = sandbox._seccomp_template.cache_info().currsize
-        built = seccomp._template.cache_info().currsize
+        built = seccomp_template._template.cache_info().currsize
         # a worker's lookup then finds the template made by prepare
         sandbox._seccomp_template(False, False)
         return {

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from .. import _linux
-from . import landlock, pidns, seccomp
+from . import landlock, pidns, seccomp, seccomp_template, syscalls
 
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
@@ -55,8 +55,8 @@ def prepare() -> None:
     """Do, once, in a process that forks workers (the zygote), the work whose result is
     the same in every worker, so that no worker redoes it after its fork: libc's
     functions looked up through ctypes, the seccomp programs built (with the pid left
-    open: ``seccomp.policy_template``), the machine's architecture read, and, as root,
-    the name service's modules loaded by one lookup of a user. Nothing is decided here
+    open: ``seccomp_template.policy_template``), the machine's architecture read, and,
+    as root, the name service's modules loaded by one lookup of a user. Nothing is decided here
     for a worker, nor cached from the system's state: each worker still looks its own
     user up, asks the kernel what it offers, writes its own pid into its filter and
     enters every layer itself, in the same order."""
@@ -76,7 +76,7 @@ def prepare() -> None:
         for network in (False, True):
             for processes in (False, True):
                 _seccomp_template(network, processes).for_pid(1)
-    except seccomp.UnsupportedArchitecture:
+    except syscalls.UnsupportedArchitecture:
         pass
     if os.geteuid() == 0:
         import pwd
@@ -152,10 +152,10 @@ def enter(
 
 
 @functools.cache
-def _seccomp_template(network: bool, processes: bool) -> seccomp.PolicyTemplate:
+def _seccomp_template(network: bool, processes: bool) -> seccomp_template.PolicyTemplate:
     """The seccomp program a policy asks for, with the pid left open."""
     families = [socket.AF_UNIX] + ([socket.AF_INET, socket.AF_INET6] if network else [])
-    return seccomp.policy_template(
+    return seccomp_template.policy_template(
         socket_families=families, connect=network, allow_processes=processes
     )
 
@@ -195,7 +195,7 @@ def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
             template = _seccomp_template(network, bool(policy.get("processes")))
             seccomp.install(template.for_pid(os.getpid()))
             layers["seccomp"] = True
-        except (OSError, seccomp.UnsupportedArchitecture):
+        except (OSError, syscalls.UnsupportedArchitecture):
             layers["seccomp"] = False
 
     return layers

@@ -39,8 +39,10 @@ that pid (or 0, "myself"); with ``self_only=False`` they are left to Landlock's 
 scope, which also covers the worker's own children when processes are allowed.
 
 Install after the rest of the sandbox is set up (it denies ``unshare``, ``mount`` ...):
-``install(build_policy(os.getpid()))``, or ``policy_template().for_pid(os.getpid())``,
-the same program from a template built once (in the zygote, before it forks).
+``install(build_policy(os.getpid()))``, or ``policy_template().for_pid(os.getpid())``
+(``seccomp_template``), the same program from a template built once (in the zygote,
+before it forks). The instructions are classic BPF (``bpf``); the syscall numbers are
+in ``syscalls``.
 """
 
 from __future__ import annotations
@@ -50,33 +52,30 @@ import errno
 import functools
 import os
 import socket
-import struct
-import sys
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
 
-# --- classic BPF (linux/filter.h, linux/bpf_common.h) -------------------------------
-BPF_LD, BPF_JMP, BPF_RET = 0x00, 0x05, 0x06
-BPF_W, BPF_ABS, BPF_K = 0x00, 0x20, 0x00
-BPF_JEQ, BPF_JGE, BPF_JSET = 0x10, 0x30, 0x40
-LD_ABS = BPF_LD | BPF_W | BPF_ABS
-JEQ, JGE, JSET = (BPF_JMP | op | BPF_K for op in (BPF_JEQ, BPF_JGE, BPF_JSET))
-RET = BPF_RET | BPF_K
+from .bpf import (
+    ENOSYS,
+    EPERM,
+    JEQ,
+    JGE,
+    JSET,
+    OFF_ARCH,
+    OFF_NR,
+    SECCOMP_RET_ALLOW,
+    SECCOMP_RET_KILL_PROCESS,
+    Insn,
+    arg_low,
+    assemble,
+    jump,
+    load,
+    ret,
+    when_args,
+)
+from .syscalls import Arch, UnsupportedArchitecture, native_arch
 
-# --- seccomp (linux/seccomp.h) -------------------------------------------------------
-SECCOMP_RET_KILL_PROCESS = 0x80000000
-SECCOMP_RET_ERRNO = 0x00050000
-SECCOMP_RET_ALLOW = 0x7FFF0000
-SECCOMP_SET_MODE_FILTER = 1
-SECCOMP_FILTER_FLAG_TSYNC = 1
-SECCOMP_MODE_FILTER = 2
-PR_SET_SECCOMP = 22
-PR_SET_NO_NEW_PRIVS = 38
-
-#: offsets in struct seccomp_data {int nr; u32 arch; u64 ip; u64 args[6];}
-OFF_NR, OFF_ARCH = 0, 4
+# --- what the policy compares --------------------------------------------------------
 X32_SYSCALL_BIT = 0x40000000
 
 F_SETOWN, F_SETSIG, F_SETOWN_EX = 8, 10, 15
@@ -86,76 +85,6 @@ CLONE_THREAD = 0x00010000
 CLONE_NEW_NAMESPACES = 0x7E020000
 PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
 PER_LINUX, PER_QUERY = 0, 0xFFFFFFFF
-
-
-def arg_low(i: int) -> int:
-    """Offset in seccomp_data of the low 32 bits of syscall argument ``i`` (LE)."""
-    return 16 + 8 * i
-
-
-def errno_action(err: int) -> int:
-    """The filter return value that fails a syscall with ``err``."""
-    return SECCOMP_RET_ERRNO | (err & 0xFFFF)
-
-
-EPERM = errno_action(errno.EPERM)
-ENOSYS = errno_action(errno.ENOSYS)
-
-
-class Insn(NamedTuple):
-    """One ``struct sock_filter``: opcode, jump-if-true, jump-if-false, constant."""
-
-    code: int
-    jt: int
-    jf: int
-    k: int
-
-    def encode(self) -> bytes:
-        """The 8 bytes the kernel reads (native byte order)."""
-        return struct.pack("=HBBI", self.code, self.jt, self.jf, self.k & 0xFFFFFFFF)
-
-
-def load(offset: int) -> Insn:
-    """A <- the 32-bit word at ``offset`` in seccomp_data."""
-    return Insn(LD_ABS, 0, 0, offset)
-
-
-def jump(code: int, k: int, jt: int, jf: int) -> Insn:
-    """A conditional jump; ``jt``/``jf`` count instructions to skip (0..255)."""
-    if not (0 <= jt <= 255 and 0 <= jf <= 255):
-        raise ValueError(f"jump offset out of range: {jt}, {jf}")
-    return Insn(code, jt, jf, k)
-
-
-def ret(action: int) -> Insn:
-    """Return ``action`` (SECCOMP_RET_*)."""
-    return Insn(RET, 0, 0, action)
-
-
-def assemble(program: Iterable[Insn]) -> bytes:
-    """Encode instructions as the byte string ``sock_fprog.filter`` points to."""
-    return b"".join(insn.encode() for insn in program)
-
-
-def disassemble(code: bytes) -> list[Insn]:
-    """Decode ``assemble``'s output (for tests and debugging)."""
-    return [Insn(*fields) for fields in struct.iter_unpack("=HBBI", code)]
-
-
-# --- rule blocks: each ends in ``ret`` on every path -------------------------------
-def when_args(conds: Sequence[tuple[int, Sequence[int]]], then: int, otherwise: int) -> list[Insn]:
-    """Return ``then`` if, for every ``(i, values)``, the low 32 bits of argument i are
-    one of ``values``; else ``otherwise``."""
-    total = sum(1 + len(values) for _, values in conds)  # ret then at total, otherwise at +1
-    out: list[Insn] = []
-    for i, values in conds:
-        out.append(load(arg_low(i)))
-        after = len(out) + len(values)  # the next condition's load
-        for j, value in enumerate(values):
-            here = len(out) + 1
-            miss = total + 1 - here if j == len(values) - 1 else 0
-            out.append(jump(JEQ, value, after - here, miss))
-    return [*out, ret(then), ret(otherwise)]
 
 
 def socket_block(families: Sequence[int], unix_types: Sequence[int] | None) -> list[Insn]:
@@ -200,169 +129,6 @@ def clone_block(allow_processes: bool) -> list[Insn]:
         ret(EPERM),
         ret(SECCOMP_RET_ALLOW),
     ]
-
-
-# --- architectures --------------------------------------------------------------------
-@dataclass(frozen=True)
-class Arch:
-    """What the filter needs to know about an architecture."""
-
-    name: str
-    audit_arch: int
-    x32: bool
-    syscalls: dict[str, int]
-
-
-_COMMON = {
-    "pidfd_send_signal": 424,
-    "pidfd_open": 434,
-    "pidfd_getfd": 438,
-    "clone3": 435,
-    "open_tree": 428,
-    "move_mount": 429,
-    "fsopen": 430,
-    "fsconfig": 431,
-    "fsmount": 432,
-    "fspick": 433,
-    "mount_setattr": 442,
-    "io_uring_setup": 425,
-    "io_uring_enter": 426,
-    "io_uring_register": 427,
-    "process_madvise": 440,
-    "process_mrelease": 448,
-}
-# Numbers from asm/unistd_64.h (x86_64) and asm-generic/unistd.h (aarch64).
-_X86_64 = {
-    "ptrace": 101,
-    "process_vm_readv": 310,
-    "process_vm_writev": 311,
-    "kcmp": 312,
-    "add_key": 248,
-    "request_key": 249,
-    "keyctl": 250,
-    "bpf": 321,
-    "perf_event_open": 298,
-    "userfaultfd": 323,
-    "unshare": 272,
-    "setns": 308,
-    "mount": 165,
-    "umount2": 166,
-    "pivot_root": 155,
-    "chroot": 161,
-    "personality": 135,
-    "kill": 62,
-    "tkill": 200,
-    "tgkill": 234,
-    "rt_sigqueueinfo": 129,
-    "rt_tgsigqueueinfo": 297,
-    "fcntl": 72,
-    "ioctl": 16,
-    "fork": 57,
-    "vfork": 58,
-    "clone": 56,
-    "execve": 59,
-    "execveat": 322,
-    "socket": 41,
-    "socketpair": 53,
-    "connect": 42,
-    "open_by_handle_at": 304,
-    "prlimit64": 302,
-    "setpriority": 141,
-    "ioprio_set": 251,
-    "sched_setaffinity": 203,
-    "sched_setparam": 142,
-    "sched_setscheduler": 144,
-    "sched_setattr": 314,
-    "migrate_pages": 256,
-    "move_pages": 279,
-    "kexec_load": 246,
-    "kexec_file_load": 320,
-    "init_module": 175,
-    "finit_module": 313,
-    "delete_module": 176,
-    "reboot": 169,
-    "swapon": 167,
-    "swapoff": 168,
-    "acct": 163,
-    "syslog": 103,
-    "modify_ldt": 154,
-    "iopl": 172,
-    "ioperm": 173,
-    "seccomp": 317,
-}
-_AARCH64 = {
-    "ptrace": 117,
-    "process_vm_readv": 270,
-    "process_vm_writev": 271,
-    "kcmp": 272,
-    "add_key": 217,
-    "request_key": 218,
-    "keyctl": 219,
-    "bpf": 280,
-    "perf_event_open": 241,
-    "userfaultfd": 282,
-    "unshare": 97,
-    "setns": 268,
-    "mount": 40,
-    "umount2": 39,
-    "pivot_root": 41,
-    "chroot": 51,
-    "personality": 92,
-    "kill": 129,
-    "tkill": 130,
-    "tgkill": 131,
-    "rt_sigqueueinfo": 138,
-    "rt_tgsigqueueinfo": 240,
-    "fcntl": 25,
-    "ioctl": 29,
-    "clone": 220,
-    "execve": 221,
-    "execveat": 281,
-    "socket": 198,
-    "socketpair": 199,
-    "connect": 203,
-    "open_by_handle_at": 265,
-    "prlimit64": 261,
-    "setpriority": 140,
-    "ioprio_set": 30,
-    "sched_setaffinity": 122,
-    "sched_setparam": 118,
-    "sched_setscheduler": 119,
-    "sched_setattr": 274,
-    "migrate_pages": 238,
-    "move_pages": 239,
-    "kexec_load": 104,
-    "kexec_file_load": 294,
-    "init_module": 105,
-    "finit_module": 273,
-    "delete_module": 106,
-    "reboot": 142,
-    "swapon": 224,
-    "swapoff": 225,
-    "acct": 89,
-    "syslog": 116,
-    "seccomp": 277,
-}
-
-ARCHES = {
-    "x86_64": Arch("x86_64", 0xC000003E, True, {**_X86_64, **_COMMON}),
-    "aarch64": Arch("aarch64", 0xC00000B7, False, {**_AARCH64, **_COMMON}),
-}
-
-
-class UnsupportedArchitecture(RuntimeError):
-    """The filter is built only for x86_64 and aarch64 (little-endian) Linux."""
-
-
-def native_arch() -> Arch:
-    """The running architecture, or UnsupportedArchitecture."""
-    machine = os.uname().machine if hasattr(os, "uname") else ""
-    if not sys.platform.startswith("linux") or machine not in ARCHES:
-        raise UnsupportedArchitecture(
-            f"seccomp filters are built for Linux x86_64 and aarch64 only, "
-            f"not {sys.platform} {machine or 'unknown'}"
-        )
-    return ARCHES[machine]
 
 
 #: Always denied with EPERM, and why each is an escape (or exploit) vector.
@@ -487,101 +253,6 @@ def build_policy(
     return assemble(program(arch, rules))
 
 
-class PolicyTemplate(NamedTuple):
-    """``build_policy``'s program with the own-pid constants left as slots.
-
-    The pid is the only part of the program that depends on the installing process:
-    it is the ``k`` of a few jumps, and the program's shape (its length and every jump
-    offset) does not depend on its value. ``pid_slots`` are the byte offsets of those
-    ``k`` fields in ``code``.
-    """
-
-    code: bytes
-    pid_slots: tuple[int, ...]
-
-    def for_pid(self, own_pid: int) -> bytes:
-        """The program ``build_policy(own_pid, ...)`` returns for the same options."""
-        code = bytearray(self.code)
-        for offset in self.pid_slots:
-            struct.pack_into("=I", code, offset, own_pid & 0xFFFFFFFF)
-        return bytes(code)
-
-
-#: two pids no process has (pid_max is at most 2**22), to tell the pid's slots apart
-_PROBE_PIDS = (0x7FFFFFFE, 0x7FFFFFFD)
-_K_OFFSET = 4  # of ``k`` in an encoded instruction (``Insn.encode``: =HBBI)
-
-
-def _make_template(
-    allow_processes: bool,
-    socket_families: tuple[int, ...],
-    connect: bool,
-    self_only: bool,
-    arch: Arch,
-) -> PolicyTemplate:
-    first, second = (
-        build_policy(
-            pid,
-            allow_processes=allow_processes,
-            socket_families=socket_families,
-            connect=connect,
-            self_only=self_only,
-            arch=arch,
-        )
-        for pid in _PROBE_PIDS
-    )
-    if len(first) != len(second):
-        raise RuntimeError("the filter's length depends on the pid")
-    probes = [struct.pack("=I", pid) for pid in _PROBE_PIDS]
-    slots = []
-    for offset in range(0, len(first), 8):  # instruction by instruction
-        k = offset + _K_OFFSET
-        if first[offset : offset + 8] != second[offset : offset + 8]:
-            if (
-                first[offset:k] != second[offset:k]
-                or [first[k : k + 4], second[k : k + 4]] != probes
-            ):
-                raise RuntimeError(
-                    f"the filter's instruction {offset // 8} depends on "
-                    f"the pid other than by its constant"
-                )
-            slots.append(k)
-    return PolicyTemplate(first, tuple(slots))
-
-
-@functools.cache
-def _template(
-    allow_processes: bool,
-    socket_families: tuple[int, ...],
-    connect: bool,
-    self_only: bool,
-    arch_name: str,
-) -> PolicyTemplate:
-    return _make_template(allow_processes, socket_families, connect, self_only, ARCHES[arch_name])
-
-
-def policy_template(
-    *,
-    allow_processes: bool = False,
-    socket_families: Iterable[int] = (socket.AF_UNIX,),
-    connect: bool = False,
-    self_only: bool = True,
-    arch: Arch | None = None,
-) -> PolicyTemplate:
-    """``build_policy``'s program for these options with the pid left open, built once
-    per set of options and kept (``PolicyTemplate.for_pid`` fills it in).
-
-    Building the program is pure Python and costs a worker a few hundred microseconds
-    after its fork; a zygote builds the templates its workers will ask for once, before
-    it forks (``sandbox.prepare``), and each worker only writes its pid in.
-    """
-    families = tuple(sorted({int(f) for f in socket_families}))
-    arch = arch or native_arch()
-    if ARCHES.get(arch.name) is not arch:  # not one of ours: built, not kept
-        return _make_template(allow_processes, families, connect, self_only, arch)
-    return _template(allow_processes, families, connect, self_only, arch.name)
-
-
 def program(arch: Arch, rules: dict[str, list[Insn]]) -> list[Insn]:
     """Arch check, x32 check, then each rule (by syscall name) in turn; ALLOW at the end.
 
@@ -605,7 +276,14 @@ def program(arch: Arch, rules: dict[str, list[Insn]]) -> list[Insn]:
     return out
 
 
-# --- installing -------------------------------------------------------------------------
+# --- installing (linux/seccomp.h, linux/prctl.h) ---------------------------------------
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_MODE_FILTER = 2
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+
+
 class _SockFprog(ctypes.Structure):
     # ``filter`` points into the bytes object given (kept alive by the structure): the
     # kernel copies the program, so no ctypes buffer of its own is needed

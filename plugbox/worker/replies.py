@@ -1,0 +1,52 @@
+"""What the worker sends besides results: the Error for an exception a plugin raised,
+and a Log for each of the plugin's log records."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+
+from ..protocol import Error, Log, encode
+
+
+def exception_chain(exc: BaseException) -> list[str]:
+    """Type names along ``__cause__`` / ``__context__`` (outermost excluded)."""
+    names: list[str] = []
+    seen = {id(exc)}
+    cur = exc.__cause__ or exc.__context__
+    while cur is not None and id(cur) not in seen and len(names) < 16:
+        seen.add(id(cur))
+        names.append(type(cur).__name__)
+        cur = cur.__cause__ or cur.__context__
+    return names
+
+
+def error_reply(call_id: int, exc: BaseException) -> Error:
+    """The Error message for an exception the plugin raised."""
+    tb = "".join(traceback.format_exception(exc))
+    chain = exception_chain(exc)
+    if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM from mmap and friends
+        chain.append("MemoryError")
+    return Error(
+        id=call_id,
+        exc_type=type(exc).__qualname__,
+        message=str(exc)[:4000],
+        traceback=tb[-16000:],
+        chain=chain,
+    )
+
+
+class ChannelLogHandler(logging.Handler):
+    """Sends the plugin's stdlib log records to the host as Log messages."""
+
+    def __init__(self, send: Callable[[bytes], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = Log(level=record.levelno, logger=record.name, message=self.format(record))
+            self._send(encode(msg, side="worker"))
+        except Exception:
+            self.handleError(record)
