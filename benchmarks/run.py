@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--json PATH] [--png PATH] [--pin spread|same|none]
 
-Prints one table (p50, p99, the ratio each target of issue 5 uses, the target, whether
+Prints one table (p50, p99, the ratio each target is stated in, the target, whether
 it is met), writes every figure as JSON (default benchmarks/results.json) and, when
 matplotlib is installed, a chart of one call's latency per method (--png). A baseline
 whose package is missing is reported as missing. Progress goes to stderr; the table to

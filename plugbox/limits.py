@@ -124,8 +124,8 @@ class Sandbox:
       a layer the kernel lacks is reported, not faked.
     - ``pid_namespace``: with ``namespaces``, also a pid namespace (default yes): the
       plugin sees no host process and all it starts dies with it. It costs two more
-      processes per worker, about 5 ms more per start and 2 ms more from a death to
-      its report (``benchmarks/``); without it, Landlock and seccomp still keep the
+      processes per worker, and time per start and from a death to its report
+      (``docs/BENCHMARKS.md`` has the figures); without it, Landlock and seccomp still keep the
       plugin from seeing or signalling other processes, and the zygote kills what a
       worker leaves behind.
     - ``strict``: refuse to start the plugin if any requested layer is not in force

@@ -18,7 +18,7 @@ functions (``"async"``) or may be either (``"either"``, the default); the worker
 a plugin whose hook breaks it, naming plugin, hook and kind.
 
 Ready sets: ``AGENT`` (the agent lifecycle of trpc-agent-go and Google ADK) and
-``PIPELINE`` (the seed chapter's pre_process / process / post_process).
+``PIPELINE`` (pre_process / process / post_process, a chain of text transforms).
 """
 
 from __future__ import annotations

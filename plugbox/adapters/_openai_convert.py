@@ -1,8 +1,8 @@
 """Plain data for the OpenAI Agents SDK adapter: SDK objects to the AGENT hooks' shapes
 and back (``plugbox.adapters.openai_agents``).
 
-The AGENT hooks take plain msgpack data by convention (README, "Agent lifecycle
-hooks"): a request is ``{"model", "messages": [{"role", "content"}], "tools"}``, a
+The AGENT hooks take plain msgpack data by convention (docs/plugins.md,
+"specs.AGENT"): a request is ``{"model", "messages": [{"role", "content"}], "tools"}``, a
 response ``{"content", "tool_calls": [{"id", "name", "args"}]}``. The SDK speaks the
 Responses API: ``system_instructions`` plus a list of input items, and a
 ``ModelResponse`` of output items. This module converts one way and back:

@@ -62,7 +62,7 @@ class PluginHost:
     Use it as an async context manager (asyncio or trio)::
 
         async with PluginHost(specs.PIPELINE) as host:
-            await host.add("examples/plugins/message_logger.py")
+            await host.add("plugbox.demo.plugins.message_logger")
             outcome = await host.call("process", input_data="hello")
 
     ``launcher`` is ``"zygote"`` (default: workers forked from a pristine interpreter)

@@ -11,7 +11,7 @@ They are plain plugin classes, referenced by dotted module::
   through stdlib logging (the host shows them under ``plugbox.plugin.logging``).
 - ``global_instruction``: prepends a system instruction to every model request, or
   merges it into the request's first system message.
-- ``message_logger``: the seed chapter's message logger for the agent lifecycle: logs
+- ``message_logger``: a message logger for the agent lifecycle: logs
   every user message, model response and tool result, optionally as JSON lines.
 
 Like every plugin they import nothing from plugbox, so each also works in-process.

@@ -1,9 +1,8 @@
-"""Built-in plugin ``message_logger``: the seed chapter's exercise, for the agent lifecycle.
+"""Built-in plugin ``message_logger``: every message an agent run carries, logged.
 
     await host.add("plugbox.plugins.message_logger", config={"path": "/tmp/messages.jsonl"})
 
-"Implement a plugin that intercepts all agent messages and logs them": this is
-``plugbox/demo/plugins/message_logger.py`` (written for ``specs.PIPELINE``) adapted to
+It is ``plugbox/demo/plugins/message_logger.py`` (written for ``specs.PIPELINE``) adapted to
 ``plugbox.specs.AGENT``. It logs every message a run carries:
 
 - ``on_user_message``: the user's message;

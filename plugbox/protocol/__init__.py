@@ -7,6 +7,7 @@ from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._exit_report import EXIT_REPORT_SIZE, pack_exit_report, unpack_exit_report
 from ._limits import DEFAULT_LIMITS, HEADER_SIZE, MAX_VALUE_DEPTH, FrameLimits
 from ._messages import (
+    CHANNEL_FD,
     EXIT_CHANNEL_LOST,
     EXIT_INTERNAL,
     EXIT_MEMORY,
@@ -35,6 +36,7 @@ from ._state import HOST_SENDS, WORKER_SENDS, ChannelState, HostPhase, WorkerPha
 from ._values import check_crossable, pack
 
 __all__ = [
+    "CHANNEL_FD",
     "DEFAULT_LIMITS",
     "EXIT_CHANNEL_LOST",
     "EXIT_INTERNAL",

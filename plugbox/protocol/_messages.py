@@ -34,6 +34,9 @@ from ._checks import (
 
 PROTOCOL_VERSION = 1
 
+#: the fd a worker's channel sits on, so every worker looks the same inside.
+CHANNEL_FD = 3
+
 #: exit status of a worker whose own code ran out of memory (the plugin could not
 #: even be told); the host reports it as PluginMemoryExceeded.
 EXIT_MEMORY = 86

@@ -12,10 +12,8 @@ import sys
 import time
 from typing import Any
 
+from ..protocol import CHANNEL_FD
 from .fault_plugin import FOREVER, FaultPlugin
-
-#: the channel's fd in every worker.
-CHANNEL_FD = 3
 
 
 class FaultError(Exception):

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from ..errors import PluginIntegrityError
 from ..protocol import (
+    CHANNEL_FD,
     EXIT_INTERNAL,
     EXIT_MEMORY,
     HEADER_SIZE,
@@ -41,9 +42,6 @@ from .replies import ChannelLogHandler, error_reply
 from .sandbox import layers as sandbox
 from .sandbox import process as confine
 from .serve import serve, waiting
-
-#: the fd a worker's channel is moved to, so every worker looks the same inside.
-CHANNEL_FD = 3
 
 
 def run(

@@ -3,7 +3,8 @@
 References: ``path/to/file.py``, ``path/to/file.py:ClassName``, ``package.module``,
 ``package.module:ClassName``. Without a class name the module must define exactly one
 class whose name ends with ``Plugin`` (a ``typing.Protocol`` or an abstract base class
-describing plugins, such as the seed chapter's ``AgentPlugin``, is not a candidate).
+describing plugins, such as an ``AgentPlugin`` protocol beside them, is not a
+candidate).
 
 An inline plugin (a class the host was handed as an object, ``host.add(SomeClass)``)
 arrives as ``Start.inline``: the class pickled by value with multiprocess's (dill's)

@@ -1,4 +1,4 @@
-"""The attack suite (issue 4): hostile plugins against the sandbox.
+"""The attack suite: hostile plugins against the sandbox.
 
 Each attack is a real plugin (tests/plugins/attacks.py, plain Python) run under the
 default ``Sandbox`` and ``Limits`` unless it needs otherwise, in a host that also runs a

@@ -1,4 +1,4 @@
-"""Recipe 1 of the trpc-agent-go plugin guide: block certain user inputs (policy).
+"""Block certain user inputs (a policy plugin).
 
 ``before_model`` returns a custom response when a user message contains the blocked
 keyword (``config["keyword"]``, default ``"/deny"``). The AGENT set's ``before_model``

@@ -1,4 +1,4 @@
-"""Recipe 3 of the trpc-agent-go plugin guide: rewrite tool arguments (sanitization).
+"""Rewrite tool arguments before the tool runs (sanitization).
 
 ``before_tool`` changes the tool's arguments in place (trpc's ModifiedArguments): the
 next plugin and the tool itself get the rewritten arguments. ``config["overrides"]``

@@ -1,4 +1,4 @@
-"""Recipe 2 of the trpc-agent-go plugin guide: tag every event (audit/debug).
+"""Tag every event (audit, debugging).
 
 ``on_event`` adds ``config["tag"]`` (default ``"plugin_demo"``) to the event's
 ``tags`` list, in place; the event is a mutable argument, so the next plugin and the
