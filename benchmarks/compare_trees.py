@@ -4,6 +4,7 @@ plain asyncio Protocol, in interleaved rounds.
     python benchmarks/compare_trees.py TREE [TREE ...] [--rounds R] [--calls N]
                                        [--tput-calls N] [--crash-rounds N]
                                        [--start-rounds N] [--fanout-plugins N]
+                                       [--pin spread|same|none]
 
 A TREE is a checkout of plugbox (``git worktree add /tmp/base <commit>``, or ``.``).
 Each measurement runs in a child process with ``PYTHONPATH=TREE``, so the host, the
@@ -43,6 +44,7 @@ def measure(
     crash_rounds: int = 0,
     start_rounds: int = 0,
     fanout_plugins: int = 0,
+    pin: str = "spread",
 ) -> dict[str, Any]:
     """This process's figures (run with PYTHONPATH set to the tree under test)."""
     import bench_baselines as bb
@@ -51,7 +53,7 @@ def measure(
 
     import plugbox
 
-    set_pinning("spread")
+    set_pinning(pin)
     warmup = max(100, calls // 10)
     proto = statistics.median(bb.lat_asyncio_protocol(warmup, calls))
     ours = statistics.median(pb.lat_plugbox(warmup, calls))
@@ -86,6 +88,7 @@ def run_child(
     crash_rounds: int = 0,
     start_rounds: int = 0,
     fanout_plugins: int = 0,
+    pin: str = "spread",
 ) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     out = subprocess.run(
@@ -103,6 +106,8 @@ def run_child(
             str(start_rounds),
             "--fanout-plugins",
             str(fanout_plugins),
+            "--pin",
+            pin,
         ],
         env=env,
         capture_output=True,
@@ -152,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run the trees in the order given in every round (default: each "
         "round starts one tree later)",
     )
+    ap.add_argument(
+        "--pin",
+        choices=["spread", "same", "none"],
+        default="spread",
+        help="where host and workers run: on different CPUs (default), one CPU, or "
+        "wherever the scheduler puts them (bench_common.set_pinning)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -163,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.crash_rounds,
                     args.start_rounds,
                     args.fanout_plugins,
+                    args.pin,
                 )
             )
         )
@@ -184,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.crash_rounds,
                 args.start_rounds,
                 args.fanout_plugins,
+                args.pin,
             )
             results[tree].append(f)
             more = (
