@@ -4,16 +4,20 @@ A plugin that only raises used to cost its host memory without bound: every repo
 kept with its stderr tail, exception type, message and traceback, each as large as a
 worker could send. Each attack here runs beside a healthy bystander and asserts the exact
 failure, that the bystander keeps serving, and the host's RSS growth against a stated
-bound; the conftest leak check covers processes and fds (these attacks write no files).
-The history and the caps are also tested on their own, without workers.
+bound; the conftest leak check covers processes and fds (the attacks write no files; the
+host run as an ordinary user is checked for files left in its TMPDIR). The history and
+the caps are also tested on their own, without workers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -87,6 +91,7 @@ async def test_raises_with_fresh_stderr_keep_the_host_bounded() -> None:
             assert_report_capped(report)
             cut += bool(report.stderr_tail) and "earlier lines cut" in report.stderr_tail[0]
         grown = rss() - before
+        print(f"figure: 2,000 raises with 160 KB of fresh stderr: host RSS {grown / MB:+.1f} MB")
         assert grown < STDERR_RSS_BOUND, f"the host grew by {grown / MB:.0f} MB"
         assert cut > 0, "no report had its stderr tail cut: the attack did not fill it"
         kept = [r for r in host.reports if r.plugin == "stderr-raiser"]
@@ -136,6 +141,9 @@ async def test_raises_with_huge_error_frames_keep_the_host_bounded(via: str) -> 
                 )
                 assert "bytes of a message]" in report.exc_message
         grown = rss() - before
+        print(
+            f"figure: 30 raises, {config['mb']} MB Error frames ({via}): RSS {grown / MB:+.1f} MB"
+        )
         assert grown < HUGE_RSS_BOUND, f"the host grew by {grown / MB:.0f} MB"
         counts = host.failure_counts("huge-error")
         assert counts.total == 31 and counts.kept + counts.dropped == 31
@@ -208,7 +216,7 @@ async def test_one_calls_failures_stay_complete_beyond_the_history() -> None:
 #: a host run by an ordinary user: both attacks, then what it saw of itself
 USER_HOST = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, tempfile
     import anyio, psutil
     from plugbox import Limits, PluginHost, specs
 
@@ -232,6 +240,7 @@ USER_HOST = textwrap.dedent(
             grown = me.memory_info().rss - before
             print(json.dumps({
                 "uid": os.geteuid(),
+                "tmpdir": tempfile.gettempdir(),
                 "healthy": healthy,
                 "grown": grown,
                 "counts": {n: dict(host.failure_counts(n).by_cause)
@@ -280,23 +289,33 @@ def test_an_ordinary_users_host_stays_bounded() -> None:
         python, env, kwargs = sys.executable, dict(os.environ), {}
     else:  # a root test run shows an ordinary user's host by becoming nobody
         python, env, kwargs = _as_nobody()
-    done = subprocess.run(
-        [python, "-c", USER_HOST, HOSTILE],
-        env=env,
-        capture_output=True,
-        timeout=300,
-        start_new_session=True,
-        **kwargs,
-    )
+    tmp = tempfile.mkdtemp(prefix="plugbox-test-hostile-reports-")
+    try:
+        if kwargs:
+            os.chown(tmp, pwd.getpwnam("nobody").pw_uid, -1)
+        env["TMPDIR"] = tmp  # the host's temporary files and workers' scratch go here
+        done = subprocess.run(
+            [python, "-c", USER_HOST, HOSTILE],
+            env=env,
+            capture_output=True,
+            timeout=300,
+            start_new_session=True,
+            **kwargs,
+        )
+        left = os.listdir(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
+    assert left == [], f"the host left files in its TMPDIR: {left}"
     found: dict[str, Any] = json.loads(done.stdout.decode().splitlines()[-1])
-    assert found["uid"] != 0
+    assert found["uid"] != 0 and found["tmpdir"] == tmp
     assert found["healthy"] == 2030
     assert found["counts"] == {
         "stderr-raiser": {"raised": 2031},
         "huge-error": {"raised": 30},
     }
     assert found["kept"] <= 2 * Limits().report_history
+    print(f"figure: an ordinary user's host, both attacks: RSS {found['grown'] / MB:+.1f} MB")
     assert found["grown"] < HUGE_RSS_BOUND, f"the host grew by {found['grown'] / MB:.0f} MB"
 
 
