@@ -385,12 +385,15 @@ async def soak(args: argparse.Namespace, faults: list[Fault]) -> Results:
                 await strike(host, res.kinds[fault.name])
 
         async def fill_reports() -> None:
-            """Strike cheap faults until the host's report buffer is full, so it holds
-            as many reports at the start as at the end."""
+            """Strike cheap faults until the host's report buffer is full (or the
+            plugin's own bounded history is), so it holds as many reports at the start
+            as at the end."""
             cheap = [f for f in faults if f.name in FILLERS]
 
             async def filler(fault: Fault) -> None:
                 while len(host.reports) < args.max_reports:
+                    if host.failure_counts(plugin_of(fault)).dropped:
+                        break
                     await strike(host, res.kinds[fault.name])
 
             async with anyio.create_task_group() as tg:

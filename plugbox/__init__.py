@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .host import PluginHost, PluginInfo, SyncPluginHost
     from .host.inspect import verify_lock, write_lock
     from .limits import Limits, Sandbox
-    from .reports import FailureReport, Outcome
+    from .reports import FailureCounts, FailureReport, Outcome
     from .specs import HookSet, HookSpec
     from .trust.lock import Lock, read_lock
 
@@ -64,6 +64,7 @@ _LAZY = {
     "write_lock": ".host.inspect",
     "Limits": ".limits",
     "Sandbox": ".limits",
+    "FailureCounts": ".reports",
     "FailureReport": ".reports",
     "Outcome": ".reports",
     "HookSet": ".specs",
@@ -75,6 +76,7 @@ _LAZY = {
 
 __all__ = [
     "DiscoveredPlugin",
+    "FailureCounts",
     "FailureReport",
     "HookSet",
     "HookSpec",

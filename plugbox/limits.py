@@ -41,6 +41,18 @@ class Limits:
     so the next restart only loads the plugin (a few ms sooner; see docs/BENCHMARKS.md).
     It holds one idle worker's memory per plugin that has failed; ``False`` keeps none.
     A file plugin's standby is not used if the file changed after it was started.
+
+    Reports: the host keeps the plugin's newest ``report_history`` failure reports, and
+    at most ``report_history_kb`` KiB of them, dropping the oldest first; its totals per
+    cause count every report (``host.failure_counts(name)``). Each report's texts from
+    the worker are capped in bytes as well (``docs/failures.md``).
+
+    Raises: a plugin's own exception leaves its worker alive and does not count toward
+    ``max_failures``. ``max_raises`` set to N quarantines the plugin once it has raised N
+    times within ``raise_window`` seconds (its worker is shut down). It is off (None) by
+    default: a hook may raise because its caller sent bad input, so counting raises
+    would let callers quarantine a plugin; with the history bounded, a plugin that only
+    raises costs its host no more than its calls do.
     """
 
     memory_mb: int | None = 256
@@ -60,6 +72,10 @@ class Limits:
     backoff_max: float = 5.0
     stderr_tail_lines: int = 40
     warm_spare: bool = True
+    report_history: int = 100
+    report_history_kb: int = 1024
+    max_raises: int | None = None
+    raise_window: float = 60.0
 
     def __post_init__(self) -> None:
         positive = {
@@ -72,6 +88,7 @@ class Limits:
             "max_message_mb": self.max_message_mb,
             "max_failures": self.max_failures,
             "failure_window": self.failure_window,
+            "raise_window": self.raise_window,
         }
         if self.memory_mb is not None:
             positive["memory_mb"] = self.memory_mb
@@ -79,10 +96,18 @@ class Limits:
             positive["cpu_seconds"] = self.cpu_seconds
         if self.rss_check_interval is not None:
             positive["rss_check_interval"] = self.rss_check_interval
+        if self.max_raises is not None:
+            positive["max_raises"] = self.max_raises
         for name, value in positive.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive number, not {value!r}")
-        for name in ("backoff_initial", "backoff_max", "stderr_tail_lines"):
+        for name in (
+            "backoff_initial",
+            "backoff_max",
+            "stderr_tail_lines",
+            "report_history",
+            "report_history_kb",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"Limits.{name} must be a number >= 0, not {value!r}")

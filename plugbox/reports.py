@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import signal as _signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,7 +43,9 @@ class FailureReport:
     ``peak_rss_kb`` and ``cpu_time`` describe the worker when it died (zero or None when
     it did not).
     ``stderr_tail`` holds the last lines the plugin wrote to stderr; ``restarts`` how
-    many times its worker had been restarted before this failure.
+    many times its worker had been restarted before this failure. What a worker sent is
+    capped in bytes (stderr tail, exception type, message, traceback, detail); a cut is
+    marked in the text with how much was cut (``docs/failures.md``).
     """
 
     plugin: str
@@ -70,9 +73,30 @@ class FailureReport:
             raise ValueError(f"unknown failure cause {self.cause!r}")
 
     def summary(self) -> str:
-        """One line: which plugin, which hook, what happened."""
+        """One line: which plugin, which hook, what happened. Line breaks in the detail
+        (a plugin's exception message) are escaped, so it stays one line in a log."""
         where = f"plugin {self.plugin!r} (version {self.version or '?'}) in {self.hook}"
-        return f"{where}: {self.cause}: {self.detail}"
+        detail = self.detail.replace("\r", "\\r").replace("\n", "\\n")
+        return f"{where}: {self.cause}: {detail}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FailureCounts:
+    """Running totals of one plugin's failure reports (``host.failure_counts(name)``).
+
+    The host keeps a bounded history of reports per plugin (``host.reports``); these
+    totals count every report ever recorded, those the history has let go included:
+    ``total`` reports, ``by_cause`` how many had each cause, ``dropped`` how many the
+    history no longer holds, ``kept`` and ``kept_bytes`` what it holds now (its
+    estimated size in memory). ``total == kept + dropped`` always holds.
+    """
+
+    plugin: str
+    total: int = 0
+    by_cause: Mapping[Cause, int] = field(default_factory=dict)
+    dropped: int = 0
+    kept: int = 0
+    kept_bytes: int = 0
 
 
 @dataclass(slots=True)

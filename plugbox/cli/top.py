@@ -62,9 +62,6 @@ def worker_rows(host: PluginHost) -> list[dict[str, Any]]:
     """One row per plugin: pid, plugin, rss_mb, cpu_s, calls, failures, restarts, state."""
     import psutil
 
-    failures: dict[str, int] = {}
-    for report in host.reports:
-        failures[report.plugin] = failures.get(report.plugin, 0) + 1
     rows = []
     for info in host.plugins:
         rss_mb: float | None = None
@@ -84,7 +81,7 @@ def worker_rows(host: PluginHost) -> list[dict[str, Any]]:
                 "rss_mb": rss_mb,
                 "cpu_s": cpu_s,
                 "calls": info.calls,
-                "failures": failures.get(info.name, 0),
+                "failures": host.failure_counts(info.name).total,
                 "restarts": info.restarts,
                 "state": info.state,
             }
@@ -162,7 +159,8 @@ def top_command(args: argparse.Namespace) -> int:
                 count = f"/{args.iterations}" if args.iterations else ""
                 title = (
                     f"plugbox top - demo host pid {os.getpid()}, refresh {n}{count}, "
-                    f"{time.monotonic() - started:.1f} s, {len(host.reports)} failures"
+                    f"{time.monotonic() - started:.1f} s, "
+                    f"{sum(host.failure_counts(p.name).total for p in host.plugins)} failures"
                 )
                 print(clear + render(worker_rows(host), title), flush=True)
                 if not clear:

@@ -15,13 +15,14 @@ import anyio.abc
 from ..errors import PluginLoadError
 from ..limits import Limits, Sandbox
 from ..protocol import check_crossable
-from ..reports import FailureReport, Outcome
+from ..reports import FailureCounts, FailureReport, Outcome
 from ..specs import HookSet, OnFailure
 from ..trust import integrity
 from ..trust.lock import Lock, as_lock
 from . import _linux
 from .audit import AuditTrail, audited_call_hook
 from .calling import HookCaller, call_hook, check_args
+from .history import ReportHistory
 from .inline import inline_source
 from .launchers import Launcher, SubprocessLauncher, ZygoteLauncher
 from .options import PluginOptions
@@ -80,7 +81,8 @@ class PluginHost:
     and sha256. ``audit_path`` appends an audit record of every registration and hook
     call to a JSON Lines file (one write per record); records also go to the logger
     ``plugbox.audit`` at INFO. ``audit_args=True`` puts hook arguments and results in
-    the call records (see ``docs/AUDIT.md``).
+    the call records (see ``docs/AUDIT.md``). ``max_reports`` bounds the failure
+    reports kept across plugins (``reports``).
     """
 
     def __init__(
@@ -113,8 +115,7 @@ class PluginHost:
         else:
             raise ValueError(f"unknown launcher {launcher!r}: use 'zygote' or 'subprocess'")
         self._plugins: list[SupervisedPlugin] = []
-        self._reports: list[FailureReport] = []
-        self._max_reports = max_reports
+        self._history = ReportHistory(max_reports)
         self._tg: anyio.abc.TaskGroup | None = None
         self._tasks: HostTasks | None = None
         self._closed = False
@@ -274,7 +275,11 @@ class PluginHost:
         """A started plugin, not registered: ``add`` registers it, and
         ``plugbox.host.inspect`` only reads its name and versions."""
         tg = self._require_open()
-        plugin = SupervisedPlugin(options, self.hooks, self._launcher, tg, self._record)
+
+        def record(report: FailureReport) -> None:
+            self._record(report, options.limits)
+
+        plugin = SupervisedPlugin(options, self.hooks, self._launcher, tg, record)
         await plugin.start()
         plugin.sha256 = options.sha256
         return plugin
@@ -298,8 +303,20 @@ class PluginHost:
 
     @property
     def reports(self) -> list[FailureReport]:
-        """Every FailureReport so far, oldest first (the newest ``max_reports``)."""
-        return list(self._reports)
+        """Every FailureReport the host keeps, oldest first: of each plugin its newest,
+        within its ``Limits.report_history`` (count) and ``report_history_kb`` (bytes),
+        and at most ``max_reports`` in all. ``failure_counts`` counts every report."""
+        return self._history.reports()
+
+    def failure_counts(self, name: str) -> FailureCounts:
+        """The running totals of the failures of the plugin named ``name`` (added now or
+        before): reports per cause, and how many the bounded history has dropped.
+        KeyError for a name the host has neither added nor reported."""
+        counts = self._history.counts(name)
+        if counts is not None:
+            return counts
+        self._find(name)
+        return FailureCounts(plugin=name)
 
     # ---------------------------------------------------------------- calling
     async def call(self, hook: str, /, **args: Any) -> Outcome:
@@ -348,10 +365,8 @@ class PluginHost:
             raise RuntimeError("this PluginHost is closed")
         return self._tasks
 
-    def _record(self, report: FailureReport) -> None:
-        self._reports.append(report)
-        if len(self._reports) > self._max_reports:
-            del self._reports[: len(self._reports) - self._max_reports]
+    def _record(self, report: FailureReport, limits: Limits) -> None:
+        self._history.record(report, limits.report_history, limits.report_history_kb * 1024)
         log.warning("%s", report.summary())
 
     def _find(self, name: str) -> SupervisedPlugin:

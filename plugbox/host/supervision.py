@@ -19,10 +19,11 @@ from ..protocol import Error, Handshake, LocalProtocolError, Result
 from ..reports import FailureReport
 from ..specs import HookSet
 from . import admission
-from .failure_reports import describe, failure_report, quarantine_report, refused_report
+from .failure_reports import describe, failure_report
 from .launch import launch_worker
 from .launchers import Launcher
 from .options import PluginOptions
+from .quarantine import FailureAccounting
 from .standby import Standby
 from .tasks import HostTasks
 from .worker_process import TimedOut, WorkerProcess
@@ -50,13 +51,13 @@ class SentCall:
     started: float
 
 
-class SupervisedPlugin:
+class SupervisedPlugin(FailureAccounting):
     """A plugin, its current worker and its failure history.
 
     A failure that killed the worker leaves the next call to start a fresh one, after a
     backoff that doubles with each failure in a row; ``max_failures`` such failures
     within ``failure_window`` seconds quarantine the plugin until ``reset()``. A
-    plugin's own exceptions (``PluginRaised``) do not count: the worker lives on.
+    plugin's own exceptions (``PluginRaised``) count only toward ``Limits.max_raises``.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class SupervisedPlugin:
         self.calls = 0
         self.failures_in_row = 0
         self.recent_failures: deque[float] = deque()
+        self.recent_raises: deque[float] = deque()  # with Limits.max_raises only
         self.last_failure_at = 0.0
         self.quarantine: FailureReport | None = None
         self.closed = False
@@ -208,16 +210,6 @@ class SupervisedPlugin:
             assert self.worker is not None
             return self.worker
 
-    def backoff(self) -> float:
-        """Seconds to wait before the next start, after ``failures_in_row`` failures."""
-        limits = self.options.limits
-        if self.failures_in_row == 0:
-            return 0.0
-        # the exponent is capped: 2.0 ** 1024 overflows, and a plugin that never meets
-        # quarantine (failures spaced past its window) may fail that often in a row
-        doubling = 2.0 ** min(self.failures_in_row - 1, 64)
-        return float(min(limits.backoff_initial * doubling, limits.backoff_max))
-
     # ---------------------------------------------------------------- calling
     async def invoke(
         self,
@@ -307,7 +299,10 @@ class SupervisedPlugin:
                 self, worker, hook, "raised", describe(reply), None, duration, exc=reply
             )
             self.record(report)
-            if self._want_standby:
+            if self._count_raise(report):
+                worker.reported = True  # stopped for its quarantine: no failure of its own
+                await worker.shutdown(self.options.limits.close_timeout)
+            elif self._want_standby:
                 self._schedule_standby()
             raise FAILURE_TYPES["raised"](report)
         if isinstance(reply, Error):  # out of memory: the worker's heap is suspect
@@ -346,38 +341,6 @@ class SupervisedPlugin:
         self._count_failure(
             failure_report(self, worker, "(idle)", cause, f"between calls: {detail}", death)
         )
-
-    def _count_failure(self, report: FailureReport) -> FailureReport:
-        """Record a failure that killed the worker; returns the report as recorded
-        (with the backoff the next start will wait)."""
-        now = time.monotonic()
-        self.failures_in_row += 1
-        self.last_failure_at = now
-        report = replace(report, backoff=self.backoff())
-        self.record(report)
-        window = self.options.limits.failure_window
-        self.recent_failures.append(now)
-        while self.recent_failures and now - self.recent_failures[0] > window:
-            self.recent_failures.popleft()
-        if len(self.recent_failures) >= self.options.limits.max_failures:
-            n = len(self.recent_failures)
-            self.quarantine = quarantine_report(
-                self.name, self.version, report, n, window, self.restarts
-            )
-            self.record(self.quarantine)
-            self.standby.drop_soon()  # no restart until reset()
-        return report
-
-    def _check_quarantine(self, hook: str) -> None:
-        if self.quarantine is not None:
-            report = refused_report(self.quarantine, hook, self.restarts)
-            raise FAILURE_TYPES["quarantined"](report)
-
-    def reset(self) -> None:
-        """Lift a quarantine and forget the failure history."""
-        self.quarantine = None
-        self.recent_failures.clear()
-        self.failures_in_row = 0
 
     # ---------------------------------------------------------------- closing
     async def close(self) -> None:

@@ -34,7 +34,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from ..limits import Limits, Sandbox
-from ..reports import FailureReport, Outcome
+from ..reports import FailureCounts, FailureReport, Outcome
 from ..specs import HookSet, OnFailure
 from ..trust.lock import Lock
 from .host import PluginHost
@@ -257,8 +257,12 @@ class SyncPluginHost:
 
     @property
     def reports(self) -> list[FailureReport]:
-        """Every FailureReport so far, oldest first."""
+        """The FailureReports the host keeps, oldest first (``PluginHost.reports``)."""
         return self._run(_reports)
+
+    def failure_counts(self, name: str) -> FailureCounts:
+        """The running totals of a plugin's failures (``PluginHost.failure_counts``)."""
+        return self._run(partial(_failure_counts, name=name))
 
     @property
     def closed(self) -> bool:
@@ -309,6 +313,10 @@ def _plugins(host: PluginHost) -> list[PluginInfo]:
 
 def _reports(host: PluginHost) -> list[FailureReport]:
     return host.reports
+
+
+def _failure_counts(host: PluginHost, *, name: str) -> FailureCounts:
+    return host.failure_counts(name)
 
 
 __all__ = ["SyncPluginHost"]
