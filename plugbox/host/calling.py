@@ -194,17 +194,17 @@ class _Blamed(Exception):
 
 
 class Handoff:
-    """The arguments plugins changed during one hook call: which plugin left each as it
-    is and its value before, packed. A value the next plugin cannot take fails the
-    plugin that produced it, and the call goes on with the value before."""
+    """The arguments plugins changed during one hook call: which plugin changed each,
+    and its value before, packed. A value the next plugin cannot take fails the plugin
+    that produced it, and the call goes on with the value before."""
 
-    __slots__ = ("default_policy", "history", "spec")
+    __slots__ = ("changes", "default_policy", "spec")
 
     def __init__(self, spec: HookSpec, default_policy: OnFailure | None) -> None:
         self.spec = spec
         self.default_policy = default_policy
-        #: argument -> (the plugin that changed it, its packed value before), oldest first
-        self.history: dict[str, list[tuple[Callee, bytes]]] = {}
+        #: (argument, the plugin that changed it, its packed value before), in order
+        self.changes: list[tuple[str, Callee, bytes]] = []
 
     def take(
         self,
@@ -219,27 +219,32 @@ class Handoff:
         packed once. Why one cannot be passed on (then nothing is applied), or None.
         A value decoded from its reply may nest one level deeper than an argument."""
         spec = self.spec
-        taken: dict[str, tuple[Any, bytes]] = {}
+        first = spec.args[0] if spec.mode == "chain" and value is not None else None
+        name = first
         try:
-            for name, new in changed.items():
-                if name in spec.mutable:
-                    what = f"the value it left in argument {name!r}"
-                    taken[name] = (new, pack_decoded(new, MAX_VALUE_DEPTH))
-            if spec.mode == "chain" and value is not None:  # (over a change to it)
-                name, what = spec.args[0], "the value it returned"
-                taken[name] = (_REPLACED, pack_decoded(value, MAX_VALUE_DEPTH))
+            if changed:
+                names = [n for n in changed if n in spec.mutable and n != first]
+                packs = []
+                for name in names:  # (``name`` says which one failed)
+                    packs.append(pack_decoded(changed[name], MAX_VALUE_DEPTH))
+                name = first
+            if first is not None:
+                value_packed = pack_decoded(value, MAX_VALUE_DEPTH)
         except (TypeError, ValueError, OverflowError) as exc:
+            what = "the value it returned" if name == first else "the value it left"
             return (
                 f"hook {spec.name!r}: {what} cannot be passed on as argument {name!r} "
                 f"(it broke the contract of what may cross): {exc}"
             )
-        for name, (new, new_packed) in taken.items():
-            self.history.setdefault(name, []).append((plugin, packed[name]))
-            if new is _REPLACED:
-                args[name] = value
-            else:
-                apply_changes(args, {name: new})
-            packed[name] = new_packed
+        if changed:
+            for name, new_packed in zip(names, packs, strict=True):
+                self.changes.append((name, plugin, packed[name]))
+                apply_changes(args, {name: changed[name]})
+                packed[name] = new_packed
+        if first is not None:
+            self.changes.append((first, plugin, packed[first]))
+            args[first] = value
+            packed[first] = value_packed
         return None
 
     def blame(
@@ -255,11 +260,12 @@ class Handoff:
         plugin that produced the largest argument value in it, if a plugin did (False if
         none did: the caller's arguments are too large). Under "skip" its changes still
         in force are undone, for the call to be made again; under "raise", _Blamed."""
-        produced = [name for name in sent if self.history.get(name)]
+        latest = {name: producer for name, producer, _ in self.changes}
+        produced = [name for name in sent if name in latest]
         if not produced:
             return False
         name = max(produced, key=lambda n: len(sent[n]))
-        producer = self.history[name][-1][0]
+        producer = latest[name]
         failure = producer.refuse(
             self.spec.name,
             f"hook {self.spec.name!r}: the value it left as argument {name!r} "
@@ -271,9 +277,10 @@ class Handoff:
         outcome.failures.append(failure.report)
         if producer.name in outcome.called:
             outcome.called.remove(producer.name)
-        for arg, changes in self.history.items():  # its changes no later plugin made again
-            if changes and changes[-1][0] is producer:
-                _, before = changes.pop()
+        for i in range(len(self.changes) - 1, -1, -1):  # its changes no later plugin redid
+            arg, changer, before = self.changes[i]
+            if changer is producer and latest[arg] is producer:
+                del self.changes[i]
                 apply_changes(args, {arg: unpack_as_peer(before)})
                 packed[arg] = before
         return True

@@ -29,8 +29,11 @@ import psutil
 import pytest
 
 from plugbox import Limits, PluginHost, Sandbox
-from plugbox.errors import PluginProtocolError, PluginQuarantined
+from plugbox.errors import PluginFailure, PluginProtocolError, PluginQuarantined
+from plugbox.host.calling import call_hook
+from plugbox.host.options import PluginOptions
 from plugbox.host.supervision import SupervisedPlugin
+from plugbox.protocol import LocalProtocolError
 from plugbox.reports import FailureReport
 from plugbox.specs import HookSet, HookSpec, OnFailure
 
@@ -112,13 +115,12 @@ def test_a_changed_identity_is_named_and_its_length_bounded() -> None:
     assert huge is not None and len(huge) < 400 and "(1000000 chars)" in huge
 
 
-async def renamed_restart(
-    host: PluginHost, scratch: Path, limits: Limits, crashes: int
-) -> tuple[FailureReport, Any]:
-    """Add the renaming plugin and the bystander, crash it ``crashes`` times (each
-    followed by a healthy call) and call once more: its restart renames it. The
-    report of that call's failure, and the value it returned."""
-    (scratch / "rename_after").write_text(str(crashes))
+async def add_attacker_and_bystander(
+    host: PluginHost, scratch: Path, limits: Limits, rename_after: int
+) -> int | None:
+    """Add the renaming plugin (policy "skip", renaming itself after ``rename_after``
+    crashes) and the bystander; the bystander's worker pid."""
+    (scratch / "rename_after").write_text(str(rename_after))
     await host.add(
         ref("RenamingPlugin"),
         limits=limits,
@@ -126,18 +128,12 @@ async def renamed_restart(
         on_failure="skip",
     )
     await host.add(ref("HealthyPlugin"))
-    for n in range(crashes):
-        crashed = await host.call("step", data="crash")
-        assert [r.cause for r in crashed.failures] == ["crashed"]
-        assert crashed.failures[0].plugin == "attacker"
-        if n < crashes - 1:  # its honest restart
-            ok = await host.call("step", data=n)
-            assert ok.called == ["attacker", "healthy"]
-            assert ok.value == ["healthy", ["answered as attacker", n]]
-    outcome = await host.call("step", data="after")
-    (report,) = outcome.failures
-    assert outcome.called == ["healthy"]
-    return report, outcome.value
+    return worker_pid(host, "healthy")
+
+
+async def crash(host: PluginHost) -> None:
+    outcome = await host.call("step", data="crash")
+    assert [(r.plugin, r.cause) for r in outcome.failures] == [("attacker", "crashed")]
 
 
 async def check_attacker_named(host: PluginHost, bystander_pid: int | None) -> None:
@@ -162,22 +158,20 @@ async def test_a_fresh_worker_cannot_take_another_plugins_name(
     caplog.set_level(logging.WARNING, logger="plugbox.plugin")
     audit = attacker_scratch.parent / f"{attacker_scratch.name}.audit.jsonl"
     before = rss()
+    limits = Limits(backoff_initial=0.0, warm_spare=False, max_failures=2)
     try:
         async with PluginHost(HOOKS, audit_path=audit) as host:
-            report, value = await renamed_restart(
-                host,
-                attacker_scratch,
-                Limits(backoff_initial=0.0, warm_spare=False, max_failures=2),
-                1,
-            )
+            bystander = await add_attacker_and_bystander(host, attacker_scratch, limits, 1)
+            await crash(host)
+            outcome = await host.call("step", data="after")  # a fresh worker, renamed
+            (report,) = outcome.failures
+            assert outcome.called == ["healthy"] and outcome.value == ["healthy", "after"]
             assert report.plugin == "attacker" and report.version == "6.6.6"
             assert report.cause == "protocol" and report.hook == "step"
             assert report.detail == (
                 "while loading: a restarted worker's Handshake claims name 'healthy', but "
                 "the plugin was registered with name 'attacker'"
             )
-            assert value == ["healthy", "after"]
-            bystander = worker_pid(host, "healthy")
             await check_attacker_named(host, bystander)
             records = [json.loads(line) for line in audit.read_text().splitlines()]
         assert rss() - before < RSS_BOUND
@@ -198,43 +192,29 @@ async def test_a_resumed_standby_cannot_take_another_plugins_name(
     before = rss()
     limits = Limits(backoff_initial=0.0, warm_spare=True, max_failures=3)
     async with PluginHost(HOOKS) as host:
-        attacker_plugin: SupervisedPlugin | None = None
-        spare_pid = None
-
-        async def crash_then_take_spare() -> None:
-            nonlocal spare_pid
-            plugin = supervised(host, "attacker")
-            if plugin.standby.launching is not None:
-                await plugin.standby.launching.wait()
-            spare = plugin.standby.worker
-            assert spare is not None and await spare.wait_confined()
-            spare_pid = spare.pid
-
-        (attacker_scratch / "rename_after").write_text("2")
-        await host.add(
-            ref("RenamingPlugin"),
-            limits=limits,
-            sandbox=Sandbox(scratch=str(attacker_scratch)),
-            on_failure="skip",
-        )
-        await host.add(ref("HealthyPlugin"))
-        bystander = worker_pid(host, "healthy")
-        attacker_plugin = supervised(host, "attacker")
-        assert [r.cause for r in (await host.call("step", data="crash")).failures] == ["crashed"]
-        ok = await host.call("step", data=1)  # an honest restart: a standby is made after
+        bystander = await add_attacker_and_bystander(host, attacker_scratch, limits, 2)
+        attacker = supervised(host, "attacker")
+        await crash(host)
+        ok = await host.call("step", data=1)  # an honest restart; a standby is made after
         assert ok.value == ["healthy", ["answered as attacker", 1]]
-        await crash_then_take_spare()
-        assert [r.cause for r in (await host.call("step", data="crash")).failures] == ["crashed"]
-        # the call that resumes the standby goes right behind Resume: never answered
+        if attacker.standby.launching is not None:
+            await attacker.standby.launching.wait()
+        spare = attacker.standby.worker
+        assert spare is not None and await spare.wait_confined()
+        await crash(host)
+        # resumes the standby (none of the plugin's code ran in it before), with the call
+        # sent right behind Resume (no version pin, no strict sandbox): the worker runs
+        # it, renamed, but its answer is never taken
         outcome = await host.call("step", data="after")
         (report,) = outcome.failures
         assert report.plugin == "attacker" and report.cause == "protocol"
-        assert report.pid == spare_pid and report.detail.endswith(
+        assert report.pid == spare.pid and report.detail.endswith(
             "claims name 'healthy', but the plugin was registered with name 'attacker'"
         )
         assert outcome.called == ["healthy"] and outcome.value == ["healthy", "after"]
-        assert attacker_plugin.name == "attacker" and attacker_plugin.worker is None
+        assert attacker.name == "attacker" and attacker.worker is None
         await check_attacker_named(host, bystander)
+    assert (attacker_scratch / "answered as healthy").exists(), "the call was not sent early"
     assert rss() - before < RSS_BOUND
 
 
@@ -367,3 +347,76 @@ async def test_the_callers_own_argument_over_a_frame_cap_is_a_type_error(
             await host.call("step", data=b"x" * (2 << 20))
         assert (await host.call("step", data=1)).value == ["healthy", 1]
         assert worker_pid(host, "healthy") == pid and host.reports == []
+
+
+# ---------------------------------------------------------------- blame, unit
+class FakeCallee:
+    """A plugin as ``call_hook`` sees it: answers ``answer(data)``; a Call over ``cap``
+    bytes of arguments raises as the worker's send does."""
+
+    def __init__(self, name: str, answer: Any, cap: int = 1 << 20) -> None:
+        self.name, self.answer, self.cap = name, answer, cap
+        self.hooks = {"c": ["data"]}
+        self.closed = False
+        self.options = PluginOptions(ref=name, on_failure="skip")
+        self.got: list[Any] = []
+
+    async def invoke(self, hook: str, args: dict[str, Any], packed: dict[str, bytes]) -> Any:
+        size = sum(map(len, packed.values()))
+        if size > self.cap:
+            raise LocalProtocolError(f"Call of {size} bytes exceeds the cap", side="host")
+        self.got.append(args["data"])
+        return self.answer(args["data"]), {}
+
+    def refuse(self, hook: str, detail: str) -> PluginFailure:
+        report = FailureReport(
+            plugin=self.name, version="1", hook=hook, cause="protocol", detail=detail
+        )
+        return PluginProtocolError(report)
+
+
+async def test_blame_goes_back_producer_by_producer_to_the_last_good_value() -> None:
+    chain = HookSpec(name="c", args=("data",), mode="chain")
+    a = FakeCallee("a", lambda data: b"a" * 3000)
+    b = FakeCallee("b", lambda data: b"b" * 2000)
+    c = FakeCallee("c", lambda data: ["c", data], cap=1000)
+    outcome = await call_hook(chain, [a, b, c], {"data": "start"})  # type: ignore[list-item]
+    # b's value (2000 bytes) is too large for c: b fails, and c would get a's value
+    # (3000 bytes), also too large: a fails, and c gets the caller's
+    assert [(r.plugin, r.detail) for r in outcome.failures] == [
+        (
+            "b",
+            "hook 'c': the value it left as argument 'data' (2003 bytes) cannot be sent "
+            "to plugin 'c': Call of 2003 bytes exceeds the cap",
+        ),
+        (
+            "a",
+            "hook 'c': the value it left as argument 'data' (3003 bytes) cannot be sent "
+            "to plugin 'c': Call of 3003 bytes exceeds the cap",
+        ),
+    ]
+    assert outcome.called == ["c"] and c.got == ["start"] and outcome.value == ["c", "start"]
+
+
+async def test_a_value_too_deep_to_pass_on_is_refused_before_anything_is_applied() -> None:
+    from plugbox.host.calling import Handoff
+
+    mutable = HookSpec(name="c", args=("data",), mode="first_result", mutable=("data",))
+    handoff = Handoff(mutable, None)
+    args, packed = {"data": {"k": 1}}, {"data": b"\x81\xa1k\x01"}
+    who = FakeCallee("p", None)
+    problem = handoff.take(who, args, packed, None, {"data": nested(63)})  # type: ignore[arg-type]
+    assert problem == (
+        "hook 'c': the value it left cannot be passed on as argument 'data' (it broke the "
+        "contract of what may cross): it nests deeper than 62 levels (the protocol's cap)"
+    )
+    assert args == {"data": {"k": 1}} and packed == {"data": b"\x81\xa1k\x01"}
+    assert handoff.take(who, args, packed, None, {"data": nested(62)}) is None  # type: ignore[arg-type]
+    assert args == {"data": nested(62)}
+
+
+def nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth - 1):
+        value = [value]
+    return value
