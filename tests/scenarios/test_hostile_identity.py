@@ -60,6 +60,13 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def rss_within_bound(before: int) -> None:
+    """The test process's RSS grew by less than ``RSS_BOUND`` (printed, with ``-s``)."""
+    grown = rss() - before
+    print(f"host RSS grew by {grown / (1 << 20):.1f} MB (bound {RSS_BOUND >> 20} MB)")
+    assert grown < RSS_BOUND
+
+
 @pytest.fixture
 def tmpdir_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A temporary directory for the workers' scratch directories (``tempfile``'s),
@@ -174,7 +181,7 @@ async def test_a_fresh_worker_cannot_take_another_plugins_name(
             )
             await check_attacker_named(host, bystander)
             records = [json.loads(line) for line in audit.read_text().splitlines()]
-        assert rss() - before < RSS_BOUND
+        rss_within_bound(before)
     finally:
         audit.unlink(missing_ok=True)
     # the trail names the bystander only for the bystander's own worker
@@ -215,7 +222,7 @@ async def test_a_resumed_standby_cannot_take_another_plugins_name(
         assert attacker.name == "attacker" and attacker.worker is None
         await check_attacker_named(host, bystander)
     assert (attacker_scratch / "answered as healthy").exists(), "the call was not sent early"
-    assert rss() - before < RSS_BOUND
+    rss_within_bound(before)
 
 
 # ---------------------------------------------------------------- blame
@@ -285,7 +292,7 @@ async def test_a_value_the_next_plugin_cannot_take_fails_its_producer(
         assert outcome.value == ["healthy", "still"] and outcome.called == ["healthy"]
         assert worker_pid(host, "healthy") == bystander
         no_report_of(host, "healthy")
-    assert rss() - before < RSS_BOUND
+    rss_within_bound(before)
 
 
 async def test_a_value_of_a_type_that_cannot_cross_fails_its_producer(
@@ -334,7 +341,7 @@ async def test_a_mutable_argument_the_next_plugin_cannot_take_fails_who_changed_
         audit.unlink(missing_ok=True)
     calls = [(r["plugin"], r["outcome"]) for r in records if r["event"] == "call"]
     assert calls == [("mutating", "ok"), ("mutating", "protocol"), ("healthy", "ok")]
-    assert rss() - before < RSS_BOUND
+    rss_within_bound(before)
 
 
 async def test_the_callers_own_argument_over_a_frame_cap_is_a_type_error(
