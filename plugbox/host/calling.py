@@ -182,10 +182,6 @@ async def _invoke(
                 raise _too_large(spec, plugin, sent_packed, exc) from None
 
 
-#: in ``Handoff.take``: the first argument is replaced by the returned value
-_REPLACED = object()
-
-
 class _Blamed(Exception):
     """A producer's failure under "raise", found as the next plugin's call was made."""
 

@@ -210,9 +210,10 @@ async def test_a_resumed_standby_cannot_take_another_plugins_name(
         assert spare is not None and await spare.wait_confined()
         await crash(host)
         # resumes the standby (none of the plugin's code ran in it before), with the call
-        # sent right behind Resume (no version pin, no strict sandbox): the worker runs
-        # it, renamed, but its answer is never taken
+        # sent right behind Resume (no version pin, no strict sandbox): the worker may
+        # run it, renamed, but its answer is never taken
         outcome = await host.call("step", data="after")
+        assert spare.calls == 1, "the call was not sent with Resume"
         (report,) = outcome.failures
         assert report.plugin == "attacker" and report.cause == "protocol"
         assert report.pid == spare.pid and report.detail.endswith(
@@ -221,7 +222,6 @@ async def test_a_resumed_standby_cannot_take_another_plugins_name(
         assert outcome.called == ["healthy"] and outcome.value == ["healthy", "after"]
         assert attacker.name == "attacker" and attacker.worker is None
         await check_attacker_named(host, bystander)
-    assert (attacker_scratch / "answered as healthy").exists(), "the call was not sent early"
     rss_within_bound(before)
 
 
