@@ -136,7 +136,8 @@ class PluginCPUExceeded(PluginFailure):
 
 class PluginProtocolError(PluginFailure):
     """The worker broke the wire protocol (garbage, oversize frame, unknown id, a
-    closed channel); it was killed."""
+    closed channel, a restart claiming another name or version); it was killed. Or the
+    plugin answered with a value the next plugin cannot take; its worker lives on."""
 
     cause = "protocol"
 

@@ -18,7 +18,8 @@ CAUSES: dict[Cause, str] = {
     "timeout": "the call passed its deadline and the worker was killed",
     "memory": "the worker ran out of memory",
     "cpu": "the worker used up its CPU seconds",
-    "protocol": "the worker broke the wire protocol and was killed",
+    "protocol": "the worker broke the wire protocol and was killed, or answered with a "
+    "value the next plugin cannot take",
     "quarantined": "the plugin failed too often and is not called",
 }
 

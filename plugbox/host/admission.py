@@ -1,10 +1,12 @@
 """Whether a plugin may run: its pinned sha256 before any worker starts, its Handshake
-against the version pins and a strict sandbox, and a worker's own refusal."""
+against the version pins, a strict sandbox and the identity it was registered with, and
+a worker's own refusal."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import anyio
 
@@ -72,6 +74,56 @@ async def admit(options: PluginOptions, worker: WorkerProcess, hello: Handshake)
             worker.kill(None)
             await worker.wait_reaped()
             raise PluginVersionError(options.ref, pin.spec, found.as_dict(), problem)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a plugin is: its name and version, and its distribution's when reported.
+    Fixed by the first Handshake (at ``host.add``); every later worker must repeat it."""
+
+    name: str
+    version: str
+    dist_name: str
+    dist_version: str
+
+    @classmethod
+    def of(cls, hello: Handshake) -> Identity:
+        """The identity ``hello`` claims."""
+        return cls(hello.plugin, hello.version, hello.dist_name, hello.dist_version)
+
+
+#: how much of a claimed name or version a report quotes (the worker chose its length)
+_QUOTED = 80
+
+
+def same_identity(registered: Identity | None, worker: WorkerProcess, hello: Handshake) -> bool:
+    """Whether ``hello`` repeats the identity the plugin was registered with (always, for
+    the first Handshake: ``registered`` None). A restarted worker that claims another
+    name, version or distribution is killed, cause ``protocol``: a plugin cannot take
+    another's name, and its failures stay its own. A call sent with Resume is never
+    answered, as the worker is not adopted."""
+    if registered is None:
+        return True
+    problem = changed_identity(registered, Identity.of(hello))
+    if problem is not None:
+        worker.kill("protocol", problem)
+    return problem is None
+
+
+def changed_identity(registered: Identity, claimed: Identity) -> str | None:
+    """What ``claimed`` changes of ``registered``, in words; None if nothing."""
+    if claimed == registered:
+        return None
+    fields = ("name", "version", "dist_name", "dist_version")
+    what = [f for f in fields if getattr(claimed, f) != getattr(registered, f)]
+    said = ", ".join(f"{f} {_quote(getattr(claimed, f))}" for f in what)
+    was = ", ".join(f"{f} {_quote(getattr(registered, f))}" for f in what)
+    return f"a restarted worker's Handshake claims {said}, but the plugin was registered with {was}"
+
+
+def _quote(text: str) -> str:
+    quoted = repr(text)
+    return quoted if len(quoted) <= _QUOTED else f"{quoted[:_QUOTED]}... ({len(text)} chars)"
 
 
 def may_call_before_handshake(options: PluginOptions, worker: WorkerProcess) -> bool:

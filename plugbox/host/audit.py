@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..errors import PluginFailure
-from ..protocol import pack
+from ..protocol import LocalProtocolError, pack
 from ..reports import bytes_as_json
 from .calling import call_hook
 
@@ -227,6 +227,11 @@ class AuditedPlugin:
     def abandon(self, call: SentCall) -> None:
         self._plugin.abandon(call)
 
+    def refuse(self, hook: str, detail: str) -> PluginFailure:
+        failure = self._plugin.refuse(hook, detail)
+        self._audit.refused(self._plugin, failure)
+        return failure
+
 
 class CallAudit:
     """The audit of one ``host.call``: one record per plugin invocation."""
@@ -282,6 +287,8 @@ class CallAudit:
                 record["pid"] = report.pid
             self._finish(record, args, None, None)
             raise
+        except LocalProtocolError:  # over its frame cap: not sent, so not called (calling)
+            raise
         except BaseException as exc:
             cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
             record.update(
@@ -310,6 +317,34 @@ class CallAudit:
         )
         self._finish(record, args, value, {k: changed[k] for k in kept})
         return value, changed
+
+    def refused(self, plugin: SupervisedPlugin, failure: PluginFailure) -> None:
+        """The record of a value ``plugin`` answered with (its call recorded ``ok``) that
+        could not be passed on to the next plugin: a second record of its call, with
+        the failure's cause."""
+        report = failure.report
+        spec = self.spec
+        record: dict[str, Any] = {
+            "event": "call",
+            "time": report.time,
+            "host_pid": os.getpid(),
+            "call": self.call_id,
+            "hook": spec.name,
+            "mode": spec.mode,
+            "plugin": plugin.name,
+            "version": plugin.version,
+            "bytes_in": 0,
+            "pid": report.pid,
+            "duration": 0.0,
+            "outcome": report.cause,
+            "detail": report.detail,
+            "bytes_out": 0,
+            "returned": False,
+            "short_circuit": False,
+            "changed": [],
+            "policy": plugin.options.on_failure or self.default_policy or spec.default_on_failure,
+        }
+        self.trail.emit(record)
 
     def _finish(
         self,

@@ -1,6 +1,7 @@
 """How one hook call runs across the plugins that implement it: per the hook's mode
 (``observe`` all at once, the others in the order of adding), each plugin's failure
-policy, and the arguments it changed in place applied for the next and the caller."""
+policy, and what a plugin returns or changes passed on to the next and the caller (a
+value the next plugin cannot take fails the plugin that produced it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from typing import Any, Protocol
 import anyio
 
 from ..errors import PluginFailure
-from ..protocol import check_crossable, pack
+from ..protocol import (
+    MAX_VALUE_DEPTH,
+    LocalProtocolError,
+    check_crossable,
+    pack_decoded,
+    unpack_as_peer,
+)
 from ..reports import Outcome
 from ..specs import HookSpec, OnFailure
 from .options import PluginOptions
@@ -37,6 +44,7 @@ class Callee(Protocol):
     ) -> SentCall | None: ...
     async def finish(self, call: SentCall) -> tuple[Any, dict[str, Any]]: ...
     def abandon(self, call: SentCall) -> None: ...
+    def refuse(self, hook: str, detail: str) -> PluginFailure: ...
 
 
 #: what a host calls hooks with: ``call_hook``, or the audit's wrapper of it
@@ -116,26 +124,34 @@ async def call_hook(
         return outcome
     collected: list[Any] = []
     first = spec.args[0] if spec.args else None
+    handoff: Handoff | None = None  # made once a plugin changes an argument
     for plugin in targets:
         try:
-            value = await _invoke(plugin, spec, args, packed)
+            value, changed = await _invoke(plugin, spec, args, packed, handoff, outcome)
         except PluginFailure as failure:
             if _policy(spec, plugin, default_policy) == "raise":
                 raise
             outcome.failures.append(failure.report)
             continue
+        except _Blamed as blamed:  # a producer's failure, under "raise"
+            raise blamed.failure from None
+        if changed or (value is not None and spec.mode == "chain"):
+            if handoff is None:
+                handoff = Handoff(spec, default_policy)
+            problem = handoff.take(plugin, args, packed, value, changed)
+            if problem is not None:  # nothing of it was taken
+                refused = plugin.refuse(spec.name, problem)
+                if _policy(spec, plugin, default_policy) == "raise":
+                    raise refused
+                outcome.failures.append(refused.report)
+                continue
         outcome.called.append(plugin.name)
-        if value is None:
+        if value is None or spec.mode == "chain":
             continue
         if spec.mode == "first_result":
             outcome.value = value
             return outcome
-        if spec.mode == "chain":
-            assert first is not None
-            args[first] = value
-            packed[first] = pack(value)
-        else:
-            collected.append(value)
+        collected.append(value)
     if spec.mode == "chain":
         outcome.value = args[first] if first is not None else None
     elif spec.mode == "collect":
@@ -144,16 +160,137 @@ async def call_hook(
 
 
 async def _invoke(
-    plugin: Callee, spec: HookSpec, args: dict[str, Any], packed: dict[str, bytes]
-) -> Any:
-    sent, sent_packed = _accepted(plugin, spec, args, packed)
-    value, changed = await plugin.invoke(spec.name, sent, sent_packed)
-    if changed:
-        kept = {k: v for k, v in changed.items() if k in spec.mutable}
-        apply_changes(args, kept)
-        for name in kept:
-            packed[name] = pack(args[name])
-    return value
+    plugin: Callee,
+    spec: HookSpec,
+    args: dict[str, Any],
+    packed: dict[str, bytes],
+    handoff: Handoff | None,
+    outcome: Outcome,
+) -> tuple[Any, dict[str, Any]]:
+    """``plugin.invoke`` with the arguments it takes. A Call over its worker's frame cap
+    is not sent (LocalProtocolError): the plugin that produced the largest value in it
+    fails instead (``Handoff.blame``) and, under "skip", the call is made again with the
+    value before. If the caller's own arguments do not fit: TypeError."""
+    while True:
+        sent, sent_packed = _accepted(plugin, spec, args, packed)
+        try:
+            return await plugin.invoke(spec.name, sent, sent_packed)
+        except LocalProtocolError as exc:
+            if handoff is None or not handoff.blame(
+                plugin, args, packed, sent_packed, exc, outcome
+            ):
+                raise _too_large(spec, plugin, sent_packed, exc) from None
+
+
+class _Blamed(Exception):
+    """A producer's failure under "raise", found as the next plugin's call was made."""
+
+    def __init__(self, failure: PluginFailure) -> None:
+        self.failure = failure
+
+
+class Handoff:
+    """The arguments plugins changed during one hook call: which plugin changed each,
+    and its value before, packed. A value the next plugin cannot take fails the plugin
+    that produced it, and the call goes on with the value before."""
+
+    __slots__ = ("changes", "default_policy", "spec")
+
+    def __init__(self, spec: HookSpec, default_policy: OnFailure | None) -> None:
+        self.spec = spec
+        self.default_policy = default_policy
+        #: (argument, the plugin that changed it, its packed value before), in order
+        self.changes: list[tuple[str, Callee, bytes]] = []
+
+    def take(
+        self,
+        plugin: Callee,
+        args: dict[str, Any],
+        packed: dict[str, bytes],
+        value: Any,
+        changed: dict[str, Any],
+    ) -> str | None:
+        """Apply what ``plugin`` answered for the plugins after it: its changes to
+        mutable arguments and, in chain mode, its value as the first argument, each
+        packed once. Why one cannot be passed on (then nothing is applied), or None.
+        A value decoded from its reply may nest one level deeper than an argument."""
+        spec = self.spec
+        first = spec.args[0] if spec.mode == "chain" and value is not None else None
+        name = first
+        try:
+            if changed:
+                names = [n for n in changed if n in spec.mutable and n != first]
+                packs = []
+                for name in names:  # (``name`` says which one failed)
+                    packs.append(pack_decoded(changed[name], MAX_VALUE_DEPTH))
+                name = first
+            if first is not None:
+                value_packed = pack_decoded(value, MAX_VALUE_DEPTH)
+        except (TypeError, ValueError, OverflowError) as exc:
+            what = "the value it returned" if name == first else "the value it left"
+            return (
+                f"hook {spec.name!r}: {what} cannot be passed on as argument {name!r} "
+                f"(it broke the contract of what may cross): {exc}"
+            )
+        if changed:
+            for name, new_packed in zip(names, packs, strict=True):
+                self.changes.append((name, plugin, packed[name]))
+                apply_changes(args, {name: changed[name]})
+                packed[name] = new_packed
+        if first is not None:
+            self.changes.append((first, plugin, packed[first]))
+            args[first] = value
+            packed[first] = value_packed
+        return None
+
+    def blame(
+        self,
+        plugin: Callee,
+        args: dict[str, Any],
+        packed: dict[str, bytes],
+        sent: dict[str, bytes],
+        exc: LocalProtocolError,
+        outcome: Outcome,
+    ) -> bool:
+        """The Call to ``plugin`` with ``sent`` is over its frame cap (``exc``): fail the
+        plugin that produced the largest argument value in it, if a plugin did (False if
+        none did: the caller's arguments are too large). Under "skip" its changes still
+        in force are undone, for the call to be made again; under "raise", _Blamed."""
+        latest = {name: producer for name, producer, _ in self.changes}
+        produced = [name for name in sent if name in latest]
+        if not produced:
+            return False
+        name = max(produced, key=lambda n: len(sent[n]))
+        producer = latest[name]
+        failure = producer.refuse(
+            self.spec.name,
+            f"hook {self.spec.name!r}: the value it left as argument {name!r} "
+            f"({len(sent[name])} bytes) cannot be sent to plugin {plugin.name!r}: "
+            f"{exc.reason}",
+        )
+        if _policy(self.spec, producer, self.default_policy) == "raise":
+            raise _Blamed(failure)
+        outcome.failures.append(failure.report)
+        if producer.name in outcome.called:
+            outcome.called.remove(producer.name)
+        for i in range(len(self.changes) - 1, -1, -1):  # its changes no later plugin redid
+            arg, changer, before = self.changes[i]
+            if changer is producer and latest[arg] is producer:
+                del self.changes[i]
+                apply_changes(args, {arg: unpack_as_peer(before)})
+                packed[arg] = before
+        return True
+
+
+def _too_large(
+    spec: HookSpec, plugin: Callee, sent: dict[str, bytes], exc: LocalProtocolError
+) -> TypeError:
+    """The caller's error for arguments over ``plugin``'s frame cap."""
+    sizes = ", ".join(f"{name!r}: {len(value)} bytes" for name, value in sent.items())
+    return TypeError(
+        f"hook {spec.name!r}: the arguments ({sizes}) cannot be sent to plugin "
+        f"{plugin.name!r}: {exc.reason} (its Limits.max_message_mb)"
+    )
 
 
 def _accepted(
@@ -181,7 +318,7 @@ async def _observe(
     must be started first (``send`` gives None) is invoked in a task, beside the
     reading. ``called`` and ``failures`` come in
     the order the plugins were added, whichever answered first."""
-    raised: list[PluginFailure] = []
+    raised: list[PluginFailure | TypeError] = []  # a TypeError first: the caller's
 
     def failed(plugin: Callee, failure: PluginFailure) -> None:
         outcome.failures.append(failure.report)
@@ -211,6 +348,9 @@ async def _observe(
         except PluginFailure as failure:
             failed(plugin, failure)
             return
+        except LocalProtocolError as exc:  # (raised after the task group, not in a group)
+            raised.insert(0, _too_large(spec, plugin, accepted_packed, exc))
+            return
         outcome.called.append(plugin.name)
 
     try:
@@ -221,6 +361,8 @@ async def _observe(
             except PluginFailure as failure:  # quarantined
                 failed(plugin, failure)
                 continue
+            except LocalProtocolError as exc:
+                raise _too_large(spec, plugin, accepted_packed, exc) from None
             if call is None:
                 starting.append(plugin)
             else:

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ..errors import FAILURE_TYPES, PluginLoadError
+from ..errors import FAILURE_TYPES, PluginFailure, PluginLoadError
 from ..protocol import Error, Handshake, LocalProtocolError, Result
 from ..reports import FailureReport
 from ..specs import HookSet
@@ -73,6 +73,7 @@ class SupervisedPlugin(FailureAccounting):
         self.launcher = launcher
         self.tg = tg
         self.record = record
+        self.identity: admission.Identity | None = None  # the first Handshake's: fixed
         self.name = options.ref
         self.version = ""
         self.hooks: dict[str, list[str]] = {}
@@ -86,7 +87,7 @@ class SupervisedPlugin(FailureAccounting):
         self.standby = Standby(
             options.ref,
             inline=options.inline is not None,
-            launch=self._launch_standby,
+            launch=lambda: self._launch(standby=True),
             needed=self._may_keep_standby,
             tg=tg,
         )
@@ -113,9 +114,7 @@ class SupervisedPlugin(FailureAccounting):
         await admission.check_integrity(self.options)
         worker = await self.standby.take(self.name, self.logger)
         if worker is None:
-            worker = await launch_worker(
-                self.options, self.spec, self.launcher, self.tg, label=self.name, logger=self.logger
-            )
+            worker = await self._launch()
         else:
             worker.resume()
             if first is not None and admission.may_call_before_handshake(self.options, worker):
@@ -123,6 +122,8 @@ class SupervisedPlugin(FailureAccounting):
                     first.sent = worker.send_call(first.hook, first.args, first.packed)
                 except LocalProtocolError:
                     pass  # over the frame cap: the call fails the usual way, after
+        # a restart logs as registered (set before its reader runs: nothing here waited)
+        worker.registered_as = self.name if self.identity is not None else None
         try:
             return await self._load(worker)
         except BaseException:
@@ -133,7 +134,7 @@ class SupervisedPlugin(FailureAccounting):
     async def _load(self, worker: WorkerProcess) -> Handshake:
         """Wait for ``worker`` to load the plugin, check its Handshake and adopt it."""
         reply = await worker.wait_handshake(self.options.limits.start_timeout)
-        if isinstance(reply, Handshake):
+        if isinstance(reply, Handshake) and admission.same_identity(self.identity, worker, reply):
             await admission.admit(self.options, worker, reply)
             self._adopt(worker, reply)
             return reply
@@ -146,17 +147,11 @@ class SupervisedPlugin(FailureAccounting):
         report = failure_report(self, worker, "(load)", cause, f"while loading: {detail}", death)
         raise PluginLoadError(self.options.ref, f"{cause}: {detail}", report=report)
 
-    async def _launch_standby(self) -> WorkerProcess:
-        """A worker told to confine itself and wait for Resume (``Standby``)."""
-        return await launch_worker(
-            self.options,
-            self.spec,
-            self.launcher,
-            self.tg,
-            label=self.name,
-            logger=self.logger,
-            standby=True,
-        )
+    async def _launch(self, *, standby: bool = False) -> WorkerProcess:
+        """A new worker; with ``standby``, one told to confine itself and wait for Resume
+        (``Standby``)."""
+        parts = (self.options, self.spec, self.launcher, self.tg)
+        return await launch_worker(*parts, label=self.name, logger=self.logger, standby=standby)
 
     def _may_keep_standby(self) -> bool:
         """Whether a standby worker is of use: the plugin is neither closed nor quarantined."""
@@ -170,13 +165,13 @@ class SupervisedPlugin(FailureAccounting):
 
     def _adopt(self, worker: WorkerProcess, hello: Handshake) -> None:
         self.worker = worker
-        self.name = hello.plugin
-        self.version = hello.version
+        if self.identity is None:  # the first Handshake (host.add) says who the plugin is
+            self.identity = admission.Identity.of(hello)
+            self.name, self.version = hello.plugin, hello.version
+            self.dist_name, self.dist_version = hello.dist_name, hello.dist_version
         self.hooks = hello.hooks
         self.problems = hello.problems
         self.layers = hello.layers
-        self.dist_name = hello.dist_name
-        self.dist_version = hello.dist_version
         self.logger = worker.logger
 
     async def _ensure_worker(self, hook: str, first: FirstCall | None = None) -> WorkerProcess:
@@ -274,6 +269,14 @@ class SupervisedPlugin(FailureAccounting):
     def abandon(self, call: SentCall) -> None:
         """Give up on a call ``send`` made, unanswered (the worker is told to cancel it)."""
         call.worker.abandon(call.call_id)
+
+    def refuse(self, hook: str, detail: str) -> PluginFailure:
+        """The failure of a value this plugin answered ``hook`` with that cannot be passed
+        on to the next plugin (``calling``): it broke the contract of what may cross, a
+        protocol failure counted toward quarantine; its worker, whose frames were all within
+        bounds, is not suspect and lives on."""
+        report = failure_report(self, self.worker, hook, "protocol", detail, None)
+        return FAILURE_TYPES["protocol"](self._count_failure(report))
 
     async def finish(self, call: SentCall) -> tuple[Any, dict[str, Any]]:
         """The reply to ``call`` (``send``): (value, changed arguments), or a

@@ -71,6 +71,7 @@ class WorkerProcess:
     ) -> None:
         self.spawned = spawned
         self.label = label
+        self.registered_as: str | None = None  # a restart's name: its logs go under it
         self.limits = limits
         self.logger = logger
         #: which message may come next, from either side (``plugbox.protocol``)
@@ -367,7 +368,7 @@ class WorkerProcess:
             self._confined.set()
         elif isinstance(msg, Handshake):
             self.end.baseline_rss_kb = msg.baseline_rss_kb
-            self.name_logger(msg.plugin)
+            self.name_logger(self.registered_as or msg.plugin)
             for early in self._early_logs:
                 self.logger.log(early.level, "%s: %s", early.logger, early.message)
             self._early_logs.clear()

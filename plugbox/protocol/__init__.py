@@ -33,7 +33,7 @@ from ._messages import (
     Start,
 )
 from ._state import HOST_SENDS, WORKER_SENDS, ChannelState, HostPhase, WorkerPhase
-from ._values import check_crossable, pack
+from ._values import check_crossable, pack, pack_decoded, unpack_as_peer
 
 __all__ = [
     "CHANNEL_FD",
@@ -80,6 +80,8 @@ __all__ = [
     "encode_call",
     "encode_result",
     "pack",
+    "pack_decoded",
     "pack_exit_report",
+    "unpack_as_peer",
     "unpack_exit_report",
 ]

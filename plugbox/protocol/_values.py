@@ -156,6 +156,17 @@ def pack_for_peer(value: Any, max_depth: int) -> bytes | None:
     return None if nests_deeper(packed, decoded, max_depth) else packed
 
 
+def pack_decoded(value: Any, max_depth: int) -> bytes:
+    """``pack(value)`` for a value decoded from a peer's frame, to be sent on in another
+    frame; ValueError when it nests deeper than ``max_depth``. It was decoded under a
+    depth cap, holds only the exact msgpack types and is at hand decoded: no second
+    decode, and a walk only when its bytes hold ``max_depth`` container headers."""
+    packed = pack(value)
+    if len(packed) >= max_depth and nests_deeper(packed, value, max_depth):
+        raise ValueError(f"it nests deeper than {max_depth} levels (the protocol's cap)")
+    return packed
+
+
 def check_crossable(value: Any) -> bytes:
     """Pack ``value`` and check the other side can decode it; TypeError if not.
 
