@@ -47,7 +47,6 @@ class Source:
     path: str | None = None
     text: bytes | None = None
     class_name: str | None = None
-    import_dir: str | None = None
     inline: bytes | None = None
     #: ``text`` compiled ahead of the import (``precompile``)
     code: types.CodeType | None = None
@@ -173,9 +172,7 @@ def import_source(source: Source) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__file__ = source.path
     sys.modules[name] = module
-    directory = source.import_dir or os.path.dirname(source.path)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
+    # the modules beside it are found after every other module (``sandbox.reads``)
     code = source.code or compile(source.text, source.path, "exec")
     exec(code, module.__dict__)
     return module
