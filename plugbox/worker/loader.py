@@ -110,11 +110,12 @@ def verify_text(source: Source, expected: str) -> None:
 
 
 def verify_module(source: Source, expected: str, scratch: Any) -> None:
-    """The module plugin's code must hash to ``expected`` (``plugbox.trust.integrity``), and
-    every source file imported from it later must still be the one hashed.
+    """The module plugin's code must hash to ``expected`` (``plugbox.trust.integrity``),
+    and nothing runs from it later but the bytes hashed (``guard_source_loads``: each
+    file checked again as it is read, no bytecode, extensions from a checked copy).
 
-    Bytecode caches next to the sources are never read (``sys.pycache_prefix`` points
-    into the worker's scratch directory) nor written.
+    Bytecode caches are neither read nor written (``sys.pycache_prefix`` points into
+    the worker's scratch directory besides).
     """
     from ..trust import integrity  # only when a hash is pinned
 

@@ -21,12 +21,15 @@ an ordinary user, whose workers keep its uid, against the user's own private fil
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import pwd
+import py_compile
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Iterator
@@ -35,12 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psutil
 import pytest
 
 import plugbox
 from plugbox import PluginHost, PluginInfo, Sandbox
-from plugbox.errors import PluginRaised
+from plugbox.errors import PluginIntegrityError, PluginRaised
 from plugbox.specs import HookSet, HookSpec
 from plugbox.trust import integrity
 from plugbox.worker.sandbox import landlock
@@ -388,3 +392,186 @@ async def test_a_module_beside_a_pinned_plugin_cannot_stand_in_for_the_stdlib(
         # a module beside it that stands in for nothing imports as before
         assert (await a.attack("import", "helper_mod"))["file"] == str(plugins / "helper_mod.py")
         await a.unharmed()
+
+
+# --- code a pinned package's digest did not cover ----------------------------------------
+def make_pinned_package(root: Path, name: str, init: str) -> str:
+    """A package plugin ``name`` under ``root`` whose ``__init__.py`` is ``init``, and
+    whose ``plugin`` module answers ``attack`` with what ``__init__`` left in ``ANSWER``."""
+    put(root / name / "__init__.py", init)
+    put(
+        root / name / "plugin.py",
+        """\
+        from . import ANSWER
+
+
+        class PinnedPlugin:
+            name = "attacker"
+            version = "1.0"
+
+            def attack(self, what, target):
+                return ANSWER
+        """,
+    )
+    return f"{name}.plugin"
+
+
+OPTIONAL_SPEEDUPS = """\
+    try:  # an optional accelerator, as many packages have
+        from ._speedups import ANSWER
+    except ImportError:
+        ANSWER = "genuine"
+"""
+
+
+async def test_a_sourceless_pyc_planted_in_a_pinned_package_is_not_run(
+    monkeypatch: pytest.MonkeyPatch, open_dir: Path
+) -> None:
+    ref = make_pinned_package(open_dir, "pinned_pyc_pkg", OPTIONAL_SPEEDUPS)
+    monkeypatch.syspath_prepend(str(open_dir))
+    good = integrity.digest(ref)
+    # planted after pinning: bytecode with no source, which the import system loads
+    evil = put(open_dir / "evil_speedups.py", "ANSWER = 'pwned'\n")
+    planted = open_dir / "pinned_pyc_pkg" / "_speedups.pyc"
+    py_compile.compile(str(evil), cfile=str(planted), doraise=True)
+    planted.chmod(0o644)
+    evil.unlink()
+    assert integrity.digest(ref) == good  # the digest leaves bytecode out, by definition
+    rss = psutil.Process().memory_info().rss
+    async with PluginHost(SPECS) as host:
+        bystander = await host.add(BYSTANDER)
+        with pytest.raises(PluginIntegrityError) as caught:
+            await host.add(ref, sha256=good)
+        assert [p.name for p in host.plugins] == ["bystander"]
+        assert (await host.call("ping")).value == ["pong"]
+        assert host.plugins[0].pid == bystander.pid
+    exc = caught.value
+    assert exc.checked_by == "worker"
+    assert (
+        exc.what
+        == f"{os.path.realpath(planted)} (bytecode, which the digest does not cover: never loaded)"
+    )
+    assert (exc.expected, exc.actual) == (good, hashlib.sha256(planted.read_bytes()).hexdigest())
+    assert psutil.Process().memory_info().rss - rss < HOST_RSS_BOUND
+
+
+EXTENSION_C = """\
+#include <Python.h>
+static PyObject *answer(PyObject *self, PyObject *unused) { return PyUnicode_FromString(WHO); }
+static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, ""}, {NULL}};
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_ext", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__ext(void) { return PyModule_Create(&def); }
+"""
+
+
+def build_extension(where: Path, who: str) -> Path:
+    """``_ext`` compiled with ``answer()`` returning ``who``; skip without a compiler."""
+    include = sysconfig.get_paths()["include"]
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or not os.path.exists(os.path.join(include, "Python.h")):
+        pytest.skip("building a C extension needs a C compiler and Python's headers")
+    source = put(where / "ext.c", EXTENSION_C)
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    out = where / f"_ext-{who}{suffix}"
+    subprocess.run(
+        [
+            compiler,
+            "-shared",
+            "-fPIC",
+            f'-DWHO="{who}"',
+            f"-I{include}",
+            str(source),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    out.chmod(0o755)
+    return out
+
+
+#: the package's __init__: waits on a fifo in its scratch directory (the hook point the
+#: test swaps the extension at, after every check and before the import), then imports it
+WAIT_THEN_IMPORT = """\
+    import os
+
+    with open(os.path.join(os.environ["HOME"], "go")) as go:
+        go.read()
+    from ._ext import answer
+
+    ANSWER = answer()
+"""
+
+
+@pytest.fixture
+def scratch(open_dir: Path) -> Path:
+    """A scratch directory the worker's user may write, with a fifo ``go`` in it."""
+    path = open_dir / "scratch"
+    path.mkdir()
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    os.mkfifo(path / "go")
+    (path / "go").chmod(0o666)
+    return path
+
+
+@pytest.mark.parametrize("swapped", [True, False], ids=["swapped", "control"])
+async def test_an_extension_swapped_after_the_check_is_not_loaded(
+    monkeypatch: pytest.MonkeyPatch, open_dir: Path, scratch: Path, swapped: bool
+) -> None:
+    build = open_dir / "build"
+    build.mkdir()
+    genuine, evil = build_extension(build, "genuine"), build_extension(build, "evil")
+    ref = make_pinned_package(open_dir, "pinned_ext_pkg", WAIT_THEN_IMPORT)
+    installed = open_dir / "pinned_ext_pkg" / f"_ext{sysconfig.get_config_var('EXT_SUFFIX')}"
+    shutil.copy(genuine, installed)
+    monkeypatch.syspath_prepend(str(open_dir))
+    good = integrity.digest(ref)
+    fifo = scratch / "go"
+
+    def hook() -> None:
+        # blocks until the worker, its checks done, opens the fifo in __init__
+        fd = os.open(fifo, os.O_WRONLY)
+        try:
+            if swapped:
+                os.replace(shutil.copy(evil, build / "staged"), installed)
+            os.write(fd, b"go")
+        except BrokenPipeError:  # released (below): the worker never reached the fifo
+            pass
+        finally:
+            os.close(fd)
+
+    def release() -> None:
+        # if the worker never reached the fifo, open it for reading: the hook goes on
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+
+    rss = psutil.Process().memory_info().rss
+    outcome: dict[str, Any] = {}
+    async with PluginHost(SPECS) as host:
+        bystander = await host.add(BYSTANDER)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, hook)
+            try:
+                outcome["info"] = await host.add(
+                    ref, sha256=good, sandbox=Sandbox(scratch=str(scratch))
+                )
+                outcome["answer"] = (await host.call("attack", what="", target=None)).value
+            except PluginIntegrityError as exc:
+                outcome["error"] = exc
+            finally:
+                release()
+        assert (await host.call("ping")).value == ["pong"]
+        assert [p.pid for p in host.plugins if p.name == "bystander"] == [bystander.pid]
+    assert psutil.Process().memory_info().rss - rss < HOST_RSS_BOUND
+    if not swapped:  # the checked bytes load, from their sealed copy
+        assert outcome.get("answer") == "genuine", outcome
+        return
+    assert "error" in outcome, f"the swapped extension was loaded: {outcome}"
+    exc = outcome["error"]
+    assert exc.checked_by == "worker"
+    assert exc.what == f"{os.path.realpath(installed)} (changed after the check)"
+    # the pin, as the host holds it; the digest of the bytes that would have been loaded
+    assert (exc.expected, exc.actual) == (good, hashlib.sha256(evil.read_bytes()).hexdigest())
