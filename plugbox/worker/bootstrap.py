@@ -222,7 +222,8 @@ def _run(
         os.environ[str(key)] = str(value)
     state.layers["clean_environment"] = True
     # what the worker may read: given, not inherited from the import path
-    grants = reads.plan(source.path, source.module, start.sandbox.get("read_only") or ())
+    read_only = start.sandbox.get("read_only") or ()
+    grants = reads.plan(source.path, source.module, read_only, source.inline)
     import_paths = confine.ImportPaths(grants.open_dirs) if os.geteuid() == 0 else None
     state.layers["oom_score_adj"] = sandbox.raise_oom_score()
     state.layers["unprivileged"] = confine.drop_privileges(start.sandbox.get("user"))

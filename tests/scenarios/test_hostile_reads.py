@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import json
 import os
 import pwd
@@ -130,7 +131,7 @@ class Arena:
 
 
 @asynccontextmanager
-async def arena(attacker: str, **add: Any) -> AsyncIterator[Arena]:
+async def arena(attacker: Any, **add: Any) -> AsyncIterator[Arena]:
     """A host with the bystander and ``attacker``; the host's RSS held to the bound."""
     rss = psutil.Process().memory_info().rss
     async with PluginHost(SPECS) as host:
@@ -224,6 +225,24 @@ async def test_a_module_plugin_gets_its_own_package_not_its_import_path_entry(
         await a.denied("list", str(open_dir))
         assert (await a.attack("read", str(package / "__init__.py"))).startswith(b'"""Plugins')
         assert str(open_dir) not in await a.attack("sys_path")
+
+
+@needs_landlock
+async def test_an_inline_class_gets_its_own_module_not_its_import_path_entry(
+    monkeypatch: pytest.MonkeyPatch, open_dir: Path
+) -> None:
+    # a class handed over as an object, defined at the top level of a module: it is
+    # sent by reference, and the worker imports that module (and only it)
+    shutil.copy(HOSTILE, put(open_dir / "inline_reads_mod.py", ""))
+    put(open_dir / "secret.txt", "beside the module\n")
+    monkeypatch.syspath_prepend(str(open_dir))
+    monkeypatch.delitem(sys.modules, "inline_reads_mod", raising=False)
+    module = importlib.import_module("inline_reads_mod")
+    async with arena(module.ReaderPlugin) as a:
+        needs_layer(a.attacker.layers, "landlock_filesystem")
+        await a.denied("read", str(open_dir / "secret.txt"))
+        await a.denied("list", str(open_dir))
+        assert (await a.attack("read", module.__file__)).startswith(b'"""Plugins')
 
 
 # --- a host run by an ordinary user ------------------------------------------------------

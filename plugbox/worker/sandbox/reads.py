@@ -242,7 +242,8 @@ class ReadPlan:
     grants: list[str] = field(default_factory=list)
     #: the modules beside a file plugin: found after every other finder
     siblings: PluginFinder | None = None
-    #: a module plugin's top-level name, where the import path no longer reaches it
+    #: a module plugin's top-level name (and those an inline class imports), where the
+    #: import path no longer reaches them
     top: PluginFinder | None = None
 
     def relocate(self, fix: Callable[[str], str]) -> None:
@@ -262,14 +263,63 @@ class ReadPlan:
             sys.meta_path.append(self.siblings)
 
 
-def plan(path: str | None, module: str | None, read_only: Iterable[str]) -> ReadPlan:
-    """The read grants of a worker whose plugin is the file ``path`` or the module
-    ``module``, with ``read_only`` from its Sandbox; takes the import path's entries
-    that nothing grants out of ``sys.path``. Call before privileges are dropped."""
+def pickled_modules(data: bytes) -> list[str]:
+    """The top-level names of the modules a pickle imports as it loads (its GLOBAL,
+    INST and STACK_GLOBAL opcodes), read without loading it: an inline class sent by
+    reference, what one sent by value refers to by name, and the modules dill sends by
+    name (``_import_module``). Strings are followed through the memo as ``pickle``
+    writes a global (module, name, STACK_GLOBAL)."""
+    import pickletools  # only for inline plugins, which load dill besides
+
+    found: list[str] = []
+    strings: list[str] = []
+    memo: dict[int, str | None] = {}
+    last: str | None = None
+    module_next = False  # the next string is the name of a module dill imports
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            pushed: str | None = None
+            if op.name in ("GLOBAL", "INST"):
+                found.append(str(arg).split(" ")[0])
+                module_next = str(arg) == "dill._dill _import_module"
+            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+                pushed = str(arg)
+                if module_next:
+                    found.append(pushed)
+                    module_next = False
+            elif op.name == "MEMOIZE":
+                memo[len(memo)] = last
+            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT") and isinstance(arg, int):
+                memo[arg] = last
+            elif op.name in ("GET", "BINGET", "LONG_BINGET") and isinstance(arg, int):
+                pushed = memo.get(arg)
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(strings[-2])
+                module_next = strings[-2:] == ["dill._dill", "_import_module"]
+            if pushed is not None:
+                strings.append(pushed)
+            if op.name not in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "FRAME"):
+                last = pushed
+    except (ValueError, EOFError):  # not a pickle this reads: it fails to load later
+        pass
+    return list(dict.fromkeys(name.split(".")[0] for name in found if name))
+
+
+def plan(
+    path: str | None, module: str | None, read_only: Iterable[str], inline: bytes | None = None
+) -> ReadPlan:
+    """The read grants of a worker whose plugin is the file ``path``, the module
+    ``module`` or the ``inline`` class, with ``read_only`` from its Sandbox; takes the
+    import path's entries that nothing grants out of ``sys.path``. A module plugin (and
+    what an inline class imports) gets its top-level package, wherever it was found.
+    Call before privileges are dropped."""
     interpreter = interpreter_paths()
     extra = [_norm(p) for p in read_only]
     roots = (*BASE_READ_ONLY, *interpreter, *extra)
-    location = locate_top(module) if module is not None and path is None else None
+    tops = [module.split(".")[0]] if module is not None and path is None else []
+    if inline is not None:
+        tops += pickled_modules(inline)
+    located = {top: locate_top(top) for top in dict.fromkeys(tops)}
     sys.path[:] = [p for p in sys.path if p and _under(_normalized(p), roots)]
     result = ReadPlan(open_dirs=[PLUGBOX_DIR], grants=list(interpreter))
     if path is not None:
@@ -280,11 +330,15 @@ def plan(path: str | None, module: str | None, read_only: Iterable[str]) -> Read
         for _kind, paths in modules.values():
             result.grants.append(paths[0])
         result.siblings = PluginFinder(modules, refused)
-    elif module is not None and location is not None:
+    own: dict[str, Location] = {}
+    for top, location in located.items():
+        if location is None or all(_under(p, roots) for p in location[1]):
+            continue  # loaded already, not found, or where the import path still reaches
         kind, paths = location
-        if not all(_under(p, roots) for p in paths):  # not on what the import path keeps
-            result.top = PluginFinder({module.split(".")[0]: location})
-            dirs = paths if kind == "namespace" else paths[:1]
-            result.grants += dirs
-            result.open_dirs += [os.path.dirname(d) for d in dirs]
+        own[top] = location
+        dirs = paths if kind == "namespace" else paths[:1]
+        result.grants += dirs
+        result.open_dirs += [os.path.dirname(d) for d in dirs]
+    if own:
+        result.top = PluginFinder(own)
     return result
