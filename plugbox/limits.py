@@ -137,8 +137,10 @@ class Sandbox:
       another process's unix socket is reachable). With it, connect() and unix datagram
       sockets are allowed too: seccomp cannot tell a TCP connect from a unix one, so
       unix sockets the worker's uid may write are reachable by path.
-    - ``read_only``: paths the plugin may read beyond the interpreter, its import path
-      and its own files (Landlock).
+    - ``read_only``: paths the plugin may read beyond what every worker is given (the
+      interpreter, plugbox, the plugin's own code: docs/sandbox.md, "What a worker
+      may read"); a directory on the host's import path named here stays on the
+      worker's (Landlock).
     - ``scratch``: a directory the plugin may write; None (default) makes a fresh
       temporary one per worker, removed when the worker ends. It is the worker's cwd,
       ``HOME`` and ``TMPDIR``.

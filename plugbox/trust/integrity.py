@@ -25,13 +25,17 @@ What is hashed, exactly (``digest(ref)``; the hex sha256 is lower case):
   its directories this way, one after another in search order.
 
 ``tree_manifest`` gives the per-file sha256s behind a tree digest; the worker uses them
-to check each source file again as it imports it (``guard_source_loads``).
+to check each file again as the import system reads it, and runs nothing the digest
+did not cover (``guard_source_loads``): no bytecode (caches are never read, and a
+sourceless ``.pyc`` is refused), and extension modules loaded from the checked bytes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import PluginIntegrityError
 
@@ -169,37 +173,155 @@ def digest(ref: str) -> str:
     return tree_digest(located.dirs)
 
 
+#: memfd_create's flag for a memfd that may be mapped executable (Linux 6.3+, where
+#: the vm.memfd_noexec sysctl may make memfds without it non-executable)
+_MFD_EXEC = 0x0010
+
+
+def _exec_memfd() -> int | None:
+    """A new memfd that may be sealed and mapped executable; None where there is none
+    (not Linux, or executable memfds refused), for a private file instead."""
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is None:
+        return None
+    flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+    for extra in (_MFD_EXEC, 0):
+        try:
+            return int(memfd_create("plugbox-extension", flags | extra))
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: a kernel before the flag
+                return None
+    return None
+
+
+def _checked_copy(path: str) -> tuple[str, str, int | None]:
+    """The bytes of ``path``, read once, in a copy no other process can change: a sealed
+    memfd (elsewhere, a private temporary file). Returns the copy's path, the sha256 of
+    its bytes, and the memfd to keep open while the copy is in use (None for a file)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    fd = _exec_memfd()
+    memfd = fd is not None
+    if fd is not None:
+        copy = f"/proc/self/fd/{fd}"
+    else:
+        import tempfile
+
+        fd, copy = tempfile.mkstemp(suffix="-" + os.path.basename(path))
+    try:
+        with open(path, "rb") as src:
+            while chunk := src.read(1 << 20):
+                h.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+        if not memfd:
+            os.close(fd)
+            return copy, h.hexdigest(), None
+        import fcntl
+
+        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    except BaseException:
+        if not memfd:
+            os.unlink(copy)
+        os.close(fd)
+        raise
+    return copy, h.hexdigest(), fd
+
+
 def guard_source_loads(
     manifest: dict[str, str], dirs: tuple[str, ...] | list[str], *, ref: str
 ) -> None:
-    """From now on, refuse to import source from ``dirs`` unless its bytes are the ones
-    that were hashed (worker side; closes the gap between the check and the import).
+    """From now on, the import system runs nothing from ``dirs`` but the bytes that were
+    hashed (worker side; closes the gap between the check and the import).
 
-    Every source file read by the import system that is in ``manifest`` or under
-    ``dirs`` must be in ``manifest`` (real path -> sha256) with the same digest, or the
-    import raises ``PluginIntegrityError`` for plugin ``ref``. Bytecode caches next to
-    the sources are never read: set ``sys.pycache_prefix`` to an empty directory too.
+    ``manifest`` maps real paths to sha256s. Every file the import system reads from
+    ``dirs`` (or names in ``manifest``) must be in it with the same digest, or the
+    import raises ``PluginIntegrityError`` for plugin ``ref``: a source changed after
+    the check, and a sourceless ``.pyc`` (the digest leaves bytecode out) are refused.
+    Bytecode caches of those sources are never read, since a cache can stand in for its
+    source. An extension module is read once into a sealed copy, hashed there, and
+    loaded from that copy, so the bytes the dynamic loader maps are the ones checked.
     """
     import hashlib
-    from importlib.machinery import SourceFileLoader
+    from importlib.machinery import ExtensionFileLoader, SourceFileLoader, SourcelessFileLoader
 
     roots = tuple(os.path.realpath(d) + os.sep for d in dirs)
-    original = SourceFileLoader.get_data
+    original_get_data = SourceFileLoader.get_data  # FileLoader's, which both inherit
+    original_create = ExtensionFileLoader.create_module
+    kept: list[int] = []  # memfds of loaded extensions: each copy's path stays unique
 
-    def get_data(self: SourceFileLoader, path: str) -> bytes:
-        data = original(self, path)
+    def covered(path: str) -> str | None:
         real = os.path.realpath(path)
-        if real in manifest or (real.startswith(roots) and not real.endswith(_SKIP_SUFFIXES)):
-            expected = manifest.get(real, "(not in the checked tree)")
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != expected:
-                raise PluginIntegrityError(
-                    ref,
-                    expected,
-                    actual,
-                    checked_by="worker",
-                    what=f"{real} (changed after the check)",
-                )
+        return real if real in manifest or real.startswith(roots) else None
+
+    def check(real: str, actual: str) -> None:
+        expected = manifest.get(real)
+        if expected == actual:
+            return
+        if expected is not None:
+            what = f"{real} (changed after the check)"
+        elif real.endswith(_SKIP_SUFFIXES):
+            what = f"{real} (bytecode, which the digest does not cover: never loaded)"
+        else:
+            what = f"{real} (not in the checked tree)"
+        raise PluginIntegrityError(
+            ref, expected or "(not covered)", actual, checked_by="worker", what=what
+        )
+
+    def get_data(self: Any, path: str) -> bytes:
+        if (
+            isinstance(self, SourceFileLoader)
+            and path.endswith(_SKIP_SUFFIXES)
+            and covered(self.path) is not None
+        ):
+            raise OSError(f"the bytecode cache of a checked source is not read: {path}")
+        data: bytes = original_get_data(self, path)
+        real = covered(path)
+        if real is not None:
+            check(real, hashlib.sha256(data).hexdigest())
         return data
 
-    SourceFileLoader.get_data = get_data  # type: ignore[method-assign,assignment]
+    def create_module(self: ExtensionFileLoader, spec: Any) -> Any:
+        real = covered(self.path)
+        if real is None:
+            return original_create(self, spec)
+        import _imp
+
+        try:
+            copy, actual, fd = _checked_copy(self.path)
+        except OSError as exc:
+            raise ImportError(
+                f"cannot copy extension module {real} to load the checked bytes: {exc}",
+                name=spec.name,
+            ) from None
+        try:
+            check(real, actual)
+            module = _imp.create_dynamic(_Origin(spec.name, copy))  # type: ignore[arg-type]
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        finally:
+            if fd is None:
+                os.unlink(copy)
+        if fd is not None:
+            kept.append(fd)
+        if getattr(module, "__file__", None) == copy:
+            module.__file__ = spec.origin
+        return module
+
+    SourceFileLoader.get_data = get_data  # type: ignore[method-assign]
+    SourcelessFileLoader.get_data = get_data  # type: ignore[method-assign]
+    ExtensionFileLoader.create_module = create_module  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """What ``_imp.create_dynamic`` reads of a spec: the init function's module name,
+    and the file to load."""
+
+    name: str
+    origin: str

@@ -41,6 +41,7 @@ from . import _linux, lean, loader, rehearsal
 from .replies import ChannelLogHandler, error_reply
 from .sandbox import layers as sandbox
 from .sandbox import process as confine
+from .sandbox import reads
 from .serve import serve, waiting
 
 
@@ -81,6 +82,7 @@ def prepare() -> None:
     page it first writes, so what the zygote has done already costs each worker less
     (its event loop is still its own, made after its namespaces)."""
     sandbox.prepare()
+    reads.prepare()
     for _ in range(3):
         loop = asyncio.new_event_loop()
         loop.close()
@@ -199,12 +201,16 @@ def _run(
         return 0
 
     expected_sha256 = start.sha256
+    dist_name = dist_version = ""
     try:
         source = loader.parse_ref(start.ref, start.inline)
         if expected_sha256 is not None and source.text is not None:
             # the very bytes that will be compiled, read once above
             loader.verify_text(source, expected_sha256)
-    except (loader.LoadError, PluginIntegrityError) as exc:
+        if start.distribution and source.module is not None:
+            # metadata only, read while the whole import path is still there
+            dist_name, dist_version = loader.distribution_of(source.module)
+    except Exception as exc:  # LoadError, PluginIntegrityError, unreadable metadata
         return fail(exc)
 
     state = confine.Confinement()
@@ -215,13 +221,16 @@ def _run(
     for key, value in (start.sandbox.get("env") or {}).items():
         os.environ[str(key)] = str(value)
     state.layers["clean_environment"] = True
-    plugin_dir = [os.path.dirname(source.path)] if source.path else []
-    import_paths = confine.ImportPaths(plugin_dir) if os.geteuid() == 0 else None
+    # what the worker may read: given, not inherited from the import path
+    read_only = start.sandbox.get("read_only") or ()
+    grants = reads.plan(source.path, source.module, read_only, source.inline)
+    import_paths = confine.ImportPaths(grants.open_dirs) if os.geteuid() == 0 else None
     state.layers["oom_score_adj"] = sandbox.raise_oom_score()
     state.layers["unprivileged"] = confine.drop_privileges(start.sandbox.get("user"))
     if import_paths is not None:
         import_paths.after_drop()
-        source.import_dir = import_paths.fix(plugin_dir[0]) if plugin_dir else None
+        grants.relocate(import_paths.fix)
+    grants.install()
     state.layers["parent_death_signal"] = confine.die_with_parent(parent)
     # may fork: see worker.pidns; init keeps the exit report pipe, the plugin does not
     namespaces, host_pid = sandbox.enter(start.sandbox, exit_report_fd)
@@ -230,12 +239,9 @@ def _run(
     state.layers.update(namespaces)
     loop = asyncio.new_event_loop()  # its fds (epoll, self-pipe) exist before seccomp
     asyncio.set_event_loop(loop)
-    import_dirs = [p for p in sys.path if p]
-    if source.path:
-        import_dirs.append(source.import_dir or os.path.dirname(source.path))
     if source.inline is not None:
         loader.prepare_inline()  # its import opens /dev/null for writing
-    state.layers.update(sandbox.apply(start.sandbox, import_dirs))
+    state.layers.update(sandbox.apply(start.sandbox, grants.grants))
     confine.apply_rlimits(start.limits, state)
     baseline_rss = _linux.resident_kb()
     # the layers and the RSS as they stand before any of the plugin's code runs: the
@@ -259,13 +265,10 @@ def _run(
     if standby and not _await_resume(sock, order):
         return 0  # a standby worker the host did not need: none of the plugin's code ran
 
-    dist_name = dist_version = ""
     try:
         # plugbox's code only, before the plugin's: its code cannot have tampered yet
         if expected_sha256 is not None and source.module is not None:
             loader.verify_module(source, expected_sha256, start.sandbox.get("scratch"))
-        if start.distribution and source.module is not None:
-            dist_name, dist_version = loader.distribution_of(source.module)
         instance = loader.instantiate(source)
         if start.config is not None and start.initialize:
             init = getattr(instance, "initialize", None)

@@ -47,7 +47,6 @@ class Source:
     path: str | None = None
     text: bytes | None = None
     class_name: str | None = None
-    import_dir: str | None = None
     inline: bytes | None = None
     #: ``text`` compiled ahead of the import (``precompile``)
     code: types.CodeType | None = None
@@ -111,11 +110,12 @@ def verify_text(source: Source, expected: str) -> None:
 
 
 def verify_module(source: Source, expected: str, scratch: Any) -> None:
-    """The module plugin's code must hash to ``expected`` (``plugbox.trust.integrity``), and
-    every source file imported from it later must still be the one hashed.
+    """The module plugin's code must hash to ``expected`` (``plugbox.trust.integrity``),
+    and nothing runs from it later but the bytes hashed (``guard_source_loads``: each
+    file checked again as it is read, no bytecode, extensions from a checked copy).
 
-    Bytecode caches next to the sources are never read (``sys.pycache_prefix`` points
-    into the worker's scratch directory) nor written.
+    Bytecode caches are neither read nor written (``sys.pycache_prefix`` points into
+    the worker's scratch directory besides).
     """
     from ..trust import integrity  # only when a hash is pinned
 
@@ -173,9 +173,7 @@ def import_source(source: Source) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__file__ = source.path
     sys.modules[name] = module
-    directory = source.import_dir or os.path.dirname(source.path)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
+    # the modules beside it are found after every other module (``sandbox.reads``)
     code = source.code or compile(source.text, source.path, "exec")
     exec(code, module.__dict__)
     return module

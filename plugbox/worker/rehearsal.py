@@ -79,25 +79,22 @@ def _rehearse_import(plugin: loader.Source | None) -> None:
     run, its class found, instantiated, initialized and checked. (The log handler is
     set up for real before the standby waits: none of it is left for after Resume.)
     Only the stand-in's text is compiled; it is given a path beside a file plugin's
-    (nothing is read from it), and what its import leaves behind, its module and its
-    directory on ``sys.path``, is taken back."""
+    (nothing is read from it), and what its import leaves behind, its module, is taken
+    back."""
     path = plugin.path if plugin is not None else None
     directory = os.path.dirname(path) if path else "/nonexistent"
     source = loader.Source(
         ref="rehearsal",
         path=os.path.join(directory, _STAND_IN_FILE),
         text=_STAND_IN_MODULE,
-        import_dir=plugin.import_dir if plugin is not None else None,
     )
     loader.precompile(source)
-    saved_path = sys.path[:]
     try:
         instance = loader.instantiate(source)
         instance.initialize({})
         loader.check(instance, _STAND_IN_SPEC)
     finally:
         sys.modules.pop(_STAND_IN_NAME, None)
-        sys.path[:] = saved_path
 
 
 class _Stand:

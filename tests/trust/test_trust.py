@@ -15,7 +15,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Callable
-from importlib.machinery import SourceFileLoader
+from importlib.machinery import ExtensionFileLoader, SourceFileLoader, SourcelessFileLoader
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +273,12 @@ def test_the_worker_refuses_source_changed_after_its_own_check(
     make_package(tmp_path, "trustpkg_c")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    monkeypatch.setattr(SourceFileLoader, "get_data", SourceFileLoader.get_data)  # restored
+    for loader, name in (
+        (SourceFileLoader, "get_data"),
+        (SourcelessFileLoader, "get_data"),
+        (ExtensionFileLoader, "create_module"),
+    ):
+        monkeypatch.setattr(loader, name, getattr(loader, name))  # restored
     for name in ("trustpkg_c", "trustpkg_c.words", "trustpkg_c.plugin"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     located = integrity.locate("trustpkg_c.plugin")

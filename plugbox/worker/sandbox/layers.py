@@ -169,7 +169,8 @@ def enter_scratch(path: str) -> None:
 
 def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
     """Apply the layers after the namespaces that ``policy`` (``Sandbox.to_worker``)
-    asks for; report each."""
+    asks for; report each. ``read_only``: the worker's read grants (``reads.plan``),
+    which Landlock adds to ``BASE_READ_ONLY`` and the policy's own ``read_only``."""
     layers: dict[str, bool] = {}
     network = bool(policy.get("network"))
     scratch = policy.get("scratch")
