@@ -9,18 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+#: where a worker's private tmpfs is mounted, in its own mount namespace (the host's
+#: /dev/shm stays as it was): its scratch directory is ``PRIVATE_SCRATCH`` in it
+PRIVATE_TMPFS = "/dev/shm"
+PRIVATE_SCRATCH = PRIVATE_TMPFS + "/scratch"
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Limits:
     """Resource caps, deadlines and the restart policy of one plugin.
 
-    Memory: ``memory_mb`` is what the plugin may allocate beyond the bare worker
-    interpreter: the worker's address space is capped at its size when the plugin is
-    loaded plus ``memory_mb`` (RLIMIT_AS), so a memory bomb fails inside the worker
-    instead of pressing on the host. The host also samples the worker's RSS every
-    ``rss_check_interval`` seconds and kills it when the RSS it has added since start-up
-    passes ``memory_mb``: the only memory cap where RLIMIT_AS is not enforced (macOS),
-    or where ``address_space_cap=False`` is chosen for plugins that reserve much more
+    Memory: ``memory_mb`` is what the plugin may hold beyond the bare worker
+    interpreter. Every ``rss_check_interval`` seconds the host counts what the worker
+    holds (the resident memory of each of its processes, the memfds they hold, mapped
+    or not, and its scratch tmpfs) and kills it when that has grown past ``memory_mb``
+    since start-up (docs/sandbox.md, "How memory is counted"). As a backstop against
+    fast bombs, the worker's address space is capped at its size when the plugin is
+    loaded plus ``memory_mb`` (RLIMIT_AS), so such a bomb fails inside the worker;
+    ``address_space_cap=False`` leaves it off, for plugins that reserve much more
     virtual memory than they use.
 
     CPU: ``cpu_seconds`` is the CPU time a call may use (the usage watch below also
@@ -53,6 +59,10 @@ class Limits:
     default: a hook may raise because its caller sent bad input, so counting raises
     would let callers quarantine a plugin; with the history bounded, a plugin that only
     raises costs its host no more than its calls do.
+
+    Scratch: where the worker has a mount namespace, the scratch directory plugbox makes
+    for it is a private tmpfs of ``scratch_mb`` (writes past it fail with ENOSPC), gone
+    with the worker. tmpfs is memory: what is in it counts toward ``memory_mb``.
     """
 
     memory_mb: int | None = 256
@@ -76,6 +86,7 @@ class Limits:
     report_history_kb: int = 1024
     max_raises: int | None = None
     raise_window: float = 60.0
+    scratch_mb: int = 64
 
     def __post_init__(self) -> None:
         positive = {
@@ -89,6 +100,7 @@ class Limits:
             "max_failures": self.max_failures,
             "failure_window": self.failure_window,
             "raise_window": self.raise_window,
+            "scratch_mb": self.scratch_mb,
         }
         if self.memory_mb is not None:
             positive["memory_mb"] = self.memory_mb
@@ -141,9 +153,11 @@ class Sandbox:
       interpreter, plugbox, the plugin's own code: docs/sandbox.md, "What a worker
       may read"); a directory on the host's import path named here stays on the
       worker's (Landlock).
-    - ``scratch``: a directory the plugin may write; None (default) makes a fresh
-      temporary one per worker, removed when the worker ends. It is the worker's cwd,
-      ``HOME`` and ``TMPDIR``.
+    - ``scratch``: a directory the plugin may write; None (default) makes a fresh one
+      per worker: with a mount namespace a private tmpfs of ``Limits.scratch_mb``
+      (``scratch_tmpfs``), gone with the worker, else a directory in the temporary
+      directory, removed when the worker ends. It is the worker's cwd, ``HOME`` and
+      ``TMPDIR``.
     - ``processes``: whether the plugin may start processes (default no: seccomp
       denies fork, vfork, clone without CLONE_THREAD and exec).
     - ``env``: names of host environment variables passed through (default none).
@@ -186,6 +200,8 @@ class Sandbox:
                 layers.append("pid_namespace")
             if not self.network:
                 layers.append("network_namespace")
+            if self.scratch is None:
+                layers.append("scratch_tmpfs")
         if self.landlock:
             layers += ["landlock_filesystem", "landlock_signals", "landlock_abstract_unix"]
             if not self.network:
@@ -194,8 +210,18 @@ class Sandbox:
             layers.append("seccomp")
         return layers
 
-    def to_worker(self, scratch: str, env: dict[str, str]) -> dict[str, Any]:
-        """The sandbox settings as msgpack-able data for the worker."""
+    def to_worker(
+        self,
+        scratch: str,
+        env: dict[str, str],
+        *,
+        scratch_mb: int | None = None,
+        dumpable: bool = False,
+    ) -> dict[str, Any]:
+        """The sandbox settings as msgpack-able data for the worker: with ``scratch_mb``,
+        ``scratch`` is plugbox's to replace with a private tmpfs of that size; with
+        ``dumpable`` the worker stays readable to a host of its own uid (its memory
+        watch reads the worker's /proc entries)."""
         return {
             "user": self.user,
             "network": self.network,
@@ -207,4 +233,6 @@ class Sandbox:
             "pid_namespace": self.pid_namespace,
             "landlock": self.landlock,
             "seccomp": self.seccomp,
+            "scratch_mb": scratch_mb,
+            "dumpable": dumpable,
         }

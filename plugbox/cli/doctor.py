@@ -52,6 +52,8 @@ LAYERS: dict[str, str] = {
     "mount_namespace": "own mount namespace, with a /proc of its pid namespace's own",
     "pid_namespace": "own pid namespace under a minimal init: no host process in sight, "
     "and whatever the plugin starts dies with it",
+    "scratch_tmpfs": "scratch is a private tmpfs of Limits.scratch_mb, counted as memory "
+    "and gone with the worker",
     "no_new_privs": "no privileges gained through execve (PR_SET_NO_NEW_PRIVS)",
     "landlock_filesystem": "Landlock: filesystem read-only but the scratch directory",
     "landlock_tcp": "Landlock: TCP bind and connect denied (ABI 4+)",
@@ -177,7 +179,7 @@ def _in_child(user: str | None) -> dict[str, bool]:
     except (KeyError, OSError):
         done["unprivileged"] = False
     done["parent_death_signal"] = _linux.set_parent_death_signal(signal.SIGKILL)
-    done.update(sandbox.enter({"network": False})[0])
+    done.update(sandbox.enter({"network": False, "scratch_mb": 1})[0])
     try:
         seccomp.set_no_new_privs()
         done["no_new_privs"] = True

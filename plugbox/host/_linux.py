@@ -145,3 +145,159 @@ def cpu_time(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def rss_kb(proc: str) -> int | None:
+    """The RSS in KiB of the process whose /proc directory is ``proc``; None once it is
+    gone. Raises PermissionError where its entry is closed to this process."""
+    try:
+        fd = os.open(f"{proc}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return int(data.rpartition(b")")[2].split()[21]) * _PAGE_KB
+    except (ValueError, IndexError):
+        return None
+
+
+def pss_kb(proc: str) -> int | None:
+    """The proportional set size in KiB of the process whose /proc directory is
+    ``proc`` (each resident page divided among the processes that share it); None once
+    it is gone. Walks its page tables: dearer than ``rss_kb``, read only for a worker of
+    several processes. Raises PermissionError where its entry is closed to this process."""
+    try:
+        with open(f"{proc}/smaps_rollup", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    at = data.find(b"\nPss:")
+    if at < 0:
+        return None
+    try:
+        return int(data[at + 5 : data.index(b"kB", at)])
+    except ValueError:
+        return None
+
+
+def memfd_kb(proc: str, seen: set[tuple[int, int]]) -> int:
+    """KiB held in the memfds open in the process whose /proc directory is ``proc``
+    (their pages, mapped or not: what ``st_blocks`` of the fd's file counts), leaving
+    out and adding to ``seen`` (device, inode) those already counted. Raises
+    PermissionError where the process's fds are closed to this process (a process of
+    another uid, or one made non-dumpable, to a host that is not root)."""
+    fds = f"{proc}/fd"
+    try:
+        names = os.listdir(fds)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    total = 0
+    for name in names:
+        link = f"{fds}/{name}"
+        try:
+            if not os.readlink(link).startswith("/memfd:"):
+                continue
+            st = os.stat(link)
+        except OSError:
+            continue  # closed since the listing
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            total += st.st_blocks // 2  # 512-byte blocks
+    return total
+
+
+#: kcmp(2)'s comparison of two processes' fd tables
+KCMP_FILES = 2
+
+
+def own_fd_tables(pid: int) -> list[str]:
+    """The /proc directories of the threads of ``pid`` whose fd table is not its own
+    (a thread cloned without CLONE_FILES): each one's fds are listed apart. kcmp(2)
+    tells, one call a thread; where it cannot, each thread is listed."""
+    try:
+        tids = [int(name) for name in os.listdir(f"/proc/{pid}/task") if int(name) != pid]
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return []
+    if not tids:
+        return []
+    libc, number = _libc(), _kcmp_number()
+    found = []
+    for tid in tids:
+        if libc is None or number is None or libc.syscall(number, pid, tid, KCMP_FILES, 0, 0):
+            found.append(f"/proc/{pid}/task/{tid}")
+    return found
+
+
+def _kcmp_number() -> int | None:
+    try:
+        from ..worker.sandbox.syscalls import native_arch
+
+        return native_arch().syscalls.get("kcmp")
+    except (ImportError, RuntimeError):
+        return None
+
+
+def tmpfs_used_kb(path: str) -> int:
+    """KiB used in the filesystem at ``path`` (a tmpfs: its pages); 0 if unknown."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return (st.f_blocks - st.f_bfree) * st.f_frsize // 1024
+
+
+def pids_in(proc_root: str) -> list[int]:
+    """The pids a /proc mount lists (a pid namespace's own /proc lists its own)."""
+    return [int(name) for name in os.listdir(proc_root) if name.isdigit()]
+
+
+def descendants(root: int) -> list[int]:
+    """Every descendant of ``root`` (its children's children...): from each thread's
+    /proc children list where the kernel has one (CONFIG_PROC_CHILDREN), else from the
+    parent field of every /proc/<pid>/stat (one read per process on the machine)."""
+    if not _CHILDREN_LISTS:
+        _CHILDREN_LISTS.append(os.path.exists(f"/proc/self/task/{os.getpid()}/children"))
+    if _CHILDREN_LISTS[0]:
+        found: list[int] = []
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue  # gone
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                        children = [int(child) for child in f.read().split()]
+                except (OSError, ValueError):
+                    continue
+                found += children
+                todo += children
+        return found
+    children_of: dict[int, list[int]] = {}
+    try:
+        pids = pids_in("/proc")
+    except FileNotFoundError:
+        return []  # no /proc
+    for pid in pids:
+        parent = parent_of(pid)
+        if parent is not None:
+            children_of.setdefault(parent, []).append(pid)
+    found = []
+    todo = list(children_of.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children_of.get(pid, ()))
+    return found
+
+
+#: whether this kernel lists each thread's children in /proc (known on first use)
+_CHILDREN_LISTS: list[bool] = []

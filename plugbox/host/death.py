@@ -5,7 +5,6 @@ how it ended (its init's exit report, or the launcher's reap), and the verdict.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from collections.abc import Callable, Sequence
 
@@ -19,6 +18,7 @@ from . import _linux
 from .causes import Death, classify
 from .exits import ExitInfo, ExitWatch
 from .launchers import SpawnedWorker, close_watched
+from .scratch import OwnedScratch
 from .tasks import HostTasks
 
 #: how long a worker that closed its channel may take to exit before it is killed.
@@ -51,7 +51,10 @@ class DeathWatch:
         self.baseline_rss_kb = 0
         #: the highest RSS the usage watch saw: the peak where the exit's is unknown
         self.peak_seen_kb = 0
-        self.scratch_to_remove: str | None = None
+        #: the scratch directory made for the worker on disk, removed once it has died
+        self.scratch: OwnedScratch | None = None
+        #: whether the plugin may start processes: the memory watch then counts them all
+        self.processes = False
         self.verdict: tuple[Cause, str, Death] | None = None
         self._verdict = anyio.Event()
         #: how the plugin's process ended: from its init's exit report, or the reap
@@ -168,8 +171,8 @@ class DeathWatch:
             # the caller's report first; the fds and the scratch directory can wait a turn
             await anyio.lowlevel.checkpoint()
             self.spawned.close_fds()
-            if self.scratch_to_remove is not None:
-                shutil.rmtree(self.scratch_to_remove, ignore_errors=True)
+            if self.scratch is not None:
+                self.scratch.remove()
 
     async def _watch_exit(self) -> None:
         self.ended.set(await self.spawned.exit.wait())

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 
 from ..limits import Sandbox
 from ..protocol import Start
 from ..specs import HookSet
 from .launchers import Launcher
 from .options import PluginOptions
+from .scratch import OwnedScratch
 from .tasks import HostTasks
 from .worker_process import WorkerProcess
 
 
 def start_message(
-    options: PluginOptions, hooks: HookSet, scratch: str, *, standby: bool = False
+    options: PluginOptions,
+    hooks: HookSet,
+    scratch: str,
+    *,
+    standby: bool = False,
+    owned: bool = False,
 ) -> Start:
     """The Start that tells a worker what to load, how to confine itself and what to
     check; with ``standby`` the worker confines itself, sends Confined and waits for
-    Resume before it loads the plugin."""
+    Resume before it loads the plugin. ``owned``: ``scratch`` is plugbox's, which the
+    worker replaces with a private tmpfs where it can."""
     sandbox = options.sandbox
     env = {name: os.environ[name] for name in sandbox.env if name in os.environ}
     return Start(
@@ -29,7 +34,13 @@ def start_message(
         config=options.config,
         hooks=hooks.to_worker(),
         limits=options.limits.to_worker(),
-        sandbox=sandbox.to_worker(scratch, env),
+        sandbox=sandbox.to_worker(
+            scratch,
+            env,
+            scratch_mb=options.limits.scratch_mb if owned else None,
+            # a root host reads any worker's /proc entries (its memory watch does)
+            dumpable=os.geteuid() != 0,
+        ),
         inline=options.inline,
         sha256=options.sha256,  # checked again on the bytes the worker loads
         distribution=options.distribution or bool(options.pins),
@@ -41,17 +52,13 @@ def start_message(
     )
 
 
-def make_scratch(sandbox: Sandbox) -> tuple[str, bool]:
-    """The worker's scratch directory, and whether it is ours to remove after."""
+def make_scratch(sandbox: Sandbox) -> tuple[str, OwnedScratch | None]:
+    """The worker's scratch directory, and the directory plugbox made for it (None for
+    the one ``Sandbox(scratch=...)`` names), to remove after."""
     if sandbox.scratch is not None:
-        return sandbox.scratch, False
-    path = tempfile.mkdtemp(prefix="plugbox-scratch-")
-    if os.geteuid() == 0 and sandbox.user is not None:
-        import pwd
-
-        entry = pwd.getpwnam(sandbox.user)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-    return path, True
+        return sandbox.scratch, None
+    owned = OwnedScratch(sandbox.user)
+    return owned.path, owned
 
 
 async def launch_worker(
@@ -71,10 +78,12 @@ async def launch_worker(
     try:
         spawned = await launcher.spawn(tg)
     except BaseException:
-        if owned:
-            shutil.rmtree(scratch, ignore_errors=True)
+        if owned is not None:
+            owned.remove()
         raise
     worker = WorkerProcess(spawned, label=label, limits=options.limits, logger=logger)
-    worker.end.scratch_to_remove = scratch if owned else None
-    worker.start(tg, start_message(options, hooks, scratch, standby=standby))
+    worker.end.scratch = owned
+    worker.end.processes = options.sandbox.processes
+    start = start_message(options, hooks, scratch, standby=standby, owned=owned is not None)
+    worker.start(tg, start)
     return worker

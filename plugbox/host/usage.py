@@ -12,8 +12,10 @@ import anyio
 import anyio.lowlevel
 
 from ..limits import Limits
+from ..protocol import Confined
 from . import _linux
 from .death import DeathWatch
+from .memory import Held, MemoryCount, Uncountable
 
 
 class Calls(Protocol):
@@ -28,15 +30,20 @@ class Calls(Protocol):
     @property
     def answered(self) -> int: ...
 
+    @property
+    def confined(self) -> Confined | None: ...
+
 
 async def watch_usage(
     end: DeathWatch, calls: Calls, limits: Limits, loaded: anyio.Event, dead: anyio.Event
 ) -> None:
-    """Sample the RSS and CPU time of the process ``end`` watches, every
+    """Sample the memory and CPU time of the worker ``end`` watches, every
     ``limits.rss_check_interval`` from ``loaded`` (its Handshake, load error or
     death) until ``dead``; kill it past its caps.
 
-    RSS: the RSS added since loading must stay within ``memory_mb``. CPU: a backstop
+    Memory: what the worker holds (``MemoryCount``: the RSS of its processes, their
+    memfds, its private tmpfs) beyond the RSS it started with must stay within
+    ``memory_mb``. CPU: a backstop
     for a plugin that ignores SIGXCPU; CPU burned with calls in flight and none
     answered must stay within ``cpu_seconds`` plus one second (the kernel's SIGXCPU
     comes first for any plugin that lets it).
@@ -49,20 +56,25 @@ async def watch_usage(
     memory_mb, cpu_seconds = limits.memory_mb, limits.cpu_seconds
     cpu_mark: float | None = None
     answered = calls.answered
+    confined = calls.confined
+    memory = MemoryCount(end, confined.layers if confined is not None else {})
     while calls.alive:
         sample = _linux.usage(end.pid)
         if sample is None:
             return
         rss, cpu = sample
         end.peak_seen_kb = max(end.peak_seen_kb, rss)
-        if memory_mb and rss - baseline > memory_mb * 1024:
-            end.kill(
-                "memory",
-                f"its RSS of {rss // 1024} MB went over its cap of "
-                f"{memory_mb} MB above the {baseline // 1024} MB it "
-                f"started with",
-            )
-            return
+        if memory_mb:
+            try:
+                held: Held | None = memory.count(rss)
+            except Uncountable as exc:
+                end.kill("memory", str(exc))
+                return
+            except OSError:
+                held = None  # a /proc read failed otherwise: the next sample counts
+            if held is not None and held.total_kb - baseline > memory_mb * 1024:
+                end.kill("memory", held.over(memory_mb, baseline))
+                return
         in_flight = calls.calls_in_flight
         if not in_flight or calls.answered != answered:
             cpu_mark, answered = (cpu if in_flight else None), calls.answered

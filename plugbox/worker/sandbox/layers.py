@@ -3,7 +3,8 @@ imported, each only where the kernel offers it and each reported in the handshak
 
 Order (the OOM score is raised earlier, before privileges are dropped): ``enter``,
 before the worker's event loop exists: namespaces (user, then IPC, network, mount and
-pid inside it; the pid namespace forks, see ``pidns``); then ``apply``: the scratch
+pid inside it; the pid namespace forks, see ``pidns``) and a private tmpfs as scratch
+in the mount namespace; then ``apply``: the scratch
 directory as cwd, HOME and TMPDIR; Landlock (read-only filesystem but the scratch
 directory, TCP denied, signals and abstract sockets scoped); seccomp last, since it
 forbids the calls the earlier layers need (unshare).
@@ -18,13 +19,17 @@ import socket
 import sys
 from typing import Any
 
+from ...limits import PRIVATE_SCRATCH, PRIVATE_TMPFS
 from .. import _linux
 from . import landlock, pidns, seccomp, seccomp_template, syscalls
 
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
-PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+#: files a private scratch tmpfs may hold per MB of its size (each costs the kernel
+#: memory beyond its size)
+SCRATCH_INODES_PER_MB = 128
 
 #: what every worker may read: system libraries, configuration, a few devices, and of
 #: /proc only its own entry (``/proc/self`` is resolved when the rule is made) and a few
@@ -108,6 +113,7 @@ def enter_namespaces(network: bool) -> dict[str, bool]:
         return done
     # after a uid change the process is not dumpable and its /proc files belong to
     # root; the maps can only be written while it is dumpable again, briefly
+    dumpable = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
     libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     try:
         for name, text in (
@@ -119,7 +125,7 @@ def enter_namespaces(network: bool) -> dict[str, bool]:
     except OSError:
         return done
     finally:
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        libc.prctl(PR_SET_DUMPABLE, 1 if dumpable == 1 else 0, 0, 0, 0)
     done["user_namespace"] = True
     if libc.unshare(CLONE_NEWIPC) == 0:
         done["ipc_namespace"] = True
@@ -137,6 +143,10 @@ def enter(
     returns is the worker's pid 2 (``pidns.split``), whose init reports its end on
     ``exit_report_fd``."""
     pid = os.getpid()
+    if policy.get("dumpable") and sys.platform.startswith("linux"):
+        # a host of the worker's own uid reads its /proc entries to count its memory;
+        # a worker forked from the (non-dumpable) zygote would keep them closed to it
+        _libc().prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     if not policy.get("namespaces", True):
         return {}, pid
     done = enter_namespaces(bool(policy.get("network")))
@@ -148,7 +158,38 @@ def enter(
             done["pid_namespace"] = True
         if mount:
             done["mount_namespace"] = pidns.mount_private_proc(done["pid_namespace"])
+    scratch_mb = policy.get("scratch_mb")
+    if scratch_mb:
+        done["scratch_tmpfs"] = done["mount_namespace"] and enter_private_scratch(
+            policy, int(scratch_mb)
+        )
     return done, pid
+
+
+def enter_private_scratch(policy: dict[str, Any], size_mb: int) -> bool:
+    """Mount a private tmpfs of ``size_mb`` on ``PRIVATE_TMPFS`` (in the worker's own
+    mount namespace: gone with its last process) and make ``PRIVATE_SCRATCH`` in it the
+    scratch directory (``policy["scratch"]``), in place of the one the host made on
+    disk, which is removed at once. Whether it took; if not, the host's stays."""
+    flags = pidns.MS_NOSUID | pidns.MS_NODEV
+    inodes = max(1024, size_mb * SCRATCH_INODES_PER_MB)
+    options = f"size={size_mb}m,nr_inodes={inodes},mode=0700".encode()
+    if not os.path.isdir(PRIVATE_TMPFS):
+        return False
+    if _libc().mount(b"tmpfs", PRIVATE_TMPFS.encode(), b"tmpfs", flags, options) != 0:
+        return False
+    try:
+        os.mkdir(PRIVATE_SCRATCH, 0o700)
+    except OSError:
+        return False
+    on_disk = policy.get("scratch")
+    policy["scratch"] = PRIVATE_SCRATCH
+    if on_disk:
+        try:
+            os.rmdir(str(on_disk))  # empty: nothing of the plugin's has run yet
+        except OSError:
+            pass  # the host removes it when the worker ends
+    return True
 
 
 @functools.cache
