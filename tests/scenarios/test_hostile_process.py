@@ -117,6 +117,7 @@ async def arena(
         assert (await host.call("ping")).value == whoami(bystander.pid)
         assert all(r.plugin == "attacker" for r in host.reports), host.reports
         grown = (psutil.Process().memory_info().rss - rss) >> 20
+        print(f"figure: the host's RSS grew by {grown} MB")  # (pytest -s shows figures)
         assert grown < HOST_RSS_GROWTH_MB, f"the host grew by {grown} MB"
 
 
@@ -178,6 +179,7 @@ async def test_cpu_burned_between_calls_is_bounded_and_reported(evade: bool) -> 
             assert report.detail.startswith("between calls: used up its CPU budget of 1 s")
         # a bound in CPU seconds: the budget, the slack, and what the share refilled
         # while the spinner ran (a few seconds at most), not the 8 s once seen
+        print(f"figure: stopped after {report.cpu_time:.2f} s of CPU: {report.summary()}")
         assert 1.0 <= report.cpu_time < 5.0, report.summary()
         new_pid = next(p.pid for p in a.host.plugins if p.name == "attacker")
         assert new_pid not in (None, a.attacker.pid) and fresh == whoami(new_pid)
@@ -244,6 +246,7 @@ async def test_a_thread_bomb_stops_at_the_workers_own_cap() -> None:
             started = int(message.split("#")[1].split(":")[0]) - 1
             # the cap counts the worker's own tasks only: its main thread, and in a pid
             # namespace its init and outer process; the other worker's count for nothing
+            print(f"figure: {started} threads started of 500 (cap {cap}, both workers at once)")
             assert cap - 8 <= started < cap, message
         assert await a.call("tasks") <= cap and await b.call("tasks") <= cap
         assert await a.call("threads", count=64) == 64  # the bystander has its own
@@ -277,7 +280,9 @@ async def test_an_inotify_bomb_stops_at_the_workers_own_quota(landlock: bool) ->
         needs_user_namespace(a.attacker.layers, "the inotify quota")
         assert a.attacker.layers["inotify_limit"] is True
         caught = await a.raised("inotify_bomb", count=200)
-        assert inotify_refusal(caught.report) == INOTIFY_INSTANCES
+        held = inotify_refusal(caught.report)
+        print(f"figure: the attacker held {held} inotify instances of the 200 it asked for")
+        assert held == INOTIFY_INSTANCES
         assert await a.call("inotify") is True  # the bystander still makes its own
         # nor can it raise its namespace's quota again: Landlock keeps /proc/sys
         # read-only, and without Landlock it has given up CAP_SYS_RESOURCE
@@ -350,6 +355,7 @@ def test_an_ordinary_users_host_keeps_its_own_inotify(as_nobody: Runner) -> None
     needs_user_namespace(found["layers"], "the inotify quota")
     assert found["bomb"]["cause"] == "raised", found["bomb"]
     held = inotify_refusal_of(found["bomb"])
+    print(f"figure: {held} inotify instances held; the host's own: {found['host_inotify']}")
     assert held == INOTIFY_INSTANCES
     assert found["host_inotify"] == "ok"  # the host, of the same uid, still has its own
     assert found["bystander_inotify"] == {"value": True}
@@ -368,6 +374,7 @@ def test_an_ordinary_users_workers_have_their_oom_score_raised(as_nobody: Runner
     found = run_host(as_nobody, "oom")
     assert found["uid"] != 0
     assert found["layers"]["oom_score_adj"] is True
+    print(f"figure: an ordinary user's worker has oom_score_adj {found['worker_adj']}")
     assert found["worker_adj"] == "1000"  # read by the host, from outside the worker
     assert found["host_adj"] == "0"  # the host keeps its own
     # and the doctor's probe worker, started the same way, reports it in force
@@ -423,7 +430,9 @@ def test_a_worker_that_resets_its_death_signal_dies_with_its_killed_host(
     try:
         host.kill()
         host.wait()
-        assert died(worker), f"worker {worker} outlived its killed host: {found}"
+        gone = died(worker)
+        print(f"figure: the worker died with its SIGKILLed host: {gone}; {found['reset']}")
+        assert gone, f"worker {worker} outlived its killed host: {found}"
         # seccomp refused the reset; the signal stayed as the worker set it
         assert found["reset"] == {
             "cause": "raised",
@@ -461,4 +470,5 @@ async def test_signalling_its_own_process_group_is_refused(how: str) -> None:
         assert (caught.report.exc_message or "").startswith("[Errno 1]"), caught.report.summary()
         for proc in (init, outer):
             assert proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE, proc
+        print(f"figure: {how} refused ({caught.report.exc_message}); init and outer alive")
         assert a.host.reports[-1].cause == "raised"
