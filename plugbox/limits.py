@@ -37,6 +37,12 @@ class Limits:
     ``cpu_seconds`` and less than one second more. A plugin that ignores SIGXCPU is
     still bound by ``call_timeout``.
 
+    CPU between calls: with no call in flight, the worker's CPU comes out of a budget
+    of ``cpu_seconds`` that refills at ``idle_cpu_share`` of one CPU (CPU-seconds per
+    second) and is full again at each call; background work within that share never
+    runs it out. Past it the worker dies of SIGXCPU or, if it ignores that, the usage
+    watch kills it one second later (PluginCPUExceeded, reported "between calls").
+
     Restarts: after a failure that killed the worker the next call starts a fresh one,
     waiting ``backoff_initial * 2**(n-1)`` seconds (at most ``backoff_max``) after the
     n-th failure in a row; ``max_failures`` failures within ``failure_window`` seconds
@@ -87,6 +93,13 @@ class Limits:
     max_raises: int | None = None
     raise_window: float = 60.0
     scratch_mb: int = 64
+    #: the share of one CPU a worker may use on average between calls (see CPU between
+    #: calls above); None: between calls only the last call's budget applies, unrefilled
+    idle_cpu_share: float | None = 0.1
+    #: how many threads and processes the worker may have at once: RLIMIT_NPROC, set
+    #: where the kernel counts it in the worker's own user namespace (Linux 5.14+), so
+    #: one worker's threads never count against another's; None: no cap
+    threads: int | None = 256
 
     def __post_init__(self) -> None:
         positive = {
@@ -110,6 +123,12 @@ class Limits:
             positive["rss_check_interval"] = self.rss_check_interval
         if self.max_raises is not None:
             positive["max_raises"] = self.max_raises
+        if self.idle_cpu_share is not None:
+            positive["idle_cpu_share"] = self.idle_cpu_share
+        if self.threads is not None:
+            if not isinstance(self.threads, int) or isinstance(self.threads, bool):
+                raise ValueError(f"Limits.threads must be an int or None, not {self.threads!r}")
+            positive["threads"] = self.threads
         for name, value in positive.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive number, not {value!r}")
@@ -134,6 +153,8 @@ class Limits:
             "file_size_mb": self.file_size_mb,
             "stack_kb": self.stack_kb,
             "max_message_mb": self.max_message_mb,
+            "idle_cpu_share": self.idle_cpu_share if self.cpu_seconds else None,
+            "threads": self.threads,
         }
 
 

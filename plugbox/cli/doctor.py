@@ -6,8 +6,8 @@ Two columns per layer, both measured rather than guessed:
   version, a forked child that installs a trivial seccomp filter
   (``seccomp.supported()``), and a forked child that does what a worker does before
   its plugin is imported (raise its OOM score, drop to the worker's user, set the
-  parent-death signal, enter user, IPC, network, mount and pid namespaces, set
-  no_new_privs).
+  parent-death signal, enter user, IPC, network, mount and pid namespaces, cap its
+  inotify use and threads there, set no_new_privs).
 - **worker**: whether a real worker, started by a ``PluginHost`` with the default
   ``Sandbox``, reported the layer in force in its handshake (``PluginInfo.layers``).
 
@@ -47,6 +47,7 @@ LAYERS: dict[str, str] = {
     "parent_death_signal": "SIGKILL when its parent dies (PR_SET_PDEATHSIG)",
     "oom_score_adj": "the OOM killer takes the worker before its host",
     "user_namespace": "own user namespace: no capability over anything outside it",
+    "inotify_limit": "inotify instances and watches capped in its own user namespace",
     "ipc_namespace": "own IPC namespace: no SysV IPC or POSIX queues of the host",
     "network_namespace": "own network namespace, without interfaces",
     "mount_namespace": "own mount namespace, with a /proc of its pid namespace's own",
@@ -61,6 +62,7 @@ LAYERS: dict[str, str] = {
     "landlock_abstract_unix": "Landlock: abstract unix sockets only within it (ABI 6+)",
     "seccomp": "seccomp: no ptrace, foreign signals, new processes, inet sockets",
     "rlimits": "rlimits: address space, CPU, open files, file size, no core dumps",
+    "thread_limit": "threads and processes capped in its own user namespace (Limits.threads)",
 }
 
 #: what the probe plugin tries, in words
@@ -167,10 +169,11 @@ class Diagnosis:
 def _in_child(user: str | None) -> dict[str, bool]:
     """In a forked child, what a worker does to itself before its plugin is imported;
     report which steps took."""
+    from ..limits import Limits
     from ..worker import _linux
     from ..worker.sandbox import layers as sandbox
     from ..worker.sandbox import process as confine
-    from ..worker.sandbox import seccomp
+    from ..worker.sandbox import quotas, seccomp
 
     done: dict[str, bool] = {}
     done["oom_score_adj"] = sandbox.raise_oom_score()
@@ -180,6 +183,7 @@ def _in_child(user: str | None) -> dict[str, bool]:
         done["unprivileged"] = False
     done["parent_death_signal"] = _linux.set_parent_death_signal(signal.SIGKILL)
     done.update(sandbox.enter({"network": False, "scratch_mb": 1})[0])
+    done["thread_limit"] = quotas.limit_threads(Limits().threads, done.get("user_namespace", False))
     try:
         seccomp.set_no_new_privs()
         done["no_new_privs"] = True

@@ -29,9 +29,9 @@ def is_str_map(v: Any) -> bool:
 
 #: the limit values a worker applies to itself (``plugbox.limits.Limits.to_worker``),
 #: each a positive number; True for those that may also be None (no cap)
-WORKER_LIMITS: dict[str, bool] = dict.fromkeys(("memory_mb", "cpu_seconds"), True) | dict.fromkeys(
-    ("open_files", "file_size_mb", "stack_kb", "max_message_mb"), False
-)
+WORKER_LIMITS: dict[str, bool] = dict.fromkeys(
+    ("memory_mb", "cpu_seconds", "idle_cpu_share", "threads"), True
+) | dict.fromkeys(("open_files", "file_size_mb", "stack_kb", "max_message_mb"), False)
 HEX = frozenset("0123456789abcdefABCDEF")
 
 

@@ -43,7 +43,7 @@ from ..protocol import (
 from .continuation import Continuation
 from .loader import LoadedPlugin
 from .replies import error_reply
-from .sandbox.process import Confinement, renew_cpu_budget
+from .sandbox.process import Confinement, keep_refilling, renew_cpu_budget
 
 del WORKER_TO_HOST  # the worker only decodes what the host sends
 
@@ -347,6 +347,7 @@ async def serve(
     if not done.done():  # (the early calls may have ended it: a Shutdown, a lost channel)
         transport, _ = await loop.connect_accepted_socket(lambda: channel, sock)
         install_log(channel.write)
+        keep_refilling(loop, confinement, lambda: not channel.tasks)  # CPU between calls
     code = await done
     for call_id in list(channel.tasks):
         channel.cancel(call_id)

@@ -160,9 +160,11 @@ def test_policy_decisions(arch: syscalls.Arch) -> None:
         assert decide(arch, name) == EPERM, name
     assert decide(arch, "clone3") == ENOSYS
     assert simulate(code, 0, (), arch.audit_arch) == allow  # read / io_setup
-    # signals: this process or its group only; the high word changes nothing
+    # signals: this process only, not its process group; the high word changes nothing
     assert decide(arch, "kill", ME, 0) == allow
-    assert decide(arch, "kill", 0, signal.SIGTERM) == allow
+    assert decide(arch, "kill", 0, signal.SIGTERM) == EPERM
+    assert decide(arch, "kill", high, signal.SIGTERM) == EPERM
+    assert decide(arch, "kill", -ME, signal.SIGTERM) == EPERM
     assert decide(arch, "kill", ME + 1, 0) == EPERM
     assert decide(arch, "kill", -1, signal.SIGKILL) == EPERM
     assert decide(arch, "kill", (ME + 1) | high, 0) == EPERM
@@ -236,10 +238,20 @@ def test_policy_decisions(arch: syscalls.Arch) -> None:
     # personality: only PER_LINUX and the query
     assert decide(arch, "personality", 0xFFFFFFFF) == allow
     assert decide(arch, "personality", 0x0040000) == EPERM  # ADDR_NO_RANDOMIZE
-    # self_only=False leaves signals to Landlock's scope
+    # self_only=False leaves signals to Landlock's scope, but never to a process group
     assert decide(arch, "kill", ME + 1, 9, self_only=False) == allow
     assert decide(arch, "tkill", ME + 1, 9, self_only=False) == allow
     assert decide(arch, "pidfd_send_signal", self_only=False) == EPERM
+    for name in ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+        for pid in (0, -1, -ME, high, 0x80000000 | high):
+            assert decide(arch, name, pid, 9, self_only=False) == EPERM, (name, pid)
+        assert decide(arch, name, (ME + 1) | high, 9, self_only=False) == allow, name
+    # the parent-death signal cannot be reset (or changed), whatever the high word
+    for option in (seccomp.PR_SET_PDEATHSIG, seccomp.PR_SET_PDEATHSIG | high):
+        assert decide(arch, "prctl", option, 0) == EPERM
+        assert decide(arch, "prctl", option, 0, self_only=False) == EPERM
+    assert decide(arch, "prctl", 2, 0) == allow  # PR_GET_PDEATHSIG
+    assert decide(arch, "prctl", 15, 0) == allow  # PR_SET_NAME
 
 
 def test_x86_64_denies_the_x32_abi() -> None:
@@ -370,14 +382,15 @@ def test_signals_reach_only_this_process() -> None:
                 attempt(lambda: raw("tkill", target, 0)),
                 attempt(lambda: raw("tgkill", target, target, 0)),
                 attempt(lambda: raw("pidfd_open", target, 0)),
+                attempt(lambda: os.kill(0, 0)),  # its process group
+                attempt(lambda: os.killpg(os.getpgid(0), 0)),
                 attempt(lambda: os.kill(me, 0)),
-                attempt(lambda: os.kill(0, 0)),
                 attempt(lambda: os.kill(me, signal.SIGUSR1)),
                 attempt(lambda: signal.pthread_kill(threading.get_ident(), 0)),
                 str(got),
             ]
 
-        assert in_child(probe) == ["EPERM"] * 7 + ["ok"] * 4 + [str([int(signal.SIGUSR1)])]
+        assert in_child(probe) == ["EPERM"] * 9 + ["ok"] * 3 + [str([int(signal.SIGUSR1)])]
 
 
 @needs_seccomp

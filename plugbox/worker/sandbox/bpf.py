@@ -96,3 +96,15 @@ def when_args(conds: Sequence[tuple[int, Sequence[int]]], then: int, otherwise: 
             miss = total + 1 - here if j == len(values) - 1 else 0
             out.append(jump(JEQ, value, after - here, miss))
     return [*out, ret(then), ret(otherwise)]
+
+
+def when_positive(i: int, then: int, otherwise: int) -> list[Insn]:
+    """Return ``then`` if argument i, a pid read as a 32-bit signed int, is above 0;
+    else ``otherwise`` (0 and negative pids name process groups, or every process)."""
+    return [
+        load(arg_low(i)),
+        jump(JEQ, 0, 2, 0),
+        jump(JSET, 0x80000000, 1, 0),
+        ret(then),
+        ret(otherwise),
+    ]

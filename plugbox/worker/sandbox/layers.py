@@ -21,7 +21,7 @@ from typing import Any
 
 from ...limits import PRIVATE_SCRATCH, PRIVATE_TMPFS
 from .. import _linux
-from . import landlock, pidns, seccomp, seccomp_template, syscalls
+from . import landlock, pidns, quotas, seccomp, seccomp_template, syscalls
 
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
@@ -68,7 +68,7 @@ def prepare() -> None:
     if not sys.platform.startswith("linux"):
         return
     for libc, names in (
-        (_libc(), ("unshare", "mount", "prctl")),
+        (_libc(), ("unshare", "mount", "prctl", "capget", "capset")),
         (seccomp._libc(), ("prctl", "syscall")),
     ):
         for name in names:
@@ -93,18 +93,32 @@ def prepare() -> None:
 
 
 def raise_oom_score() -> bool:
-    """Make the kernel's OOM killer pick this worker before its host."""
+    """Make the kernel's OOM killer pick this worker before its host. A worker forked
+    by a zygote is not dumpable, as the zygote is not, and its /proc files then belong
+    to root: unless it is root, it is made dumpable for the write, as for the user
+    namespace's maps (before any plugin code runs), whoever runs the host."""
     try:
         _linux.write_file("/proc/self/oom_score_adj", b"1000")
+    except PermissionError:
+        if not _linux.set_dumpable(True):
+            return False
+        try:
+            _linux.write_file("/proc/self/oom_score_adj", b"1000")
+        except OSError:
+            return False
+        finally:
+            _linux.set_dumpable(False)
     except OSError:
         return False
     return True
 
 
 def enter_namespaces(network: bool) -> dict[str, bool]:
-    """unshare a user namespace (mapping our own uid and gid), then IPC and, without
-    network, network namespaces inside it. Returns what took effect."""
-    done = {"user_namespace": False, "ipc_namespace": False, "network_namespace": False}
+    """unshare a user namespace (mapping our own uid and gid) and set its inotify
+    quota (``quotas``), then IPC and, without network, network namespaces inside it.
+    Returns what took effect."""
+    done = dict.fromkeys(("user_namespace", "inotify_limit", "ipc_namespace"), False)
+    done["network_namespace"] = False
     if not sys.platform.startswith("linux"):
         return done
     libc = _libc()
@@ -127,6 +141,7 @@ def enter_namespaces(network: bool) -> dict[str, bool]:
     finally:
         libc.prctl(PR_SET_DUMPABLE, 1 if dumpable == 1 else 0, 0, 0, 0)
     done["user_namespace"] = True
+    done["inotify_limit"] = quotas.limit_inotify()
     if libc.unshare(CLONE_NEWIPC) == 0:
         done["ipc_namespace"] = True
     if not network and libc.unshare(CLONE_NEWNET) == 0:

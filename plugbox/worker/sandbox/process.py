@@ -15,13 +15,14 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from ...limits import Limits
 from .. import _linux
+from . import quotas
 
 #: variables a scrubbed environment keeps (with these values).
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
@@ -38,6 +39,11 @@ class Confinement:
     #: the CPU clock when the soft limit was last renewed, and CLOCK_MONOTONIC before
     cpu_used: float = 0.0
     cpu_used_at: float = 0.0
+    #: between calls: the share of one CPU the budget refills at, the CPU clock value it
+    #: runs out at as last refilled (``refill_cpu_budget``), and CLOCK_MONOTONIC then
+    idle_cpu_share: float | None = None
+    refilled_end: float = 0.0
+    refilled_at: float = 0.0
     #: address space held back under the memory cap (``RESERVE_BYTES``), released for
     #: the error reply of a plugin that has used up the rest (``serve`` takes it over)
     reserve: mmap.mmap | None = None
@@ -232,8 +238,13 @@ def apply_rlimits(limits: Mapping[str, Any], state: Confinement) -> None:
         set_limit(resource.RLIMIT_AS, cap, cap)
         state.address_space_kb = cap // 1024
     state.layers["rlimits"] = True
+    threads = limits.get("threads", DEFAULT_LIMITS.threads)
+    in_own_namespace = bool(state.layers.get("user_namespace"))
+    state.layers["thread_limit"] = quotas.limit_threads(threads, in_own_namespace)
     cpu = limits.get("cpu_seconds", DEFAULT_LIMITS.cpu_seconds)
     state.cpu_seconds = float(cpu) if cpu else None
+    share = limits.get("idle_cpu_share", DEFAULT_LIMITS.idle_cpu_share)
+    state.idle_cpu_share = float(share) if share else None
     renew_cpu_budget(state)
 
 
@@ -295,3 +306,45 @@ def renew_cpu_budget(state: Confinement) -> None:
             state.cpu_soft = soft
         except (ValueError, OSError):
             pass
+
+
+def refill_cpu_budget(state: Confinement) -> None:
+    """Between calls: refill the CPU budget at ``idle_cpu_share`` of one CPU since it
+    was last renewed (by a call) or refilled, never past a full budget (``cpu_seconds``
+    from the CPU used now), and move the soft limit up to it. Background work within the
+    share so never runs the budget out; a call renews it in full, as before."""
+    share, budget = state.idle_cpu_share, state.cpu_seconds
+    if share is None or budget is None:
+        return
+    now, used = time.monotonic(), cpu_clock()
+    if state.cpu_used_at > state.refilled_at:  # a call renewed it since
+        end, since = state.cpu_used + budget, state.cpu_used_at
+    else:
+        end, since = state.refilled_end, state.refilled_at
+    end = min(end + share * (now - since), used + budget)
+    state.refilled_end, state.refilled_at = end, now
+    soft = math.ceil(end)
+    if soft > state.cpu_soft:
+        try:
+            set_limit(resource.RLIMIT_CPU, soft)
+            state.cpu_soft = soft
+        except (ValueError, OSError):
+            pass
+
+
+def keep_refilling(loop: Any, state: Confinement, idle: Callable[[], bool]) -> None:
+    """Have ``loop`` refill the CPU budget (``refill_cpu_budget``) while ``idle()`` says
+    no call is in flight: every ``1 / idle_cpu_share`` seconds (1 to 10), which moves
+    the whole-second soft limit by about one second each time. Nothing is added to a
+    call's path; an idle worker wakes once per period."""
+    share = state.idle_cpu_share
+    if share is None or state.cpu_seconds is None:
+        return
+    period = min(10.0, max(1.0, 1.0 / share))
+
+    def tick() -> None:
+        if idle():
+            refill_cpu_budget(state)
+        loop.call_later(period, tick)
+
+    loop.call_later(period, tick)

@@ -35,8 +35,12 @@ Pids: ``own_pid`` is fixed when the filter is built, so build it in the process 
 installs it (after any pid-namespace fork). Signals and other calls that act on a
 process by pid (``kill``, ``tgkill``, ``rt_*sigqueueinfo``, ``prlimit64``, ``sched_set*``,
 ``setpriority``, ``ioprio_set``, ``migrate_pages``, ``move_pages``) are allowed only on
-that pid (or 0, "myself"); with ``self_only=False`` they are left to Landlock's signal
-scope, which also covers the worker's own children when processes are allowed.
+that pid (or, but for signals, 0: "myself"); with ``self_only=False`` they are left to
+Landlock's signal scope, which also covers the worker's own children when processes are
+allowed. A signal never goes to pid 0 or below: those name process groups (the worker's
+own holds its pid namespace's init and outer process) or every process.
+``prctl(PR_SET_PDEATHSIG)`` is refused: the worker set it before the filter, and the
+plugin cannot take it back to outlive its host.
 
 Install after the rest of the sandbox is set up (it denies ``unshare``, ``mount`` ...):
 ``install(build_policy(os.getpid()))``, or ``policy_template().for_pid(os.getpid())``
@@ -72,6 +76,7 @@ from .bpf import (
     load,
     ret,
     when_args,
+    when_positive,
 )
 from .syscalls import Arch, UnsupportedArchitecture, native_arch
 
@@ -85,6 +90,9 @@ CLONE_THREAD = 0x00010000
 CLONE_NEW_NAMESPACES = 0x7E020000
 PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
 PER_LINUX, PER_QUERY = 0, 0xFFFFFFFF
+PR_SET_PDEATHSIG = 1
+#: the calls that send a signal to the process (or thread group) their first argument names
+_SIGNALS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 
 
 def socket_block(families: Sequence[int], unix_types: Sequence[int] | None) -> list[Insn]:
@@ -241,15 +249,16 @@ def build_policy(
         def only_me(conds: Sequence[tuple[int, Sequence[int]]]) -> list[Insn]:
             return when_args(conds, SECCOMP_RET_ALLOW, EPERM)
 
-        rules["kill"] = only_me([(0, [me, 0])])
-        for name in ("tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
-            rules[name] = only_me([(0, [me])])
+        for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+            rules[name] = only_me([(0, [me])])  # kill(0, ...): its process group
         for name in _SELF_PID_ARG0:
             rules[name] = only_me([(0, [me, 0])])
         rules["setpriority"] = only_me([(0, [PRIO_PROCESS]), (1, [me, 0])])
         rules["ioprio_set"] = only_me([(0, [IOPRIO_WHO_PROCESS]), (1, [me, 0])])
     else:
-        del rules["tkill"]
+        for name in _SIGNALS:
+            rules[name] = when_positive(0, SECCOMP_RET_ALLOW, EPERM)
+    rules["prctl"] = when_args([(0, [PR_SET_PDEATHSIG])], EPERM, SECCOMP_RET_ALLOW)
     return assemble(program(arch, rules))
 
 
