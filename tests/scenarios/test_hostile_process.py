@@ -59,7 +59,7 @@ SPECS = HookSet(
 )
 #: how much the test process (the host) may grow across an attack
 HOST_RSS_GROWTH_MB = 48
-#: how much the host run in its own process may reach in all (ru_maxrss)
+#: how much the host run in its own process may reach in all (its VmHWM)
 SCRIPT_HOST_MAXRSS_MB = 160
 #: the inotify instances a worker may hold (``quotas.INOTIFY``)
 INOTIFY_INSTANCES = 8

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,10 +84,18 @@ async def main(mode: str, sandbox: str = "{}") -> None:
             found["bystander_inotify"] = await outcome(host, "inotify")
         found["bystander"] = await outcome(host, "ping")
         found["bystander_pid"] = bystander.pid
-        found["host_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        found["host_maxrss_kb"] = peak_rss_kb()
         print(json.dumps(found), flush=True)
         if mode == "pdeathsig":
             await anyio.sleep_forever()
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS since it started this program (VmHWM). Not ru_maxrss:
+    that keeps the peak from before execve, the RSS of the test process it was forked
+    from."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
 if __name__ == "__main__":
