@@ -67,6 +67,15 @@ def pause_after(started: float) -> float:
     return min(max(FLOOD_SHARE * took, FLOOD_PAUSE), MAX_FLOOD_PAUSE)
 
 
+def _same_file(fd: int, stat: os.stat_result) -> bool:
+    """Whether ``fd`` is still open on the file ``stat`` describes."""
+    try:
+        now = os.fstat(fd)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (stat.st_dev, stat.st_ino)
+
+
 @dataclass
 class Drops:
     """What a worker's output lost: lines and Log records over the rate limit, and
@@ -321,6 +330,7 @@ class WorkerOutput:
 
     async def _read(self, fd: int, capture: OutputCapture) -> None:
         try:
+            pipe = os.fstat(fd)
             while True:
                 await anyio.wait_readable(fd)
                 try:
@@ -334,7 +344,9 @@ class WorkerOutput:
                 now = time.monotonic()
                 if capture.feed(data, now):  # lines dropped: a flood; let it wait
                     await anyio.sleep(pause_after(now))
-        except anyio.ClosedResourceError:
+                    if not _same_file(fd, pipe):  # closed (its end was judged) meanwhile
+                        break
+        except (anyio.ClosedResourceError, OSError):
             pass
         finally:
             capture.close()

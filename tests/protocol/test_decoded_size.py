@@ -162,7 +162,7 @@ HOSTILE: dict[str, Callable[[int], bytes]] = {
 }
 
 
-def test_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_table() -> None:
     """The bound against tracemalloc, per byte of frame, for realistic, dense and
     hostile replies; printed (run with ``-s``): what MAX_EXPANSION was chosen from."""
     lines = [f"{'reply':42s} {'MiB':>5s} {'measured':>9s} {'bound':>7s}"]
@@ -183,8 +183,7 @@ def test_the_table(capsys: pytest.CaptureFixture[str]) -> None:
             assert (bound <= MAX_EXPANSION * size) == (kind == "realistic"), name
             if kind != "hostile" and size <= DECODED_FLOOR // MAX_EXPANSION:
                 decode_body(body, peer="worker", accept=WORKER_TO_HOST, limits=HOST)
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
+    print("\n" + "\n".join(lines))  # (shown with -s)
 
 
 def hostile_frame(item: bytes, size: int = 4 << 20) -> bytes:

@@ -184,6 +184,7 @@ async def test_a_reply_that_decodes_to_far_more_than_its_bytes_fails_its_plugin(
             f"would decode to more than {32 * size} bytes of objects (its decoded-size cap)"
         ), report.detail
         # the frame (4 MB), its copy as the decoder takes it, nothing of what it decodes to
+        print(f"\n{what} x {n}: {size} bytes refused; host peak RSS +{growth[0] / MiB:.1f} MiB")
         assert growth[0] < 48 * MiB, growth[0]
         await a.bystander_serves()
         # the plugin is restarted and serves again
@@ -206,6 +207,7 @@ async def test_log_records_before_the_handshake_are_kept_within_a_count_and_byte
         async with arena(limits=Limits(max_message_mb=4), early=[count, size]) as a:
             await a.bystander_serves()
             assert await a.attack("log", text="after") == "logged"
+    print(f"\n{count} early records of {size} chars: host peak RSS +{growth[0] / MiB:.1f} MiB")
     assert growth[0] < 32 * MiB, growth[0]  # 64 KiB kept, each record decoded in turn
     # the first ones that fit in EARLY_RECORDS and EARLY_BYTES (each cut to MAX_RECORD
     # characters) are logged when the Handshake names the plugin, the rest reported
@@ -272,6 +274,8 @@ async def test_a_newline_flood_on_stdout_is_dropped_counted_and_reported(
     cpu = cpu_seconds() - cpu
     # every line was either logged or counted as dropped, and the drops were reported
     logged = records(caplog, "")
+    rss = growth[0] / MiB
+    print(f"\n{n} newlines: {logged} logged, host CPU {cpu:.2f} s, peak RSS +{rss:.1f} MiB")
     assert logged + dropped(caplog, "output lines") == n
     assert 0 < logged <= output.BURST_RECORDS + output.RATE_RECORDS * 60
     # a line costs the host no record and no Python work: 4 M lines took far less
@@ -296,6 +300,8 @@ async def test_a_flood_of_log_frames_is_dropped_counted_and_reported(
         await a.bystander_serves()
     cpu = cpu_seconds() - cpu
     logged = records(caplog, "x: ")
+    rss = growth[0] / MiB
+    print(f"\n{n} Log frames: {logged} logged, host CPU {cpu:.2f} s, peak RSS +{rss:.1f} MiB")
     assert logged + dropped(caplog, "log records") == n
     assert 0 < logged <= output.BURST_RECORDS + output.RATE_RECORDS * 60
     # what is dropped is mostly dropped unread: far less than the ~1.5 s of CPU it
