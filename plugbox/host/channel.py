@@ -44,6 +44,10 @@ class Channel:
         """Stop reading and writing; ``run`` returns."""
         raise NotImplementedError
 
+    def pause(self, seconds: float) -> None:
+        """Read nothing more for ``seconds`` (the peer floods: its writes wait)."""
+        raise NotImplementedError
+
     def unread(self) -> bytes:
         """What the peer sent that the reader has not taken yet, read without waiting:
         the last frames of a worker whose exit was heard before they were read."""
@@ -96,6 +100,7 @@ class AsyncioChannel(Channel):
         self._timer: asyncio.TimerHandle | None = None
         self._done: asyncio.Future[None] | None = None
         self._batch: list[bytes] | None = None
+        self._paused = False
 
     def write(self, frame: bytes) -> None:
         if self.broken:
@@ -153,6 +158,20 @@ class AsyncioChannel(Channel):
             loop = asyncio.get_running_loop()
             self._timer = loop.call_at(loop.time() + due - time.monotonic(), self._late)
 
+    def pause(self, seconds: float) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._paused:
+            return
+        self._paused = True
+        transport.pause_reading()
+        asyncio.get_running_loop().call_later(seconds, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = False
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
     def lost(self) -> None:
         self.broken = True
         if self._done is not None and not self._done.done():
@@ -172,6 +191,8 @@ class StreamChannel(Channel):
         self.sock = sock
         self._outbuf = bytearray()
         self._want_write = anyio.Event()
+        self._resume_at = 0.0
+        self._closed = anyio.Event()
 
     def write(self, frame: bytes) -> None:
         if self.broken:
@@ -220,6 +241,12 @@ class StreamChannel(Channel):
                 start_protected(tg, self._drain)  # Ctrl-C on trio: see tasks.py
                 try:
                     while True:
+                        if self._resume_at:  # paused (``pause``), until then or closed
+                            wait, self._resume_at = self._resume_at - time.monotonic(), 0.0
+                            with anyio.move_on_after(max(wait, 0)):
+                                await self._closed.wait()
+                            if self.broken:
+                                break
                         due = deadline()
                         if due is None:
                             await anyio.wait_readable(sock)
@@ -245,7 +272,11 @@ class StreamChannel(Channel):
         except anyio.ClosedResourceError:
             pass
 
+    def pause(self, seconds: float) -> None:
+        self._resume_at = self._resume_at or time.monotonic() + seconds
+
     def close(self) -> None:
         """Stop reading and writing."""
         self.broken = True
         self._want_write.set()
+        self._closed.set()

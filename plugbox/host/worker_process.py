@@ -20,6 +20,7 @@ import anyio.abc
 from ..limits import Limits
 from ..protocol import (
     LOAD_CALL_ID,
+    MAX_EXPANSION,
     WORKER_TO_HOST,
     Cancel,
     ChannelState,
@@ -46,13 +47,10 @@ from .channel import open_channel
 from .death import DeathWatch
 from .exits import ExitInfo
 from .launchers import SpawnedWorker
-from .output import WorkerOutput
+from .output import WorkerOutput, pause_after
 from .pending import EXPIRED, Pending, deadlines_for_running_loop
 from .tasks import HostTasks
 from .usage import watch_usage
-
-#: log records kept from a worker before its handshake names the plugin.
-EARLY_LOG_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +88,18 @@ class WorkerProcess:
         self._alive = True
         self._channel_done = anyio.Event()
         self._pending: dict[int, Pending] = {}
-        self._early_logs: list[Log] = []
         self._next_id = 1
         self.channel = open_channel(spawned.channel)
         self._deadlines = deadlines_for_running_loop(self._call_expired)
         self._decoder = FrameDecoder(
             peer="worker",
             accept=WORKER_TO_HOST,
-            limits=FrameLimits(max_frame_bytes=limits.max_message_mb << 20),
+            limits=FrameLimits(
+                max_frame_bytes=limits.max_message_mb << 20, max_expansion=MAX_EXPANSION
+            ),
         )
         self._max_frame = limits.max_message_mb << 20
-        self.output = WorkerOutput(logger, tail_lines=limits.stderr_tail_lines)
+        self.output = WorkerOutput(logger, tail_lines=limits.stderr_tail_lines, plugin=label)
         self.stdout = self.output.stdout
         self.stderr = self.output.stderr
         self.end = DeathWatch(
@@ -195,7 +194,7 @@ class WorkerProcess:
     def name_logger(self, plugin: str) -> None:
         """Send the worker's logs and output to ``plugbox.plugin.<plugin>``."""
         self.logger = logging.getLogger(f"plugbox.plugin.{plugin}")
-        self.output.name_logger(self.logger)
+        self.output.name_logger(self.logger, plugin)
 
     # ---------------------------------------------------------------- its end
     def kill(self, reason: Cause | None, detail: str = "") -> None:
@@ -315,13 +314,17 @@ class WorkerProcess:
             pass
         self._channel_done.set()
         self._mark_dead()
+        self.output.report_drops()
 
     def _received(self, data: bytes) -> None:
-        now = time.monotonic()
+        now = self.output.now = time.monotonic()  # (the Log records' rate limit's clock)
         decoder = self._decoder
         decoder.feed(data, now)
         while (msg := decoder.next_message(now)) is not None:
             self._dispatch(msg)
+        if self.output.flooded:  # Log records over the rate limit were dropped: a flood
+            self.output.flooded = False
+            self.channel.pause(pause_after(now))
 
     def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
         """Run ``fn``; a protocol error kills the worker and ends the channel."""
@@ -357,11 +360,10 @@ class WorkerProcess:
         on. A reply to a call given up (``abandon``) is dropped."""
         self._order.process("worker", msg)
         if isinstance(msg, Log):
-            if self.handshake is None:
-                if len(self._early_logs) < EARLY_LOG_LIMIT:
-                    self._early_logs.append(msg)
-                return
-            self.logger.log(msg.level, "%s: %s", msg.logger, msg.message)
+            output, early = self.output, self.handshake is None
+            output.record(msg, early=early)
+            if output.flooded:  # dropping them: drop the Log frames next in line unread
+                output.drop_unread(*self._decoder.drop_logs(), early=early)
         elif isinstance(msg, Confined):
             if msg.pid != self.spawned.pid:
                 self.end.adopt(msg.pid)
@@ -369,9 +371,7 @@ class WorkerProcess:
         elif isinstance(msg, Handshake):
             self.end.baseline_rss_kb = msg.baseline_rss_kb
             self.name_logger(self.registered_as or msg.plugin)
-            for early in self._early_logs:
-                self.logger.log(early.level, "%s: %s", early.logger, early.message)
-            self._early_logs.clear()
+            self.output.replay_early()
             self._settled.set()
         elif isinstance(msg, Error) and msg.id == LOAD_CALL_ID:
             self.load_error = msg

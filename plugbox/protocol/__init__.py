@@ -5,7 +5,7 @@ from ._decode import FrameDecoder, decode_body
 from ._encode import encode, encode_call, encode_result
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._exit_report import EXIT_REPORT_SIZE, pack_exit_report, unpack_exit_report
-from ._limits import DEFAULT_LIMITS, HEADER_SIZE, MAX_VALUE_DEPTH, FrameLimits
+from ._limits import DEFAULT_LIMITS, HEADER_SIZE, MAX_EXPANSION, MAX_VALUE_DEPTH, FrameLimits
 from ._messages import (
     CHANNEL_FD,
     EXIT_CHANNEL_LOST,
@@ -47,6 +47,7 @@ __all__ = [
     "HOST_TO_WORKER",
     "HOST_TO_ZYGOTE",
     "LOAD_CALL_ID",
+    "MAX_EXPANSION",
     "MAX_VALUE_DEPTH",
     "PROTOCOL_VERSION",
     "WORKER_SENDS",

@@ -2,7 +2,8 @@
 
 It checks every size before allocating for it (the frame length against
 ``max_frame_bytes`` before buffering the body; msgpack's string/array/map lengths
-against what the frame can hold; nesting against ``max_depth``) and gives a partial
+against what the frame can hold; nesting against ``max_depth``; what the frame decodes
+to against ``max_expansion``) and gives a partial
 frame ``frame_timeout`` seconds to complete. It does no I/O and reads no clock: the
 caller passes ``now``.
 """
@@ -16,7 +17,7 @@ import msgpack
 
 from ._errors import RemoteProtocolError
 from ._limits import DEFAULT_LIMITS, HEADER, HEADER_SIZE, FrameLimits
-from ._messages import FIELD_NAMES, MESSAGE_TYPES, Call, Message, Result
+from ._messages import FIELD_NAMES, MESSAGE_TYPES, Call, Log, Message, Result
 from ._scan import scan
 from ._values import NOT_CONTAINER_HEADER, depth_exceeds, refuse_ext
 
@@ -37,6 +38,7 @@ _CALL_ID, _CALL_HOOK, _CALL_ARGS = (vars(Call)[name].__set__ for name in FIELD_N
 _RESULT_ID, _RESULT_VALUE, _RESULT_CHANGED = (
     vars(Result)[name].__set__ for name in FIELD_NAMES[Result]
 )
+_LOG_LEVEL, _LOG_LOGGER, _LOG_MESSAGE = (vars(Log)[name].__set__ for name in FIELD_NAMES[Log])
 _is_str = str.__instancecheck__
 
 
@@ -74,10 +76,23 @@ def _build_result(wire: list[Any]) -> Message:
     return result
 
 
+def _build_log(wire: list[Any]) -> Message:
+    # (a worker may send many: built as cheaply as a Result)
+    _, level, logger, message = wire
+    if not (type(level) is int and type(logger) is str and type(message) is str):
+        return Log(level=level, logger=logger, message=message)
+    log = _new(Log)
+    _LOG_LEVEL(log, level)
+    _LOG_LOGGER(log, logger)
+    _LOG_MESSAGE(log, message)
+    return log
+
+
 #: the builders above, by tag
 _BUILD_FULL: dict[int, Callable[[list[Any]], Message]] = {
     Call.TAG: _build_call,
     Result.TAG: _build_result,
+    Log.TAG: _build_log,
 }
 
 
@@ -99,7 +114,9 @@ def decode_body(
 # (``max_array_len``), and nested ones would each preallocate that much: a 1 KiB frame
 # of nested ``dc 03 00`` headers made msgpack allocate 2 MB. Maps are not preallocated.
 # So a frame over SCAN_ABOVE is scanned, and a smaller one when it holds a 0xdc or 0xdd
-# byte (possibly inside a string: the scan then merely finds nothing wrong).
+# byte (possibly inside a string: the scan then merely finds nothing wrong). The scan
+# also bounds what the frame decodes to (``FrameLimits.max_decoded``); a frame that is
+# not scanned is held to it by its size: it decodes to at most DECODED_FLOOR.
 def _decode_body(
     body: bytes | bytearray, peer: str, accept: frozenset[type[Message]], limits: FrameLimits
 ) -> Message:
@@ -108,7 +125,7 @@ def _decode_body(
     headers = body.translate(None, NOT_CONTAINER_HEADER)  # one pass for both checks
     scanned = size > SCAN_ABOVE or b"\xdc" in headers or b"\xdd" in headers
     if scanned:
-        problem = scan(body, limits.max_depth)
+        problem = scan(body, limits.max_depth, limits.max_decoded(size))
         if problem is not None:
             raise RemoteProtocolError(problem, side=peer)
     try:
@@ -141,7 +158,7 @@ def _decode_body(
         and depth_exceeds(wire, limits.max_depth)
     ):
         raise RemoteProtocolError(f"frame nests deeper than {limits.max_depth}", side=peer)
-    if type(wire) is list and len(wire) == 4 and type(wire[0]) is int:  # a Call, a Result
+    if type(wire) is list and len(wire) == 4 and type(wire[0]) is int:  # a Call, Result, Log
         build = _BUILD_FULL.get(wire[0])
         if build is not None and MESSAGE_TYPES[wire[0]] in accept:
             try:
@@ -256,6 +273,30 @@ class FrameDecoder:
         except RemoteProtocolError as exc:
             self._error = exc
             raise
+
+    def drop_logs(self) -> tuple[int, int]:
+        """Drop the whole Log frames at the head of what was received, unread: for a
+        peer whose Log records are being dropped anyway (a flood), at a fraction of the
+        cost of decoding them. (How many, and their bytes.) A frame is taken for a Log by
+        its first bytes, a 4-element array and the Log tag; its fields are not read."""
+        if self._error is not None:
+            raise self._error
+        buf = self._buf
+        end, cap, pos, count = len(buf), self._limits.max_frame_bytes, 0, 0
+        while end - pos > HEADER_SIZE + 1:
+            (size,) = _unpack_header(buf, pos)
+            start = pos + HEADER_SIZE
+            if not (2 <= size <= cap and start + size <= end and buf[start] == 0x94):
+                break
+            if buf[start + 1] != Log.TAG:
+                break
+            pos = start + size
+            count += 1
+        if pos:
+            del buf[:pos]
+            if not buf:
+                self._partial_since = None
+        return count, pos
 
     def _fail(self, reason: str) -> None:
         self._error = RemoteProtocolError(reason, side=self.peer)
