@@ -11,13 +11,14 @@ writes is logged escaped, one line per record. The host's memory is measured as 
 growth of its peak RSS (``VmHWM``, reset before the attack), its CPU as the CPU time
 of the test process; every figure is a bound in bytes, counts or CPU seconds.
 
-These attacks do not differ for a host run as root or as an ordinary user: what they
-aim at is the host's decoder and logging, which run the same either way.
+The same attacks are also made on a host run by an ordinary user, in its own process
+(tests/scripts/hostile_user_host.py), its peak RSS read from its own VmHWM.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import time
@@ -30,6 +31,7 @@ from typing import Any
 import anyio
 import psutil
 import pytest
+from ordinary_user import run_as_ordinary_user
 
 from plugbox import Limits, PluginHost, PluginInfo
 from plugbox.errors import PluginProtocolError, PluginRaised
@@ -47,6 +49,7 @@ SPECS = HookSet(
     ],
 )
 PLUGIN_LOGGER = "plugbox.plugin.hostile"
+USER_HOST = str(Path(__file__).parents[1] / "scripts" / "hostile_user_host.py")
 MiB = 1 << 20
 
 pytestmark = pytest.mark.anyio
@@ -192,6 +195,18 @@ async def test_a_reply_that_decodes_to_far_more_than_its_bytes_fails_its_plugin(
 
 
 # --------------------------------------------------------------------------- early logs
+def early_kept(count: int, size: int) -> int:
+    """How many of ``count`` early records of ``size`` characters the host keeps: the
+    first ones that fit in EARLY_RECORDS and EARLY_BYTES (each cut to MAX_RECORD)."""
+    kept = held = 0
+    while kept < min(count, output.EARLY_RECORDS):
+        record = min(len(f"{kept}") + size, output.MAX_RECORD) + len("hostile")
+        if held + record > output.EARLY_BYTES:
+            break
+        kept, held = kept + 1, held + record
+    return kept
+
+
 @pytest.mark.parametrize(
     ("count", "size"),
     [
@@ -211,12 +226,7 @@ async def test_log_records_before_the_handshake_are_kept_within_a_count_and_byte
     assert growth[0] < 32 * MiB, growth[0]  # 64 KiB kept, each record decoded in turn
     # the first ones that fit in EARLY_RECORDS and EARLY_BYTES (each cut to MAX_RECORD
     # characters) are logged when the Handshake names the plugin, the rest reported
-    kept = held = 0
-    while kept < min(count, output.EARLY_RECORDS):
-        record = min(len(f"{kept}") + size, output.MAX_RECORD) + len("hostile")
-        if held + record > output.EARLY_BYTES:
-            break
-        kept, held = kept + 1, held + record
+    kept = early_kept(count, size)
     early = [
         r.getMessage()
         for r in caplog.records
@@ -330,6 +340,84 @@ async def test_a_plugins_text_cannot_forge_a_host_log_line(host_log: io.StringIO
     assert all(re.match(r"plugbox(\.[\w-]+)*: ", line) for line in lines), lines
     assert not [line for line in lines if line.startswith("plugbox.host: plugin x")]
     assert "\x1b" not in text and "\x00" not in text and "\u2028" not in text
+
+
+# --------------------------------------------------------------------------- as a user
+def test_an_ordinary_users_host_is_bounded_the_same() -> None:
+    done, tmp, left = run_as_ordinary_user(
+        [USER_HOST, "decode"], prefix="plugbox-test-hostile-decode-"
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
+    assert left == [], f"the host left files in its TMPDIR: {left}"
+    found: dict[str, Any] = json.loads(done.stdout.decode().splitlines()[-1])
+    assert found["uid"] != 0 and found["tmpdir"] == tmp
+    figures = []
+    for what, n in (("empty_maps", 4_000_000), ("nested_maps", 600_000)):
+        got = found[what]
+        assert (got["error"], got["plugin"], got["cause"], got["killed"]) == (
+            "PluginProtocolError",
+            "hostile",
+            "protocol",
+            True,
+        ), got
+        size = int(re.search(r"a frame of (\d+) bytes", got["detail"]).group(1))  # type: ignore[union-attr]
+        assert size > n and got["detail"].endswith(
+            f"would decode to more than {32 * size} bytes of objects (its decoded-size cap)"
+        ), got["detail"]
+        assert got["serves"] and got["back"] == "logged"
+        figures.append((what, got["peak_kb"] << 10, 48 * MiB, got["cpu"]))
+    for count, size in ((48, 2_000_000), (20_000, 10)):
+        got = found[f"early_{count}"]
+        kept = early_kept(count, size)
+        assert got["serves"] and got["after"] == "logged"
+        assert len(got["lines"]) == kept + 1, len(got["lines"])  # and "after"
+        for i, line in enumerate(got["lines"][:kept]):
+            assert line == (f"{PLUGIN_LOGGER}: hostile: {i}" + "A" * size)[:200]
+        (report,) = got["reported"]
+        match = re.fullmatch(
+            rf"{PLUGIN_LOGGER}: (\d+) early log records \((\d+) bytes\) from plugin "
+            r"hostile dropped",
+            report,
+        )
+        assert match, report
+        assert int(match.group(1)) == count - kept
+        assert int(match.group(2)) >= (count - kept) * size
+        figures.append((f"early_{count}x{size}", got["peak_kb"] << 10, 32 * MiB, got["cpu"]))
+    for what, n, kind, logged_key, tail in (
+        ("newlines", 4_000_000, "output lines", "logged_empty", "output lines"),
+        ("log_frames", 400_000, "log records", "logged_x", "log records"),
+    ):
+        got = found[what]
+        assert got["value"] == "flooded" and got["answered"] > 0 and got["serves"], got
+        (first,) = got["tail0"]
+        assert re.fullmatch(
+            rf"\[plugbox: \d+ {tail} \(\d+ bytes\) of this worker dropped from the log\]",
+            first,
+        ), first
+        logged = got[logged_key]
+        assert logged + got["dropped"][kind] == n
+        assert 0 < logged <= output.BURST_RECORDS + output.RATE_RECORDS * 60
+        assert got["cpu"] < 1.0, got["cpu"]
+        figures.append((f"{what} x {n}", got["peak_kb"] << 10, 32 * MiB, got["cpu"]))
+    got = found["forge"]
+    assert got["value"] == "forged" and got["serves"]
+    lines = got["lines"]
+    escaped = "ok\\nplugbox.host: plugin x removed\\r\\x1b[2Jcleared\\x00\\u2028end"
+    assert f"{PLUGIN_LOGGER}: hostile: {escaped}" in lines
+    assert lines.count(f"{PLUGIN_LOGGER}: ok") == 2
+    rest = escaped.split("\\n", 1)[1]
+    assert lines.count(f"{PLUGIN_LOGGER}: {rest}") == 2
+    assert all(re.match(r"plugbox(\.[\w-]+)*: ", line) for line in lines), lines
+    assert not [line for line in lines if line.startswith("plugbox.host: plugin x")]
+    text = "\n".join(lines)
+    assert "\x1b" not in text and "\x00" not in text and "\u2028" not in text
+    for what, grown, bound, cpu in figures:
+        print(
+            f"\nuser host, {what}: peak RSS +{grown / MiB:.1f} MiB "
+            f"(bound {bound // MiB} MiB), CPU {cpu:.2f} s"
+        )
+    for what, grown, bound, _ in figures:
+        assert grown < bound, (what, grown)
 
 
 def test_escape_keeps_text_on_one_line() -> None:

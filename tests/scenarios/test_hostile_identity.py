@@ -9,9 +9,9 @@ over the next plugin's frame cap) fails the plugin that produced it, ``PluginPro
 naming hook and argument; the next plugin is called with the last good value and is not
 blamed. Each test runs the attacker beside the bystander "healthy", whose worker must
 serve on untouched; the host's RSS stays within ``RSS_BOUND``, and nothing is left in the
-temporary directory (processes and fds: the leak check in conftest). None of this differs
-for a host run by an ordinary user (names, values and blame are the host's bookkeeping,
-not the kernel's), so these run as the test machine's root only.
+temporary directory (processes and fds: the leak check in conftest). The same attacks
+are also made on a host run by an ordinary user, in its own process
+(tests/scripts/hostile_user_host.py), its peak RSS read from its own VmHWM.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 import pytest
+from ordinary_user import run_as_ordinary_user
 
 from plugbox import Limits, PluginHost, Sandbox
 from plugbox.errors import PluginFailure, PluginProtocolError, PluginQuarantined
@@ -47,6 +48,7 @@ HOOKS = HookSet(
         HookSpec(name="handle", args=("request", "ctx"), mode="first_result", mutable=("ctx",)),
     ],
 )
+USER_HOST = str(Path(__file__).parents[1] / "scripts" / "hostile_user_host.py")
 #: how much the test process's RSS may grow over a test (it moves a few MB of values)
 RSS_BOUND = 64 << 20
 FAST = Limits(backoff_initial=0.0, warm_spare=False)
@@ -236,27 +238,27 @@ async def chain_host(
     return worker_pid(host, "healthy")
 
 
-@pytest.mark.parametrize(
-    ("producer", "name", "consumer_mb", "problem"),
-    [
-        (
-            "DeepPlugin",
-            "deep",
-            16,
-            "hook 'step': the value it returned cannot be passed on as argument 'data' "
-            "(it broke the contract of what may cross): it nests deeper than 62 levels "
-            "(the protocol's cap)",
-        ),
-        (
-            "BigPlugin",
-            "big",
-            1,
-            "hook 'step': the value it left as argument 'data' (2097157 bytes) cannot "
-            "be sent to plugin 'healthy': Call of 2097171 bytes exceeds the "
-            "1048576-byte frame cap",
-        ),
-    ],
-)
+CHAINS = [
+    (
+        "DeepPlugin",
+        "deep",
+        16,
+        "hook 'step': the value it returned cannot be passed on as argument 'data' "
+        "(it broke the contract of what may cross): it nests deeper than 62 levels "
+        "(the protocol's cap)",
+    ),
+    (
+        "BigPlugin",
+        "big",
+        1,
+        "hook 'step': the value it left as argument 'data' (2097157 bytes) cannot "
+        "be sent to plugin 'healthy': Call of 2097171 bytes exceeds the "
+        "1048576-byte frame cap",
+    ),
+]
+
+
+@pytest.mark.parametrize(("producer", "name", "consumer_mb", "problem"), CHAINS)
 @pytest.mark.parametrize("policy", ["skip", "raise"])
 async def test_a_value_the_next_plugin_cannot_take_fails_its_producer(
     tmpdir_checked: Path,
@@ -354,6 +356,48 @@ async def test_the_callers_own_argument_over_a_frame_cap_is_a_type_error(
             await host.call("step", data=b"x" * (2 << 20))
         assert (await host.call("step", data=1)).value == ["healthy", 1]
         assert worker_pid(host, "healthy") == pid and host.reports == []
+
+
+# ---------------------------------------------------------------- as a user
+def test_an_ordinary_users_host_keeps_names_and_blame() -> None:
+    done, tmp, left = run_as_ordinary_user(
+        [USER_HOST, "identity"], prefix="plugbox-test-hostile-identity-"
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
+    assert left == [], f"the host left files in its TMPDIR: {left}"
+    found: dict[str, Any] = json.loads(done.stdout.decode().splitlines()[-1])
+    assert found["uid"] != 0 and found["tmpdir"] == tmp
+    got = found["renamed"]
+    assert got["crash"] == [["attacker", "crashed"]]
+    assert got["after"] == [["healthy", "after"], ["healthy"]]
+    assert got["reports"] == [
+        [
+            "attacker",
+            "6.6.6",
+            "protocol",
+            "step",
+            "while loading: a restarted worker's Handshake claims name 'healthy', but "
+            "the plugin was registered with name 'attacker'",
+        ]
+    ]
+    assert got["names"] == ["attacker", "healthy"] and got["blamed"] == ["attacker"]
+    assert got["last"] == "quarantined"
+    assert got["refused"] == [["attacker", "quarantined"]]
+    assert got["impostor_log"] == ["plugbox.plugin.attacker"]
+    figures = [("renamed", got)]
+    for _, name, _, problem in CHAINS:
+        for policy in ("skip", "raise"):
+            got = found[f"{name}_{policy}"]
+            error = "PluginProtocolError" if policy == "raise" else None
+            assert got["failures"] == [[error, name, "protocol", "step", problem]] * 2
+            assert got["producer_lives"] and got["last"] == [name, "quarantined"]
+            figures.append((f"{name}_{policy}", got))
+    for what, got in figures:
+        assert got["still"] == [["healthy", "still"], ["healthy"]], what
+        assert got["same_bystander"] and got["bystander_blamed"] == [], what
+        print(f"user host, {what}: peak RSS +{got['peak_kb'] / 1024:.1f} MB")
+    for what, got in figures:
+        assert got["peak_kb"] << 10 < RSS_BOUND, (what, got["peak_kb"])
 
 
 # ---------------------------------------------------------------- blame, unit

@@ -12,21 +12,14 @@ the caps are also tested on their own, without workers.
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import shutil
-import subprocess
-import sys
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import psutil
 import pytest
+from ordinary_user import run_as_ordinary_user
 
-import plugbox
 from plugbox import Limits, PluginHost, specs
 from plugbox.errors import PluginQuarantined, PluginRaised
 from plugbox.host.failure_reports import (
@@ -253,58 +246,10 @@ USER_HOST = textwrap.dedent(
 )
 
 
-def _import_path() -> str:
-    import anyio
-
-    roots = {str(Path(m.__file__).parent.parent) for m in (plugbox, msgpack, psutil, anyio)}
-    return os.pathsep.join(sorted(roots))
-
-
-def _as_nobody() -> tuple[str, dict[str, str], dict[str, Any]]:
-    """An interpreter, environment and ``subprocess`` user arguments that run a host as
-    user nobody with plugbox importable; skips the test when there is none."""
-    env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin"}
-    kwargs: dict[str, Any] = {"user": "nobody", "group": "nogroup", "extra_groups": []}
-    why = []
-    for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
-        try:
-            probe = subprocess.run(
-                [python, "-c", "import plugbox, anyio, msgpack, psutil"],
-                env=env,
-                capture_output=True,
-                timeout=60,
-                **kwargs,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            why.append(f"{python}: {exc}")
-            continue
-        if probe.returncode == 0:
-            return python, env, kwargs
-        why.append(f"{python}: {probe.stderr.decode(errors='replace').strip()[-200:]}")
-    pytest.skip(f"no interpreter with plugbox importable is reachable by nobody: {why}")
-
-
 def test_an_ordinary_users_host_stays_bounded() -> None:
-    if os.geteuid() != 0:
-        python, env, kwargs = sys.executable, dict(os.environ), {}
-    else:  # a root test run shows an ordinary user's host by becoming nobody
-        python, env, kwargs = _as_nobody()
-    tmp = tempfile.mkdtemp(prefix="plugbox-test-hostile-reports-")
-    try:
-        if kwargs:
-            os.chown(tmp, pwd.getpwnam("nobody").pw_uid, -1)
-        env["TMPDIR"] = tmp  # the host's temporary files and workers' scratch go here
-        done = subprocess.run(
-            [python, "-c", USER_HOST, HOSTILE],
-            env=env,
-            capture_output=True,
-            timeout=300,
-            start_new_session=True,
-            **kwargs,
-        )
-        left = os.listdir(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    done, tmp, left = run_as_ordinary_user(
+        ["-c", USER_HOST, HOSTILE], prefix="plugbox-test-hostile-reports-"
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
     assert left == [], f"the host left files in its TMPDIR: {left}"
     found: dict[str, Any] = json.loads(done.stdout.decode().splitlines()[-1])
