@@ -44,7 +44,7 @@ def now() -> int:
 STAMPS: dict[str, int] = {}
 
 
-def stamp(cls: type, name: str, label: str) -> None:
+def stamp(cls: Any, name: str, label: str) -> None:
     """Note the first call of ``cls.name`` (and, as ``label done``, its return)."""
     original: Callable[..., Any] = getattr(cls, name)
     if inspect.iscoroutinefunction(original):
@@ -75,7 +75,7 @@ def instrument() -> None:
     stamp(DeathWatch, "_read_exit_report", "exit report task")
     stamp(DeathWatch, "death", "death()")
     stamp(output.OutputCapture, "close", "an output stream closed")
-    stamp(sv, "_report", "report built")
+    stamp(supervision, "failure_report", "report built")
     stamp(sv, "_ensure_worker", "ensure worker")
     stamp(standby.Standby, "take", "take standby")
     stamp(wp, "resume", "Resume sent")

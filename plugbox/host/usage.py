@@ -103,13 +103,19 @@ async def watch_usage(
     answered = calls.answered
     confined = calls.confined
     memory = MemoryCount(end, confined.layers if confined is not None else {})
+    # the first sample reads the RSS alone: it comes right behind a restart's first
+    # call, whose reply a count of every process and fd would hold back; the count
+    # starts with the next sample
+    first = True
     while calls.alive:
         sample = _linux.usage(end.pid)
         if sample is None:
             return
         rss, cpu = sample
         end.peak_seen_kb = max(end.peak_seen_kb, rss)
-        if memory_mb:
+        if first:
+            first = False
+        elif memory_mb:
             try:
                 held: Held | None = memory.count(rss)
             except Uncountable as exc:
