@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 
-def _import_path() -> str:
+def import_path() -> str:
+    """The import roots of plugbox and what a host needs: the plugbox under test."""
     import anyio
     import msgpack
     import psutil
@@ -29,7 +30,7 @@ def _import_path() -> str:
 def as_nobody() -> tuple[str, dict[str, str], dict[str, Any]]:
     """An interpreter, environment and ``subprocess`` user arguments that run a host as
     user nobody with plugbox importable; skips the test when there is none."""
-    env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": import_path(), "PATH": "/usr/bin:/bin"}
     kwargs: dict[str, Any] = {"user": "nobody", "group": "nogroup", "extra_groups": []}
     why = []
     for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):

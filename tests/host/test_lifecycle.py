@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import msgpack
 import psutil
 import pytest
 from forking import reap, wait_gone, whoami
+from ordinary_user import as_nobody
 
-import plugbox
 from plugbox import Limits, PluginHost, Sandbox, specs
 from plugbox.errors import PluginCrashed, PluginFailure, PluginTimeout
 
@@ -28,53 +27,13 @@ pytestmark = pytest.mark.anyio
 SCENARIO = Path(__file__).parents[1] / "scripts" / "host_scenario.py"
 
 
-def _import_path() -> str:
-    roots = {
-        str(Path(plugbox.__file__).parent.parent),
-        str(Path(msgpack.__file__).parent.parent),
-        str(Path(anyio.__file__).parent.parent),
-    }
-    return os.pathsep.join(sorted(roots))
-
-
-def _interpreter_for_nobody() -> tuple[str | None, str]:
-    """An interpreter user nobody can run with plugbox importable, or why there is none."""
-    env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin"}
-    why = ""
-    for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
-        try:
-            probe = subprocess.run(
-                [python, "-c", "import plugbox, anyio, msgpack, psutil"],
-                env=env,
-                user="nobody",
-                group="nogroup",
-                extra_groups=[],
-                capture_output=True,
-                timeout=60,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            why += f"{python}: {exc}; "
-            continue
-        if probe.returncode == 0:
-            return python, ""
-        why += f"{python}: {probe.stderr.decode(errors='replace').strip().splitlines()[-1:]}; "
-    return None, why
-
-
 @pytest.mark.parametrize("launcher", ["zygote", "subprocess"])
 def test_an_ordinary_users_host(behave: str, launcher: str) -> None:
     if os.geteuid() != 0:
         python, env = sys.executable, dict(os.environ)
         kwargs: dict[str, Any] = {}
     else:  # a root test run shows an ordinary user's host by becoming nobody
-        python, why = _interpreter_for_nobody()
-        if python is None:
-            pytest.skip(
-                f"no interpreter with plugbox importable is reachable by user "
-                f"nobody on this machine: {why}"
-            )
-        env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin"}
-        kwargs = {"user": "nobody", "group": "nogroup", "extra_groups": []}
+        python, env, kwargs = as_nobody()
     done = subprocess.run(
         [python, str(SCENARIO), "report", behave, launcher],
         env=env,

@@ -25,13 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
-import msgpack
 import psutil
 import pytest
 from forking import reap, wait_gone
+from ordinary_user import as_nobody, import_path
 
-import plugbox
 from plugbox import Limits, PluginHost, PluginInfo, Sandbox
 from plugbox.errors import PluginMemoryExceeded, PluginRaised
 from plugbox.specs import HookSet, HookSpec
@@ -227,31 +225,11 @@ async def test_a_locked_up_scratch_directory_is_still_removed() -> None:
 # --- an ordinary user's host, and a killed host ------------------------------------------------
 
 
-def _import_path() -> str:
-    roots = {str(Path(m.__file__).parent.parent) for m in (plugbox, msgpack, anyio, psutil)}
-    return os.pathsep.join(sorted(roots))
-
-
 @pytest.fixture(scope="module")
 def nobody_python() -> str:
     """An interpreter user nobody can run with plugbox importable."""
-    env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin"}
-    for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
-        try:
-            probe = subprocess.run(
-                [python, "-c", "import plugbox, anyio, msgpack, psutil"],
-                env=env,
-                user="nobody",
-                group="nogroup",
-                extra_groups=[],
-                capture_output=True,
-                timeout=60,
-            )
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if probe.returncode == 0:
-            return python
-    pytest.skip("no interpreter with plugbox importable is reachable by user nobody")
+    python, _, _ = as_nobody()
+    return python
 
 
 def host_command(plan: dict[str, Any], python: str | None) -> tuple[list[str], dict[str, Any]]:
@@ -262,7 +240,7 @@ def host_command(plan: dict[str, Any], python: str | None) -> tuple[list[str], d
         return command, {}
     if os.geteuid() != 0:
         pytest.skip("running a host as another user needs root")
-    env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": import_path(), "PATH": "/usr/bin:/bin"}
     return command, {
         "env": env,
         "user": "nobody",

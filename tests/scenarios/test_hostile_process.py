@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import ordinary_user
 import psutil
 import pytest
 from forking import reap, whoami
@@ -294,16 +295,6 @@ async def test_an_inotify_bomb_stops_at_the_workers_own_quota(landlock: bool) ->
 
 
 # --- a host of its own -----------------------------------------------------------------------
-def _import_path() -> str:
-    """The import roots of plugbox, msgpack and anyio: the plugbox under test."""
-    import msgpack
-
-    import plugbox
-
-    roots = {str(Path(m.__file__ or "").parent.parent) for m in (plugbox, msgpack, anyio)}
-    return os.pathsep.join(sorted(roots))
-
-
 @dataclass
 class Runner:
     """How to run a host as an ordinary user: an interpreter with plugbox importable,
@@ -324,20 +315,8 @@ def as_nobody() -> Runner:
     user), by an interpreter that can import plugbox; skip where there is none."""
     if os.geteuid() != 0:
         return Runner(sys.executable, {"env": dict(os.environ)})
-    env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin"}
-    kwargs = {"user": "nobody", "group": "nogroup", "extra_groups": [], "env": env}
-    why = ""
-    for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
-        runner = Runner(python, kwargs)
-        try:
-            probe = runner.run("-c", "import plugbox, anyio, msgpack, psutil")
-        except OSError as exc:
-            why += f"{python}: {exc}; "
-            continue
-        if probe.returncode == 0:
-            return runner
-        why += f"{python}: {probe.stderr.decode(errors='replace').splitlines()[-1:]}; "
-    pytest.skip(f"no interpreter with plugbox importable is reachable by nobody: {why}")
+    python, env, kwargs = ordinary_user.as_nobody()
+    return Runner(python, {**kwargs, "env": env})
 
 
 def run_host(runner: Runner, mode: str) -> dict[str, Any]:
@@ -417,7 +396,7 @@ def test_a_worker_that_resets_its_death_signal_dies_with_its_killed_host(
         [sys.executable, str(HOST), "pdeathsig", json.dumps(sandbox)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": _import_path()},  # the plugbox under test
+        env={**os.environ, "PYTHONPATH": ordinary_user.import_path()},  # the plugbox under test
     )
     host_to_kill.append(host)
     assert host.stdout is not None and host.stderr is not None

@@ -42,8 +42,8 @@ from typing import Any
 import anyio
 import psutil
 import pytest
+from ordinary_user import as_nobody, import_path
 
-import plugbox
 from plugbox import PluginHost, PluginInfo, Sandbox
 from plugbox.errors import PluginIntegrityError, PluginRaised
 from plugbox.specs import HookSet, HookSpec
@@ -246,38 +246,6 @@ async def test_an_inline_class_gets_its_own_module_not_its_import_path_entry(
 
 
 # --- a host run by an ordinary user ------------------------------------------------------
-def _import_path() -> str:
-    import anyio as _anyio
-    import msgpack
-
-    roots = {str(Path(m.__file__).parent.parent) for m in (plugbox, msgpack, _anyio, psutil)}
-    return os.pathsep.join(sorted(roots))
-
-
-def _interpreter_for_nobody() -> tuple[str | None, str]:
-    """An interpreter user nobody can run with plugbox importable, or why there is none."""
-    env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin"}
-    why = ""
-    for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
-        try:
-            probe = subprocess.run(
-                [python, "-c", "import plugbox, anyio, msgpack, psutil"],
-                env=env,
-                user="nobody",
-                group="nogroup",
-                extra_groups=[],
-                capture_output=True,
-                timeout=60,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            why += f"{python}: {exc}; "
-            continue
-        if probe.returncode == 0:
-            return python, ""
-        why += f"{python}: {probe.stderr.decode(errors='replace').strip()[-200:]}; "
-    return None, why
-
-
 @pytest.fixture(scope="module")
 def ordinary_users_host() -> Iterator[dict[str, Any]]:
     """Run ``reads_host.py`` as ``python -m app`` from the home directory of an
@@ -285,11 +253,8 @@ def ordinary_users_host() -> Iterator[dict[str, Any]]:
     0700 directories, the user's own) the attacks go after; its report lines by
     (run, label)."""
     if os.geteuid() == 0:
-        python, why = _interpreter_for_nobody()
-        if python is None:
-            pytest.skip(f"no interpreter with plugbox importable is reachable by nobody: {why}")
+        python, _, kwargs = as_nobody()
         user = pwd.getpwnam("nobody")
-        kwargs: dict[str, Any] = {"user": "nobody", "group": "nogroup", "extra_groups": []}
     else:
         python, user, kwargs = sys.executable, pwd.getpwuid(os.geteuid()), {}
     base = Path(tempfile.mkdtemp(prefix="plugbox-reads-", dir="/tmp"))
@@ -323,7 +288,7 @@ def ordinary_users_host() -> Iterator[dict[str, Any]]:
                 "attacks": attacks[:1],
             },
         ]
-        env = {"PYTHONPATH": _import_path(), "PATH": "/usr/bin:/bin", "HOME": str(home)}
+        env = {"PYTHONPATH": import_path(), "PATH": "/usr/bin:/bin", "HOME": str(home)}
         done = subprocess.run(
             [python, "-m", "app", json.dumps(plan), f"{plugins / 'attacker.py'}:HealthyPlugin"],
             cwd=home,
