@@ -139,10 +139,19 @@ def verify_module(source: Source, expected: str, scratch: Any) -> None:
 
 def distribution_of(module: str) -> tuple[str, str]:
     """(name, version) of the installed distribution that provides ``module``'s
-    top-level package, or ("", "") when none does. Reads metadata only."""
+    top-level package, or ("", "") when none does. Reads metadata only: first the
+    distribution named like the package (the usual case, one directory lookup), and
+    only when that is not it the metadata of every installed distribution."""
     import importlib.metadata as metadata
 
     top = module.split(".")[0]
+    for guess in dict.fromkeys((top, top.replace("_", "-"))):
+        try:
+            dist = metadata.distribution(guess)
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+        if _provides(dist, top):
+            return str(dist.metadata["Name"] or guess), str(dist.version or "")
     names = metadata.packages_distributions().get(top, [])
     for name in dict.fromkeys(names):  # several for a namespace package: the first
         try:
@@ -151,6 +160,20 @@ def distribution_of(module: str) -> tuple[str, str]:
             continue
         return str(dist.metadata["Name"] or name), str(dist.version or "")
     return "", ""
+
+
+def _provides(dist: Any, top: str) -> bool:
+    """Whether ``dist`` lists ``top`` among its top-level names, as
+    ``packages_distributions`` would find it (top_level.txt, else its RECORD)."""
+    listed = dist.read_text("top_level.txt")
+    if listed is not None:
+        return top in listed.split()
+    for file in dist.files or ():
+        parts = file.parts
+        name = parts[0] if len(parts) > 1 else file.name.partition(".")[0]
+        if name == top:
+            return True
+    return False
 
 
 def file_module_name(path: str) -> str:
