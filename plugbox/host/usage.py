@@ -92,9 +92,11 @@ async def watch_usage(
     ``IdleCPU`` keeps, plus one second.
     """
     await loaded.wait()  # (died: then the loop ends at once)
-    # behind the task that waited on the same Handshake to make a call (a restart):
-    # reading /proc here first would hold that call back by as long as the read
-    await anyio.lowlevel.checkpoint()
+    # the first sample one interval after the load: a restart's first call comes
+    # right behind the Handshake, and reading /proc then would hold its reply back
+    # (the address-space cap stops what a plugin allocates faster than that)
+    with anyio.move_on_after(limits.rss_check_interval):
+        await dead.wait()
     baseline = end.baseline_rss_kb
     memory_mb, cpu_seconds = limits.memory_mb, limits.cpu_seconds
     share = limits.idle_cpu_share
@@ -103,19 +105,13 @@ async def watch_usage(
     answered = calls.answered
     confined = calls.confined
     memory = MemoryCount(end, confined.layers if confined is not None else {})
-    # the first sample reads the RSS alone: it comes right behind a restart's first
-    # call, whose reply a count of every process and fd would hold back; the count
-    # starts with the next sample
-    first = True
     while calls.alive:
         sample = _linux.usage(end.pid)
         if sample is None:
             return
         rss, cpu = sample
         end.peak_seen_kb = max(end.peak_seen_kb, rss)
-        if first:
-            first = False
-        elif memory_mb:
+        if memory_mb:
             try:
                 held: Held | None = memory.count(rss)
             except Uncountable as exc:
