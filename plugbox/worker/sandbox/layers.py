@@ -71,7 +71,7 @@ def prepare() -> None:
     if not sys.platform.startswith("linux"):
         return
     for libc, names in (
-        (_libc(), ("unshare", "mount", "prctl", "capget", "capset")),
+        (_libc(), ("unshare", "mount", "prctl", "capget", "capset", "syscall")),
         (seccomp._libc(), ("prctl", "syscall")),
     ):
         for name in names:
@@ -82,9 +82,9 @@ def prepare() -> None:
         pass
     try:
         for network in (False, True):
-            for processes in (False, True):
-                # with processes, the program for a worker in a pid namespace (below)
-                _seccomp_template(network, *((True, True) if processes else (False,))).for_pid(1)
+            _seccomp_template(network, False).for_pid(1)
+            # with processes, the program of a worker whose signals are scoped (apply)
+            _seccomp_template(network, True, True).for_pid(1)
     except syscalls.UnsupportedArchitecture:
         pass
     if os.geteuid() == 0:

@@ -223,8 +223,8 @@ def _syscall(nr: int, *args: object) -> int:
 
 def clone_trees(paths: Iterable[str]) -> list[tuple[str, int]]:
     """As root, before privileges are dropped: for each directory of ``paths`` some user
-    may not reach, a detached read-only, nosuid, nodev copy of it (``open_tree`` with
-    OPEN_TREE_CLONE: that directory's mount, not what is mounted beneath it), for
+    may not reach, a detached private, read-only, nosuid, nodev copy of it (``open_tree``
+    with OPEN_TREE_CLONE: that directory's mount, not what is mounted beneath it), for
     ``mount_trees`` to put back at its path in the worker's own mount namespace.
     Returns (path, fd) pairs; a kernel without the new mount API (before 5.2) gives none."""
     if not sys.platform.startswith("linux"):
@@ -241,7 +241,10 @@ def clone_trees(paths: Iterable[str]) -> list[tuple[str, int]]:
         )
         if fd < 0:
             continue
-        attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
+        # private: a copy of a shared mount would share its mounts with the host's
+        attr = _MountAttr(
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, MS_PRIVATE, 0
+        )
         _syscall(  # failing (before 5.12), it stays as writable as the original
             SYS_MOUNT_SETATTR,
             ctypes.c_int(fd),
@@ -298,7 +301,8 @@ def mount_trees(trees: Sequence[tuple[str, int]], mount: bool = True) -> list[st
                 os.fsencode(path),
                 ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
             )
-            if moved == 0:
+            if moved == 0:  # (private again, where mount_setattr is missing: before 5.12)
+                libc.mount(None, os.fsencode(path), None, MS_PRIVATE, None)
                 mounted.append(path)
         for top in covers:
             libc.mount(None, os.fsencode(top), None, MS_REMOUNT | MS_RDONLY | flags, None)
