@@ -180,7 +180,9 @@ class Sandbox:
       directory, removed when the worker ends. It is the worker's cwd, ``HOME`` and
       ``TMPDIR``.
     - ``processes``: whether the plugin may start processes (default no: seccomp
-      denies fork, vfork, clone without CLONE_THREAD and exec).
+      denies fork, vfork, clone without CLONE_THREAD and exec). With it, the
+      interpreter itself is runnable and multiprocessing works (docs/sandbox.md,
+      "Devices, /dev/shm and processes").
     - ``env``: names of host environment variables passed through (default none).
     - ``namespaces`` / ``landlock`` / ``seccomp``: ask for each layer (default yes);
       a layer the kernel lacks is reported, not faked.

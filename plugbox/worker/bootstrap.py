@@ -223,17 +223,18 @@ def _run(
     state.layers["clean_environment"] = True
     # what the worker may read: given, not inherited from the import path
     read_only = start.sandbox.get("read_only") or ()
-    grants = reads.plan(source.path, source.module, read_only, source.inline)
+    processes = bool(start.sandbox.get("processes"))
+    grants = reads.plan(source.path, source.module, read_only, source.inline, processes)
     import_paths = confine.ImportPaths(grants.open_dirs) if os.geteuid() == 0 else None
     state.layers["oom_score_adj"] = sandbox.raise_oom_score()
     state.layers["unprivileged"] = confine.drop_privileges(start.sandbox.get("user"))
-    if import_paths is not None:
-        import_paths.after_drop()
-        grants.relocate(import_paths.fix)
     grants.install()
     state.layers["parent_death_signal"] = confine.die_with_parent(parent)
     # may fork: see worker.pidns; init keeps the exit report pipe, the plugin does not
-    namespaces, host_pid = sandbox.enter(start.sandbox, exit_report_fd)
+    namespaces, host_pid = sandbox.enter(start.sandbox, exit_report_fd, grants.trees)
+    if import_paths is not None:  # after the interpreter's directories were mounted
+        import_paths.after_drop()
+        grants.relocate(import_paths.fix)
     if exit_report_fd is not None:
         os.close(exit_report_fd)
     state.layers.update(namespaces)
@@ -241,7 +242,7 @@ def _run(
     asyncio.set_event_loop(loop)
     if source.inline is not None:
         loader.prepare_inline()  # its import opens /dev/null for writing
-    state.layers.update(sandbox.apply(start.sandbox, grants.grants))
+    state.layers.update(sandbox.apply(start.sandbox, grants.grants, namespaces))
     confine.apply_rlimits(start.limits, state)
     baseline_rss = _linux.resident_kb()
     # the layers and the RSS as they stand before any of the plugin's code runs: the

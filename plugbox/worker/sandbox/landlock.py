@@ -66,6 +66,9 @@ ACCESS_FS_FILE = (
     | ACCESS_FS_IOCTL_DEV
 )
 ACCESS_FS_READ_ONLY = ACCESS_FS_EXECUTE | ACCESS_FS_READ_FILE | ACCESS_FS_READ_DIR
+#: what a ``write_files`` rule allows: read, write and truncate (``open(path, "w")``
+#: truncates), neither execute nor device ioctls
+ACCESS_FS_READ_WRITE_FILE = ACCESS_FS_READ_FILE | ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE
 
 ACCESS_NET_BIND_TCP = 1 << 0
 ACCESS_NET_CONNECT_TCP = 1 << 1
@@ -176,12 +179,14 @@ def restrict(
     deny_tcp: bool = True,
     scope_signals: bool = True,
     scope_abstract_unix: bool = True,
+    write_files: Sequence[str] = (),
 ) -> Restriction:
     """Restrict this process (irreversibly) with everything the kernel's Landlock offers.
 
     Filesystem: every right the ABI knows is handled; ``read_only`` paths (and what is
-    beneath them) may be read, listed and executed, ``read_write`` paths get every right.
-    A path that does not exist is skipped (it grants nothing). ``deny_tcp`` (ABI 4+):
+    beneath them) may be read, listed and executed, ``read_write`` paths get every right,
+    and ``write_files`` (single files, such as ``/dev/null``) may be read, written and
+    truncated. A path that does not exist is skipped (it grants nothing). ``deny_tcp`` (ABI 4+):
     TCP bind and connect denied everywhere. ``scope_signals`` / ``scope_abstract_unix``
     (ABI 6+): no signal to, and no abstract unix socket connection to, a process outside
     this Landlock domain. Sets no_new_privs first.
@@ -213,7 +218,11 @@ def restrict(
         SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
     )
     try:
-        for paths, access in ((read_only, ACCESS_FS_READ_ONLY), (read_write, handled_fs)):
+        for paths, access in (
+            (read_only, ACCESS_FS_READ_ONLY),
+            (read_write, handled_fs),
+            (write_files, ACCESS_FS_READ_WRITE_FILE),
+        ):
             for path in paths:
                 _add_path(ruleset, path, access & handled_fs)
         set_no_new_privs()

@@ -17,6 +17,7 @@ import functools
 import os
 import socket
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...limits import PRIVATE_SCRATCH, PRIVATE_TMPFS
@@ -50,6 +51,8 @@ BASE_READ_ONLY = (
     "/dev/urandom",
     "/dev/random",
 )
+#: the devices every worker may write (and read): nothing written to them is kept
+WRITABLE_DEVICES = ("/dev/null", "/dev/zero")
 
 
 def _libc() -> ctypes.CDLL:
@@ -68,7 +71,7 @@ def prepare() -> None:
     if not sys.platform.startswith("linux"):
         return
     for libc, names in (
-        (_libc(), ("unshare", "mount", "prctl", "capget", "capset")),
+        (_libc(), ("unshare", "mount", "prctl", "capget", "capset", "syscall")),
         (seccomp._libc(), ("prctl", "syscall")),
     ):
         for name in names:
@@ -79,8 +82,9 @@ def prepare() -> None:
         pass
     try:
         for network in (False, True):
-            for processes in (False, True):
-                _seccomp_template(network, processes).for_pid(1)
+            _seccomp_template(network, False).for_pid(1)
+            # with processes, the program of a worker whose signals are scoped (apply)
+            _seccomp_template(network, True, True).for_pid(1)
     except syscalls.UnsupportedArchitecture:
         pass
     if os.geteuid() == 0:
@@ -152,12 +156,26 @@ def enter_namespaces(network: bool) -> dict[str, bool]:
 def enter(
     policy: dict[str, Any],
     exit_report_fd: int | None = None,
+    trees: Sequence[tuple[str, int]] = (),
 ) -> tuple[dict[str, bool], int]:
     """Enter the namespaces ``policy`` asks for. Returns the layers that took effect
     and this process's pid as the host sees it; in a pid namespace, the process that
     returns is the worker's pid 2 (``pidns.split``), whose init reports its end on
-    ``exit_report_fd``."""
+    ``exit_report_fd``. ``trees``: the interpreter's directories to mount where this
+    user cannot reach them (``pidns.mount_trees``)."""
     pid = os.getpid()
+    try:
+        done, pid = _enter(policy, exit_report_fd, pid)
+    except BaseException:
+        pidns.mount_trees(trees, mount=False)
+        raise
+    pidns.mount_trees(trees, mount=bool(done.get("mount_namespace")))
+    return done, pid
+
+
+def _enter(
+    policy: dict[str, Any], exit_report_fd: int | None, pid: int
+) -> tuple[dict[str, bool], int]:
     if policy.get("dumpable") and sys.platform.startswith("linux"):
         # a host of the worker's own uid reads its /proc entries to count its memory;
         # a worker forked from the (non-dumpable) zygote would keep them closed to it
@@ -208,11 +226,16 @@ def enter_private_scratch(policy: dict[str, Any], size_mb: int) -> bool:
 
 
 @functools.cache
-def _seccomp_template(network: bool, processes: bool) -> seccomp_template.PolicyTemplate:
+def _seccomp_template(
+    network: bool, processes: bool, signal_processes: bool = False
+) -> seccomp_template.PolicyTemplate:
     """The seccomp program a policy asks for, with the pid left open."""
     families = [socket.AF_UNIX] + ([socket.AF_INET, socket.AF_INET6] if network else [])
     return seccomp_template.policy_template(
-        socket_families=families, connect=network, allow_processes=processes
+        socket_families=families,
+        connect=network,
+        allow_processes=processes,
+        signal_processes=signal_processes,
     )
 
 
@@ -223,12 +246,17 @@ def enter_scratch(path: str) -> None:
     os.environ["TMPDIR"] = path
 
 
-def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
+def apply(
+    policy: dict[str, Any], read_only: list[str], entered: Mapping[str, bool] | None = None
+) -> dict[str, bool]:
     """Apply the layers after the namespaces that ``policy`` (``Sandbox.to_worker``)
     asks for; report each. ``read_only``: the worker's read grants (``reads.plan``),
-    which Landlock adds to ``BASE_READ_ONLY`` and the policy's own ``read_only``."""
+    which Landlock adds to ``BASE_READ_ONLY`` and the policy's own ``read_only``.
+    ``entered``: what ``enter`` put in force (a private tmpfs is writable as a whole)."""
     layers: dict[str, bool] = {}
+    entered = entered or {}
     network = bool(policy.get("network"))
+    processes = bool(policy.get("processes"))
     scratch = policy.get("scratch")
     if scratch:
         enter_scratch(str(scratch))
@@ -239,8 +267,13 @@ def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
         layers["no_new_privs"] = False
     if policy.get("landlock", True):
         paths = [*BASE_READ_ONLY, *read_only, *(policy.get("read_only") or [])]
+        writable = [str(scratch)] if scratch else []
+        if entered.get("scratch_tmpfs"):  # /dev/shm of its own: POSIX semaphores, shm_open
+            writable.append(PRIVATE_TMPFS)
         try:
-            done = landlock.restrict(paths, [str(scratch)] if scratch else [], deny_tcp=not network)
+            done = landlock.restrict(
+                paths, writable, deny_tcp=not network, write_files=WRITABLE_DEVICES
+            )
         except OSError:
             done = None
         layers["landlock_filesystem"] = bool(done and done["filesystem"])
@@ -249,7 +282,10 @@ def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
         layers["landlock_abstract_unix"] = bool(done and done["abstract_unix"])
     if policy.get("seccomp", True):
         try:
-            template = _seccomp_template(network, bool(policy.get("processes")))
+            # signals to its own children, where nothing else can be named or reached
+            scoped = entered.get("pid_namespace") or layers.get("landlock_signals")
+            signals = (True,) if processes and scoped else ()  # the key prepare() made
+            template = _seccomp_template(network, processes, *signals)
             seccomp.install(template.for_pid(os.getpid()))
             layers["seccomp"] = True
         except (OSError, syscalls.UnsupportedArchitecture):

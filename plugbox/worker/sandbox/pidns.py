@@ -23,7 +23,9 @@ launcher's reap): init writes the plugin's wait status and rusage on a pipe to t
 host (``exit_report_fd``, ``plugbox.protocol._exit_report``) the moment it reaps it.
 
 In the worker, a fresh mount namespace gets its own /proc, showing only the namespace's
-processes (``mount_private_proc``).
+processes (``mount_private_proc``), and, where the worker's user cannot reach the
+interpreter's directories by their paths, a read-only copy of them at those paths, so
+that a plugin with processes can run the interpreter (``clone_trees``, ``mount_trees``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ import os
 import resource
 import select
 import signal
+import stat
 import sys
+from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
 from ...protocol import pack_exit_report
@@ -44,7 +48,11 @@ from .. import _linux
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNS = 0x00020000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
-MS_REC, MS_PRIVATE = 0x4000, 1 << 18
+MS_RDONLY, MS_REMOUNT, MS_REC, MS_PRIVATE = 1, 32, 0x4000, 1 << 18
+#: the new mount API's calls: the same numbers on every architecture
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
+OPEN_TREE_CLONE, AT_FDCWD, AT_EMPTY_PATH, MOVE_MOUNT_F_EMPTY_PATH = 1, -100, 0x1000, 4
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 1, 2, 4
 #: the exit status of an outer process whose init vanished without a word
 EXIT_NO_STATUS = 70
 
@@ -179,3 +187,126 @@ def mount_private_proc(own_proc: bool) -> bool:
     if not own_proc:
         return True
     return bool(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) == 0)
+
+
+class _MountAttr(ctypes.Structure):
+    """struct mount_attr (``mount_setattr``)."""
+
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def _open_to_all(path: str) -> bool:
+    """Whether any user may search ``path`` and every directory above it."""
+    path = os.path.abspath(path)
+    while True:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return False
+        if not (stat.S_ISDIR(mode) and mode & stat.S_IXOTH):
+            return False
+        if path == os.sep:
+            return True
+        path = os.path.dirname(path)
+
+
+def _syscall(nr: int, *args: object) -> int:
+    call = _libc().syscall
+    call.restype = ctypes.c_long
+    return int(call(ctypes.c_long(nr), *args))
+
+
+def clone_trees(paths: Iterable[str]) -> list[tuple[str, int]]:
+    """As root, before privileges are dropped: for each directory of ``paths`` some user
+    may not reach, a detached private, read-only, nosuid, nodev copy of it (``open_tree``
+    with OPEN_TREE_CLONE: that directory's mount, not what is mounted beneath it), for
+    ``mount_trees`` to put back at its path in the worker's own mount namespace.
+    Returns (path, fd) pairs; a kernel without the new mount API (before 5.2) gives none."""
+    if not sys.platform.startswith("linux"):
+        return []
+    trees = []
+    for path in paths:
+        if _open_to_all(path):
+            continue
+        fd = _syscall(
+            SYS_OPEN_TREE,
+            ctypes.c_int(AT_FDCWD),
+            os.fsencode(path),
+            ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC),
+        )
+        if fd < 0:
+            continue
+        # private: a copy of a shared mount would share its mounts with the host's
+        attr = _MountAttr(
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, MS_PRIVATE, 0
+        )
+        _syscall(  # failing (before 5.12), it stays as writable as the original
+            SYS_MOUNT_SETATTR,
+            ctypes.c_int(fd),
+            b"",
+            ctypes.c_uint(AT_EMPTY_PATH),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        )
+        trees.append((path, fd))
+    return trees
+
+
+def _closed_above(path: str) -> str | None:
+    """The highest directory above ``path`` this process may not search, if any."""
+    above = os.path.dirname(os.path.abspath(path))
+    closed = None
+    while above != os.sep:
+        if not os.access(above, os.X_OK):
+            closed = above
+        above = os.path.dirname(above)
+    return closed
+
+
+def mount_trees(trees: Sequence[tuple[str, int]], mount: bool = True) -> list[str]:
+    """In the worker's own mount namespace, as its user: put each tree of
+    ``clone_trees`` that this user cannot reach at its path, under a read-only tmpfs on
+    the highest directory above it the user may not search, which holds nothing else:
+    what else was beneath that directory stays out of reach, as it was. Closes every
+    fd (and mounts nothing unless ``mount``). Returns the paths mounted."""
+    mounted: list[str] = []
+    libc = _libc()
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    try:
+        # where each goes, decided before anything is mounted (a cover opens what it covers)
+        unreachable = [(p, fd) for p, fd in sorted(trees) if mount and not os.access(p, os.X_OK)]
+        placed = [(p, fd, top) for p, fd in unreachable if (top := _closed_above(p)) is not None]
+        covers = []
+        for top in dict.fromkeys(top for _p, _fd, top in placed):
+            options = b"size=64k,nr_inodes=256,mode=0755"
+            if libc.mount(b"tmpfs", os.fsencode(top), b"tmpfs", flags, options) == 0:
+                covers.append(top)
+        for path, fd, top in placed:
+            if top not in covers or os.access(path, os.X_OK):
+                continue  # no cover, or reachable through a tree mounted above it
+            try:
+                os.makedirs(path, 0o755, exist_ok=True)
+            except OSError:
+                continue
+            moved = _syscall(
+                SYS_MOVE_MOUNT,
+                ctypes.c_int(fd),
+                b"",
+                ctypes.c_int(AT_FDCWD),
+                os.fsencode(path),
+                ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+            )
+            if moved == 0:  # (private again, where mount_setattr is missing: before 5.12)
+                libc.mount(None, os.fsencode(path), None, MS_PRIVATE, None)
+                mounted.append(path)
+        for top in covers:
+            libc.mount(None, os.fsencode(top), None, MS_REMOUNT | MS_RDONLY | flags, None)
+    finally:
+        for _path, fd in trees:
+            os.close(fd)
+    return mounted

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from . import pidns
 from .layers import BASE_READ_ONLY
 
 #: the most modules (files and package directories) beside a file plugin that are
@@ -95,14 +96,51 @@ def interpreter_paths() -> tuple[str, ...]:
 
 
 @functools.cache
+def interpreter_files() -> tuple[str, ...]:
+    """What running the interpreter again needs beyond ``interpreter_paths``: the file
+    ``sys.executable`` resolves to, a virtual environment's ``pyvenv.cfg``, and the
+    shared libraries the interpreter has mapped from elsewhere than the system's
+    directories (``libpython`` of a build with ``--enable-shared``). Computed once."""
+    executable = os.path.realpath(sys.executable) if sys.executable else ""
+    found = [executable, os.path.join(sys.prefix, "pyvenv.cfg")]
+    roots = (*BASE_READ_ONLY, *interpreter_paths())
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            mapped = {line.split(None, 5)[-1].strip() for line in f if " /" in line}
+    except OSError:
+        mapped = set()
+    for path in sorted(mapped):
+        name = os.path.basename(path)
+        if name.startswith("lib") and ".so" in name and not _under(path, roots):
+            found.append(_norm(path))
+    return tuple(p for p in dict.fromkeys(found) if os.path.isfile(p))
+
+
+@functools.cache
+def interpreter_trees() -> tuple[str, ...]:
+    """The directories that hold the interpreter and what ``interpreter_files`` names
+    (its prefixes and a virtual environment's), none inside another."""
+    dirs = sorted(
+        {_norm(d) for d in (sys.prefix, sys.base_prefix, sys.base_exec_prefix) if d}
+        | {os.path.dirname(f) for f in interpreter_files()}
+    )
+    outer: list[str] = []
+    for d in dirs:
+        if not _under(d, outer):
+            outer.append(d)
+    return tuple(outer)
+
+
+@functools.cache
 def _normalized(entry: str) -> str:
     return _norm(entry)
 
 
 def prepare() -> None:
     """In the zygote, once: what ``plan`` finds the same in every worker (the
-    interpreter's paths, the import path's entries normalized)."""
+    interpreter's paths and files, the import path's entries normalized)."""
     interpreter_paths()
+    interpreter_trees()
     for entry in sys.path:
         _normalized(entry)
 
@@ -245,6 +283,9 @@ class ReadPlan:
     #: a module plugin's top-level name (and those an inline class imports), where the
     #: import path no longer reaches them
     top: PluginFinder | None = None
+    #: with processes, as root: copies of the interpreter's directories (``pidns.
+    #: clone_trees``) for a worker whose user cannot reach them by their paths
+    trees: list[tuple[str, int]] = field(default_factory=list)
 
     def relocate(self, fix: Callable[[str], str]) -> None:
         """Rewrite every path as ``fix`` maps it (for an unprivileged user)."""
@@ -306,13 +347,18 @@ def pickled_modules(data: bytes) -> list[str]:
 
 
 def plan(
-    path: str | None, module: str | None, read_only: Iterable[str], inline: bytes | None = None
+    path: str | None,
+    module: str | None,
+    read_only: Iterable[str],
+    inline: bytes | None = None,
+    processes: bool = False,
 ) -> ReadPlan:
     """The read grants of a worker whose plugin is the file ``path``, the module
     ``module`` or the ``inline`` class, with ``read_only`` from its Sandbox; takes the
     import path's entries that nothing grants out of ``sys.path``. A module plugin (and
-    what an inline class imports) gets its top-level package, wherever it was found.
-    Call before privileges are dropped."""
+    what an inline class imports) gets its top-level package, wherever it was found;
+    with ``processes``, the interpreter may be run (``interpreter_files``, and as root
+    ``interpreter_trees`` cloned). Call before privileges are dropped."""
     interpreter = interpreter_paths()
     extra = [_norm(p) for p in read_only]
     roots = (*BASE_READ_ONLY, *interpreter, *extra)
@@ -322,6 +368,10 @@ def plan(
     located = {top: locate_top(top) for top in dict.fromkeys(tops)}
     sys.path[:] = [p for p in sys.path if p and _under(_normalized(p), roots)]
     result = ReadPlan(open_dirs=[PLUGBOX_DIR], grants=list(interpreter))
+    if processes:
+        result.grants += interpreter_files()
+        if os.geteuid() == 0:  # the worker's user may not reach them: see pidns
+            result.trees = pidns.clone_trees(interpreter_trees())
     if path is not None:
         directory = os.path.dirname(path)
         modules, refused = siblings(directory)

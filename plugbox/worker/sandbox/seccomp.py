@@ -208,6 +208,7 @@ def build_policy(
     socket_families: Iterable[int] = (socket.AF_UNIX,),
     connect: bool = False,
     self_only: bool = True,
+    signal_processes: bool = False,
     arch: Arch | None = None,
 ) -> bytes:
     """Build plugbox's filter and return it encoded (``assemble``'s bytes).
@@ -223,8 +224,9 @@ def build_policy(
     take no destination (a datagram socket's sendto/sendmsg would, and a filter cannot
     read the address behind the pointer). Landlock (up to ABI 7) and the network
     namespace do not cover pathname sockets: a world-writable one such as the D-Bus
-    system bus is otherwise open. ``arch``: build for this architecture instead of the
-    native one (tests).
+    system bus is otherwise open. ``signal_processes``: signals to any pid > 0 (where a
+    pid namespace or Landlock's scope keeps them to the worker's own processes), the
+    other by-pid calls still on this one. ``arch``: build for this architecture (tests).
     """
     arch = arch or native_arch()
     me = own_pid & 0xFFFFFFFF
@@ -249,8 +251,9 @@ def build_policy(
         def only_me(conds: Sequence[tuple[int, Sequence[int]]]) -> list[Insn]:
             return when_args(conds, SECCOMP_RET_ALLOW, EPERM)
 
+        anyone = when_positive(0, SECCOMP_RET_ALLOW, EPERM) if signal_processes else None
         for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
-            rules[name] = only_me([(0, [me])])  # kill(0, ...): its process group
+            rules[name] = anyone or only_me([(0, [me])])  # never pid 0: its process group
         for name in _SELF_PID_ARG0:
             rules[name] = only_me([(0, [me, 0])])
         rules["setpriority"] = only_me([(0, [PRIO_PROCESS]), (1, [me, 0])])

@@ -43,6 +43,7 @@ def _make_template(
     connect: bool,
     self_only: bool,
     arch: Arch,
+    signal_processes: bool = False,
 ) -> PolicyTemplate:
     first, second = (
         build_policy(
@@ -51,6 +52,7 @@ def _make_template(
             socket_families=socket_families,
             connect=connect,
             self_only=self_only,
+            signal_processes=signal_processes,
             arch=arch,
         )
         for pid in _PROBE_PIDS
@@ -81,8 +83,12 @@ def _template(
     connect: bool,
     self_only: bool,
     arch_name: str,
+    signal_processes: bool,
 ) -> PolicyTemplate:
-    return _make_template(allow_processes, socket_families, connect, self_only, ARCHES[arch_name])
+    arch = ARCHES[arch_name]
+    return _make_template(
+        allow_processes, socket_families, connect, self_only, arch, signal_processes
+    )
 
 
 def policy_template(
@@ -91,6 +97,7 @@ def policy_template(
     socket_families: Iterable[int] = (socket.AF_UNIX,),
     connect: bool = False,
     self_only: bool = True,
+    signal_processes: bool = False,
     arch: Arch | None = None,
 ) -> PolicyTemplate:
     """``build_policy``'s program for these options with the pid left open, built once
@@ -103,5 +110,5 @@ def policy_template(
     families = tuple(sorted({int(f) for f in socket_families}))
     arch = arch or native_arch()
     if ARCHES.get(arch.name) is not arch:  # not one of ours: built, not kept
-        return _make_template(allow_processes, families, connect, self_only, arch)
-    return _template(allow_processes, families, connect, self_only, arch.name)
+        return _make_template(allow_processes, families, connect, self_only, arch, signal_processes)
+    return _template(allow_processes, families, connect, self_only, arch.name, signal_processes)
