@@ -216,6 +216,13 @@ def _seccomp_template(network: bool, processes: bool) -> seccomp_template.Policy
     )
 
 
+def writable_paths(policy: dict[str, Any]) -> list[str]:
+    """What Landlock lets the worker write: its scratch directory. The refusals'
+    audit hook words its refusals from the same list (``worker.refusals``)."""
+    scratch = policy.get("scratch")
+    return [str(scratch)] if scratch else []
+
+
 def enter_scratch(path: str) -> None:
     """Work in the scratch directory: cwd, HOME and TMPDIR."""
     os.chdir(path)
@@ -240,7 +247,7 @@ def apply(policy: dict[str, Any], read_only: list[str]) -> dict[str, bool]:
     if policy.get("landlock", True):
         paths = [*BASE_READ_ONLY, *read_only, *(policy.get("read_only") or [])]
         try:
-            done = landlock.restrict(paths, [str(scratch)] if scratch else [], deny_tcp=not network)
+            done = landlock.restrict(paths, writable_paths(policy), deny_tcp=not network)
         except OSError:
             done = None
         layers["landlock_filesystem"] = bool(done and done["filesystem"])
