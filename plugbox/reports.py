@@ -24,6 +24,26 @@ CAUSES: dict[Cause, str] = {
 }
 
 
+#: the setting that refused what made a call fail: every value ``FailureReport.refused``
+#: takes (the setting named is the one that would allow it).
+Refusal = Literal[
+    "Sandbox.network",
+    "Sandbox.processes",
+    "Sandbox.scratch",
+    "Limits.open_files",
+    "Limits.file_size_mb",
+]
+
+#: what each ``Refusal`` means.
+REFUSALS: dict[Refusal, str] = {
+    "Sandbox.network": "a connection, socket or name lookup: the network is off",
+    "Sandbox.processes": "a new process (fork, exec, subprocess, os.system): processes are off",
+    "Sandbox.scratch": "a write outside the scratch directory, the one the plugin may write",
+    "Limits.open_files": "an open past the limit on open files (EMFILE)",
+    "Limits.file_size_mb": "a write past the limit on a file's size (EFBIG)",
+}
+
+
 def signal_name(signum: int | None) -> str | None:
     """'SIGSEGV' for 11; None for None."""
     if signum is None:
@@ -43,6 +63,10 @@ class FailureReport:
     ``traceback``. ``pid``, ``exit_code`` / ``signal`` (a name such as ``"SIGSEGV"``),
     ``peak_rss_kb`` and ``cpu_time`` describe the worker when it died (zero or None when
     it did not).
+    ``refused`` is set when the plugin's exception came of a refusal of the sandbox or
+    a limit (itself, or one it caused: an ``httpx.ConnectError`` from a refused lookup):
+    the setting that would allow what was refused, a ``Refusal`` (``REFUSALS`` says
+    what each means), and the detail says so in words.
     ``stderr_tail`` holds the last lines the plugin wrote to stderr; ``restarts`` how
     many times its worker had been restarted before this failure. What a worker sent is
     capped in bytes (stderr tail, exception type, message, traceback, detail); a cut is
@@ -65,6 +89,7 @@ class FailureReport:
     exc_type: str | None = None
     exc_message: str | None = None
     traceback: str | None = None
+    refused: Refusal | None = None
     killed: bool = False
     backoff: float = 0.0
     time: float = 0.0
@@ -72,6 +97,8 @@ class FailureReport:
     def __post_init__(self) -> None:
         if self.cause not in CAUSES:
             raise ValueError(f"unknown failure cause {self.cause!r}")
+        if self.refused is not None and self.refused not in REFUSALS:
+            raise ValueError(f"unknown refusal {self.refused!r}")
 
     def summary(self) -> str:
         """One line: which plugin, which hook, what happened. Line breaks in the detail

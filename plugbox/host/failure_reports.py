@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from ..protocol import Error
-from ..reports import Cause, FailureReport, signal_name
+from ..reports import REFUSALS, Cause, FailureReport, Refusal, signal_name
 from . import _linux
 from .causes import Death
 from .worker_process import WorkerProcess
@@ -22,6 +22,10 @@ TRACEBACK_BYTES = 64 * 1024
 MESSAGE_BYTES = 8 * 1024
 EXC_TYPE_BYTES = 256
 DETAIL_BYTES = 12 * 1024
+#: the most kept of the words a worker gave for a refusal (``Error.details``)
+REFUSAL_BYTES = 1024
+#: the ``Refusal`` values, as the host's own strings (not the worker's)
+_REFUSALS: dict[str, Refusal] = {name: name for name in REFUSALS}
 
 
 class Reported(Protocol):
@@ -51,6 +55,9 @@ def failure_report(
         peak, cpu = death.peak_rss_kb, death.cpu_time
     elif pid is not None:
         peak, cpu = _linux.peak_rss_kb(pid), _linux.cpu_time(pid)
+    refused, words = refusal(exc)
+    if words and words not in detail:
+        detail = f"{detail} ({words})"
     return FailureReport(
         plugin=plugin.name,
         version=plugin.version,
@@ -68,6 +75,7 @@ def failure_report(
         exc_type=capped(exc.exc_type, EXC_TYPE_BYTES, "an exception type") if exc else None,
         exc_message=capped(exc.message, MESSAGE_BYTES, "a message") if exc else None,
         traceback=capped(exc.traceback, TRACEBACK_BYTES, "a traceback", 0.25) if exc else None,
+        refused=refused,
         killed=bool(death is not None and death.kill_reason is not None),
         time=time.time(),
     )
@@ -116,6 +124,18 @@ def refused_report(quarantine: FailureReport, hook: str, restarts: int) -> Failu
         restarts=restarts,
         time=time.time(),
     )
+
+
+def refusal(error: Error | None) -> tuple[Refusal | None, str]:
+    """The setting that refused what made the plugin raise ``error``, as its worker
+    named it (``Error.details["refused"]``; None unless it is one of ``REFUSALS``), and
+    the worker's words naming it (capped; "" without a refusal)."""
+    if error is None:
+        return None, ""
+    refused = _REFUSALS.get(error.details.get("refused", ""))
+    if refused is None:
+        return None, ""
+    return refused, capped(error.details.get("refusal", ""), REFUSAL_BYTES, "a refusal")
 
 
 def describe(error: Error) -> str:

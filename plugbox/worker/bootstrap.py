@@ -37,7 +37,7 @@ from ..protocol import (
     Start,
     encode,
 )
-from . import _linux, lean, loader, rehearsal
+from . import _linux, lean, loader, refusals, rehearsal
 from .replies import ChannelLogHandler, error_reply
 from .sandbox import layers as sandbox
 from .sandbox import process as confine
@@ -244,6 +244,7 @@ def _run(
         loader.prepare_inline()  # its import opens /dev/null for writing
     state.layers.update(sandbox.apply(start.sandbox, grants.grants, namespaces))
     confine.apply_rlimits(start.limits, state)
+    refusals.install(start.sandbox, start.limits, state.layers)  # words what is refused
     baseline_rss = _linux.resident_kb()
     # the layers and the RSS as they stand before any of the plugin's code runs: the
     # Handshake comes after it ran, so the host holds the Handshake to these
@@ -271,6 +272,7 @@ def _run(
         if expected_sha256 is not None and source.module is not None:
             loader.verify_module(source, expected_sha256, start.sandbox.get("scratch"))
         instance = loader.instantiate(source)
+        refusals.name_plugin(loader.plugin_name(instance))
         if start.config is not None and start.initialize:
             init = getattr(instance, "initialize", None)
             if callable(init):

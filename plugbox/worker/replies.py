@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Callable
 
 from ..protocol import Error, Log, encode
+from .refusals import refusal_of
 
 
 def exception_chain(exc: BaseException) -> list[str]:
@@ -23,17 +24,21 @@ def exception_chain(exc: BaseException) -> list[str]:
 
 
 def error_reply(call_id: int, exc: BaseException) -> Error:
-    """The Error message for an exception the plugin raised."""
+    """The Error message for an exception the plugin raised. If a refusal of the
+    sandbox or a limit made it (``refusals.refusal_of``), ``details`` name the setting
+    that allows it (``refused``) and say so in words (``refusal``)."""
     tb = "".join(traceback.format_exception(exc))
     chain = exception_chain(exc)
     if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM from mmap and friends
         chain.append("MemoryError")
+    refusal = refusal_of(exc)
     return Error(
         id=call_id,
         exc_type=type(exc).__qualname__,
         message=str(exc)[:4000],
         traceback=tb[-16000:],
         chain=chain,
+        details={"refused": refusal[0], "refusal": refusal[1]} if refusal else {},
     )
 
 

@@ -239,6 +239,18 @@ def _seccomp_template(
     )
 
 
+def writable_paths(policy: dict[str, Any], entered: Mapping[str, bool]) -> list[str]:
+    """What Landlock lets the worker write: its scratch directory and, where it has a
+    private tmpfs (``entered["scratch_tmpfs"]``), that tmpfs as a whole (POSIX
+    semaphores, shm_open). The refusals' audit hook words its refusals from the same
+    list (``worker.refusals``)."""
+    scratch = policy.get("scratch")
+    writable = [str(scratch)] if scratch else []
+    if entered.get("scratch_tmpfs"):
+        writable.append(PRIVATE_TMPFS)
+    return writable
+
+
 def enter_scratch(path: str) -> None:
     """Work in the scratch directory: cwd, HOME and TMPDIR."""
     os.chdir(path)
@@ -267,12 +279,12 @@ def apply(
         layers["no_new_privs"] = False
     if policy.get("landlock", True):
         paths = [*BASE_READ_ONLY, *read_only, *(policy.get("read_only") or [])]
-        writable = [str(scratch)] if scratch else []
-        if entered.get("scratch_tmpfs"):  # /dev/shm of its own: POSIX semaphores, shm_open
-            writable.append(PRIVATE_TMPFS)
         try:
             done = landlock.restrict(
-                paths, writable, deny_tcp=not network, write_files=WRITABLE_DEVICES
+                paths,
+                writable_paths(policy, entered),
+                deny_tcp=not network,
+                write_files=WRITABLE_DEVICES,
             )
         except OSError:
             done = None
