@@ -11,10 +11,11 @@ from typing import Any, Protocol
 
 from ..protocol import Call
 
-_current_tasks: dict[Any, Any] = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
+#: 3.12+ starts tasks eagerly itself; before, the step is run here, with these
+_EAGER_START = sys.version_info >= (3, 12)
+_current_tasks: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})
 _enter_task: Callable[[Any, Any], None] = asyncio.tasks._enter_task
 _leave_task: Callable[[Any, Any], None] = asyncio.tasks._leave_task
-_EAGER_START = sys.version_info >= (3, 12)
 
 
 class AnswersCalls(Protocol):
