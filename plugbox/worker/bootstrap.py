@@ -10,6 +10,7 @@ import asyncio
 import faulthandler
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -61,6 +62,8 @@ def run(
         code = _run(channel_fd, parent, stdout_fd, stderr_fd, exit_report_fd)
     except MemoryError:
         os._exit(EXIT_MEMORY)
+    except KeyboardInterrupt:
+        _die_of_sigint()
     except BaseException:
         try:
             traceback.print_exc()
@@ -72,6 +75,24 @@ def run(
         sys.stderr.flush()
     finally:
         os._exit(code)
+
+
+def _die_of_sigint() -> NoReturn:
+    """End as killed by SIGINT: a SIGINT outside the plugin's hooks (native code, a
+    thread of the plugin's raising it) is the plugin's crash, not plugbox's failure."""
+    try:
+        print(
+            "plugbox worker: SIGINT (KeyboardInterrupt) outside a hook: the worker ends "
+            "as killed by it",
+            file=sys.stderr,
+        )
+        traceback.print_exc()
+        sys.stderr.flush()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.raise_signal(signal.SIGINT)
+        os._exit(128 + signal.SIGINT)  # (not reached: SIGINT's default action ends it)
 
 
 def prepare() -> None:
@@ -283,7 +304,7 @@ def _run(
     except MemoryError as exc:
         state.reserve = None  # room for the error reply
         return fail(exc)
-    except Exception as exc:
+    except BaseException as exc:  # a KeyboardInterrupt or SystemExit too: the plugin's
         return fail(exc)
 
     name = getattr(plugin.instance, "name", None)  # initialize may have set it

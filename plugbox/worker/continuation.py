@@ -1,12 +1,21 @@
-"""An async hook's coroutine as the task that answers its call runs it."""
+"""An async hook's coroutine as the asyncio Task that answers its call, started eagerly."""
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
+import sys
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..protocol import Call
+
+#: 3.12+ starts tasks eagerly itself; before, the step is run here, with these
+_EAGER_START = sys.version_info >= (3, 12)
+_current_tasks: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})
+_enter_task: Callable[[Any, Any], None] = asyncio.tasks._enter_task
+_leave_task: Callable[[Any, Any], None] = asyncio.tasks._leave_task
 
 
 class AnswersCalls(Protocol):
@@ -17,19 +26,13 @@ class AnswersCalls(Protocol):
     ) -> None: ...
 
 
-#: Continuation.waiting_on: the coroutine has not run, or is the task's to run now
-_NOT_STARTED: Any = object()
-_RUNNING: Any = object()
-
-
 class Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
-    """An async hook's coroutine as its task steps it: from the start, or from where
-    its first step stopped when ``WorkerChannel.start`` ran that step itself. What the
-    hook returns or raises answers the call (``WorkerChannel.ended``). Being the task's
-    own coroutine, it hands a cancellation that comes before the task's first step to
-    the hook where it waits, so the hook's clean-up runs."""
+    """An async hook's coroutine as its task steps it. What the hook returns or raises
+    answers the call (``WorkerChannel.ended``), so nothing the plugin raises, not even a
+    KeyboardInterrupt, reaches the task or the loop. It shows the hook's coroutine state
+    (``cr_*``) to libraries that look at their task's coroutine."""
 
-    __slots__ = ("args", "before", "channel", "coro", "msg", "waiting_on")
+    __slots__ = ("args", "before", "channel", "coro", "msg")
 
     def __init__(
         self,
@@ -44,20 +47,22 @@ class Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
         self.coro = coro
         self.args = args
         self.before = before
-        #: what the coroutine's first step, run before the task was made, waits on
-        self.waiting_on: Any = _NOT_STARTED
 
     def send(self, value: Any) -> Any:
-        waiting_on, self.waiting_on = self.waiting_on, _RUNNING
-        if waiting_on is not _RUNNING and waiting_on is not _NOT_STARTED:
-            return waiting_on  # the task's first step: wait on what the hook waits on
-        return self._step(self.coro.send, value)
+        try:
+            return self.coro.send(value)
+        except BaseException as exc:
+            self.channel.ended(self.msg, self.args, self.before, exc)
+        raise StopIteration  # the task is done; its call is answered
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        self.waiting_on = _RUNNING
         if val is None:
             val = typ if isinstance(typ, BaseException) else typ()
-        return self._step(self.coro.throw, val)
+        try:
+            return self.coro.throw(val)
+        except BaseException as exc:
+            self.channel.ended(self.msg, self.args, self.before, exc)
+        raise StopIteration
 
     def close(self) -> None:
         self.coro.close()
@@ -65,9 +70,54 @@ class Continuation(collections.abc.Coroutine):  # type: ignore[type-arg]
     def __await__(self) -> Any:
         raise TypeError("a hook's continuation runs as a task, it is not awaited")
 
-    def _step(self, step: Callable[[Any], Any], arg: Any) -> Any:
-        try:
-            return step(arg)
-        except BaseException as exc:
-            self.channel.ended(self.msg, self.args, self.before, exc)
-        raise StopIteration  # the task is done; its call is answered
+    @property
+    def cr_running(self) -> Any:
+        return getattr(self.coro, "cr_running", False)
+
+    @property
+    def cr_frame(self) -> Any:
+        return getattr(self.coro, "cr_frame", None)
+
+    @property
+    def cr_await(self) -> Any:
+        return getattr(self.coro, "cr_await", None)
+
+    @property
+    def cr_code(self) -> Any:
+        return getattr(self.coro, "cr_code", None)
+
+    @property
+    def cr_suspended(self) -> Any:
+        return getattr(self.coro, "cr_suspended", False)
+
+
+def start_task(
+    loop: asyncio.AbstractEventLoop,
+    continuation: Continuation,
+    ready: deque[Any] | None,
+    eager: bool,
+) -> asyncio.Task[None]:
+    """A task of ``loop`` for ``continuation``, its first step run now when ``eager``
+    (an eager task: a hook that ends without waiting is answered with no turn of the
+    loop). Before 3.12 the step the new task scheduled is taken off ``ready`` (the
+    loop's queue) and run here; a loop without one runs it at its turn."""
+    if _EAGER_START:
+        return asyncio.Task(continuation, loop=loop, eager_start=eager)  # type: ignore[call-arg]
+    task: asyncio.Task[None] = asyncio.Task(continuation, loop=loop)
+    if not eager or not ready:
+        return task
+    handle = ready[-1]  # what the task's __init__ just scheduled: its first step
+    owner: object = getattr(handle._callback, "__self__", None)
+    if owner is not task:
+        return task
+    ready.pop()
+    outer = _current_tasks.get(loop)  # a task that reads calls (the worker's serve)
+    if outer is None:
+        handle._context.run(handle._callback)
+        return task
+    _leave_task(loop, outer)  # the hook's task is the current one while it runs
+    try:
+        handle._context.run(handle._callback)
+    finally:
+        _enter_task(loop, outer)
+    return task

@@ -1,20 +1,21 @@
 """Serving hook calls: one asyncio event loop reading the channel and answering.
 
-Sync hooks run inline as their Call is decoded, and so does an async hook's first
-step; an async hook that then waits goes on as a task, so many calls can be in
-flight. Every reply is a Result or an Error with the call's id; a
-value that cannot cross the boundary is an Error naming the hook. Mutable arguments
-the plugin changed in place are sent back (only those).
+Sync hooks run inline as their Call is decoded, with no running loop (as in a plain
+script); an async hook runs as an asyncio Task of the worker's loop whose first step
+runs at once, so many calls can be in flight. Every reply is a Result or an Error with
+the call's id; a value that cannot cross the boundary is an Error naming the hook.
+Mutable arguments the plugin changed in place are sent back (only those).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import inspect
 import os
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +41,7 @@ from ..protocol import (
     encode_result,
     pack,
 )
-from .continuation import Continuation
+from .continuation import Continuation, start_task
 from .loader import LoadedPlugin
 from .replies import error_reply
 from .sandbox.process import Confinement, keep_refilling, renew_cpu_budget
@@ -50,6 +51,8 @@ del WORKER_TO_HOST  # the worker only decodes what the host sends
 
 #: what a sync hook mostly returns: told from an awaitable at a glance
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, dict})
+_get_running_loop = asyncio.events._get_running_loop
+_set_running_loop = asyncio.events._set_running_loop
 
 
 async def _awaited(future: asyncio.Future[Any]) -> Any:
@@ -83,6 +86,12 @@ class WorkerChannel(asyncio.Protocol):
         #: rest (taken over: the confinement's reference would keep it mapped)
         self.reserve, confinement.reserve = confinement.reserve, None
         self.methods = {hook: getattr(plugin.instance, hook) for hook in plugin.hooks}
+        #: hooks whose method only makes a coroutine: called with the loop running
+        self.coroutine_hooks = frozenset(
+            hook for hook, method in self.methods.items() if inspect.iscoroutinefunction(method)
+        )
+        #: the loop's queue of callbacks, where a new task's first step is taken from
+        self.ready = getattr(self.loop, "_ready", None)
         #: the message order, past the Handshake: the host's calls are served
         self.order = order or ChannelState(
             "worker", host=HostPhase.RUNNING, worker=WorkerPhase.SERVING
@@ -141,56 +150,53 @@ class WorkerChannel(asyncio.Protocol):
         watched = self.mutable.get(msg.hook)
         before = {name: pack(args[name]) for name in watched if name in args} if watched else None
         renew_cpu_budget(self.confinement)
-        try:
-            value = method(**args)
-        except (SystemExit, Exception) as exc:
-            self.failed(msg.id, exc)
-            return
-        if type(value) in _PLAIN or not (
-            isinstance(value, asyncio.Future) or asyncio.iscoroutine(value)
-        ):
-            self.reply(msg, value, args, before)  # a sync hook's return
-            return
-        if isinstance(value, asyncio.Future):
-            value = _awaited(value)
-        if self.cancelling:
-            # behind a cancelled call still to see its CancelledError: a task, which
-            # the loop runs after it, as the host (whose caller has gone on) expects
-            self.tasks[msg.id] = self.loop.create_task(Continuation(self, msg, value, args, before))
+        if msg.hook in self.coroutine_hooks:
+            try:
+                value = method(**args)  # a coroutine: none of the hook has run yet
+            except BaseException as exc:
+                self.failed(msg.id, exc)
+                return
         else:
-            self.start(msg, value, args, before)
-
-    def start(
-        self, msg: Call, coro: Any, args: dict[str, Any], before: dict[str, bytes] | None
-    ) -> None:
-        """Run an async hook's first step at once, as an eager task would: a hook that
-        finishes without waiting on anything is answered with no task made and no turn
-        of the loop. One that waits goes on in a task, in the same context."""
-        context = contextvars.copy_context()
-        try:
-            waiting_on = context.run(coro.send, None)
-        except BaseException as exc:
-            self.ended(msg, args, before, exc)  # done in its first step: no task
-            return
-        continuation = Continuation(self, msg, coro, args, before)
-        continuation.waiting_on = waiting_on
-        self.tasks[msg.id] = self.loop.create_task(continuation, context=context)
+            # as in a plain script: asyncio.run() and new event loops work in a sync hook
+            running = _get_running_loop()
+            _set_running_loop(None)
+            try:
+                value = method(**args)
+            except BaseException as exc:
+                self.failed(msg.id, exc)
+                return
+            finally:
+                _set_running_loop(running)
+            if type(value) in _PLAIN or not (
+                isinstance(value, asyncio.Future) or asyncio.iscoroutine(value)
+            ):
+                self.reply(msg, value, args, before)  # a sync hook's return
+                return
+            if isinstance(value, asyncio.Future):
+                value = _awaited(value)
+        # a task of its own from its first step, so the hook's cancellations and
+        # timeouts reach no one else; run at once unless behind a cancelled call still
+        # to see its CancelledError (the host, whose caller has gone on, expects it first)
+        task = start_task(
+            self.loop, Continuation(self, msg, value, args, before), self.ready, not self.cancelling
+        )
+        if not task.done():  # (one that ended in its first step has answered its call)
+            self.tasks[msg.id] = task
 
     def ended(
         self, msg: Call, args: dict[str, Any], before: dict[str, bytes] | None, exc: BaseException
     ) -> None:
         """An async hook's coroutine ended with ``exc`` (StopIteration: it returned):
         answer its call. A CancelledError is answered as the plugin's error unless the
-        host cancelled the call (then it is raised on: the task ends cancelled)."""
+        host cancelled the call (then it is raised on: the task ends cancelled); any
+        other exception, a KeyboardInterrupt too, is the plugin's error."""
         self.tasks.pop(msg.id, None)
         if isinstance(exc, StopIteration):
             self.reply(msg, exc.value, args, before)
         elif isinstance(exc, asyncio.CancelledError) and asyncio.current_task() in self.cancelling:
             raise exc  # the host gave up on this call and expects no reply
-        elif isinstance(exc, (SystemExit, Exception, asyncio.CancelledError)):
-            self.failed(msg.id, exc)
         else:
-            raise exc
+            self.failed(msg.id, exc)
 
     def reply(
         self, msg: Call, value: Any, args: dict[str, Any], before: dict[str, bytes] | None
@@ -230,7 +236,8 @@ class WorkerChannel(asyncio.Protocol):
         self.write(frame)
 
     def failed(self, call_id: int, exc: BaseException) -> None:
-        """The hook raised: exit for SystemExit, else an Error reply."""
+        """The hook raised: exit for SystemExit, else an Error reply (for any other
+        BaseException too: a KeyboardInterrupt in a hook is the plugin's raise)."""
         if isinstance(exc, SystemExit):
             self.exit_now(exc.code if isinstance(exc.code, int) else 1)
         elif isinstance(exc, MemoryError):
@@ -358,9 +365,23 @@ async def serve(
 
 
 async def close_plugin(plugin: LoadedPlugin) -> None:
-    """Call the plugin's close(), sync or async, if it has one."""
+    """Call the plugin's close(), sync or async, if it has one: as a hook runs (a sync
+    one with no running loop, an async one as a task of its own), and what it raises
+    left on stderr, where the host's log of the worker's output shows it."""
     close = getattr(plugin.instance, "close", None)
-    if callable(close):
-        result = close()
+    if not callable(close):
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        if inspect.iscoroutinefunction(close):
+            result = close()
+        else:
+            _set_running_loop(None)
+            try:
+                result = close()
+            finally:
+                _set_running_loop(loop)
         if asyncio.iscoroutine(result):
-            await result
+            await loop.create_task(result)
+    except BaseException:  # the worker ends anyway: its status is not the plugin's
+        traceback.print_exc()

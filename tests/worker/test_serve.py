@@ -1,9 +1,9 @@
 """The worker's serving of hook calls, in this process: ``serve.WorkerChannel`` fed
 frames as the host sends them, its replies read back as the host reads them.
 
-Async hooks run their first step as the Call is decoded (as an eager task would): one
-that finishes without waiting is answered at once, with no task; one that waits goes on
-in a task, in the same context, and a Cancel reaches it where it waits.
+Async hooks run as tasks whose first step runs as the Call is decoded (eager tasks):
+one that finishes without waiting is answered at once, its task done; one that waits
+goes on in its task, in the same context, and a Cancel reaches it where it waits.
 """
 
 from __future__ import annotations
