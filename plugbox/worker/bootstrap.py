@@ -37,7 +37,7 @@ from ..protocol import (
     Start,
     encode,
 )
-from . import _linux, lean, loader, rehearsal
+from . import lean, loader, rehearsal
 from .replies import ChannelLogHandler, error_reply
 from .sandbox import layers as sandbox
 from .sandbox import process as confine
@@ -243,7 +243,7 @@ def _run(
         loader.prepare_inline()  # its import opens /dev/null for writing
     state.layers.update(sandbox.apply(start.sandbox, grants.grants))
     confine.apply_rlimits(start.limits, state)
-    baseline_rss = _linux.resident_kb()
+    baseline_rss = confine.held_kb()
     # the layers and the RSS as they stand before any of the plugin's code runs: the
     # Handshake comes after it ran, so the host holds the Handshake to these
     confined = Confined(layers=dict(state.layers), pid=host_pid, baseline_rss_kb=baseline_rss)
