@@ -60,8 +60,9 @@ def classify(death: Death) -> tuple[Cause, str]:
     """(cause, detail) for a dead worker."""
     sig = death.signal
     if death.kill_reason is not None and (sig == _signal.SIGKILL or death.lost):
-        if death.kill_reason == "memory" and "Limits(memory_mb=...)" not in death.kill_detail:
-            return "memory", f"{death.kill_detail}; {memory_figures(death)}"
+        if death.kill_reason == "memory" and death.kill_detail.startswith("ran out of memory"):
+            # killed after the MemoryError the worker sent: the limit it hit, the figures
+            return "memory", f"{death.kill_detail}; {allocation_failed(death)}"
         return death.kill_reason, death.kill_detail
     if sig == _signal.SIGXCPU:
         limit = f" of {death.cpu_seconds:g} s per call" if death.cpu_seconds else ""
@@ -71,15 +72,22 @@ def classify(death: Death) -> tuple[Cause, str]:
     if death.memory_hint is not None:
         return "memory", (
             f"ran out of memory ({death.memory_hint}) and then died ({_how(death)}); "
-            f"{memory_figures(death)}"
+            f"{allocation_failed(death)}"
         )
     if death.exit_code == EXIT_MEMORY:
         return "memory", f"ran out of memory in the worker itself; {memory_figures(death)}"
     if death.native_memory is not None and not death.lost:
+        threads = (
+            "pthread_create" in death.native_memory or "Thread creation" in death.native_memory
+        )
+        what = (
+            "start a thread (no memory for its stack, or Limits.threads reached)"
+            if threads
+            else "get memory"
+        )
         return "memory", (
-            f"died ({_how(death)}) after a native library could not get memory or threads "
-            f"({death.native_memory}); {memory_figures(death)}, or lower "
-            f"Limits(blas_threads=...)"
+            f"died ({_how(death)}) after a native library could not {what}: "
+            f"{death.native_memory}; {memory_figures(death)}, or lower Limits(blas_threads=...)"
         )
     if memory_at_cap(death):
         return "memory", (
@@ -118,9 +126,20 @@ def memory_figures(death: Death) -> str:
     peak = f"peak RSS {death.peak_rss_kb // 1024} MB"
     if not death.memory_mb:
         return f"{peak}, with no memory_mb cap"
+    base = death.baseline_rss_kb // 1024
+    since = f" above the {base} MB it started with" if base else ""
+    return f"{peak}, cap memory_mb={death.memory_mb}{since}: raise Limits(memory_mb=...)"
+
+
+def allocation_failed(death: Death) -> str:
+    """What a MemoryError in the worker means: an allocation would have taken its
+    private memory past the cap (RLIMIT_DATA), with the figures and the setting."""
+    if not death.memory_mb:
+        return memory_figures(death)
     return (
-        f"{peak} with memory_mb={death.memory_mb} above the "
-        f"{death.baseline_rss_kb // 1024} MB it started with: raise Limits(memory_mb=...)"
+        f"an allocation would have taken its private memory (heap, arrays, stacks) past "
+        f"its cap, memory_mb={death.memory_mb} above start-up (peak RSS "
+        f"{death.peak_rss_kb // 1024} MB): raise Limits(memory_mb=...)"
     )
 
 

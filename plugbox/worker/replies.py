@@ -28,6 +28,8 @@ def error_reply(call_id: int, exc: BaseException) -> Error:
     chain = exception_chain(exc)
     if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM from mmap and friends
         chain.append("MemoryError")
+    elif isinstance(exc, MemoryError) and type(exc) is not MemoryError:
+        chain.append("MemoryError")  # a library's own kind (numpy's _ArrayMemoryError)
     return Error(
         id=call_id,
         exc_type=type(exc).__qualname__,
