@@ -8,7 +8,6 @@ host (and ``plugbox doctor``) can be told which layers are in force.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import mmap
 import os
@@ -21,9 +20,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from ...limits import BLAS_THREAD_VARIABLES, Limits
+from ...limits import Limits
 from .. import _linux
-from . import pidns, quotas
+from . import memory, quotas
+from .memory import held_kb as held_kb  # the baseline the host counts from
+from .memory import set_limit as set_limit
 
 #: variables a scrubbed environment keeps (with these values).
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
@@ -47,26 +48,9 @@ class Confinement:
     idle_cpu_share: float | None = None
     refilled_end: float = 0.0
     refilled_at: float = 0.0
-    #: address space held back under the memory cap (``RESERVE_BYTES``), released for
+    #: memory held back under the memory cap (``memory.RESERVE_BYTES``), released for
     #: the error reply of a plugin that has used up the rest (``serve`` takes it over)
     reserve: mmap.mmap | None = None
-
-
-#: what ``Confinement.reserve`` holds back: enough, once released, for an allocator to
-#: map a new region (a pymalloc arena, or glibc malloc's fallback: 1 MiB each). Untouched,
-#: it takes no memory, only private address space, which the caps are raised by (made
-#: before them).
-RESERVE_BYTES = 2 << 20
-#: how far the address space may grow past the cap on private memory: the code of the
-#: libraries a plugin loads, malloc's arenas (64 MiB reserved per thread that needs one,
-#: little of it used) and guard pages take address space, not memory, and must not count
-ADDRESS_SPACE_SLACK = 1 << 30
-#: what a BLAS thread beyond the first reserves in private memory, per library: an
-#: OpenBLAS buffer (32 MiB) and its C stack (8 MiB), untouched until it works
-BLAS_THREAD_RESERVE = 40 << 20
-#: the BLAS libraries a plugin may have loaded at once, each with its own threads:
-#: numpy's OpenBLAS and scipy's
-BLAS_LIBRARIES = 2
 
 
 def new_session() -> bool:
@@ -215,77 +199,8 @@ def die_with_parent(parent: int) -> bool:
     return ok
 
 
-def set_limit(which: int, soft: int, hard: int | None = None) -> None:
-    """setrlimit, never raising a hard limit above what it is now."""
-    _soft, cur_hard = resource.getrlimit(which)
-    if hard is None:
-        hard = cur_hard
-    if cur_hard != resource.RLIM_INFINITY:
-        hard = min(hard, cur_hard) if hard != resource.RLIM_INFINITY else cur_hard
-    if hard != resource.RLIM_INFINITY:
-        soft = min(soft, hard) if soft != resource.RLIM_INFINITY else hard
-    resource.setrlimit(which, (soft, hard))
-
-
 #: the value of each limit a Start leaves out
 DEFAULT_LIMITS = Limits()
-
-
-class _StackT(ctypes.Structure):
-    _fields_ = [
-        ("ss_sp", ctypes.c_void_p),
-        ("ss_flags", ctypes.c_int),
-        ("ss_size", ctypes.c_size_t),
-    ]
-
-
-SS_DISABLE = 2
-
-
-def handle_faults_on_own_stack() -> bool:
-    """Take away the alternate signal stack faulthandler gave this thread, so that a
-    fault is handled on the stack of the thread that took it, as it always is on the
-    plugin's other threads. Then a fault whose handler never ran (no traceback) is one
-    the kernel could not deliver: no room was left on that stack, it ran out. Whether
-    it took (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    disable = _StackT(None, SS_DISABLE, 0)
-    return bool(pidns._libc().sigaltstack(ctypes.byref(disable), None) == 0)
-
-
-def blas_threads(environ: Mapping[str, str]) -> int:
-    """How many threads the BLAS libraries may start in this worker, as they will read
-    it from ``environ`` (``limits.BLAS_THREAD_VARIABLES``, the largest given; none
-    given: one per CPU, as they do), at most one per CPU it may run on."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpus = max(cpus or 1, 1)
-    given = [environ.get(name, "").strip() for name in BLAS_THREAD_VARIABLES]
-    counts = [int(value) for value in given if value.isdigit() and int(value) > 0]
-    return min(max(counts), cpus) if counts else cpus
-
-
-def private_and_address_space_kb() -> tuple[int, int]:
-    """This process's private writable memory (VmData: what RLIMIT_DATA counts) and
-    address space (VmSize), in KiB; 0 where unknown."""
-    return _status_kb(b"VmData:"), _linux.address_space_kb()
-
-
-def held_kb() -> int:
-    """What this process holds as the host counts it: its resident anonymous and shared
-    memory (RssAnon + RssShmem), in KiB; the whole RSS where the kernel does not say."""
-    anon, shmem = _status_kb(b"RssAnon:"), _status_kb(b"RssShmem:")
-    return anon + shmem if anon else _linux.resident_kb()
-
-
-def _status_kb(key: bytes) -> int:
-    """A "kB" figure of /proc/self/status; 0 where unknown."""
-    try:
-        data = _linux.read_file("/proc/self/status", 8192)
-        at = data.index(key) + len(key)
-        return int(data[at : data.index(b"kB", at)])
-    except (OSError, ValueError):
-        return 0
 
 
 def apply_rlimits(limits: Mapping[str, Any], state: Confinement) -> None:
@@ -296,28 +211,13 @@ def apply_rlimits(limits: Mapping[str, Any], state: Confinement) -> None:
     set_limit(resource.RLIMIT_NOFILE, open_files, open_files)
     fsize = int(limits.get("file_size_mb", DEFAULT_LIMITS.file_size_mb)) * 1024 * 1024
     set_limit(resource.RLIMIT_FSIZE, fsize, fsize)
-    stack = max(int(limits.get("stack_kb", DEFAULT_LIMITS.stack_kb)) * 1024, 256 * 1024)
-    set_limit(resource.RLIMIT_STACK, stack)
-    handle_faults_on_own_stack()
-    import _thread
-
-    threads_kb = int(limits.get("thread_stack_kb", DEFAULT_LIMITS.thread_stack_kb))
-    _thread.stack_size(max(threads_kb * 1024, 256 * 1024))
-    blas = blas_threads(os.environ)
+    memory.limit_stacks(
+        int(limits.get("stack_kb", DEFAULT_LIMITS.stack_kb)),
+        int(limits.get("thread_stack_kb", DEFAULT_LIMITS.thread_stack_kb)),
+    )
     memory_mb = limits.get("memory_mb", DEFAULT_LIMITS.memory_mb)
     if memory_mb:
-        # private, so that releasing it makes room under RLIMIT_DATA as well
-        state.reserve = mmap.mmap(-1, RESERVE_BYTES, flags=mmap.MAP_PRIVATE)
-        data_kb, space_kb = private_and_address_space_kb()
-        data = (
-            data_kb * 1024
-            + (int(memory_mb) << 20)
-            + (blas - 1) * BLAS_THREAD_RESERVE * BLAS_LIBRARIES
-        )
-        set_limit(resource.RLIMIT_DATA, data, data)
-        space = space_kb * 1024 + (data - data_kb * 1024) + ADDRESS_SPACE_SLACK
-        set_limit(resource.RLIMIT_AS, space, space)
-        state.data_kb, state.address_space_kb = data // 1024, space // 1024
+        state.reserve, state.data_kb, state.address_space_kb = memory.limit_memory(int(memory_mb))
     state.layers["rlimits"] = True
     threads = limits.get("threads", DEFAULT_LIMITS.threads)
     in_own_namespace = bool(state.layers.get("user_namespace"))
