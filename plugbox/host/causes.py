@@ -138,8 +138,9 @@ def allocation_failed(death: Death) -> str:
         return memory_figures(death)
     return (
         f"an allocation would have taken its private memory (heap, arrays, stacks) past "
-        f"its cap, memory_mb={death.memory_mb} above start-up (peak RSS "
-        f"{death.peak_rss_kb // 1024} MB): raise Limits(memory_mb=...)"
+        f"its cap of memory_mb={death.memory_mb} above start-up, besides what its "
+        f"libraries reserved as it loaded (peak RSS {death.peak_rss_kb // 1024} MB): "
+        f"raise Limits(memory_mb=...)"
     )
 
 

@@ -283,6 +283,7 @@ def _run(
     except Exception as exc:
         return fail(exc)
 
+    confine.plugin_loaded(state, baseline_rss)
     name = getattr(plugin.instance, "name", None)  # initialize may have set it
     if isinstance(name, str) and name:
         plugin.name = name

@@ -33,6 +33,10 @@ class NumpyPlugin:
                 "solve_error": float(np.abs(a @ x - b).max()),
                 "n": n,
             }
+        if what == "hold":
+            # ``arg`` MiB of float64 ones, written, kept until the next call
+            self.held = np.ones(int(arg) << 17)
+            return float(self.held.sum()) / (1 << 17)
         if what == "threads":
             # what the libraries were told, and the threads this process has once
             # OpenBLAS has started its own

@@ -84,6 +84,14 @@ async def test_numpy_inverts_and_solves_at_the_default_limits() -> None:
         assert found["identity_error"] < CLOSE and found["solve_error"] < CLOSE, found
 
 
+async def test_numpy_holds_three_quarters_of_memory_mb_in_arrays() -> None:
+    # what OpenBLAS reserved as numpy loaded (its buffers, written to as it works) is
+    # not counted against memory_mb: 192 MB of arrays fit under the default 256 beside
+    # LAPACK's own use
+    inverse, held = await compute(NUMPY, [("inverse", 500), ("hold", 192)])
+    assert inverse["identity_error"] < CLOSE and held == 192.0
+
+
 async def test_scipy_optimizes_and_solves_sparse_systems_at_the_default_limits() -> None:
     minimum, sparse, dense = await compute(
         SCIPY, [("minimize", [1.3, 0.7, 0.8, 1.9, 1.2]), ("sparse", 2000), ("lapack", 300)]

@@ -30,6 +30,14 @@ BLAS_THREAD_RESERVE = 40 << 20
 #: the BLAS libraries a plugin may have loaded at once, each with its own threads:
 #: numpy's OpenBLAS and scipy's
 BLAS_LIBRARIES = 2
+#: the most private memory a plugin may reserve while it loads, without writing to it,
+#: and not have counted against ``memory_mb``: the buffers of the BLAS libraries it
+#: imports (OpenBLAS maps 32 MiB per thread, numpy's and scipy's each), the stacks of
+#: the threads they start (``credit_reservations``)
+LOAD_CREDIT_MAX = 256 << 20
+#: the least that is credited: below it, what a load left unwritten is the slack of its
+#: heap, which the plugin's next allocations fill
+LOAD_CREDIT_MIN = 16 << 20
 #: the least stack a thread or the process is given, whatever the limits say
 MIN_STACK = 256 << 10
 SS_DISABLE = 2
@@ -66,20 +74,47 @@ def limit_stacks(stack_kb: int, thread_stack_kb: int) -> None:
     _thread.stack_size(max(thread_stack_kb << 10, MIN_STACK))
 
 
-def limit_memory(memory_mb: int) -> tuple[mmap.mmap, int, int]:
+def limit_memory(memory_mb: int) -> tuple[mmap.mmap, int, int, int]:
     """Cap this process's private memory (RLIMIT_DATA: heap, arrays, thread stacks) at
     what it holds now plus ``memory_mb``, plus what BLAS threads beyond the first reserve
-    (``blas_threads``), and its address space 1 GiB above that (RLIMIT_AS). Returns the
-    reserve held back under the cap, and the two caps in KiB."""
+    (``blas_threads``); the hard limit is ``LOAD_CREDIT_MAX`` higher until the plugin
+    has loaded (``credit_reservations``). Its address space is capped 1 GiB above that
+    (RLIMIT_AS). Returns the reserve held back under the cap, the private memory now,
+    and the two caps, in KiB."""
     # private, so that releasing it makes room under RLIMIT_DATA as well
     reserve = mmap.mmap(-1, RESERVE_BYTES, flags=mmap.MAP_PRIVATE)
-    data_kb, space_kb = _status_kb(b"VmData:"), _linux.address_space_kb()
+    data_kb, space_kb = _status_kb(b"VmData:", b"VmSize:")
     blas = (blas_threads(os.environ) - 1) * BLAS_THREAD_RESERVE * BLAS_LIBRARIES
     room = (memory_mb << 20) + blas
-    set_limit(resource.RLIMIT_DATA, (data_kb << 10) + room, (data_kb << 10) + room)
-    space = (space_kb << 10) + room + ADDRESS_SPACE_SLACK
+    cap = (data_kb << 10) + room
+    set_limit(resource.RLIMIT_DATA, cap, cap + LOAD_CREDIT_MAX)
+    space = (space_kb << 10) + room + LOAD_CREDIT_MAX + ADDRESS_SPACE_SLACK
     set_limit(resource.RLIMIT_AS, space, space)
-    return reserve, data_kb + (room >> 10), space >> 10
+    return reserve, data_kb, cap >> 10, space >> 10
+
+
+def credit_reservations(
+    data_start_kb: int, cap_kb: int, space_kb: int, held_start_kb: int
+) -> tuple[int, int]:
+    """Once the plugin has loaded, before anything is asked of it: raise the private
+    memory cap ``cap_kb`` by what the load reserved and left unwritten (its private
+    memory's growth since ``data_start_kb`` less its resident memory's since
+    ``held_start_kb``), at most ``LOAD_CREDIT_MAX``, if that is ``LOAD_CREDIT_MIN`` or
+    more; then fix both caps (soft and hard). So the buffers and stacks of the libraries
+    a plugin imports as it loads do not count against ``memory_mb``. The new caps."""
+    data_kb, anon_kb, shmem_kb = _status_kb(b"VmData:", b"RssAnon:", b"RssShmem:")
+    if not data_kb or not anon_kb:
+        return cap_kb, space_kb
+    reserved = ((data_kb - data_start_kb) - (anon_kb + shmem_kb - held_start_kb)) << 10
+    credit = min(reserved, LOAD_CREDIT_MAX) if reserved >= LOAD_CREDIT_MIN else 0
+    cap = (cap_kb << 10) + credit
+    space = (space_kb << 10) - (LOAD_CREDIT_MAX - credit)
+    try:
+        set_limit(resource.RLIMIT_DATA, cap, cap)
+        set_limit(resource.RLIMIT_AS, space, space)
+    except (ValueError, OSError):
+        return cap_kb, space_kb
+    return cap >> 10, space >> 10
 
 
 def handle_faults_on_own_stack() -> bool:
@@ -108,15 +143,21 @@ def blas_threads(environ: Mapping[str, str]) -> int:
 def held_kb() -> int:
     """What this process holds as the host counts it: its resident anonymous and shared
     memory (RssAnon + RssShmem), in KiB; the whole RSS where the kernel does not say."""
-    anon, shmem = _status_kb(b"RssAnon:"), _status_kb(b"RssShmem:")
+    anon, shmem = _status_kb(b"RssAnon:", b"RssShmem:")
     return anon + shmem if anon else _linux.resident_kb()
 
 
-def _status_kb(key: bytes) -> int:
-    """A "kB" figure of /proc/self/status; 0 where unknown."""
+def _status_kb(*keys: bytes) -> list[int]:
+    """ "kB" figures of /proc/self/status, in one read; 0 for each where unknown."""
     try:
         data = _linux.read_file("/proc/self/status", 8192)
-        at = data.index(key) + len(key)
-        return int(data[at : data.index(b"kB", at)])
-    except (OSError, ValueError):
-        return 0
+    except OSError:
+        return [0] * len(keys)
+    found = []
+    for key in keys:
+        try:
+            at = data.index(key) + len(key)
+            found.append(int(data[at : data.index(b"kB", at)]))
+        except ValueError:
+            found.append(0)
+    return found

@@ -35,7 +35,9 @@ class Confinement:
     """What confinement did, layer by layer (name -> in force)."""
 
     layers: dict[str, bool] = field(default_factory=dict)
-    #: the caps set on private memory (RLIMIT_DATA) and address space (RLIMIT_AS)
+    #: the private memory it started with (VmData), and the caps set on private memory
+    #: (RLIMIT_DATA) and address space (RLIMIT_AS), in KiB; 0: none
+    data_start_kb: int = 0
     data_kb: int = 0
     address_space_kb: int = 0
     cpu_seconds: float | None = None
@@ -203,6 +205,15 @@ def die_with_parent(parent: int) -> bool:
 DEFAULT_LIMITS = Limits()
 
 
+def plugin_loaded(state: Confinement, held_start_kb: int) -> None:
+    """Once the plugin has loaded: what its libraries reserved as they loaded does not
+    count against its memory cap (``memory.credit_reservations``)."""
+    if state.data_kb:
+        state.data_kb, state.address_space_kb = memory.credit_reservations(
+            state.data_start_kb, state.data_kb, state.address_space_kb, held_start_kb
+        )
+
+
 def apply_rlimits(limits: Mapping[str, Any], state: Confinement) -> None:
     """Apply the limit values of the host's Start (``Limits.to_worker``) as rlimits;
     one it leaves out is ``Limits``' default."""
@@ -217,7 +228,8 @@ def apply_rlimits(limits: Mapping[str, Any], state: Confinement) -> None:
     )
     memory_mb = limits.get("memory_mb", DEFAULT_LIMITS.memory_mb)
     if memory_mb:
-        state.reserve, state.data_kb, state.address_space_kb = memory.limit_memory(int(memory_mb))
+        limited = memory.limit_memory(int(memory_mb))
+        state.reserve, state.data_start_kb, state.data_kb, state.address_space_kb = limited
     state.layers["rlimits"] = True
     threads = limits.get("threads", DEFAULT_LIMITS.threads)
     in_own_namespace = bool(state.layers.get("user_namespace"))
