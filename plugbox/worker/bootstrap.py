@@ -243,7 +243,7 @@ def _run(
         loader.prepare_inline()  # its import opens /dev/null for writing
     state.layers.update(sandbox.apply(start.sandbox, grants.grants))
     confine.apply_rlimits(start.limits, state)
-    baseline_rss = confine.held_kb()
+    baseline_rss = confine.baseline_kb(state)
     # the layers and the RSS as they stand before any of the plugin's code runs: the
     # Handshake comes after it ran, so the host holds the Handshake to these
     confined = Confined(layers=dict(state.layers), pid=host_pid, baseline_rss_kb=baseline_rss)
@@ -283,7 +283,7 @@ def _run(
     except Exception as exc:
         return fail(exc)
 
-    confine.plugin_loaded(state, baseline_rss)
+    confine.plugin_loaded(state)
     name = getattr(plugin.instance, "name", None)  # initialize may have set it
     if isinstance(name, str) and name:
         plugin.name = name

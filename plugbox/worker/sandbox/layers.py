@@ -68,7 +68,7 @@ def prepare() -> None:
     if not sys.platform.startswith("linux"):
         return
     for libc, names in (
-        (_libc(), ("unshare", "mount", "prctl", "capget", "capset")),
+        (_libc(), ("unshare", "mount", "prctl", "capget", "capset", "sigaltstack")),
         (seccomp._libc(), ("prctl", "syscall")),
     ):
         for name in names:

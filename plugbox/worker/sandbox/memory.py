@@ -10,6 +10,7 @@ import os
 import resource
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ...limits import BLAS_THREAD_VARIABLES
 from .. import _linux
@@ -41,6 +42,7 @@ LOAD_CREDIT_MIN = 16 << 20
 #: the least stack a thread or the process is given, whatever the limits say
 MIN_STACK = 256 << 10
 SS_DISABLE = 2
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") >> 10 if hasattr(os, "sysconf") else 4
 
 
 class _StackT(ctypes.Structure):
@@ -74,47 +76,67 @@ def limit_stacks(stack_kb: int, thread_stack_kb: int) -> None:
     _thread.stack_size(max(thread_stack_kb << 10, MIN_STACK))
 
 
-def limit_memory(memory_mb: int) -> tuple[mmap.mmap, int, int, int]:
+@dataclass
+class MemoryCaps:
+    """The caps a worker set on its memory, in KiB, and what it had as it set them."""
+
+    #: the private memory cap (RLIMIT_DATA) and the address space's (RLIMIT_AS)
+    data_kb: int
+    address_space_kb: int
+    #: as it set them: its data and stack (statm's "data"), its resident anonymous
+    #: memory, and what it held as the host counts it (``held_kb``)
+    data_start_kb: int
+    anon_start_kb: int
+    held_start_kb: int
+
+
+def limit_memory(memory_mb: int) -> tuple[mmap.mmap, MemoryCaps]:
     """Cap this process's private memory (RLIMIT_DATA: heap, arrays, thread stacks) at
     what it holds now plus ``memory_mb``, plus what BLAS threads beyond the first reserve
     (``blas_threads``); the hard limit is ``LOAD_CREDIT_MAX`` higher until the plugin
     has loaded (``credit_reservations``). Its address space is capped 1 GiB above that
-    (RLIMIT_AS). Returns the reserve held back under the cap, the private memory now,
-    and the two caps, in KiB."""
+    (RLIMIT_AS). Returns the reserve held back under the cap, released for the error
+    reply of a plugin that used up the rest (the caller holds the only reference), and
+    the caps."""
     # private, so that releasing it makes room under RLIMIT_DATA as well
     reserve = mmap.mmap(-1, RESERVE_BYTES, flags=mmap.MAP_PRIVATE)
-    data_kb, space_kb = _status_kb(b"VmData:", b"VmSize:")
+    data_kb, stack_kb, space_kb, anon_kb, shmem_kb = _status_kb(
+        b"VmData:", b"VmStk:", b"VmSize:", b"RssAnon:", b"RssShmem:"
+    )
     blas = (blas_threads(os.environ) - 1) * BLAS_THREAD_RESERVE * BLAS_LIBRARIES
     room = (memory_mb << 20) + blas
     cap = (data_kb << 10) + room
     set_limit(resource.RLIMIT_DATA, cap, cap + LOAD_CREDIT_MAX)
     space = (space_kb << 10) + room + LOAD_CREDIT_MAX + ADDRESS_SPACE_SLACK
     set_limit(resource.RLIMIT_AS, space, space)
-    return reserve, data_kb, cap >> 10, space >> 10
+    held = anon_kb + shmem_kb if anon_kb else _linux.resident_kb()
+    return reserve, MemoryCaps(cap >> 10, space >> 10, data_kb + stack_kb, anon_kb, held)
 
 
-def credit_reservations(
-    data_start_kb: int, cap_kb: int, space_kb: int, held_start_kb: int
-) -> tuple[int, int]:
+def credit_reservations(caps: MemoryCaps) -> None:
     """Once the plugin has loaded, before anything is asked of it: raise the private
-    memory cap ``cap_kb`` by what the load reserved and left unwritten (its private
-    memory's growth since ``data_start_kb`` less its resident memory's since
-    ``held_start_kb``), at most ``LOAD_CREDIT_MAX``, if that is ``LOAD_CREDIT_MIN`` or
-    more; then fix both caps (soft and hard). So the buffers and stacks of the libraries
-    a plugin imports as it loads do not count against ``memory_mb``. The new caps."""
-    data_kb, anon_kb, shmem_kb = _status_kb(b"VmData:", b"RssAnon:", b"RssShmem:")
-    if not data_kb or not anon_kb:
-        return cap_kb, space_kb
-    reserved = ((data_kb - data_start_kb) - (anon_kb + shmem_kb - held_start_kb)) << 10
+    memory cap by what the load reserved and left unwritten (the growth of its data and
+    stack less that of its resident anonymous memory), at most ``LOAD_CREDIT_MAX``, if
+    that is ``LOAD_CREDIT_MIN`` or more; then fix both caps (soft and hard limit). So
+    the buffers and stacks of the libraries a plugin imports as it loads do not count
+    against ``memory_mb``. Read from /proc/self/statm (its resident less shared pages
+    are RssAnon), which costs a fifth of /proc/self/status."""
+    try:
+        fields = _linux.read_file("/proc/self/statm").split()
+        resident, shared, data = (int(fields[i]) * _PAGE_KB for i in (1, 2, 5))
+    except (OSError, ValueError, IndexError):
+        return
+    grown = data - caps.data_start_kb
+    reserved = (grown - (resident - shared - caps.anon_start_kb)) << 10
     credit = min(reserved, LOAD_CREDIT_MAX) if reserved >= LOAD_CREDIT_MIN else 0
-    cap = (cap_kb << 10) + credit
-    space = (space_kb << 10) - (LOAD_CREDIT_MAX - credit)
+    cap = (caps.data_kb << 10) + credit
+    space = (caps.address_space_kb << 10) - (LOAD_CREDIT_MAX - credit)
     try:
         set_limit(resource.RLIMIT_DATA, cap, cap)
         set_limit(resource.RLIMIT_AS, space, space)
     except (ValueError, OSError):
-        return cap_kb, space_kb
-    return cap >> 10, space >> 10
+        return
+    caps.data_kb, caps.address_space_kb = cap >> 10, space >> 10
 
 
 def handle_faults_on_own_stack() -> bool:
