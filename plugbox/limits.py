@@ -38,10 +38,11 @@ class Limits:
     code they map) and kills it when that has grown past ``memory_mb`` since start-up
     (docs/sandbox.md, "How memory is counted"). As a backstop against fast bombs, the
     worker's private writable memory (RLIMIT_DATA: its heap, arrays, thread stacks) may
-    grow by ``memory_mb`` from start-up, plus what BLAS threads beyond the first
-    reserve, so a bomb fails inside the worker with a MemoryError; its address space
-    (RLIMIT_AS) is capped 1 GiB higher, so library code and reservations never count.
-    ``address_space_cap=False`` leaves both off: the host's count alone.
+    grow by ``memory_mb`` from start-up, besides what its libraries reserve as it loads
+    and what BLAS threads beyond the first reserve, so a bomb fails inside the worker
+    with a MemoryError; its address space (RLIMIT_AS) is capped 1 GiB higher, so
+    library code and reservations never count. ``address_space_cap=False`` leaves both
+    off: the host's count alone.
 
     BLAS: ``blas_threads`` is how many threads the numerical libraries a plugin uses
     may start (OpenBLAS, OpenMP, MKL, BLIS, Accelerate, numexpr, numba: their
