@@ -103,10 +103,13 @@ def limit_memory(memory_mb: int) -> tuple[mmap.mmap, MemoryCaps]:
     data_kb, stack_kb, space_kb, anon_kb, shmem_kb = _status_kb(
         b"VmData:", b"VmStk:", b"VmSize:", b"RssAnon:", b"RssShmem:"
     )
+    if not space_kb:  # no /proc (not Linux): the address space as before, from statm
+        space_kb = _linux.address_space_kb()
     blas = (blas_threads(os.environ) - 1) * BLAS_THREAD_RESERVE * BLAS_LIBRARIES
     room = (memory_mb << 20) + blas
     cap = (data_kb << 10) + room
-    set_limit(resource.RLIMIT_DATA, cap, cap + LOAD_CREDIT_MAX)
+    if data_kb:  # (what it holds unknown: no cap below it)
+        set_limit(resource.RLIMIT_DATA, cap, cap + LOAD_CREDIT_MAX)
     space = (space_kb << 10) + room + LOAD_CREDIT_MAX + ADDRESS_SPACE_SLACK
     set_limit(resource.RLIMIT_AS, space, space)
     held = anon_kb + shmem_kb if anon_kb else _linux.resident_kb()
@@ -121,6 +124,8 @@ def credit_reservations(caps: MemoryCaps) -> None:
     the buffers and stacks of the libraries a plugin imports as it loads do not count
     against ``memory_mb``. Read from /proc/self/statm (its resident less shared pages
     are RssAnon), which costs a fifth of /proc/self/status."""
+    if not caps.data_start_kb:
+        return  # (no cap on private memory was set)
     try:
         fields = _linux.read_file("/proc/self/statm").split()
         resident, shared, data = (int(fields[i]) * _PAGE_KB for i in (1, 2, 5))
