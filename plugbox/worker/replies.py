@@ -30,6 +30,8 @@ def error_reply(call_id: int, exc: BaseException) -> Error:
         chain.append("MemoryError")
     elif isinstance(exc, MemoryError) and type(exc) is not MemoryError:
         chain.append("MemoryError")  # a library's own kind (numpy's _ArrayMemoryError)
+    elif isinstance(exc, ImportError) and "failed to map segment" in str(exc):
+        chain.append("MemoryError")  # the loader could not map a library: no room left
     return Error(
         id=call_id,
         exc_type=type(exc).__qualname__,

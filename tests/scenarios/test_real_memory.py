@@ -255,3 +255,35 @@ def test_an_ordinary_users_host_runs_the_libraries_and_stops_a_bomb() -> None:
     assert all(abs(c - e) < 1e-8 for c, e in zip(fit["value"]["lstsq"], [3, -2, 5], strict=True))
     assert (bomb["outcome"], bomb["cause"]) == ("failed", "memory"), bomb
     assert CAP in bomb["detail"] and SETTING in bomb["detail"], bomb
+
+
+# --- how a death is read ---------------------------------------------------------------
+
+
+def test_a_segfault_is_a_stack_that_ran_out_only_when_its_handler_never_ran() -> None:
+    import signal
+
+    from plugbox.host.causes import Death, classify, fault_handled, native_memory_failure
+
+    traceback = [
+        "Fatal Python error: Segmentation fault",
+        "",
+        "Current thread 0x00007f0000000000 (most recent call first):",
+        '  File "/plugins/p.py", line 3 in hook',
+        "Extension modules: numpy.core._multiarray_umath (total: 1)",
+    ]
+    assert fault_handled(traceback) and fault_handled(traceback[-1:])
+    assert not fault_handled(["a line of the plugin's own", '  File "x.py", line 3, in f'])
+    base = {"signal": signal.SIGSEGV, "stack_kb": 8192, "thread_stack_kb": 1024}
+    assert classify(Death(**base, fault_handled=True)) == ("crashed", "killed by SIGSEGV")
+    assert classify(Death(**base, fault_handled=None)) == ("crashed", "killed by SIGSEGV")
+    cause, detail = classify(Death(**base, fault_handled=False))
+    assert cause == "crashed" and detail.startswith("killed by SIGSEGV: its stack ran out")
+    assert "Limits(stack_kb=...)" in detail and "(8192 KiB)" in detail
+    assert "Limits(thread_stack_kb=...)" in detail and "(1024 KiB)" in detail
+    line = "OpenBLAS blas_thread_init: pthread_create failed for thread 1 of 2: Resource busy"
+    assert native_memory_failure(["ok", line, "then"]) == line
+    cause, detail = classify(
+        Death(exit_code=1, memory_mb=256, peak_rss_kb=40 << 10, native_memory=line)
+    )
+    assert cause == "memory" and "start a thread" in detail and SETTING in detail
