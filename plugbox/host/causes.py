@@ -133,14 +133,13 @@ def memory_figures(death: Death) -> str:
 
 def allocation_failed(death: Death) -> str:
     """What a MemoryError in the worker means: an allocation would have taken its
-    private memory past the cap (RLIMIT_DATA), with the figures and the setting."""
+    private memory past the cap (RLIMIT_DATA: ``memory_mb`` above start-up, besides what
+    its libraries reserved as it loaded), with the figures and the setting."""
     if not death.memory_mb:
         return memory_figures(death)
     return (
-        f"an allocation would have taken its private memory (heap, arrays, stacks) past "
-        f"its cap of memory_mb={death.memory_mb} above start-up, besides what its "
-        f"libraries reserved as it loaded (peak RSS {death.peak_rss_kb // 1024} MB): "
-        f"raise Limits(memory_mb=...)"
+        f"stopped by its cap on private memory (memory_mb={death.memory_mb} above "
+        f"start-up; peak RSS {death.peak_rss_kb // 1024} MB): raise Limits(memory_mb=...)"
     )
 
 
