@@ -6,6 +6,7 @@ worker, which applies it before the plugin is imported.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,17 @@ from typing import Any
 #: /dev/shm stays as it was): its scratch directory is ``PRIVATE_SCRATCH`` in it
 PRIVATE_TMPFS = "/dev/shm"
 PRIVATE_SCRATCH = PRIVATE_TMPFS + "/scratch"
+#: the variables numerical libraries read their thread count from (joblib's list for
+#: its workers): OpenMP, OpenBLAS, MKL, BLIS, Apple's Accelerate, numba, numexpr
+BLAS_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -21,13 +33,23 @@ class Limits:
 
     Memory: ``memory_mb`` is what the plugin may hold beyond the bare worker
     interpreter. Every ``rss_check_interval`` seconds the host counts what the worker
-    holds (the resident memory of each of its processes, the memfds they hold, mapped
-    or not, and its scratch tmpfs) and kills it when that has grown past ``memory_mb``
-    since start-up (docs/sandbox.md, "How memory is counted"). As a backstop against
-    fast bombs, the worker's address space is capped at its size when the plugin is
-    loaded plus ``memory_mb`` (RLIMIT_AS), so such a bomb fails inside the worker;
-    ``address_space_cap=False`` leaves it off, for plugins that reserve much more
-    virtual memory than they use.
+    holds (the anonymous and shared memory resident in each of its processes, the
+    memfds they hold, mapped or not, and its scratch tmpfs; not the pages of library
+    code they map) and kills it when that has grown past ``memory_mb`` since start-up
+    (docs/sandbox.md, "How memory is counted"). As a backstop against fast bombs, the
+    worker's private writable memory (RLIMIT_DATA: its heap, arrays, thread stacks) may
+    grow by ``memory_mb`` from start-up, besides what its libraries reserve as it loads
+    and what BLAS threads beyond the first reserve, so a bomb fails inside the worker
+    with a MemoryError; its address space (RLIMIT_AS) is capped 1 GiB higher, so
+    library code and reservations never count. ``address_space_cap=False`` leaves both
+    off: the host's count alone.
+
+    BLAS: ``blas_threads`` is how many threads the numerical libraries a plugin uses
+    may start (OpenBLAS, OpenMP, MKL, BLIS, Accelerate, numexpr, numba: their
+    ``*_NUM_THREADS`` variables in the worker's environment; a variable named in
+    ``Sandbox(env=...)`` overrides them). One by default: each further thread reserves
+    an OpenBLAS buffer and a stack (40 MiB per library), and its CPU counts against
+    ``cpu_seconds``. None leaves them unset: a thread per CPU.
 
     CPU: ``cpu_seconds`` is the CPU time a call may use (the usage watch below also
     kills a plugin that ignores SIGXCPU, one second past the budget). Before each call the worker
@@ -80,7 +102,10 @@ class Limits:
     close_timeout: float = 2.0
     open_files: int = 64
     file_size_mb: int = 64
-    stack_kb: int = 1024
+    stack_kb: int = 8192
+    #: the stack of each thread the plugin starts (Python's threading): LAPACK with one
+    #: BLAS thread runs in 1 MiB; each thread's stack counts as private memory
+    thread_stack_kb: int = 1024
     max_message_mb: int = 16
     max_failures: int = 5
     failure_window: float = 60.0
@@ -100,6 +125,8 @@ class Limits:
     #: where the kernel counts it in the worker's own user namespace (Linux 5.14+), so
     #: one worker's threads never count against another's; None: no cap
     threads: int | None = 256
+    #: threads a plugin's numerical libraries may start (see BLAS above); None: unset
+    blas_threads: int | None = 1
 
     def __post_init__(self) -> None:
         positive = {
@@ -109,6 +136,7 @@ class Limits:
             "open_files": self.open_files,
             "file_size_mb": self.file_size_mb,
             "stack_kb": self.stack_kb,
+            "thread_stack_kb": self.thread_stack_kb,
             "max_message_mb": self.max_message_mb,
             "max_failures": self.max_failures,
             "failure_window": self.failure_window,
@@ -125,10 +153,12 @@ class Limits:
             positive["max_raises"] = self.max_raises
         if self.idle_cpu_share is not None:
             positive["idle_cpu_share"] = self.idle_cpu_share
-        if self.threads is not None:
-            if not isinstance(self.threads, int) or isinstance(self.threads, bool):
-                raise ValueError(f"Limits.threads must be an int or None, not {self.threads!r}")
-            positive["threads"] = self.threads
+        for name in ("threads", "blas_threads"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ValueError(f"Limits.{name} must be an int or None, not {value!r}")
+                positive[name] = value
         for name, value in positive.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive number, not {value!r}")
@@ -143,6 +173,15 @@ class Limits:
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"Limits.{name} must be a number >= 0, not {value!r}")
 
+    def thread_environment(self) -> dict[str, str]:
+        """The variables that set how many threads numerical libraries start in the
+        worker (``blas_threads``; none when it is None), as joblib sets them for its
+        workers: read by each library when it loads, so they go in the environment."""
+        if self.blas_threads is None:
+            return {}
+        value = str(self.blas_threads)
+        return dict.fromkeys(BLAS_THREAD_VARIABLES, value)
+
     def to_worker(self) -> dict[str, Any]:
         """The part of the limits the worker applies to itself, as msgpack-able data
         (``Start.limits``): ``memory_mb`` is None without an address-space cap."""
@@ -152,6 +191,7 @@ class Limits:
             "open_files": self.open_files,
             "file_size_mb": self.file_size_mb,
             "stack_kb": self.stack_kb,
+            "thread_stack_kb": self.thread_stack_kb,
             "max_message_mb": self.max_message_mb,
             "idle_cpu_share": self.idle_cpu_share if self.cpu_seconds else None,
             "threads": self.threads,
@@ -183,7 +223,9 @@ class Sandbox:
       denies fork, vfork, clone without CLONE_THREAD and exec). With it, the
       interpreter itself is runnable and multiprocessing works (docs/sandbox.md,
       "Devices, /dev/shm and processes").
-    - ``env``: names of host environment variables passed through (default none).
+    - ``env``: host environment variables passed through, by name (default none), or
+      a mapping of names to values to set; either overrides the thread counts
+      ``Limits.blas_threads`` puts in the worker's environment.
     - ``namespaces`` / ``landlock`` / ``seccomp``: ask for each layer (default yes);
       a layer the kernel lacks is reported, not faked.
     - ``pid_namespace``: with ``namespaces``, also a pid namespace (default yes): the
@@ -201,7 +243,7 @@ class Sandbox:
     read_only: tuple[str, ...] = ()
     scratch: str | None = None
     processes: bool = False
-    env: tuple[str, ...] = ()
+    env: tuple[str, ...] | Mapping[str, str] = ()
     namespaces: bool = True
     pid_namespace: bool = True
     landlock: bool = True
@@ -210,7 +252,27 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "read_only", tuple(str(p) for p in self.read_only))
-        object.__setattr__(self, "env", tuple(self.env))
+        env: Any = self.env
+        if isinstance(env, Mapping):  # values to set, kept as "NAME=value"
+            env = [f"{name}={value}" for name, value in env.items()]
+        elif isinstance(env, str):
+            env = [env]
+        for entry in env:
+            if not isinstance(entry, str) or not entry.partition("=")[0]:
+                raise ValueError(f"Sandbox.env: {entry!r} is not a variable's name")
+        object.__setattr__(self, "env", tuple(env))
+
+    def environment(self, host: Mapping[str, str]) -> dict[str, str]:
+        """The variables ``env`` gives the worker: a name's value from ``host`` (the
+        host's environment; left out if it has none), or the value set with it."""
+        found: dict[str, str] = {}
+        for entry in self.env:
+            name, given, value = entry.partition("=")
+            if given:
+                found[name] = value
+            elif name in host:
+                found[name] = host[name]
+        return found
 
     def requested_layers(self, *, root: bool) -> list[str]:
         """The layer names (as workers report them) this policy asks for."""

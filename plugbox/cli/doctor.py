@@ -61,7 +61,7 @@ LAYERS: dict[str, str] = {
     "landlock_signals": "Landlock: signals only within the sandbox (ABI 6+)",
     "landlock_abstract_unix": "Landlock: abstract unix sockets only within it (ABI 6+)",
     "seccomp": "seccomp: no ptrace, foreign signals, new processes, inet sockets",
-    "rlimits": "rlimits: address space, CPU, open files, file size, no core dumps",
+    "rlimits": "rlimits: private memory, address space, CPU, files, stack, no core dumps",
     "thread_limit": "threads and processes capped in its own user namespace (Limits.threads)",
 }
 

@@ -2,15 +2,18 @@
 
 The order of evidence: what the host itself killed the worker for, when its SIGKILL
 is what ended it (a worker already dying of SIGXCPU or SIGSEGV as the host's deadline
-passed is reported by its own signal); SIGXCPU (CPU
-seconds); signs of memory exhaustion (a MemoryError or ENOMEM the worker reported,
-its out-of-memory exit status, a kill by SIGKILL or a crash with its peak RSS at the
-cap); then the signal or exit code itself.
+passed is reported by its own signal); SIGXCPU (CPU seconds); signs of memory
+exhaustion (a MemoryError the worker reported, its out-of-memory exit status, a native
+library's own word on stderr that it could not allocate, a crash with its peak RSS at
+the cap); then the signal or exit code itself, a SIGSEGV whose fault handler never ran
+being a stack that ran out.
 """
 
 from __future__ import annotations
 
+import re
 import signal as _signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..protocol import EXIT_CHANNEL_LOST, EXIT_INTERNAL, EXIT_MEMORY
@@ -35,6 +38,14 @@ class Death:
     cpu_seconds: float | None = None
     memory_hint: str | None = None
     lost: bool = False
+    #: the main thread's stack limit and the stack of the threads the plugin starts
+    stack_kb: int | None = None
+    thread_stack_kb: int | None = None
+    #: whether the plugin's fault handler (faulthandler) wrote anything before the end,
+    #: as its stderr shows; None where that is not known
+    fault_handled: bool | None = None
+    #: a native library's line on stderr saying it could not get memory or threads
+    native_memory: str | None = None
 
 
 def memory_at_cap(death: Death) -> bool:
@@ -49,6 +60,9 @@ def classify(death: Death) -> tuple[Cause, str]:
     """(cause, detail) for a dead worker."""
     sig = death.signal
     if death.kill_reason is not None and (sig == _signal.SIGKILL or death.lost):
+        if death.kill_reason == "memory" and death.kill_detail.startswith("ran out of memory"):
+            # killed after the MemoryError the worker sent: the limit it hit, the figures
+            return "memory", f"{death.kill_detail}; {allocation_failed(death)}"
         return death.kill_reason, death.kill_detail
     if sig == _signal.SIGXCPU:
         limit = f" of {death.cpu_seconds:g} s per call" if death.cpu_seconds else ""
@@ -56,16 +70,35 @@ def classify(death: Death) -> tuple[Cause, str]:
             f"used up its CPU budget{limit} (SIGXCPU after {death.cpu_time:.2f} s of CPU in all)"
         )
     if death.memory_hint is not None:
-        return "memory", f"ran out of memory ({death.memory_hint}) and then died ({_how(death)})"
+        return "memory", (
+            f"ran out of memory ({death.memory_hint}) and then died ({_how(death)}); "
+            f"{allocation_failed(death)}"
+        )
     if death.exit_code == EXIT_MEMORY:
-        return "memory", "ran out of memory in the worker itself"
+        return "memory", f"ran out of memory in the worker itself; {memory_figures(death)}"
+    if death.native_memory is not None and not death.lost:
+        threads = (
+            "pthread_create" in death.native_memory or "Thread creation" in death.native_memory
+        )
+        what = (
+            "start a thread (no memory for its stack, or Limits.threads reached)"
+            if threads
+            else "get memory"
+        )
+        return "memory", (
+            f"died ({_how(death)}) after a native library could not {what}: "
+            f"{death.native_memory}; {memory_figures(death)}, or lower Limits(blas_threads=...)"
+        )
     if memory_at_cap(death):
         return "memory", (
             f"died ({_how(death)}) with its peak RSS of "
-            f"{death.peak_rss_kb // 1024} MB at its {death.memory_mb} MB cap"
+            f"{death.peak_rss_kb // 1024} MB at its {death.memory_mb} MB cap: "
+            f"raise Limits(memory_mb=...)"
         )
     if death.lost:
         return "crashed", "died with its zygote; no exit status is known"
+    if sig == _signal.SIGSEGV and death.fault_handled is False:
+        return "crashed", f"killed by SIGSEGV: {stack_ran_out(death)}"
     if sig is not None:
         return "crashed", f"killed by {signal_name(sig)}"
     if death.exit_code == EXIT_CHANNEL_LOST:  # the worker's own word: its channel broke
@@ -86,3 +119,70 @@ def _how(death: Death) -> str:
 def is_memory_error(exc_type: str, chain: list[str]) -> bool:
     """Whether a plugin's exception is, or was caused by, running out of memory."""
     return exc_type == "MemoryError" or "MemoryError" in chain
+
+
+def memory_figures(death: Death) -> str:
+    """The figure a memory death reached, its cap and the setting that raises it."""
+    peak = f"peak RSS {death.peak_rss_kb // 1024} MB"
+    if not death.memory_mb:
+        return f"{peak}, with no memory_mb cap"
+    base = death.baseline_rss_kb // 1024
+    since = f" above the {base} MB it started with" if base else ""
+    return f"{peak}, cap memory_mb={death.memory_mb}{since}: raise Limits(memory_mb=...)"
+
+
+def allocation_failed(death: Death) -> str:
+    """What a MemoryError in the worker means: an allocation would have taken its
+    private memory past the cap (RLIMIT_DATA: ``memory_mb`` above start-up, besides what
+    its libraries reserved as it loaded), with the figures and the setting."""
+    if not death.memory_mb:
+        return memory_figures(death)
+    return (
+        f"stopped by its cap on private memory (memory_mb={death.memory_mb} above "
+        f"start-up; peak RSS {death.peak_rss_kb // 1024} MB): raise Limits(memory_mb=...)"
+    )
+
+
+def stack_ran_out(death: Death) -> str:
+    """Why a SIGSEGV whose fault handler never ran is a stack that ran out, and what
+    to raise."""
+    main = f" ({death.stack_kb} KiB)" if death.stack_kb else ""
+    threads = f" ({death.thread_stack_kb} KiB)" if death.thread_stack_kb else ""
+    return (
+        "its stack ran out (the kernel found no room left on it for the fault handler); "
+        f"Limits(stack_kb=...) raises the main thread's{main}, "
+        f"Limits(thread_stack_kb=...) that of the threads it starts{threads}"
+    )
+
+
+#: lines Python's faulthandler writes when a fatal signal reaches its handler
+_FAULT_HANDLER_LINE = re.compile(
+    r"Fatal Python error: |Current thread 0x|Thread 0x|Extension modules: |"
+    r"  <no Python frame>|  File \".*\", line \d+ in "
+)
+#: how native libraries say on stderr that they could not get memory or threads
+NATIVE_MEMORY_FAILURES = (
+    "OpenBLAS error: Memory allocation",
+    "OpenBLAS blas_thread_init: pthread_create failed",
+    "OpenBLAS : Program is Terminated. Because you tried to allocate too many memory",
+    "libgomp: Thread creation failed",
+    "libgomp: Out of memory",
+    "OMP: Error #34: System unable to allocate",
+    "OMP: Error #178: Function pthread_create failed",
+)
+
+
+def fault_handled(stderr_tail: Iterable[str]) -> bool:
+    """Whether the last lines of a worker's stderr hold what faulthandler writes as a
+    fatal signal reaches it (its handler ran)."""
+    return any(_FAULT_HANDLER_LINE.match(line) for line in stderr_tail)
+
+
+def native_memory_failure(stderr_tail: Iterable[str]) -> str | None:
+    """The last line of a worker's stderr in which a native library (OpenBLAS, OpenMP)
+    says it could not allocate memory or start a thread; None if there is none."""
+    found = None
+    for line in stderr_tail:
+        if line.startswith(NATIVE_MEMORY_FAILURES):
+            found = line[:200]
+    return found

@@ -15,7 +15,7 @@ from ..limits import Limits
 from ..protocol import EXIT_REPORT_SIZE, ProtocolError, unpack_exit_report
 from ..reports import Cause
 from . import _linux
-from .causes import Death, classify
+from .causes import Death, classify, fault_handled, native_memory_failure
 from .exits import ExitInfo, ExitWatch
 from .launchers import SpawnedWorker, close_watched
 from .scratch import OwnedScratch
@@ -65,6 +65,9 @@ class DeathWatch:
         self._on_end = on_end
         #: set once all the worker wrote has been read (its output, its channel)
         self._written = written
+        #: the last lines of the worker's stderr (set by whoever launched it), read for
+        #: what they say of its end: whether faulthandler ran, a library out of memory
+        self.stderr_tail: Callable[[], Sequence[str]] | None = None
 
     def start(self, tg: HostTasks, dead: anyio.Event) -> None:
         """Watch for the end, and judge the worker once ``dead`` is set."""
@@ -132,6 +135,7 @@ class DeathWatch:
             with anyio.move_on_after(OUTPUT_DRAIN):
                 for event in self._written:  # stderr, and log records sent before the end
                     await event.wait()
+        tail = self.stderr_tail() if self.stderr_tail is not None else None
         return Death(
             kill_reason=self.kill_reason,
             kill_detail=self.kill_detail,
@@ -144,6 +148,10 @@ class DeathWatch:
             cpu_seconds=self.limits.cpu_seconds,
             memory_hint=self.memory_hint,
             lost=info.lost,
+            stack_kb=self.limits.stack_kb,
+            thread_stack_kb=self.limits.thread_stack_kb,
+            fault_handled=None if tail is None else fault_handled(tail),
+            native_memory=None if tail is None else native_memory_failure(tail),
         )
 
     async def wait_verdict(self) -> tuple[Cause, str, Death]:

@@ -28,7 +28,8 @@ def start_message(
     Resume before it loads the plugin. ``owned``: ``scratch`` is plugbox's, which the
     worker replaces with a private tmpfs where it can."""
     sandbox = options.sandbox
-    env = {name: os.environ[name] for name in sandbox.env if name in os.environ}
+    # the libraries' thread counts from the limits; what Sandbox.env gives overrides them
+    env = options.limits.thread_environment() | sandbox.environment(os.environ)
     return Start(
         ref=options.ref,
         config=options.config,
@@ -83,6 +84,7 @@ async def launch_worker(
         raise
     worker = WorkerProcess(spawned, label=label, limits=options.limits, logger=logger)
     worker.end.scratch = owned
+    worker.end.stderr_tail = lambda: worker.stderr.tail
     worker.end.processes = options.sandbox.processes
     start = start_message(options, hooks, scratch, standby=standby, owned=owned is not None)
     worker.start(tg, start)

@@ -1,6 +1,6 @@
-"""What a worker holds in memory, as the host counts it: the RSS of each of its
-processes, the memfds they hold open (mapped or not) and its private tmpfs.
-"""
+"""What a worker holds in memory, as the host counts it: the resident anonymous and
+shared memory of each of its processes, the memfds they hold open (mapped or not) and
+its private tmpfs."""
 
 from __future__ import annotations
 
@@ -39,10 +39,12 @@ class Held:
             parts.append(f"memfds {self.memfd_kb // 1024} MB")
         if self.tmpfs_kb:
             parts.append(f"scratch tmpfs {self.tmpfs_kb // 1024} MB")
+        used = (self.total_kb - baseline_kb) // 1024
         return (
-            f"its memory of {self.total_kb // 1024} MB ({', '.join(parts)}) went over its "
-            f"cap of {memory_mb} MB above the {baseline_kb // 1024} MB it started with: "
-            f"Limits(memory_mb=...) raises the cap"
+            f"used {used} MB of memory_mb={memory_mb}: its memory of "
+            f"{self.total_kb // 1024} MB ({', '.join(parts)}) went over its cap of "
+            f"{memory_mb} MB above the {baseline_kb // 1024} MB it started with; raise "
+            f"Limits(memory_mb=...)"
         )
 
 
@@ -79,24 +81,27 @@ class MemoryCount:
                     self._plugboxs = {end.spawned.pid, anchor}
 
     def count(self, serving_rss_kb: int) -> Held:
-        """What the worker holds now, given its serving process's RSS (read already by
-        the usage watch). Raises ``Uncountable`` where a process's /proc entry is closed
-        to the host (only a host that is not root; its workers stay readable to it)."""
+        """What the worker holds now; ``serving_rss_kb``, its serving process's whole
+        RSS (read already by the usage watch), stands in where the kernel does not tell
+        resident anonymous and shared memory apart. Raises ``Uncountable`` where a
+        process's /proc entry is closed to the host (only a host that is not root; its
+        workers stay readable to it)."""
         seen: set[tuple[int, int]] = set()
         serving = f"/proc/{self._serving}"
         rss, processes = serving_rss_kb, 1
         if not self._linux:
             return Held(rss_kb=rss, processes=1, memfd_kb=0, tmpfs_kb=0)
         try:
+            rss = held_kb(serving) or serving_rss_kb
             memfds = _linux.memfd_kb(serving, seen)
             for thread in _linux.own_fd_tables(self._serving):
                 memfds += _linux.memfd_kb(thread, seen)
             others = self._others()
             if others:
                 # the pages a fork shares with its parent, once: each process's share
-                rss = _linux.pss_kb(serving) or serving_rss_kb
+                rss = shared_held_kb(serving) or rss
                 for proc in others:
-                    more = _linux.pss_kb(proc)
+                    more = shared_held_kb(proc)
                     if more is None:
                         continue  # gone
                     rss, processes = rss + more, processes + 1
@@ -122,3 +127,43 @@ class MemoryCount:
             return []
         skip = {self._serving, *self._plugboxs}
         return [f"/proc/{pid}" for pid in _linux.descendants(self._scan_from) if pid not in skip]
+
+
+def held_kb(proc: str) -> int | None:
+    """The resident anonymous and shared memory (RssAnon + RssShmem) in KiB of the
+    process whose /proc directory is ``proc``: what it holds, less the pages of the
+    files it maps (library code, shared with every process that maps them, and dropped
+    by the kernel when memory is short). None once it is gone or where not told."""
+    fields = _kb_fields(f"{proc}/status", (b"\nRssAnon:", b"\nRssShmem:"))
+    return None if fields is None else sum(fields)
+
+
+def shared_held_kb(proc: str) -> int | None:
+    """As ``held_kb``, each page divided among the processes that share it (Pss_Anon +
+    Pss_Shmem; the whole PSS on a kernel that does not split it). Walks the page tables:
+    read only for a worker of several processes. Raises PermissionError where the
+    process's entry is closed to the host."""
+    fields = _kb_fields(f"{proc}/smaps_rollup", (b"\nPss_Anon:", b"\nPss_Shmem:"))
+    if fields is None:
+        return _linux.pss_kb(proc)
+    return sum(fields)
+
+
+def _kb_fields(path: str, keys: tuple[bytes, ...]) -> list[int] | None:
+    """The "kB" figures named ``keys`` in the /proc file ``path``; None if it is gone
+    or lacks one of them."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    found = []
+    for key in keys:
+        at = data.find(key)
+        if at < 0:
+            return None
+        try:
+            found.append(int(data[at + len(key) : data.index(b"kB", at)]))
+        except ValueError:
+            return None
+    return found

@@ -31,7 +31,9 @@ def is_str_map(v: Any) -> bool:
 #: each a positive number; True for those that may also be None (no cap)
 WORKER_LIMITS: dict[str, bool] = dict.fromkeys(
     ("memory_mb", "cpu_seconds", "idle_cpu_share", "threads"), True
-) | dict.fromkeys(("open_files", "file_size_mb", "stack_kb", "max_message_mb"), False)
+) | dict.fromkeys(
+    ("open_files", "file_size_mb", "stack_kb", "thread_stack_kb", "max_message_mb"), False
+)
 HEX = frozenset("0123456789abcdefABCDEF")
 
 

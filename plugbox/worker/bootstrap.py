@@ -38,7 +38,7 @@ from ..protocol import (
     Start,
     encode,
 )
-from . import _linux, lean, loader, refusals, rehearsal
+from . import lean, loader, refusals, rehearsal
 from .replies import ChannelLogHandler, error_reply
 from .sandbox import layers as sandbox
 from .sandbox import process as confine
@@ -266,7 +266,7 @@ def _run(
     state.layers.update(sandbox.apply(start.sandbox, grants.grants, namespaces))
     confine.apply_rlimits(start.limits, state)
     refusals.install(start.sandbox, start.limits, state.layers)  # words what is refused
-    baseline_rss = _linux.resident_kb()
+    baseline_rss = confine.baseline_kb(state)
     # the layers and the RSS as they stand before any of the plugin's code runs: the
     # Handshake comes after it ran, so the host holds the Handshake to these
     confined = Confined(layers=dict(state.layers), pid=host_pid, baseline_rss_kb=baseline_rss)
@@ -307,6 +307,7 @@ def _run(
     except BaseException as exc:  # a KeyboardInterrupt or SystemExit too: the plugin's
         return fail(exc)
 
+    confine.plugin_loaded(state)
     name = getattr(plugin.instance, "name", None)  # initialize may have set it
     if isinstance(name, str) and name:
         plugin.name = name

@@ -31,6 +31,10 @@ def error_reply(call_id: int, exc: BaseException) -> Error:
     chain = exception_chain(exc)
     if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM from mmap and friends
         chain.append("MemoryError")
+    elif isinstance(exc, MemoryError) and type(exc) is not MemoryError:
+        chain.append("MemoryError")  # a library's own kind (numpy's _ArrayMemoryError)
+    elif isinstance(exc, ImportError) and "failed to map segment" in str(exc):
+        chain.append("MemoryError")  # the loader could not map a library: no room left
     refusal = refusal_of(exc)
     return Error(
         id=call_id,

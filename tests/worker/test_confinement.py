@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from plugbox import Limits, PluginHost, Sandbox, specs
+from plugbox.limits import BLAS_THREAD_VARIABLES
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +49,9 @@ async def test_worker_is_confined_before_the_plugin_runs(
         assert seen["sid"] == seen["pid"] == info.pid
     # the environment is scrubbed: nothing of the host's, the secret least of all
     assert "PLUGBOX_TEST_SECRET" not in seen["env"]
-    assert set(seen["env"]) <= {"PATH", "LANG", "PYTHONIOENCODING", "HOME", "TMPDIR"}
+    assert set(seen["env"]) <= {"PATH", "LANG", "PYTHONIOENCODING", "HOME", "TMPDIR"} | set(
+        BLAS_THREAD_VARIABLES  # the libraries' thread counts, from Limits.blas_threads
+    )
     assert seen["env"]["HOME"] == seen["env"]["TMPDIR"] == seen["cwd"]  # the scratch dir
     # fds: stdio pipes, the channel on 3, and nothing inherited from the host
     fds = seen["fds"]

@@ -71,7 +71,7 @@ def prepare() -> None:
     if not sys.platform.startswith("linux"):
         return
     for libc, names in (
-        (_libc(), ("unshare", "mount", "prctl", "capget", "capset", "syscall")),
+        (_libc(), ("unshare", "mount", "prctl", "capget", "capset", "syscall", "sigaltstack")),
         (seccomp._libc(), ("prctl", "syscall")),
     ):
         for name in names:
