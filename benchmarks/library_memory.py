@@ -1,17 +1,17 @@
-"""What numpy, scipy and pandas plugins cost under the default limits: load time, and
-memory as plugbox counts it, as medians over rounds.
+"""What numpy, scipy, pandas, pydantic and httpx plugins cost under the default limits:
+load time, and memory as plugbox counts it, as medians over rounds.
 
     python benchmarks/library_memory.py [--rounds 5]
 
-Each round adds each plugin of tests/plugins/real_memory_*.py to a fresh host (default
-Limits and Sandbox) and runs the work the tests run. ``load`` is ``host.add``: a worker
-forked, confined, the plugin imported with its libraries, its Handshake back. After the
-load and each step the worker's memory is read as the host's watch counts it (resident
-anonymous and shared memory, memfds, scratch tmpfs, above the baseline the worker
-stated before the plugin's code ran: what ``memory_mb`` bounds; the largest is shown),
-its peak RSS (VmHWM, resident library code included), and the room its private memory
-has left under the in-process cap (RLIMIT_DATA less VmData; the least is shown). It
-reaches into plugbox.host internals, which may change.
+Each round adds each plugin of tests/plugins/real_memory_*.py and real_libraries.py to a
+fresh host (default Limits and Sandbox) and runs the work the tests run. ``load`` is
+``host.add``: a worker forked, confined, the plugin imported with its libraries, its
+Handshake back. After the load and each step the worker's memory is read as the host's
+watch counts it (resident anonymous and shared memory, memfds, scratch tmpfs, above the
+baseline the worker stated before the plugin's code ran: what ``memory_mb`` bounds; the
+largest is shown), its peak RSS (VmHWM, resident library code included), and the room
+its private memory has left under the in-process cap (RLIMIT_DATA less VmData; the least
+is shown). It reaches into plugbox.host internals, which may change.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ LIBRARIES: dict[str, tuple[str, list[tuple[str, Any]]]] = {
         "real_memory_pandas.py:PandasPlugin",
         [("groupby", [["a", 1.0], ["b", 2.0]] * 500), ("fit", 400)],
     ),
+    "pydantic": (
+        "real_libraries.py:ValidatingPlugin",
+        [("validate", {"tool": "search", "arguments": {"limit": "5"}}), ("schema", None)],
+    ),
+    "httpx": ("real_libraries.py:WeatherPlugin", [("now", "Oslo")]),
 }
 
 
