@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 import anyio.lowlevel
@@ -94,6 +94,16 @@ class DeathWatch:
             _linux.send_signal(launched, self.spawned.pidfd, signal.SIGKILL)
             _linux.kill_group(launched)
         self._on_end()
+
+    def confined(self, layers: Mapping[str, bool]) -> None:
+        """The worker's sandbox is in force (Confined). Where it works in a private
+        tmpfs it has removed the directory made for it: let go of that now, before any
+        of the plugin's code runs, not after its death (the close frees the directory's
+        inode: a fraction of a millisecond that the report of a death, and a restart,
+        would wait on)."""
+        if layers.get("scratch_tmpfs") and self.scratch is not None:
+            self.scratch.remove()
+            self.scratch = None
 
     def adopt(self, pid: int) -> None:
         """Watch and kill ``pid``, the process serving the plugin (pid 2 of a pid

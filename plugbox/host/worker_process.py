@@ -367,13 +367,7 @@ class WorkerProcess:
         elif isinstance(msg, Confined):
             if msg.pid != self.spawned.pid:
                 self.end.adopt(msg.pid)
-            if msg.layers.get("scratch_tmpfs") and self.end.scratch is not None:
-                # the worker works in a private tmpfs and has removed the directory made
-                # for it: let go of it now, before any of the plugin's code runs, not
-                # after its death (the close frees the directory's inode: a fraction of
-                # a millisecond that a restart would wait on)
-                self.end.scratch.remove()
-                self.end.scratch = None
+            self.end.confined(msg.layers)
             self._confined.set()
         elif isinstance(msg, Handshake):
             self.end.baseline_rss_kb = msg.baseline_rss_kb
