@@ -147,44 +147,6 @@ def cpu_time(pid: int) -> float:
         return 0.0
 
 
-def rss_kb(proc: str) -> int | None:
-    """The RSS in KiB of the process whose /proc directory is ``proc``; None once it is
-    gone. Raises PermissionError where its entry is closed to this process."""
-    try:
-        fd = os.open(f"{proc}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        data = os.read(fd, 4096)
-    except ProcessLookupError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        return int(data.rpartition(b")")[2].split()[21]) * _PAGE_KB
-    except (ValueError, IndexError):
-        return None
-
-
-def pss_kb(proc: str) -> int | None:
-    """The proportional set size in KiB of the process whose /proc directory is
-    ``proc`` (each resident page divided among the processes that share it); None once
-    it is gone. Walks its page tables: dearer than ``rss_kb``, read only for a worker of
-    several processes. Raises PermissionError where its entry is closed to this process."""
-    try:
-        with open(f"{proc}/smaps_rollup", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    at = data.find(b"\nPss:")
-    if at < 0:
-        return None
-    try:
-        return int(data[at + 5 : data.index(b"kB", at)])
-    except ValueError:
-        return None
-
-
 def memfd_kb(proc: str, seen: set[tuple[int, int]]) -> int:
     """KiB held in the memfds open in the process whose /proc directory is ``proc``
     (their pages, mapped or not: what ``st_blocks`` of the fd's file counts), leaving

@@ -92,14 +92,15 @@ class MemoryCount:
         if not self._linux:
             return Held(rss_kb=rss, processes=1, memfd_kb=0, tmpfs_kb=0)
         try:
-            rss = held_kb(serving) or serving_rss_kb
             memfds = _linux.memfd_kb(serving, seen)
             for thread in _linux.own_fd_tables(self._serving):
                 memfds += _linux.memfd_kb(thread, seen)
             others = self._others()
-            if others:
+            if not others:
+                rss = held_kb(serving) or serving_rss_kb
+            else:
                 # the pages a fork shares with its parent, once: each process's share
-                rss = shared_held_kb(serving) or rss
+                rss = shared_held_kb(serving) or held_kb(serving) or serving_rss_kb
                 for proc in others:
                     more = shared_held_kb(proc)
                     if more is None:
@@ -134,7 +135,8 @@ def held_kb(proc: str) -> int | None:
     process whose /proc directory is ``proc``: what it holds, less the pages of the
     files it maps (library code, shared with every process that maps them, and dropped
     by the kernel when memory is short). None once it is gone or where not told."""
-    fields = _kb_fields(f"{proc}/status", (b"\nRssAnon:", b"\nRssShmem:"))
+    data = _read(f"{proc}/status")
+    fields = None if data is None else _kb_fields(data, (b"\nRssAnon:", b"\nRssShmem:"))
     return None if fields is None else sum(fields)
 
 
@@ -143,20 +145,26 @@ def shared_held_kb(proc: str) -> int | None:
     Pss_Shmem; the whole PSS on a kernel that does not split it). Walks the page tables:
     read only for a worker of several processes. Raises PermissionError where the
     process's entry is closed to the host."""
-    fields = _kb_fields(f"{proc}/smaps_rollup", (b"\nPss_Anon:", b"\nPss_Shmem:"))
-    if fields is None:
-        return _linux.pss_kb(proc)
-    return sum(fields)
+    data = _read(f"{proc}/smaps_rollup")
+    if data is None:
+        return None
+    fields = _kb_fields(data, (b"\nPss_Anon:", b"\nPss_Shmem:")) or _kb_fields(data, (b"\nPss:",))
+    return None if fields is None else sum(fields)
 
 
-def _kb_fields(path: str, keys: tuple[bytes, ...]) -> list[int] | None:
-    """The "kB" figures named ``keys`` in the /proc file ``path``; None if it is gone
-    or lacks one of them."""
+def _read(path: str) -> bytes | None:
+    """The whole /proc file ``path``; None once its process is gone. Raises
+    PermissionError where the entry is closed to the host."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
+
+
+def _kb_fields(data: bytes, keys: tuple[bytes, ...]) -> list[int] | None:
+    """The "kB" figures named ``keys`` in the /proc file's ``data``; None if it lacks
+    one of them."""
     found = []
     for key in keys:
         at = data.find(key)
