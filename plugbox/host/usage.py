@@ -97,6 +97,8 @@ async def watch_usage(
     # (the address-space cap stops what a plugin allocates faster than that)
     with anyio.move_on_after(limits.rss_check_interval):
         await dead.wait()
+    if dead.is_set():
+        return  # (before the set-up below: a death's report waits on this task's turn)
     baseline = end.baseline_rss_kb
     memory_mb, cpu_seconds = limits.memory_mb, limits.cpu_seconds
     share = limits.idle_cpu_share
