@@ -140,6 +140,7 @@ def _outer(init: int, status_r: int, alive_w: int) -> NoReturn:
 def _init(worker: int, status_w: int, exit_report_fd: int | None) -> NoReturn:
     try:
         _quiet(keep=(status_w,) if exit_report_fd is None else (status_w, exit_report_fd))
+        _rehearse_report()
         while True:
             try:
                 pid, status, usage = os.wait4(-1, 0)
@@ -162,6 +163,20 @@ def _init(worker: int, status_w: int, exit_report_fd: int | None) -> NoReturn:
                 break
     finally:
         os._exit(0)  # the kernel now kills whatever is left in the namespace
+
+
+def _rehearse_report() -> None:
+    """Run what init runs once the worker has died, on a status it does not send: the
+    pages it writes (reference counts of the objects it uses, the result objects) are
+    copied from the process it was forked from now, while the worker lives, rather than
+    one fault at a time between the worker's death and its exit report (a tenth of a
+    millisecond that every death's report waited on)."""
+    try:
+        _pid, status, usage = os.wait4(-1, os.WNOHANG)
+    except OSError:
+        return
+    pack_exit_report(status, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
+    status.to_bytes(4, "little")
 
 
 def _exit_as(status: int) -> NoReturn:
