@@ -91,7 +91,7 @@ def split(exit_report_fd: int | None = None) -> int:
     if init:
         os.close(status_w)
         os.close(alive_r)
-        _outer(init, status_r, alive_w)
+        _outer(init, status_r, alive_w, reported=exit_report_fd is not None)
     os.close(status_r)
     os.close(alive_w)
     _linux.set_parent_death_signal(signal.SIGKILL)
@@ -119,12 +119,14 @@ def _host_pid(fallback: int) -> int:
         return fallback
 
 
-def _outer(init: int, status_r: int, alive_w: int) -> NoReturn:
+def _outer(init: int, status_r: int, alive_w: int, *, reported: bool) -> NoReturn:
     try:
         _quiet(keep=(status_r, alive_w))
         data = b""
         while chunk := os.read(status_r, 8):
             data += chunk
+        if reported and data:  # by init, to the host: the rest can wait (else it reports)
+            _idle()
         while True:
             try:
                 _pid, init_status = os.waitpid(init, 0)
@@ -161,8 +163,21 @@ def _init(worker: int, status_w: int, exit_report_fd: int | None) -> NoReturn:
                         pass  # the host has gone, or closed its end: the outer reports
                 os.write(status_w, status.to_bytes(4, "little"))
                 break
+        _idle()
     finally:
         os._exit(0)  # the kernel now kills whatever is left in the namespace
+
+
+def _idle() -> None:
+    """Run on as an idle-priority process (SCHED_IDLE, which any process may choose for
+    itself): once the worker's end is reported, init's and the outer process's exits
+    (unmapping a forked interpreter, tearing down the namespaces: about a millisecond of
+    CPU together) give way to any other process that wants the CPU, such as the worker
+    a restart has just resumed, instead of holding it back."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
 
 
 def _rehearse_report() -> None:
