@@ -40,14 +40,43 @@ class Standby:
         self.launching: anyio.Event | None = None
         #: the plugin's file as it was when the standby worker read it
         self._source: tuple[int, ...] | None = None
+        #: set to have ``_maker`` make one, with the name and logger ``schedule`` gave
+        self._wake: anyio.Event | None = None
+        self._asked: tuple[str, logging.Logger] = ("", logging.getLogger(__name__))
 
     def schedule(self, name: str, logger: logging.Logger) -> None:
         """Start a standby worker in the background, unless there is one or one is
-        being made, or the plugin needs none."""
+        being made, or the plugin needs none. The first call starts the task that makes
+        them; later ones only wake it (starting a task takes a tenth of a millisecond
+        of the call that asks, the first call after a restart, whose caller waits)."""
         if self.worker is not None or self.launching is not None or not self._needed():
             return
         self.launching = anyio.Event()
-        self.tg.start_soon(self._make, self.launching, name, logger)
+        self._asked = (name, logger)
+        if self._wake is None:
+            self._wake = anyio.Event()
+            self.tg.start_soon(self._maker)
+        self._wake.set()
+
+    async def _maker(self) -> None:
+        """Make a standby worker each time ``schedule`` asks, while the plugin needs
+        them and the host is open."""
+        try:
+            while True:
+                assert self._wake is not None
+                await self._wake.wait()
+                if not self._needed():
+                    return  # closed or quarantined (a reset starts another)
+                self._wake = anyio.Event()
+                launching = self.launching
+                if launching is not None and not launching.is_set():
+                    await self._make(launching, *self._asked)
+        finally:  # no one waits on a standby that was never begun
+            self._wake = None
+            launching = self.launching
+            if launching is not None and not launching.is_set():
+                self.launching = None
+                launching.set()
 
     async def _make(self, launching: anyio.Event, name: str, logger: logging.Logger) -> None:
         try:
@@ -73,7 +102,10 @@ class Standby:
             self.tg.start_soon(self.drop)
 
     async def drop(self) -> None:
-        """Stop the standby worker, if there is one (or one being made)."""
+        """Stop the standby worker, if there is one (or one being made); once the plugin
+        needs none, the task that makes them ends too."""
+        if self._wake is not None and not self._needed():
+            self._wake.set()
         if self.launching is not None:
             await self.launching.wait()
         worker, self.worker = self.worker, None

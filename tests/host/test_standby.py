@@ -447,3 +447,33 @@ def test_the_rehearsal_leaves_no_module_path_or_log_handler_behind(
     assert (root.handlers, root.level) == (handlers, level)
     # the stand-in was imported, beside the plugin's file
     assert imported == [str(tmp_path / "plugbox_rehearsal.py")]
+
+
+def test_a_host_run_by_asyncio_run_makes_standbys_and_closes(plugin_file: str) -> None:
+    """A host in a plain ``asyncio.run`` (as agent frameworks run it, not ``anyio.run``):
+    a restart still leaves a standby, the next restart resumes it, and closing the host
+    right after leaves nothing waiting."""
+    import asyncio
+
+    async def main() -> None:
+        async with PluginHost(specs.PIPELINE) as host:
+            spare = await restarted_with_standby(host, plugin_file)
+            await crash(host)
+            await host.call("process", input_data="hello")
+            assert supervised(host).worker is spare
+            await host.call("process", input_data="hello")
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+async def test_removing_a_plugin_ends_the_task_that_makes_its_standbys(
+    plugin_file: str,
+) -> None:
+    async with PluginHost(specs.PIPELINE) as host:
+        await restarted_with_standby(host, plugin_file)
+        standby = supervised(host).standby
+        assert standby._wake is not None  # its maker waits for the next restart
+        await host.remove(host.plugins[0].name)
+        await anyio.wait_all_tasks_blocked()
+        assert standby._wake is None  # (set in the maker's finally: it has ended)
+        assert standby.worker is None and standby.launching is None
