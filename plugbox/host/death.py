@@ -160,7 +160,8 @@ class DeathWatch:
             lost=info.lost,
             stack_kb=self.limits.stack_kb,
             thread_stack_kb=self.limits.thread_stack_kb,
-            fault_handled=None if tail is None else fault_handled(tail),
+            # (read only where it can matter: a death by a signal)
+            fault_handled=None if tail is None or info.signal is None else fault_handled(tail),
             native_memory=None if tail is None else native_memory_failure(tail),
         )
 
