@@ -89,7 +89,7 @@ def test_the_worker_installs_the_program_its_policy_asks_for() -> None:
             expected = build_policy(
                 4242, socket_families=families, connect=network, allow_processes=processes
             )
-            got = sandbox._seccomp_template(network, processes).for_pid(4242)
+            got = sandbox._seccomp_template(network, processes, False).for_pid(4242)
             assert got == expected, (network, processes)
 
 
@@ -297,7 +297,7 @@ def test_prepare_changes_nothing_of_the_process_and_builds_the_templates() -> No
         kept = sandbox._seccomp_template.cache_info().currsize
         built = seccomp_template._template.cache_info().currsize
         # a worker's lookup then finds the template made by prepare
-        sandbox._seccomp_template(False, False)
+        sandbox._seccomp_template(False, False, False)
         return {
             "same": before == after,
             "kept": kept,

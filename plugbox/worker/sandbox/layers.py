@@ -82,7 +82,7 @@ def prepare() -> None:
         pass
     try:
         for network in (False, True):
-            _seccomp_template(network, False).for_pid(1)
+            _seccomp_template(network, False, False).for_pid(1)
             # with processes, the program of a worker whose signals are scoped (apply)
             _seccomp_template(network, True, True).for_pid(1)
     except syscalls.UnsupportedArchitecture:
@@ -227,9 +227,10 @@ def enter_private_scratch(policy: dict[str, Any], size_mb: int) -> bool:
 
 @functools.cache
 def _seccomp_template(
-    network: bool, processes: bool, signal_processes: bool = False
+    network: bool, processes: bool, signal_processes: bool
 ) -> seccomp_template.PolicyTemplate:
-    """The seccomp program a policy asks for, with the pid left open."""
+    """The seccomp program a policy asks for, with the pid left open (cached by its
+    arguments as given: callers pass all three, so that each program has one key)."""
     families = [socket.AF_UNIX] + ([socket.AF_INET, socket.AF_INET6] if network else [])
     return seccomp_template.policy_template(
         socket_families=families,
@@ -295,9 +296,8 @@ def apply(
     if policy.get("seccomp", True):
         try:
             # signals to its own children, where nothing else can be named or reached
-            scoped = entered.get("pid_namespace") or layers.get("landlock_signals")
-            signals = (True,) if processes and scoped else ()  # the key prepare() made
-            template = _seccomp_template(network, processes, *signals)
+            scoped = bool(entered.get("pid_namespace") or layers.get("landlock_signals"))
+            template = _seccomp_template(network, processes, processes and scoped)
             seccomp.install(template.for_pid(os.getpid()))
             layers["seccomp"] = True
         except (OSError, syscalls.UnsupportedArchitecture):

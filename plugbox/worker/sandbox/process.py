@@ -25,8 +25,7 @@ from typing import Any
 from ...limits import Limits
 from .. import _linux
 from . import memory, quotas
-from .memory import held_kb as held_kb  # the baseline the host counts from
-from .memory import set_limit as set_limit
+from .memory import held_kb, set_limit
 
 #: variables a scrubbed environment keeps (with these values).
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
